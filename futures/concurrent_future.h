@@ -1,0 +1,330 @@
+// ConcurrentFuture<T>: a thread-safe future, as Python's
+// concurrent.futures.Future. Executors return one from submit(); any thread
+// may wait on it, poll it or add callbacks.
+//
+//   eddy::ConcurrentFuture<int> f = pool.submit([] { return slow_sum(); });
+//   int v = f.result(absl::Seconds(5));      // blocks; TimeoutError after 5 s
+//
+// On a loop thread do not block: hand it to the loop instead,
+//   loop.add_future(f, [](eddy::ConcurrentFuture<int>& f) { use(f.result()); });
+// or co_await it in a coroutine.
+//
+// States: pending -> running (set_running_or_notify_cancel) -> one of
+// {value, exception}; pending -> cancelled. Exactly one completion wins
+// under races; the losers of set_result/set_exception get
+// InvalidStateError, a losing cancel() returns false.
+//
+// Threading: every method is safe from any thread. Callbacks run on the
+// thread that completes the future, or inline in add_done_callback() when it
+// is already done. Blocking waits never hold the lock while a callback runs.
+#ifndef EDDY_FUTURES_CONCURRENT_FUTURE_H_
+#define EDDY_FUTURES_CONCURRENT_FUTURE_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <source_location>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/futures/internal/delivery.h"
+#include "eddy/futures/log.h"
+#include "eddy/futures/scheduler.h"
+
+namespace eddy {
+
+template <class T = void>
+class ConcurrentFuture;
+
+namespace internal {
+
+enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, kCancelled };
+
+[[noreturn]] void throw_concurrent_invalid(const char* op, const char* why);
+[[noreturn]] void throw_concurrent_timeout(const char* op, absl::Duration timeout);
+
+template <class T>
+class ConcurrentState {
+ public:
+  using Callback = absl::AnyInvocable<void(ConcurrentFuture<T>&)>;
+
+  explicit ConcurrentState(std::source_location created) : created_(created) {}
+  ~ConcurrentState() {
+    if (status_ == ConcurrentStatus::kException && !retrieved_.load(std::memory_order_relaxed)) {
+      log_unretrieved(error_, created_);
+    }
+  }
+
+  std::mutex mu;
+  std::condition_variable cv;        // signalled only while waiters > 0
+  int waiters = 0;                   // guarded by mu
+  ConcurrentStatus status_ = ConcurrentStatus::kPending;  // guarded by mu
+  std::optional<Stored<T>> value_;   // written once under mu, then read-only
+  std::exception_ptr error_;         // written once under mu, then read-only
+  std::vector<Callback> callbacks;   // guarded by mu
+  std::atomic<bool> retrieved_{false};
+  std::source_location created_;
+};
+
+inline bool is_done(ConcurrentStatus s) {
+  return s == ConcurrentStatus::kValue || s == ConcurrentStatus::kException ||
+         s == ConcurrentStatus::kCancelled;
+}
+
+}  // namespace internal
+
+template <class T>
+class ConcurrentFuture {
+ public:
+  using value_type = T;
+
+  // A pending future. `where` names it in the "never retrieved" log line.
+  ConcurrentFuture(std::source_location where = std::source_location::current())
+      : state_(std::make_shared<internal::ConcurrentState<T>>(where)) {}
+
+  bool done() const { return internal::is_done(status()); }
+  bool cancelled() const { return status() == internal::ConcurrentStatus::kCancelled; }
+  // True between set_running_or_notify_cancel() and completion.
+  bool running() const { return status() == internal::ConcurrentStatus::kRunning; }
+
+  // Blocks until done (at most `timeout`), then returns a reference to the
+  // value (shared by all handles; valid while any handle lives) or rethrows
+  // the stored exception.
+  // Throws CancelledError if cancelled, TimeoutError if not done in time.
+  // Never call it without a timeout on a loop thread for work that needs
+  // that loop to finish: it would wait forever (use add_future or co_await).
+  std::add_lvalue_reference_t<T> result(std::optional<absl::Duration> timeout = std::nullopt) const {
+    internal::ConcurrentStatus s = wait("result", timeout);
+    if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
+    if (s == internal::ConcurrentStatus::kException) {
+      state_->retrieved_.store(true, std::memory_order_relaxed);
+      std::rethrow_exception(state_->error_);
+    }
+    if constexpr (!std::is_void_v<T>) return *state_->value_;
+  }
+
+  // Blocks like result(); returns the stored exception or nullptr.
+  // Throws CancelledError if cancelled, TimeoutError if not done in time.
+  std::exception_ptr exception(std::optional<absl::Duration> timeout = std::nullopt) const {
+    internal::ConcurrentStatus s = wait("exception", timeout);
+    if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
+    if (s == internal::ConcurrentStatus::kException) {
+      state_->retrieved_.store(true, std::memory_order_relaxed);
+      return state_->error_;
+    }
+    return nullptr;
+  }
+
+  // Cancels the future if it is still pending (queued, not yet running).
+  // Returns true if it is cancelled now (or already was), false if it is
+  // running or done. Callbacks run on this thread.
+  bool cancel() {
+    std::vector<typename internal::ConcurrentState<T>::Callback> callbacks;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (state_->status_ == internal::ConcurrentStatus::kCancelled) return true;
+      if (state_->status_ != internal::ConcurrentStatus::kPending) return false;
+      state_->status_ = internal::ConcurrentStatus::kCancelled;
+      callbacks = take_and_notify();
+    }
+    run(callbacks);
+    return true;
+  }
+
+  // Adds fn, called as fn(ConcurrentFuture<T>&) (or fn()) when the future is
+  // done: on the completing thread, or right here if it is already done.
+  // A callback that throws is logged.
+  template <class F>
+  void add_done_callback(F&& fn) {
+    typename internal::ConcurrentState<T>::Callback cb;
+    if constexpr (std::is_invocable_v<F&, ConcurrentFuture<T>&>) {
+      cb = std::forward<F>(fn);
+    } else {
+      static_assert(std::is_invocable_v<F&>,
+                    "add_done_callback: fn must be callable as fn(ConcurrentFuture<T>&) or fn()");
+      cb = [fn = std::forward<F>(fn)](ConcurrentFuture<T>&) mutable { fn(); };
+    }
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (!internal::is_done(state_->status_)) {
+        state_->callbacks.push_back(std::move(cb));
+        return;
+      }
+    }
+    invoke(cb);
+  }
+
+  // For executors: marks a pending future running and returns true, or
+  // returns false if it was cancelled (the task must then be skipped).
+  // Throws InvalidStateError if it is already running or done.
+  bool set_running_or_notify_cancel() {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    switch (state_->status_) {
+      case internal::ConcurrentStatus::kPending:
+        state_->status_ = internal::ConcurrentStatus::kRunning;
+        return true;
+      case internal::ConcurrentStatus::kCancelled:
+        return false;
+      default:
+        internal::throw_concurrent_invalid("set_running_or_notify_cancel",
+                                           "the future is already running or done");
+    }
+  }
+
+  // Completes the future; callbacks run on this thread.
+  // Throws InvalidStateError if it is already done or cancelled.
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  void set_result(U value) {
+    if (!try_complete([&] { state_->value_.emplace(std::move(value)); },
+                      internal::ConcurrentStatus::kValue)) {
+      internal::throw_concurrent_invalid("set_result", "the future is already done");
+    }
+  }
+  template <class U = T>
+    requires std::is_void_v<U>
+  void set_result() {
+    if (!try_complete([&] { state_->value_.emplace(); }, internal::ConcurrentStatus::kValue)) {
+      internal::throw_concurrent_invalid("set_result", "the future is already done");
+    }
+  }
+
+  // Completes the future with an exception; callbacks run on this thread.
+  // Throws std::invalid_argument for a null `e`, InvalidStateError if the
+  // future is already done or cancelled.
+  void set_exception(std::exception_ptr e) {
+    if (!e) throw std::invalid_argument("set_exception: the exception_ptr is null");
+    if (!try_complete([&] { state_->error_ = std::move(e); },
+                      internal::ConcurrentStatus::kException)) {
+      internal::throw_concurrent_invalid("set_exception", "the future is already done");
+    }
+  }
+
+  // As set_result / set_exception, but return false instead of throwing
+  // when the future is already done (an executor racing a cancel).
+  template <class... A>
+  bool try_set_result(A&&... args) {
+    return try_complete([&] { state_->value_.emplace(std::forward<A>(args)...); },
+                        internal::ConcurrentStatus::kValue);
+  }
+  bool try_set_exception(std::exception_ptr e) {
+    return try_complete([&] { state_->error_ = std::move(e); },
+                        internal::ConcurrentStatus::kException);
+  }
+
+  friend bool operator==(const ConcurrentFuture& a, const ConcurrentFuture& b) {
+    return a.state_ == b.state_;
+  }
+
+ private:
+  internal::ConcurrentStatus status() const {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return state_->status_;
+  }
+
+  template <class Store>
+  bool try_complete(Store&& store, internal::ConcurrentStatus to) {
+    std::vector<typename internal::ConcurrentState<T>::Callback> callbacks;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (internal::is_done(state_->status_)) return false;
+      store();
+      state_->status_ = to;
+      callbacks = take_and_notify();
+    }
+    run(callbacks);
+    return true;
+  }
+
+  // Under mu: wakes the blocked waiters and hands the callbacks out, to be
+  // run unlocked (a callback may call back into this future).
+  std::vector<typename internal::ConcurrentState<T>::Callback> take_and_notify() {
+    if (state_->waiters > 0) state_->cv.notify_all();
+    return std::move(state_->callbacks);
+  }
+
+  void run(std::vector<typename internal::ConcurrentState<T>::Callback>& callbacks) {
+    for (auto& cb : callbacks) invoke(cb);
+  }
+
+  void invoke(typename internal::ConcurrentState<T>::Callback& cb) {
+    ConcurrentFuture self = *this;
+    try {
+      cb(self);
+    } catch (...) {
+      internal::log_callback_failure(std::current_exception(), state_->created_);
+    }
+  }
+
+  internal::ConcurrentStatus wait(const char* op, std::optional<absl::Duration> timeout) const {
+    std::unique_lock<std::mutex> lock(state_->mu);
+    if (internal::is_done(state_->status_)) return state_->status_;
+    ++state_->waiters;
+    auto is_done = [&] { return internal::is_done(state_->status_); };
+    bool finished = true;
+    if (!timeout || *timeout == absl::InfiniteDuration()) {
+      state_->cv.wait(lock, is_done);
+    } else {
+      finished = state_->cv.wait_for(lock, absl::ToChronoNanoseconds(*timeout), is_done);
+    }
+    --state_->waiters;
+    if (!finished) {
+      lock.unlock();
+      internal::throw_concurrent_timeout(op, *timeout);
+    }
+    return state_->status_;
+  }
+
+  std::shared_ptr<internal::ConcurrentState<T>> state_;
+};
+
+// Copies a's outcome into b (a loop future) once a is done, unless b is done
+// by then. The copy happens on b's loop thread, whichever thread completes a.
+// Must be called on b's loop thread; throws InvalidStateError if b belongs to
+// no loop (there would be no thread to deliver onto).
+template <class T>
+void chain_future(ConcurrentFuture<T> a, Future<T> b) {
+  Scheduler* s = internal::FutureAccess::state(b)->scheduler();
+  if (s == nullptr) {
+    throw InvalidStateError(
+        "chain_future: the target Future belongs to no loop, so a ConcurrentFuture's "
+        "outcome has no thread to be delivered on (create it while a loop is current)");
+  }
+  auto handle = internal::make_delivery(s, [a, b]() mutable {
+    internal::copy_outcome(a, internal::FutureAccess::state(b));
+  });
+  a.add_done_callback([handle = std::move(handle)]() mutable { handle.deliver(); });
+}
+
+// Copies a's outcome into b once a is done, unless b is done by then
+// (b's waiters wake and its callbacks run on the thread that completes a).
+template <class T>
+void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
+  a.add_done_callback([b](ConcurrentFuture<T>& done) mutable {
+    if (done.cancelled()) {
+      b.cancel();
+    } else if (std::exception_ptr e = done.exception()) {
+      b.try_set_exception(std::move(e));
+    } else if constexpr (std::is_void_v<T>) {
+      b.try_set_result();
+    } else if constexpr (std::is_copy_constructible_v<T>) {
+      b.try_set_result(done.result());
+    } else {
+      b.try_set_result(std::move(done.result()));
+    }
+  });
+}
+
+}  // namespace eddy
+
+#endif  // EDDY_FUTURES_CONCURRENT_FUTURE_H_

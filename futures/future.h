@@ -1,0 +1,569 @@
+// Future<T>: the result of an asynchronous operation, owned by one loop.
+//
+// A Future is a cheap, copyable handle to shared state (one heap allocation
+// per future). It is loop-affine and deliberately not thread-safe: no atomics
+// and no mutex on its paths. Results computed on other threads come back to
+// the loop through IOLoop::add_future or chain_future from a
+// ConcurrentFuture.
+//
+//   eddy::Future<int> f;                       // pending, bound to the current loop
+//   f.add_done_callback([](eddy::Future<int>& done) {
+//     std::printf("%d\n", done.result());      // runs on the loop, later
+//   });
+//   f.set_result(42);                          // never runs callbacks inline
+//
+// States: pending -> one of {value, exception, cancelled}; done() is true in
+// all three. Every transition happens once; a second one throws
+// InvalidStateError (cancel() returns false instead).
+//
+// Threading: a Future belongs to the Scheduler (IOLoop) current on the
+// creating thread, and may be touched only on that loop's thread; in builds
+// without NDEBUG (or with EDDY_THREAD_CHECKS=1) a touch from another thread
+// throws InvalidStateError. Callbacks are posted to that loop and run on a
+// later turn, never inside set_result()/set_exception()/cancel(). With no
+// loop current at creation, or after the loop was destroyed, callbacks run
+// inline at completion.
+//
+// Errors: an exception stored in a future that nobody retrieved (through
+// result() or exception()) is logged through eddy::log when the last handle
+// goes away, naming where the future was created.
+#ifndef EDDY_FUTURES_FUTURE_H_
+#define EDDY_FUTURES_FUTURE_H_
+
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <source_location>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/log.h"
+#include "eddy/futures/scheduler.h"
+
+#ifndef EDDY_THREAD_CHECKS
+#ifdef NDEBUG
+#define EDDY_THREAD_CHECKS 0
+#else
+#define EDDY_THREAD_CHECKS 1
+#endif
+#endif
+
+namespace eddy {
+
+template <class T = void>
+class Future;
+
+namespace internal {
+
+// What a Future<void> stores as its "value".
+struct Unit {};
+template <class T>
+using Stored = std::conditional_t<std::is_void_v<T>, Unit, T>;
+
+enum class FutureStatus : uint8_t { kPending, kValue, kException, kCancelled };
+
+// Called by cancel() on a pending future, after it is marked cancelled, to
+// pass the cancellation on to whatever produces it (a coroutine's current
+// await, an offloaded task).
+struct CancelHook {
+  void (*fn)(void* ctx) = nullptr;
+  void* ctx = nullptr;
+};
+
+[[noreturn]] void throw_wrong_thread(const char* op);
+[[noreturn]] void throw_no_state(const char* op);
+[[noreturn]] void throw_invalid(const char* op, const char* why);
+void log_unretrieved(const std::exception_ptr& e, const std::source_location& created);
+void log_callback_failure(const std::exception_ptr& e, const std::source_location& created);
+
+// The shared state behind Future<T>. Lives on its loop's thread.
+template <class T>
+class FutureState {
+ public:
+  using Callback = absl::AnyInvocable<void(Future<T>&)>;
+
+  explicit FutureState(std::source_location created) : created_(created) {
+    if (Scheduler* s = Scheduler::current()) {
+      anchor_ = s->anchor();
+      anchor_->add_ref();
+    }
+  }
+  ~FutureState() {
+    if (status_ == FutureStatus::kException && !retrieved_) log_unretrieved(error_, created_);
+    if (anchor_ != nullptr) anchor_->release();
+  }
+
+  void add_ref() { ++refs_; }
+  void release() {
+    if (--refs_ == 0) delete this;
+  }
+
+  void check_owner(const char* op) const {
+#if EDDY_THREAD_CHECKS
+    if (anchor_ != nullptr) {
+      Scheduler* s = anchor_->get();
+      if (s != nullptr && !s->in_scheduler_thread()) throw_wrong_thread(op);
+    }
+#else
+    (void)op;
+#endif
+  }
+
+  bool done() const { return status_ != FutureStatus::kPending; }
+
+  // The transitions. Each returns false (and changes nothing) when the
+  // future is already done.
+  template <class... A>
+  bool try_set_value(A&&... args) {
+    if (done()) return false;
+    value_.emplace(std::forward<A>(args)...);
+    status_ = FutureStatus::kValue;
+    cancel_hook_ = {};
+    complete();
+    return true;
+  }
+  bool try_set_exception(std::exception_ptr e) {
+    if (done()) return false;
+    error_ = std::move(e);
+    status_ = FutureStatus::kException;
+    cancel_hook_ = {};
+    complete();
+    return true;
+  }
+  bool try_cancel() {
+    if (done()) return false;
+    status_ = FutureStatus::kCancelled;
+    CancelHook hook = std::exchange(cancel_hook_, {});
+    // The hook may complete other futures (the one a coroutine awaits); this
+    // one is already marked, so nothing it does can change our outcome.
+    if (hook.fn != nullptr) hook.fn(hook.ctx);
+    complete();
+    return true;
+  }
+
+  void add_callback(Callback cb) {
+    callbacks_.push_back(std::move(cb));
+    if (done()) schedule_callbacks();
+  }
+
+  FutureStatus status() const { return status_; }
+  Stored<T>& value() { return *value_; }
+  const std::exception_ptr& error() const { return error_; }
+  void mark_retrieved() { retrieved_ = true; }
+  void set_cancel_hook(CancelHook hook) { cancel_hook_ = hook; }
+  const std::source_location& created() const { return created_; }
+  Scheduler* scheduler() const { return anchor_ != nullptr ? anchor_->get() : nullptr; }
+
+ private:
+  void complete() {
+    if (!callbacks_.empty()) schedule_callbacks();
+  }
+
+  // Posts one turn that runs every callback registered so far (and any
+  // added while it waits), or runs them inline with no scheduler.
+  void schedule_callbacks() {
+    Scheduler* s = scheduler();
+    if (s == nullptr) {
+      run_callbacks();
+      return;
+    }
+    if (run_scheduled_) return;
+    run_scheduled_ = true;
+    add_ref();
+    // Capturing the raw state keeps the closure within AnyInvocable's inline
+    // buffer, so posting does not allocate; the reference taken above is
+    // adopted by the Future made inside.
+    s->post([self = this] {
+      self->run_scheduled_ = false;
+      self->run_callbacks_adopting();
+    });
+  }
+
+  void run_callbacks_adopting();
+  void run_callbacks();
+
+  uint32_t refs_ = 1;
+  FutureStatus status_ = FutureStatus::kPending;
+  bool retrieved_ = false;
+  bool run_scheduled_ = false;
+  SchedulerAnchor* anchor_ = nullptr;
+  std::source_location created_;
+  std::exception_ptr error_;
+  std::optional<Stored<T>> value_;
+  CancelHook cancel_hook_;
+  // Most futures get one callback: absl::InlinedVector would be nicer but
+  // AnyInvocable is move-only and a std::vector of one costs one allocation,
+  // which the hot paths (multi, coroutines) avoid by capturing small state.
+  std::vector<Callback> callbacks_;
+};
+
+struct FutureAccess;
+
+// Future<T>::then(fn): how fn is called and what the result future holds.
+// fn gets the value as T& when it accepts one, else as T&& (moved out of the
+// future), or nothing for Future<void>. A Future<V> returned by fn is
+// flattened into Future<V>.
+template <class R>
+struct ThenUnwrap {
+  using type = R;
+  static constexpr bool kFlatten = false;
+};
+template <class V>
+struct ThenUnwrap<Future<V>> {
+  using type = V;
+  static constexpr bool kFlatten = true;
+};
+
+template <class T, class F>
+struct ThenTraits {
+  static constexpr bool kByRef = [] {
+    if constexpr (std::is_void_v<T>) {
+      return false;
+    } else {
+      return std::is_invocable_v<F&, T&>;
+    }
+  }();
+  static auto call_type() {
+    if constexpr (std::is_void_v<T>) {
+      static_assert(std::is_invocable_v<F&>, "then: fn must be callable as fn()");
+      return std::type_identity<std::invoke_result_t<F&>>{};
+    } else if constexpr (kByRef) {
+      return std::type_identity<std::invoke_result_t<F&, T&>>{};
+    } else {
+      static_assert(std::is_invocable_v<F&, T&&>,
+                    "then: fn must be callable as fn(T&) or fn(T&&)");
+      return std::type_identity<std::invoke_result_t<F&, T&&>>{};
+    }
+  }
+  using Returned = std::remove_cvref_t<typename decltype(call_type())::type>;
+  using value_type = typename ThenUnwrap<Returned>::type;
+  static constexpr bool kFlatten = ThenUnwrap<Returned>::kFlatten;
+};
+
+}  // namespace internal
+
+template <class T>
+class Future {
+ public:
+  using value_type = T;
+
+  // A pending future bound to the loop current on this thread (if any).
+  // `where` is recorded for the "exception was never retrieved" log line.
+  Future(std::source_location where = std::source_location::current())
+      : state_(new internal::FutureState<T>(where)) {}
+
+  Future(const Future& other) noexcept : state_(other.state_) {
+    if (state_ != nullptr) state_->add_ref();
+  }
+  Future(Future&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  Future& operator=(Future other) noexcept {
+    std::swap(state_, other.state_);
+    return *this;
+  }
+  ~Future() {
+    if (state_ != nullptr) state_->release();
+  }
+
+  // False only for a moved-from handle; every other call on such a handle
+  // throws InvalidStateError.
+  bool valid() const noexcept { return state_ != nullptr; }
+
+  // True once the future has a value, an exception or was cancelled.
+  bool done() const { return state("done")->done(); }
+
+  // True when cancel() succeeded.
+  bool cancelled() const {
+    return state("cancelled")->status() == internal::FutureStatus::kCancelled;
+  }
+
+  // True while the operation is in progress (the future is pending). Loop
+  // futures have no "queued" phase, so this is !done().
+  bool running() const { return !state("running")->done(); }
+
+  // The value (a reference into the shared state, valid while any handle
+  // lives), or rethrows the stored exception.
+  // Throws CancelledError if cancelled, InvalidStateError if still pending.
+  std::add_lvalue_reference_t<T> result() const {
+    internal::FutureState<T>* s = state("result");
+    switch (s->status()) {
+      case internal::FutureStatus::kValue:
+        if constexpr (std::is_void_v<T>) {
+          return;
+        } else {
+          return s->value();
+        }
+      case internal::FutureStatus::kException:
+        s->mark_retrieved();
+        std::rethrow_exception(s->error());
+      case internal::FutureStatus::kCancelled:
+        throw CancelledError();
+      case internal::FutureStatus::kPending:
+        break;
+    }
+    internal::throw_invalid("result", "the future is still pending");
+  }
+
+  // The stored exception, or nullptr if the future has a value.
+  // Throws CancelledError if cancelled, InvalidStateError if still pending.
+  std::exception_ptr exception() const {
+    internal::FutureState<T>* s = state("exception");
+    switch (s->status()) {
+      case internal::FutureStatus::kValue:
+        return nullptr;
+      case internal::FutureStatus::kException:
+        s->mark_retrieved();
+        return s->error();
+      case internal::FutureStatus::kCancelled:
+        throw CancelledError();
+      case internal::FutureStatus::kPending:
+        break;
+    }
+    internal::throw_invalid("exception", "the future is still pending");
+  }
+
+  // Completes the future with `value`; callbacks are scheduled.
+  // Throws InvalidStateError if the future is already done (or cancelled).
+  template <class U = T>
+    requires(!std::is_void_v<U>)
+  void set_result(U value) {
+    if (!state("set_result")->try_set_value(std::move(value))) {
+      internal::throw_invalid("set_result", "the future is already done");
+    }
+  }
+  template <class U = T>
+    requires std::is_void_v<U>
+  void set_result() {
+    if (!state("set_result")->try_set_value()) {
+      internal::throw_invalid("set_result", "the future is already done");
+    }
+  }
+
+  // Completes the future with an exception; callbacks are scheduled.
+  // Throws std::invalid_argument for a null `e`, InvalidStateError if the
+  // future is already done.
+  void set_exception(std::exception_ptr e) {
+    if (!e) throw std::invalid_argument("set_exception: the exception_ptr is null");
+    if (!state("set_exception")->try_set_exception(std::move(e))) {
+      internal::throw_invalid("set_exception", "the future is already done");
+    }
+  }
+
+  // Cancels a pending future: it becomes done, result() throws
+  // CancelledError, callbacks are scheduled, and whatever produces it (a
+  // coroutine, offloaded work) is told. Returns true if it was pending,
+  // false if it was already done.
+  bool cancel() { return state("cancel")->try_cancel(); }
+
+  // Adds `fn`, called as fn(Future<T>&) (or fn()) once the future is done,
+  // on the future's loop during a later turn; if the future is already done,
+  // it is scheduled now. Callbacks run in the order they were added. A
+  // callback that throws is logged; the others still run.
+  template <class F>
+  void add_done_callback(F&& fn) {
+    internal::FutureState<T>* s = state("add_done_callback");
+    if constexpr (std::is_invocable_v<F&, Future<T>&>) {
+      s->add_callback(std::forward<F>(fn));
+    } else {
+      static_assert(std::is_invocable_v<F&>,
+                    "add_done_callback: fn must be callable as fn(Future<T>&) or fn()");
+      s->add_callback([fn = std::forward<F>(fn)](Future<T>&) mutable { fn(); });
+    }
+  }
+
+  // Returns a future for `fn` applied to this future's value, for those who
+  // prefer chaining to coroutines:
+  //
+  //   eddy::Future<size_t> n = fetch(url).then([](Page& p) { return p.body.size(); });
+  //
+  // fn is called as fn(T&) (or fn(T&&), the value moved out, when it only
+  // takes an rvalue; fn() for Future<void>) on this future's loop, in the
+  // turn its callbacks run. It may return U (the result is Future<U>), void
+  // (Future<void>) or a Future<V>, which is flattened: the result is a
+  // Future<V> that completes when that one does.
+  //   - If fn throws, the result fails with that exception.
+  //   - If this future fails, fn is not called and the result fails with the
+  //     same exception (this future's exception counts as retrieved).
+  //   - If this future is cancelled, the result is cancelled.
+  //   - Cancelling the result does not cancel this future (nor a flattened
+  //     inner one); fn is then not called.
+  // The result belongs to the loop current on this thread. Copies `fn` into
+  // the callback (which allocates unless it is small).
+  // Throws InvalidStateError on a moved-from handle.
+  template <class F>
+  Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> then(
+      F&& fn, std::source_location where = std::source_location::current());
+
+  friend bool operator==(const Future& a, const Future& b) { return a.state_ == b.state_; }
+
+ private:
+  friend struct internal::FutureAccess;
+  struct Adopt {};
+  Future(internal::FutureState<T>* s, Adopt) noexcept : state_(s) {}
+
+  internal::FutureState<T>* state(const char* op) const {
+    if (state_ == nullptr) internal::throw_no_state(op);
+    state_->check_owner(op);
+    return state_;
+  }
+
+  internal::FutureState<T>* state_;
+};
+
+namespace internal {
+
+// Library-internal access to a future's state (combinators, coroutines,
+// the loop). Not for users.
+struct FutureAccess {
+  template <class T>
+  static FutureState<T>* state(const Future<T>& f) {
+    return f.state(" ");
+  }
+  template <class T>
+  static Future<T> adopt(FutureState<T>* s) {
+    return Future<T>(s, typename Future<T>::Adopt{});
+  }
+  template <class T>
+  static Future<T> share(FutureState<T>* s) {
+    s->add_ref();
+    return Future<T>(s, typename Future<T>::Adopt{});
+  }
+};
+
+template <class T>
+void FutureState<T>::run_callbacks_adopting() {
+  Future<T> self = FutureAccess::adopt(this);
+  run_callbacks();
+}
+
+template <class T>
+void FutureState<T>::run_callbacks() {
+  Future<T> self = FutureAccess::share(this);
+  // A callback may add callbacks; they join the next round of this loop
+  // rather than recursing.
+  while (!callbacks_.empty()) {
+    std::vector<Callback> batch = std::move(callbacks_);
+    callbacks_.clear();
+    for (Callback& cb : batch) {
+      try {
+        cb(self);
+      } catch (...) {
+        log_callback_failure(std::current_exception(), created_);
+      }
+    }
+  }
+}
+
+// Copies the outcome of `from` (done) into `to` unless `to` is done.
+// Moves the value when it cannot be copied.
+template <class T, class From>
+bool copy_outcome(From& from, FutureState<T>* to) {
+  if (to->done()) return false;
+  std::exception_ptr e;
+  if (from.cancelled()) {
+    return to->try_cancel();
+  }
+  e = from.exception();
+  if (e) return to->try_set_exception(std::move(e));
+  if constexpr (std::is_void_v<T>) {
+    return to->try_set_value();
+  } else if constexpr (std::is_copy_constructible_v<T>) {
+    return to->try_set_value(from.result());
+  } else {
+    return to->try_set_value(std::move(from.result()));
+  }
+}
+
+}  // namespace internal
+
+// A future that already holds `value`.
+template <class T>
+Future<std::decay_t<T>> make_ready_future(
+    T&& value, std::source_location where = std::source_location::current()) {
+  Future<std::decay_t<T>> f(where);
+  f.set_result(std::forward<T>(value));
+  return f;
+}
+inline Future<void> make_ready_future(
+    std::source_location where = std::source_location::current()) {
+  Future<void> f(where);
+  f.set_result();
+  return f;
+}
+
+// A future that already holds exception `e` (which must not be null).
+template <class T = void>
+Future<T> make_exceptional_future(std::exception_ptr e,
+                                  std::source_location where = std::source_location::current()) {
+  Future<T> f(where);
+  f.set_exception(std::move(e));
+  return f;
+}
+
+// Copies a's outcome (value, exception or cancellation) into b once a is
+// done, unless b is done by then. Both futures must belong to this thread's
+// loop. The ConcurrentFuture overload is in concurrent_future.h.
+template <class T>
+void chain_future(Future<T> a, Future<T> b) {
+  a.add_done_callback([b](Future<T>& done) mutable {
+    internal::copy_outcome(done, internal::FutureAccess::state(b));
+  });
+}
+
+template <class T>
+template <class F>
+Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>::then(
+    F&& fn, std::source_location where) {
+  using Traits = internal::ThenTraits<T, std::decay_t<F>>;
+  using U = typename Traits::value_type;
+  internal::FutureState<T>* s = state("then");
+  Future<U> out(where);
+  s->add_callback([out, fn = std::forward<F>(fn)](Future<T>& done) mutable {
+    internal::FutureState<T>* from = internal::FutureAccess::state(done);
+    internal::FutureState<U>* to = internal::FutureAccess::state(out);
+    if (to->done()) return;  // the result was cancelled: nobody wants fn's value
+    if (from->status() == internal::FutureStatus::kCancelled) {
+      to->try_cancel();
+      return;
+    }
+    if (from->status() == internal::FutureStatus::kException) {
+      from->mark_retrieved();
+      to->try_set_exception(from->error());
+      return;
+    }
+    try {
+      auto call = [&]() -> decltype(auto) {
+        if constexpr (std::is_void_v<T>) {
+          return fn();
+        } else if constexpr (Traits::kByRef) {
+          return fn(from->value());
+        } else {
+          return fn(std::move(from->value()));
+        }
+      };
+      if constexpr (Traits::kFlatten) {
+        Future<U> inner = call();
+        // An empty (moved-from) handle throws InvalidStateError here, which
+        // fails the result like any other exception from fn.
+        chain_future(std::move(inner), out);
+      } else if constexpr (std::is_void_v<U>) {
+        call();
+        to->try_set_value();
+      } else {
+        to->try_set_value(call());
+      }
+    } catch (...) {
+      to->try_set_exception(std::current_exception());
+    }
+  });
+  return out;
+}
+
+}  // namespace eddy
+
+#endif  // EDDY_FUTURES_FUTURE_H_

@@ -1,0 +1,134 @@
+// Delivering loop-affine work from another thread, safely in both orders of
+// "the work finishes" and "the loop goes away".
+//
+// The payload (typically a closure holding Future handles or a coroutine
+// handle) is created and destroyed only on the loop's thread:
+//   - the loop thread calls make_delivery(): the scheduler owns the payload
+//     and the caller gets a DeliveryHandle that may move to any thread;
+//   - any thread calls handle.deliver(): the payload is posted to the loop's
+//     RemoteScheduler and runs (then dies) on the loop thread; a handle
+//     destroyed without deliver() posts the payload's destruction instead;
+//   - if the loop is destroyed first, detach_scheduler() drops the payload
+//     on the loop thread, and the handle later only releases memory.
+// The control block is reference counted with atomics (the loop side and
+// the handle side); it never touches the payload off the loop thread.
+// Costs one allocation.
+#ifndef EDDY_FUTURES_INTERNAL_DELIVERY_H_
+#define EDDY_FUTURES_INTERNAL_DELIVERY_H_
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "eddy/futures/scheduler.h"
+
+namespace eddy::internal {
+
+template <class Fn>
+class DeliveryHandle;
+
+template <class Fn>
+class DeliveryBlock {
+ private:
+  friend class DeliveryHandle<Fn>;
+  template <class F>
+  friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
+
+  struct Node : OwnedNode {
+    DeliveryBlock* owner;
+  };
+
+  DeliveryBlock(Scheduler* scheduler, Fn payload)
+      : remote_(scheduler->remote()), payload_(std::move(payload)) {
+    node_.owner = this;
+    node_.drop = &drop;
+    scheduler->own(&node_);
+  }
+
+  // Loop thread, from detach_scheduler(): the loop is going away.
+  static void drop(OwnedNode* node) {
+    DeliveryBlock* d = static_cast<Node*>(node)->owner;
+    d->payload_.reset();
+    d->release();  // the loop side's reference
+  }
+
+  // Any thread; consumes the handle side's reference. The posted closure
+  // owns that reference: if the post fails, or the loop is destroyed with
+  // the closure still queued, the closure's destructor releases it.
+  void post(bool run) {
+    remote_->post([ref = Ref(this), run]() mutable {
+      DeliveryBlock* d = ref.get();
+      if (!d->node_.linked()) return;  // the loop dropped the payload already
+      Scheduler::disown(&d->node_);
+      std::optional<Fn> payload = std::move(d->payload_);
+      d->payload_.reset();
+      d->release();  // the loop side's reference; ref keeps d alive
+      if (run) (*payload)();
+    });
+  }
+
+  struct Ref {
+    explicit Ref(DeliveryBlock* d) : d_(d) {}
+    Ref(Ref&& o) noexcept : d_(std::exchange(o.d_, nullptr)) {}
+    Ref(const Ref&) = delete;
+    Ref& operator=(const Ref&) = delete;
+    ~Ref() {
+      if (d_ != nullptr) d_->release();
+    }
+    DeliveryBlock* get() const { return d_; }
+    DeliveryBlock* d_;
+  };
+
+  void release() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  Node node_;                      // loop thread only
+  std::atomic<int> refs_{2};       // loop side + handle side
+  std::shared_ptr<RemoteScheduler> remote_;
+  std::optional<Fn> payload_;      // loop thread only
+};
+
+// The delivering side: move-only, usable from any thread.
+template <class Fn>
+class DeliveryHandle {
+ public:
+  DeliveryHandle(DeliveryHandle&& o) noexcept : block_(std::exchange(o.block_, nullptr)) {}
+  DeliveryHandle& operator=(DeliveryHandle&& o) noexcept {
+    if (this != &o) {
+      reset();
+      block_ = std::exchange(o.block_, nullptr);
+    }
+    return *this;
+  }
+  ~DeliveryHandle() { reset(); }
+
+  // Runs the payload on the loop thread during a later turn, unless the
+  // loop is gone. At most once.
+  void deliver() {
+    if (block_ != nullptr) std::exchange(block_, nullptr)->post(true);
+  }
+
+ private:
+  template <class F>
+  friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
+  explicit DeliveryHandle(DeliveryBlock<Fn>* b) : block_(b) {}
+
+  // Not delivered: the payload must still die on the loop thread.
+  void reset() {
+    if (block_ != nullptr) std::exchange(block_, nullptr)->post(false);
+  }
+
+  DeliveryBlock<Fn>* block_;
+};
+
+// Loop thread (`scheduler` runs here). See the file comment.
+template <class Fn>
+DeliveryHandle<Fn> make_delivery(Scheduler* scheduler, Fn payload) {
+  return DeliveryHandle<Fn>(new DeliveryBlock<Fn>(scheduler, std::move(payload)));
+}
+
+}  // namespace eddy::internal
+
+#endif  // EDDY_FUTURES_INTERNAL_DELIVERY_H_

@@ -1,0 +1,53 @@
+// The one place eddy reports problems it cannot raise to a caller: an
+// exception nobody retrieved from a future, a callback that threw, a slow
+// loop callback. By default a line goes to stderr; tests and applications
+// replace the handler to route it into their own logging.
+//
+//   auto previous = eddy::set_log_handler([](const eddy::LogRecord& r) {
+//     my_logger.warn("{}", r.message);
+//   });
+//
+// Threading: log() and set_log_handler() are safe from any thread. The
+// handler runs on the thread that logs, possibly several at once, and must
+// not call set_log_handler() itself.
+#ifndef EDDY_FUTURES_LOG_H_
+#define EDDY_FUTURES_LOG_H_
+
+#include <exception>
+#include <functional>
+#include <source_location>
+#include <string>
+#include <string_view>
+
+namespace eddy {
+
+enum class LogLevel { kWarning, kError };
+
+struct LogRecord {
+  LogLevel level;
+  std::string_view message;
+  // Where the logged object came from (for an unretrieved exception: where
+  // the future was created); may be empty (line 0) when unknown.
+  std::source_location where;
+};
+
+using LogHandler = std::function<void(const LogRecord&)>;
+
+// Installs `handler` and returns the previous one. An empty handler restores
+// the default (one line on stderr).
+LogHandler set_log_handler(LogHandler handler);
+
+// Sends a record to the current handler.
+void log(LogLevel level, std::string_view message,
+         std::source_location where = std::source_location());
+
+// "TypeName: what()" for a stored exception (the dynamic type, demangled),
+// for log lines and test failure messages. "no exception" for nullptr.
+std::string describe_exception(const std::exception_ptr& e);
+
+// "file:line (function)", or "unknown location" when `where` is empty.
+std::string describe_location(const std::source_location& where);
+
+}  // namespace eddy
+
+#endif  // EDDY_FUTURES_LOG_H_

@@ -1,0 +1,131 @@
+// The small interface through which a Future reaches the loop it belongs to,
+// without futures/ knowing anything about loops. IOLoop implements it; a
+// test or another event loop may too.
+//
+// A Future binds, at creation, to the Scheduler current on the creating
+// thread (Scheduler::current()). When it completes, its callbacks are posted
+// to that scheduler and run on a later turn, never inside set_result(). With
+// no scheduler current, callbacks run inline at completion.
+//
+//   class MyLoop : public eddy::Scheduler {
+//     void post(absl::AnyInvocable<void()> fn) override { queue_.push_back(std::move(fn)); }
+//     std::shared_ptr<eddy::RemoteScheduler> remote() override { return remote_; }
+//     ...
+//   };
+//
+// Threading: a Scheduler is used from its own thread; only its
+// RemoteScheduler may be used from other threads.
+//
+// Lifetime: futures may outlive their scheduler. They hold a reference to a
+// small anchor that the scheduler clears when it goes away (see
+// detach_scheduler()); from then on their callbacks run inline. A scheduler
+// also owns the frames of coroutines suspended on it and the loop-side ends
+// of cross-thread deliveries, and frees them when it is detached, so a loop
+// destroyed mid-flight leaks nothing and frees nothing on a foreign thread.
+#ifndef EDDY_FUTURES_SCHEDULER_H_
+#define EDDY_FUTURES_SCHEDULER_H_
+
+#include <coroutine>
+#include <cstdint>
+#include <memory>
+
+#include "absl/functional/any_invocable.h"
+
+namespace eddy {
+
+class Scheduler;
+
+// The thread-safe door into a scheduler, used to deliver completions from
+// other threads (a pool finishing a ConcurrentFuture). Held by shared_ptr,
+// so it outlives the scheduler and answers false once that is gone.
+class RemoteScheduler {
+ public:
+  virtual ~RemoteScheduler() = default;
+  // Queues `fn` to run on the scheduler's thread. Safe from any thread.
+  // Returns false, and destroys `fn` on the calling thread without running
+  // it, when the scheduler is closed.
+  virtual bool post(absl::AnyInvocable<void()> fn) = 0;
+};
+
+namespace internal {
+
+// Shared by a scheduler and every future bound to it; cleared when the
+// scheduler goes away. Reference counted without atomics: like the futures
+// that hold it, it lives on the scheduler's thread.
+class SchedulerAnchor {
+ public:
+  explicit SchedulerAnchor(Scheduler* target) : target_(target) {}
+  Scheduler* get() const { return target_; }
+  void add_ref() { ++refs_; }
+  void release() {
+    if (--refs_ == 0) delete this;
+  }
+  void clear() { target_ = nullptr; }
+
+ private:
+  Scheduler* target_;
+  uint32_t refs_ = 1;
+};
+
+// Something loop-affine that a scheduler keeps alive on behalf of work that
+// is in flight elsewhere: a coroutine frame suspended on it, or the payload
+// of a delivery from another thread (see delivery.h). An intrusive list node,
+// so owning never allocates. If the scheduler goes away first,
+// detach_scheduler() calls `drop` on its own thread, which frees the payload.
+struct OwnedNode {
+  OwnedNode* prev = nullptr;
+  OwnedNode* next = nullptr;
+  void (*drop)(OwnedNode* self) = nullptr;
+  bool linked() const { return prev != nullptr; }
+};
+
+}  // namespace internal
+
+class Scheduler {
+ public:
+  Scheduler();
+  virtual ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Runs `fn` on this scheduler's thread during a later turn; never before
+  // returning. Called only on the scheduler's thread.
+  virtual void post(absl::AnyInvocable<void()> fn) = 0;
+
+  // The thread-safe door into this scheduler.
+  virtual std::shared_ptr<RemoteScheduler> remote() = 0;
+
+  // True when called on the thread that runs this scheduler. Used by the
+  // owner-thread checks on Future (on in builds without NDEBUG).
+  virtual bool in_scheduler_thread() const = 0;
+
+  // The scheduler current on this thread, or nullptr.
+  static Scheduler* current() noexcept { return current_; }
+
+  // The anchor futures hold; valid until detach_scheduler().
+  internal::SchedulerAnchor* anchor() const noexcept { return anchor_; }
+
+  // Keeps `node` until disown(node), or calls node->drop at
+  // detach_scheduler(). Scheduler thread only.
+  void own(internal::OwnedNode* node) noexcept;
+  // Forgets `node`; a no-op when it is not owned. Scheduler thread only.
+  static void disown(internal::OwnedNode* node) noexcept;
+
+ protected:
+  // Makes `s` (or none) current on the calling thread.
+  static void set_current(Scheduler* s) noexcept { current_ = s; }
+
+  // Called first by the implementation's destructor, while its queues still
+  // exist: futures bound here stop posting (their callbacks run inline from
+  // now on) and suspended coroutine frames are destroyed. Idempotent.
+  void detach_scheduler();
+
+ private:
+  static thread_local Scheduler* current_;
+  internal::SchedulerAnchor* anchor_;
+  internal::OwnedNode owned_;  // sentinel of a circular list
+};
+
+}  // namespace eddy
+
+#endif  // EDDY_FUTURES_SCHEDULER_H_

@@ -1,0 +1,376 @@
+// Future<T>: states, errors, callbacks and their scheduling, move-only
+// values, unretrieved-exception logging, chain_future.
+#include "eddy/futures/future.h"
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/log_capture.h"
+#include "tests/manual_scheduler.h"
+
+namespace eddy {
+namespace {
+
+using testing::LogCapture;
+using testing::ManualScheduler;
+
+std::exception_ptr boom(const char* what = "boom") {
+  return std::make_exception_ptr(std::runtime_error(what));
+}
+
+TEST(FutureTest, NewFutureIsPending) {
+  Future<int> f;
+  EXPECT_FALSE(f.done());
+  EXPECT_FALSE(f.cancelled());
+  EXPECT_TRUE(f.running());
+  EXPECT_TRUE(f.valid());
+}
+
+TEST(FutureTest, SetResultMakesItDoneWithTheValue) {
+  Future<int> f;
+  f.set_result(7);
+  EXPECT_TRUE(f.done());
+  EXPECT_FALSE(f.running());
+  EXPECT_EQ(f.result(), 7);
+  EXPECT_EQ(f.exception(), nullptr);
+}
+
+TEST(FutureTest, ResultWhilePendingThrowsInvalidState) {
+  Future<int> f;
+  EXPECT_THROW(f.result(), InvalidStateError);
+  EXPECT_THROW(f.exception(), InvalidStateError);
+}
+
+TEST(FutureTest, SetResultTwiceThrowsInvalidStateAndKeepsTheFirst) {
+  Future<int> f;
+  f.set_result(1);
+  EXPECT_THROW(f.set_result(2), InvalidStateError);
+  EXPECT_THROW(f.set_exception(boom()), InvalidStateError);
+  EXPECT_EQ(f.result(), 1);
+}
+
+TEST(FutureTest, SetExceptionRethrowsTheOriginalType) {
+  Future<int> f;
+  f.set_exception(std::make_exception_ptr(std::out_of_range("range")));
+  EXPECT_TRUE(f.done());
+  EXPECT_THROW(f.result(), std::out_of_range);
+  EXPECT_NE(f.exception(), nullptr);
+}
+
+TEST(FutureTest, SetNullExceptionIsRejected) {
+  Future<int> f;
+  EXPECT_THROW(f.set_exception(nullptr), std::invalid_argument);
+  EXPECT_FALSE(f.done());
+}
+
+TEST(FutureTest, CancelPendingReturnsTrueAndResultThrowsCancelled) {
+  Future<int> f;
+  EXPECT_TRUE(f.cancel());
+  EXPECT_TRUE(f.done());
+  EXPECT_TRUE(f.cancelled());
+  EXPECT_THROW(f.result(), CancelledError);
+  EXPECT_THROW(f.exception(), CancelledError);
+  EXPECT_THROW(f.set_result(1), InvalidStateError);
+}
+
+TEST(FutureTest, CancelAfterDoneReturnsFalse) {
+  Future<int> f;
+  f.set_result(1);
+  EXPECT_FALSE(f.cancel());
+  EXPECT_FALSE(f.cancelled());
+  Future<int> g;
+  g.cancel();
+  EXPECT_FALSE(g.cancel());
+}
+
+TEST(FutureTest, MovedFromHandleThrowsInvalidState) {
+  Future<int> f;
+  Future<int> g = std::move(f);
+  EXPECT_FALSE(f.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_THROW(f.done(), InvalidStateError);
+  g.set_result(1);
+  EXPECT_EQ(g.result(), 1);
+}
+
+TEST(FutureTest, CopiesShareState) {
+  Future<std::string> f;
+  Future<std::string> g = f;
+  f.set_result("x");
+  EXPECT_TRUE(g.done());
+  EXPECT_EQ(g.result(), "x");
+  EXPECT_TRUE(f == g);
+}
+
+TEST(FutureTest, VoidFuture) {
+  Future<void> f;
+  f.set_result();
+  EXPECT_TRUE(f.done());
+  EXPECT_NO_THROW(f.result());
+  EXPECT_THROW(f.set_result(), InvalidStateError);
+  Future<> g;
+  g.set_exception(boom());
+  EXPECT_THROW(g.result(), std::runtime_error);
+}
+
+TEST(FutureTest, MoveOnlyResult) {
+  Future<std::unique_ptr<int>> f;
+  f.set_result(std::make_unique<int>(5));
+  std::unique_ptr<int> p = std::move(f.result());
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(*p, 5);
+}
+
+TEST(FutureTest, MakeReadyAndExceptionalFutures) {
+  EXPECT_EQ(make_ready_future(3).result(), 3);
+  EXPECT_TRUE(make_ready_future().done());
+  auto f = make_exceptional_future<int>(boom());
+  EXPECT_THROW(f.result(), std::runtime_error);
+  EXPECT_THROW(make_exceptional_future<int>(nullptr), std::invalid_argument);
+}
+
+// --- Callbacks without a loop: inline at completion. ---
+
+TEST(FutureCallbackTest, WithoutLoopCallbacksRunInlineInRegistrationOrder) {
+  Future<int> f;
+  std::vector<int> order;
+  f.add_done_callback([&](Future<int>& d) { order.push_back(d.result()); });
+  f.add_done_callback([&] { order.push_back(100); });
+  EXPECT_TRUE(order.empty());
+  f.set_result(1);
+  EXPECT_EQ(order, (std::vector<int>{1, 100}));
+}
+
+TEST(FutureCallbackTest, WithoutLoopCallbackAddedAfterDoneRunsAtOnce) {
+  Future<int> f;
+  f.set_result(2);
+  int seen = 0;
+  f.add_done_callback([&](Future<int>& d) { seen = d.result(); });
+  EXPECT_EQ(seen, 2);
+}
+
+// --- Callbacks with a scheduler: posted, never inside set_result. ---
+
+TEST(FutureCallbackTest, CallbacksAreNotRunInsideSetResult) {
+  ManualScheduler loop;
+  Future<int> f;
+  std::vector<int> order;
+  f.add_done_callback([&](Future<int>& d) { order.push_back(d.result()); });
+  f.add_done_callback([&](Future<int>& d) { order.push_back(d.result() * 10); });
+  f.set_result(3);
+  EXPECT_TRUE(order.empty()) << "a callback ran inside set_result";
+  EXPECT_EQ(loop.pending(), 1u) << "one turn runs all callbacks";
+  loop.run_pending();
+  EXPECT_EQ(order, (std::vector<int>{3, 30}));
+}
+
+TEST(FutureCallbackTest, CallbackAddedAfterDoneIsScheduledNotInline) {
+  ManualScheduler loop;
+  Future<int> f;
+  f.set_result(4);
+  bool ran = false;
+  f.add_done_callback([&] { ran = true; });
+  EXPECT_FALSE(ran);
+  loop.run_pending();
+  EXPECT_TRUE(ran);
+}
+
+TEST(FutureCallbackTest, CallbackAddingACallbackRunsBoth) {
+  ManualScheduler loop;
+  Future<int> f;
+  std::vector<int> order;
+  f.add_done_callback([&](Future<int>& d) {
+    order.push_back(1);
+    d.add_done_callback([&] { order.push_back(2); });
+  });
+  f.set_result(0);
+  loop.run_pending();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+TEST(FutureCallbackTest, ThrowingCallbackIsLoggedAndOthersStillRun) {
+  LogCapture logs;
+  ManualScheduler loop;
+  Future<int> f;
+  bool second_ran = false;
+  f.add_done_callback([](Future<int>&) { throw std::logic_error("callback failed"); });
+  f.add_done_callback([&] { second_ran = true; });
+  f.set_result(1);
+  loop.run_pending();
+  EXPECT_TRUE(second_ran);
+  EXPECT_EQ(logs.count("callback failed"), 1u);
+}
+
+TEST(FutureCallbackTest, CancelSchedulesCallbacks) {
+  ManualScheduler loop;
+  Future<int> f;
+  bool saw_cancelled = false;
+  f.add_done_callback([&](Future<int>& d) { saw_cancelled = d.cancelled(); });
+  f.cancel();
+  loop.run_pending();
+  EXPECT_TRUE(saw_cancelled);
+}
+
+TEST(FutureCallbackTest, FutureOutlivingItsSchedulerRunsCallbacksInline) {
+  std::optional<ManualScheduler> loop(std::in_place);
+  Future<int> f;
+  loop.reset();
+  bool ran = false;
+  f.add_done_callback([&] { ran = true; });
+  f.set_result(1);
+  EXPECT_TRUE(ran);
+}
+
+TEST(FutureCallbackTest, StateStaysAliveWhileCallbacksArePending) {
+  ManualScheduler loop;
+  int seen = 0;
+  {
+    Future<int> f;
+    f.add_done_callback([&](Future<int>& d) { seen = d.result(); });
+    f.set_result(9);
+  }  // last user handle gone before the callbacks ran
+  loop.run_pending();
+  EXPECT_EQ(seen, 9);
+}
+
+TEST(FutureThreadTest, TouchFromAnotherThreadThrowsInvalidState) {
+#if EDDY_THREAD_CHECKS
+  ManualScheduler loop;
+  Future<int> f;
+  bool threw = false;
+  std::thread t([&] {
+    try {
+      f.set_result(1);
+    } catch (const InvalidStateError& e) {
+      threw = std::string(e.what()).find("thread") != std::string::npos;
+    }
+  });
+  t.join();
+  EXPECT_TRUE(threw);
+  EXPECT_FALSE(f.done());
+#else
+  GTEST_SKIP() << "owner-thread checks are compiled out (NDEBUG)";
+#endif
+}
+
+// --- Unretrieved exceptions. ---
+
+TEST(FutureLogTest, UnretrievedExceptionIsLoggedAtLastHandleWithCreationSite) {
+  LogCapture logs;
+  int line = 0;
+  {
+    line = __LINE__ + 1;
+    Future<int> f;
+    Future<int> copy = f;
+    f.set_exception(boom("lost failure"));
+    f = Future<int>();
+    EXPECT_EQ(logs.size(), 0u) << "logged before the last handle went away";
+  }
+  ASSERT_EQ(logs.size(), 1u);
+  std::string line_text = logs.lines()[0];
+  EXPECT_NE(line_text.find("never retrieved"), std::string::npos) << line_text;
+  EXPECT_NE(line_text.find("lost failure"), std::string::npos) << line_text;
+  EXPECT_NE(line_text.find("future_test.cc:" + std::to_string(line)), std::string::npos)
+      << line_text;
+}
+
+TEST(FutureLogTest, RetrievedExceptionIsNotLogged) {
+  LogCapture logs;
+  {
+    Future<int> f;
+    f.set_exception(boom());
+    EXPECT_NE(f.exception(), nullptr);
+  }
+  {
+    Future<int> f;
+    f.set_exception(boom());
+    EXPECT_THROW(f.result(), std::runtime_error);
+  }
+  EXPECT_EQ(logs.size(), 0u);
+}
+
+TEST(FutureLogTest, CancelledAndSuccessfulFuturesAreNotLogged) {
+  LogCapture logs;
+  {
+    Future<int> a;
+    a.cancel();
+    Future<int> b;
+    b.set_result(1);
+    Future<int> c;  // pending forever
+  }
+  EXPECT_EQ(logs.size(), 0u);
+}
+
+TEST(FutureLogTest, DescribeExceptionNamesTheDynamicType) {
+  EXPECT_EQ(describe_exception(std::make_exception_ptr(std::out_of_range("x"))),
+            "std::out_of_range: x");
+  EXPECT_EQ(describe_exception(nullptr), "no exception");
+  EXPECT_NE(describe_exception(std::make_exception_ptr(42)).find("int"), std::string::npos);
+}
+
+// --- chain_future. ---
+
+TEST(ChainFutureTest, CopiesValueExceptionAndCancellation) {
+  Future<int> a, b;
+  chain_future(a, b);
+  a.set_result(5);
+  EXPECT_EQ(b.result(), 5);
+
+  Future<int> c, d;
+  chain_future(c, d);
+  c.set_exception(std::make_exception_ptr(std::out_of_range("r")));
+  EXPECT_THROW(d.result(), std::out_of_range);
+
+  Future<int> e, g;
+  chain_future(e, g);
+  e.cancel();
+  EXPECT_TRUE(g.cancelled());
+}
+
+TEST(ChainFutureTest, LeavesADoneTargetAlone) {
+  Future<int> a, b;
+  b.set_result(1);
+  chain_future(a, b);
+  a.set_result(2);
+  EXPECT_EQ(b.result(), 1);
+  Future<int> c, d;
+  d.cancel();
+  chain_future(c, d);
+  c.set_result(3);
+  EXPECT_TRUE(d.cancelled());
+}
+
+TEST(ChainFutureTest, ExceptionCopiedIntoTargetIsLoggedOnlyIfTargetUnretrieved) {
+  LogCapture logs;
+  {
+    Future<int> a, b;
+    chain_future(a, b);
+    a.set_exception(boom("chained"));
+    EXPECT_THROW(b.result(), std::runtime_error);
+  }
+  EXPECT_EQ(logs.size(), 0u);
+}
+
+TEST(ChainFutureTest, MoveOnlyValueIsMovedAcross) {
+  Future<std::unique_ptr<int>> a, b;
+  chain_future(a, b);
+  a.set_result(std::make_unique<int>(8));
+  ASSERT_NE(b.result(), nullptr);
+  EXPECT_EQ(*b.result(), 8);
+}
+
+TEST(ChainFutureTest, WithLoopCopyHappensOnALaterTurn) {
+  ManualScheduler loop;
+  Future<int> a, b;
+  chain_future(a, b);
+  a.set_result(1);
+  EXPECT_FALSE(b.done());
+  loop.run_pending();
+  EXPECT_EQ(b.result(), 1);
+}
+
+}  // namespace
+}  // namespace eddy
