@@ -74,6 +74,22 @@ class ConcurrentState {
   std::vector<Callback> callbacks;   // guarded by mu
   std::atomic<bool> retrieved_{false};
   std::source_location created_;
+  // The loop whose thread must run to complete this future (set by
+  // IOLoop::run_in_loop before the future is shared; read-only after). A
+  // wait without timeout while that loop is current would deadlock, so
+  // result()/exception() throw instead. Compared, never dereferenced.
+  const Scheduler* completed_on = nullptr;
+};
+
+[[noreturn]] void throw_concurrent_deadlock(const char* op);
+
+// Library-internal access to a ConcurrentFuture's state (the loop). Not for
+// users.
+struct ConcurrentAccess {
+  template <class T>
+  static ConcurrentState<T>& state(const ConcurrentFuture<T>& f) {
+    return *f.state_;
+  }
 };
 
 inline bool is_done(ConcurrentStatus s) {
@@ -103,6 +119,8 @@ class ConcurrentFuture {
   // Throws CancelledError if cancelled, TimeoutError if not done in time.
   // Never call it without a timeout on a loop thread for work that needs
   // that loop to finish: it would wait forever (use add_future or co_await).
+  // Where that is detectable (a future from IOLoop::run_in_loop, waited on
+  // while its loop is current) it throws InvalidStateError instead.
   std::add_lvalue_reference_t<T> result(std::optional<absl::Duration> timeout = std::nullopt) const {
     internal::ConcurrentStatus s = wait("result", timeout);
     if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
@@ -222,6 +240,8 @@ class ConcurrentFuture {
                         internal::ConcurrentStatus::kException);
   }
 
+  friend struct internal::ConcurrentAccess;
+
   friend bool operator==(const ConcurrentFuture& a, const ConcurrentFuture& b) {
     return a.state_ == b.state_;
   }
@@ -269,6 +289,11 @@ class ConcurrentFuture {
   internal::ConcurrentStatus wait(const char* op, std::optional<absl::Duration> timeout) const {
     std::unique_lock<std::mutex> lock(state_->mu);
     if (internal::is_done(state_->status_)) return state_->status_;
+    if (!timeout && state_->completed_on != nullptr &&
+        state_->completed_on == Scheduler::current()) {
+      lock.unlock();
+      internal::throw_concurrent_deadlock(op);
+    }
     ++state_->waiters;
     auto is_done = [&] { return internal::is_done(state_->status_); };
     bool finished = true;

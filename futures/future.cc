@@ -44,6 +44,13 @@ void throw_concurrent_invalid(const char* op, const char* why) {
   throw InvalidStateError(std::string("ConcurrentFuture::") + op + ": " + why);
 }
 
+void throw_concurrent_deadlock(const char* op) {
+  throw InvalidStateError(std::string("ConcurrentFuture::") + op +
+                          ": would deadlock: this future is completed by the loop current on "
+                          "this thread, which is blocked waiting for it (use "
+                          "IOLoop::add_future, co_await, or a timeout)");
+}
+
 void throw_concurrent_timeout(const char* op, absl::Duration timeout) {
   throw TimeoutError(std::string("ConcurrentFuture::") + op + ": not done within " +
                      absl::FormatDuration(timeout));

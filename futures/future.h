@@ -148,7 +148,13 @@ class FutureState {
   }
 
   void add_callback(Callback cb) {
-    callbacks_.push_back(std::move(cb));
+    // The first callback lives in the state itself: the common single
+    // callback costs no allocation beyond the state.
+    if (!first_callback_) {
+      first_callback_ = std::move(cb);
+    } else {
+      more_callbacks_.push_back(std::move(cb));
+    }
     if (done()) schedule_callbacks();
   }
 
@@ -162,7 +168,7 @@ class FutureState {
 
  private:
   void complete() {
-    if (!callbacks_.empty()) schedule_callbacks();
+    if (first_callback_) schedule_callbacks();
   }
 
   // Posts one turn that runs every callback registered so far (and any
@@ -197,10 +203,10 @@ class FutureState {
   std::exception_ptr error_;
   std::optional<Stored<T>> value_;
   CancelHook cancel_hook_;
-  // Most futures get one callback: absl::InlinedVector would be nicer but
-  // AnyInvocable is move-only and a std::vector of one costs one allocation,
-  // which the hot paths (multi, coroutines) avoid by capturing small state.
-  std::vector<Callback> callbacks_;
+  // Callbacks in registration order: the first inline, the others after it.
+  // Invariant: more_callbacks_ is empty whenever first_callback_ is.
+  Callback first_callback_;
+  std::vector<Callback> more_callbacks_;
 };
 
 struct FutureAccess;
@@ -442,20 +448,26 @@ void FutureState<T>::run_callbacks_adopting() {
 }
 
 template <class T>
+void invoke_callback(absl::AnyInvocable<void(Future<T>&)>& cb, Future<T>& self) {
+  try {
+    cb(self);
+  } catch (...) {
+    log_callback_failure(std::current_exception(), FutureAccess::state(self)->created());
+  }
+}
+
+template <class T>
 void FutureState<T>::run_callbacks() {
   Future<T> self = FutureAccess::share(this);
   // A callback may add callbacks; they join the next round of this loop
   // rather than recursing.
-  while (!callbacks_.empty()) {
-    std::vector<Callback> batch = std::move(callbacks_);
-    callbacks_.clear();
-    for (Callback& cb : batch) {
-      try {
-        cb(self);
-      } catch (...) {
-        log_callback_failure(std::current_exception(), created_);
-      }
-    }
+  while (first_callback_) {
+    Callback first = std::move(first_callback_);
+    first_callback_ = nullptr;
+    std::vector<Callback> more = std::move(more_callbacks_);
+    more_callbacks_.clear();
+    invoke_callback(first, self);
+    for (Callback& cb : more) invoke_callback(cb, self);
   }
 }
 

@@ -1,0 +1,16 @@
+#include "eddy/futures/internal/combinators.h"
+
+#include <string>
+
+#include "eddy/futures/log.h"
+
+namespace eddy::internal {
+
+void log_extra_failure(const std::exception_ptr& e, const std::source_location& where) {
+  log(LogLevel::kError,
+      "Multiple exceptions in yield list: " + describe_exception(e) + " (multi at " +
+          describe_location(where) + ")",
+      where);
+}
+
+}  // namespace eddy::internal

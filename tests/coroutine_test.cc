@@ -1,0 +1,456 @@
+// Coroutines returning Future<T>: eager start, co_return, exceptions across
+// levels, awaiting Future and ConcurrentFuture, cancellation at the
+// co_await, stack depth, move-only values, destruction with the loop.
+#include "eddy/futures/coroutine.h"
+
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/log_capture.h"
+#include "tests/manual_scheduler.h"
+
+namespace eddy {
+namespace {
+
+using testing::LogCapture;
+using testing::ManualScheduler;
+
+// Sanitizers make frames several times larger and slower; the depth cases
+// keep their shape with a smaller count there.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr int kDeep = 100'000;
+#else
+constexpr int kDeep = 1'000'000;
+#endif
+
+Future<int> add_later(Future<int> a, int b) {
+  int v = co_await a;
+  co_return v + b;
+}
+
+TEST(CoroutineTest, StartsEagerlyAndRunsUntilTheFirstSuspension) {
+  ManualScheduler loop;
+  std::vector<std::string> steps;
+  Future<int> gate;
+  auto body = [&]() -> Future<int> {
+    steps.push_back("started");
+    int v = co_await gate;
+    steps.push_back("resumed");
+    co_return v;
+  };
+  Future<int> f = body();
+  EXPECT_EQ(steps, std::vector<std::string>{"started"});
+  EXPECT_FALSE(f.done());
+  gate.set_result(5);
+  EXPECT_EQ(steps.size(), 1u) << "resumed inside set_result";
+  loop.run_pending();
+  EXPECT_EQ(steps, (std::vector<std::string>{"started", "resumed"}));
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(f.result(), 5);
+}
+
+TEST(CoroutineTest, AwaitingADoneFutureDoesNotSuspend) {
+  ManualScheduler loop;
+  Future<int> f = add_later(make_ready_future(1), 2);
+  EXPECT_TRUE(f.done()) << "no suspension, so done on return";
+  EXPECT_EQ(f.result(), 3);
+  EXPECT_EQ(loop.pending(), 0u);
+}
+
+TEST(CoroutineTest, VoidCoroutine) {
+  ManualScheduler loop;
+  int ran = 0;
+  Future<void> gate;
+  auto body = [&]() -> Future<void> {
+    co_await gate;
+    ++ran;
+  };
+  Future<void> f = body();
+  gate.set_result();
+  loop.run_pending();
+  EXPECT_TRUE(f.done());
+  EXPECT_NO_THROW(f.result());
+  EXPECT_EQ(ran, 1);
+}
+
+struct CustomError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+Future<int> fail_after(Future<int> gate) {
+  co_await gate;
+  throw CustomError("deep failure");
+}
+Future<int> middle(Future<int> gate) {
+  int v = co_await fail_after(gate);
+  co_return v + 1;
+}
+Future<int> top(Future<int> gate) {
+  int v = co_await middle(gate);
+  co_return v + 1;
+}
+
+TEST(CoroutineTest, ExceptionCrossesSeveralLevelsWithItsType) {
+  ManualScheduler loop;
+  Future<int> gate;
+  Future<int> f = top(gate);
+  gate.set_result(0);
+  loop.run_pending();
+  ASSERT_TRUE(f.done());
+  EXPECT_THROW(f.result(), CustomError);
+  try {
+    f.result();
+  } catch (const CustomError& e) {
+    EXPECT_STREQ(e.what(), "deep failure");
+  }
+}
+
+TEST(CoroutineTest, ExceptionBeforeFirstSuspensionFailsTheFuture) {
+  auto body = []() -> Future<int> {
+    throw std::out_of_range("early");
+    co_return 1;
+  };
+  Future<int> f = body();
+  ASSERT_TRUE(f.done());
+  EXPECT_THROW(f.result(), std::out_of_range);
+}
+
+TEST(CoroutineTest, UnretrievedCoroutineFailureIsLoggedNamingTheCoroutine) {
+  LogCapture logs;
+  {
+    auto body = []() -> Future<int> {
+      throw std::runtime_error("nobody looked");
+      co_return 0;
+    };
+    body();
+  }
+  ASSERT_EQ(logs.count("nobody looked"), 1u);
+  EXPECT_NE(logs.lines()[0].find("coroutine_test.cc"), std::string::npos) << logs.lines()[0];
+}
+
+TEST(CoroutineTest, MoveOnlyValuesPassThroughAwaitAndReturn) {
+  ManualScheduler loop;
+  Future<std::unique_ptr<int>> gate;
+  auto body = [&]() -> Future<std::unique_ptr<int>> {
+    Future<std::unique_ptr<int>> mine = gate;
+    std::unique_ptr<int> p = co_await std::move(mine);
+    *p += 1;
+    co_return p;
+  };
+  Future<std::unique_ptr<int>> f = body();
+  gate.set_result(std::make_unique<int>(41));
+  loop.run_pending();
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(*f.result(), 42);
+}
+
+TEST(CoroutineTest, InterleavingStartNowAwaitLater) {
+  ManualScheduler loop;
+  Future<int> slow;
+  std::vector<std::string> log;
+  auto fetch = [&]() -> Future<int> {
+    int v = co_await slow;
+    log.push_back("fetched");
+    co_return v;
+  };
+  auto body = [&]() -> Future<int> {
+    Future<int> pending = fetch();  // starts now
+    log.push_back("other work");
+    int v = co_await pending;
+    co_return v * 2;
+  };
+  Future<int> f = body();
+  EXPECT_EQ(log, std::vector<std::string>{"other work"});
+  slow.set_result(21);
+  loop.run_pending();
+  EXPECT_EQ(log, (std::vector<std::string>{"other work", "fetched"}));
+  EXPECT_EQ(f.result(), 42);
+}
+
+TEST(CoroutineTest, LoopOfAwaits) {
+  ManualScheduler loop;
+  std::vector<Future<int>> inputs(10);
+  auto body = [&]() -> Future<int> {
+    int sum = 0;
+    for (auto& in : inputs) sum += co_await in;
+    co_return sum;
+  };
+  Future<int> f = body();
+  for (int i = 0; i < 10; ++i) {
+    inputs[i].set_result(i);
+    loop.run_pending();
+  }
+  EXPECT_EQ(f.result(), 45);
+}
+
+// --- Parallel awaits (multi semantics). ---
+
+TEST(CoroutineParallelTest, AwaitVectorOfFuturesKeepsInputOrder) {
+  ManualScheduler loop;
+  std::vector<Future<int>> children(3);
+  auto body = [&]() -> Future<int> {
+    std::vector<int> values = co_await children;
+    co_return values[0] * 100 + values[1] * 10 + values[2];
+  };
+  Future<int> f = body();
+  children[2].set_result(3);
+  children[0].set_result(1);
+  loop.run_pending();
+  EXPECT_FALSE(f.done()) << "resumed before every child was done";
+  children[1].set_result(2);
+  loop.run_pending();
+  EXPECT_EQ(f.result(), 123);
+}
+
+TEST(CoroutineParallelTest, AwaitMapOfFuturesKeepsKeys) {
+  ManualScheduler loop;
+  std::map<std::string, Future<int>> children;
+  children["a"] = Future<int>();
+  children["b"] = Future<int>();
+  auto body = [&]() -> Future<std::map<std::string, int>> { co_return co_await children; };
+  Future<std::map<std::string, int>> f = body();
+  children["b"].set_result(2);
+  children["a"].set_result(1);
+  loop.run_pending();
+  EXPECT_EQ(f.result(), (std::map<std::string, int>{{"a", 1}, {"b", 2}}));
+}
+
+TEST(CoroutineParallelTest, AwaitTupleOfMixedTypes) {
+  ManualScheduler loop;
+  Future<int> a;
+  Future<std::string> b;
+  Future<void> c;
+  auto body = [&]() -> Future<std::string> {
+    std::tuple<Future<int>, Future<std::string>, Future<void>> group{a, b, c};
+    auto [n, s, unit] = co_await group;
+    (void)unit;
+    co_return s + std::to_string(n);
+  };
+  Future<std::string> f = body();
+  a.set_result(7);
+  b.set_result("x");
+  c.set_result();
+  loop.run_pending();
+  EXPECT_EQ(f.result(), "x7");
+}
+
+TEST(CoroutineParallelTest, FirstFailureInInputOrderIsRaised) {
+  LogCapture logs;
+  ManualScheduler loop;
+  std::vector<Future<int>> children(2);
+  auto body = [&]() -> Future<int> {
+    std::vector<int> values = co_await children;
+    co_return values[0];
+  };
+  Future<int> f = body();
+  children[1].set_exception(std::make_exception_ptr(std::out_of_range("second")));
+  children[0].set_exception(std::make_exception_ptr(CustomError("first")));
+  loop.run_pending();
+  EXPECT_THROW(f.result(), CustomError);
+  EXPECT_EQ(logs.count("second"), 1u) << "the other failure is logged";
+}
+
+// --- Cancellation. ---
+
+TEST(CoroutineCancelTest, CancellingTheResultThrowsCancelledErrorAtTheAwait) {
+  ManualScheduler loop;
+  Future<int> awaited;
+  std::string seen;
+  auto body = [&]() -> Future<int> {
+    try {
+      co_await awaited;
+      seen = "resumed normally";
+    } catch (const CancelledError&) {
+      seen = "cancelled at await";
+    }
+    co_return 1;
+  };
+  Future<int> f = body();
+  EXPECT_TRUE(f.cancel());
+  EXPECT_TRUE(awaited.cancelled()) << "the awaited future is cancelled too";
+  loop.run_pending();
+  EXPECT_EQ(seen, "cancelled at await");
+  EXPECT_TRUE(f.cancelled()) << "a later co_return does not un-cancel";
+}
+
+TEST(CoroutineCancelTest, UncaughtCancellationEndsTheCoroutineQuietly) {
+  LogCapture logs;
+  ManualScheduler loop;
+  Future<int> awaited;
+  bool after = false;
+  auto body = [&]() -> Future<int> {
+    co_await awaited;
+    after = true;
+    co_return 1;
+  };
+  Future<int> f = body();
+  f.cancel();
+  loop.run_pending();
+  EXPECT_FALSE(after);
+  EXPECT_TRUE(f.cancelled());
+  EXPECT_EQ(logs.size(), 0u);
+}
+
+TEST(CoroutineCancelTest, CancellationReachesTheInnermostAwait) {
+  ManualScheduler loop;
+  Future<int> leaf;
+  auto inner = [&]() -> Future<int> { co_return co_await leaf; };
+  auto outer = [&]() -> Future<int> { co_return co_await inner(); };
+  Future<int> f = outer();
+  f.cancel();
+  EXPECT_TRUE(leaf.cancelled());
+  loop.run_pending();
+  EXPECT_TRUE(f.cancelled());
+}
+
+TEST(CoroutineCancelTest, CancellingAfterCompletionReturnsFalse) {
+  ManualScheduler loop;
+  Future<int> f = add_later(make_ready_future(1), 1);
+  EXPECT_FALSE(f.cancel());
+  EXPECT_EQ(f.result(), 2);
+}
+
+// --- ConcurrentFuture. ---
+
+TEST(CoroutineConcurrentTest, AwaitResumesOnTheLoopThread) {
+  ManualScheduler loop;
+  ConcurrentFuture<int> work;
+  std::thread::id resumed_on;
+  auto body = [&]() -> Future<int> {
+    int v = co_await work;
+    resumed_on = std::this_thread::get_id();
+    co_return v;
+  };
+  Future<int> f = body();
+  std::thread([work]() mutable { work.set_result(9); }).join();
+  EXPECT_FALSE(f.done()) << "must not resume on the completing thread";
+  loop.run_pending();
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(f.result(), 9);
+  EXPECT_EQ(resumed_on, std::this_thread::get_id());
+}
+
+TEST(CoroutineConcurrentTest, ExceptionFromThePoolSideArrives) {
+  ManualScheduler loop;
+  ConcurrentFuture<int> work;
+  auto body = [&]() -> Future<int> { co_return co_await work; };
+  Future<int> f = body();
+  std::thread([work]() mutable {
+    work.set_exception(std::make_exception_ptr(CustomError("pool side")));
+  }).join();
+  loop.run_pending();
+  EXPECT_THROW(f.result(), CustomError);
+}
+
+TEST(CoroutineConcurrentTest, CancelWhileQueuedCancelsTheWork) {
+  ManualScheduler loop;
+  ConcurrentFuture<int> work;  // never marked running: "queued"
+  bool caught = false;
+  auto body = [&]() -> Future<int> {
+    try {
+      co_await work;
+    } catch (const CancelledError&) {
+      caught = true;
+    }
+    co_return 0;
+  };
+  Future<int> f = body();
+  f.cancel();
+  EXPECT_TRUE(work.cancelled());
+  loop.run_pending();
+  EXPECT_TRUE(caught);
+}
+
+TEST(CoroutineConcurrentTest, CancelWhileRunningResumesAtOnceAndDropsTheLateResult) {
+  ManualScheduler loop;
+  ConcurrentFuture<int> work;
+  ASSERT_TRUE(work.set_running_or_notify_cancel());
+  int resumes = 0;
+  auto body = [&]() -> Future<int> {
+    try {
+      co_await work;
+    } catch (const CancelledError&) {
+    }
+    ++resumes;
+    co_return 0;
+  };
+  Future<int> f = body();
+  f.cancel();
+  EXPECT_FALSE(work.cancelled()) << "running work cannot be cancelled";
+  loop.run_pending();
+  EXPECT_EQ(resumes, 1);
+  std::thread([work]() mutable { work.set_result(3); }).join();
+  loop.run_pending();
+  EXPECT_EQ(resumes, 1) << "the late result must not resume the coroutine again";
+}
+
+// --- Lifetime. ---
+
+struct Counted {
+  explicit Counted(int* alive) : alive_(alive) { ++*alive_; }
+  ~Counted() { --*alive_; }
+  int* alive_;
+};
+
+TEST(CoroutineLifetimeTest, DestroyingTheLoopDestroysSuspendedFrames) {
+  int alive = 0;
+  Future<int> never;  // bound to no loop; completed after the loop is gone
+  ConcurrentFuture<int> work;
+  {
+    ManualScheduler loop;
+    auto waits_on_future = [&](Future<int> g) -> Future<int> {
+      Counted c(&alive);
+      co_return co_await g;
+    };
+    auto waits_on_work = [&]() -> Future<int> {
+      Counted c(&alive);
+      co_return co_await work;
+    };
+    Future<int> pending;  // bound to the loop
+    waits_on_future(pending);
+    waits_on_future(never);
+    waits_on_work();
+    EXPECT_EQ(alive, 3);
+  }
+  EXPECT_EQ(alive, 0) << "suspended frames were not destroyed with the loop";
+  never.set_result(1);  // must not resume a destroyed frame
+  std::thread([work]() mutable { work.set_result(1); }).join();
+  EXPECT_EQ(alive, 0);
+}
+
+// --- Depth. ---
+
+Future<int> chain(int n) {
+  if (n == 0) co_return 0;
+  int below = co_await chain(n - 1);
+  co_return below + 1;
+}
+
+TEST(CoroutineDepthTest, LongChainOfCoroutinesDoesNotOverflowTheStack) {
+  ManualScheduler loop;
+  Future<int> f = chain(kDeep);
+  loop.run_pending();
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(f.result(), kDeep);
+}
+
+TEST(CoroutineDepthTest, AwaitingManyReadyFuturesInALoopDoesNotGrowTheStack) {
+  ManualScheduler loop;
+  auto body = []() -> Future<long> {
+    long sum = 0;
+    for (int i = 0; i < kDeep; ++i) sum += co_await make_ready_future(1);
+    co_return sum;
+  };
+  Future<long> f = body();
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(f.result(), kDeep);
+}
+
+}  // namespace
+}  // namespace eddy

@@ -1,0 +1,195 @@
+// Future<T>::then: value chains, void on either side, exceptions from fn and
+// from the source, cancellation both ways, flattening returned futures,
+// move-only values, where fn runs.
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "eddy/futures/future.h"
+#include "gtest/gtest.h"
+#include "tests/log_capture.h"
+#include "tests/manual_scheduler.h"
+
+namespace eddy {
+namespace {
+
+using testing::LogCapture;
+using testing::ManualScheduler;
+
+std::exception_ptr boom(const std::string& what = "boom") {
+  return std::make_exception_ptr(std::runtime_error(what));
+}
+
+TEST(ThenTest, FnGetsTheValueAndItsResultCompletesTheNewFuture) {
+  ManualScheduler loop;
+  Future<int> source;
+  Future<std::string> text = source.then([](int& v) { return std::to_string(v * 2); });
+  source.set_result(21);
+  EXPECT_FALSE(text.done());
+  loop.run_pending();
+  ASSERT_TRUE(text.done());
+  EXPECT_EQ(text.result(), "42");
+}
+
+TEST(ThenTest, FnRunsOnTheLoopNeverInsideSetResult) {
+  ManualScheduler loop;
+  Future<int> source;
+  bool ran = false;
+  Future<void> after = source.then([&](int&) { ran = true; });
+  source.set_result(1);
+  EXPECT_FALSE(ran);
+  loop.run_pending();
+  EXPECT_TRUE(ran);
+  EXPECT_TRUE(after.done());
+}
+
+TEST(ThenTest, ChainsOfThens) {
+  ManualScheduler loop;
+  Future<int> source;
+  Future<int> out = source.then([](int v) { return v + 1; })
+                        .then([](int v) { return v * 10; })
+                        .then([](const int& v) { return v - 3; });
+  source.set_result(1);
+  loop.run_pending();
+  EXPECT_EQ(out.result(), 17);
+}
+
+TEST(ThenTest, VoidSourcesAndVoidContinuations) {
+  ManualScheduler loop;
+  Future<void> source;
+  int calls = 0;
+  Future<void> a = source.then([&] { ++calls; });
+  Future<int> b = source.then([&] { return ++calls * 100; });
+  source.set_result();
+  loop.run_pending();
+  EXPECT_TRUE(a.done());
+  EXPECT_EQ(b.result(), 200);
+  EXPECT_EQ(calls, 2);
+}
+
+TEST(ThenTest, AnExceptionFromFnFailsTheResult) {
+  ManualScheduler loop;
+  Future<int> out = make_ready_future(1).then([](int) -> int { throw std::out_of_range("fn"); });
+  loop.run_pending();
+  ASSERT_TRUE(out.done());
+  EXPECT_THROW(out.result(), std::out_of_range);
+}
+
+TEST(ThenTest, ASourceFailureSkipsFnAndPropagatesThroughTheChain) {
+  LogCapture logs;
+  {
+    ManualScheduler loop;
+    Future<int> source;
+    int calls = 0;
+    Future<int> out = source.then([&](int v) { return ++calls + v; }).then([&](int v) {
+      ++calls;
+      return v;
+    });
+    source.set_exception(boom("source"));
+    loop.run_pending();
+    ASSERT_TRUE(out.done());
+    EXPECT_THROW(out.result(), std::runtime_error);
+    EXPECT_EQ(calls, 0);
+  }
+  EXPECT_EQ(logs.count("never retrieved"), 0u) << "each link's exception was passed on";
+}
+
+TEST(ThenTest, ACancelledSourceCancelsTheResult) {
+  ManualScheduler loop;
+  Future<int> source;
+  bool ran = false;
+  Future<int> out = source.then([&](int v) {
+    ran = true;
+    return v;
+  });
+  source.cancel();
+  loop.run_pending();
+  EXPECT_TRUE(out.cancelled());
+  EXPECT_FALSE(ran);
+}
+
+TEST(ThenTest, CancellingTheResultDoesNotCancelTheSourceAndSkipsFn) {
+  ManualScheduler loop;
+  Future<int> source;
+  bool ran = false;
+  Future<int> out = source.then([&](int v) {
+    ran = true;
+    return v;
+  });
+  EXPECT_TRUE(out.cancel());
+  EXPECT_FALSE(source.done());
+  source.set_result(1);
+  loop.run_pending();
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(source.result(), 1);
+}
+
+TEST(ThenTest, ReturningAFutureFlattens) {
+  ManualScheduler loop;
+  Future<int> source;
+  Future<std::string> inner;
+  Future<std::string> out = source.then([&](int) { return inner; });
+  source.set_result(1);
+  loop.run_pending();
+  EXPECT_FALSE(out.done()) << "waits for the returned future";
+  inner.set_result("inner");
+  loop.run_pending();
+  ASSERT_TRUE(out.done());
+  EXPECT_EQ(out.result(), "inner");
+}
+
+TEST(ThenTest, AFailedReturnedFutureFailsTheResult) {
+  ManualScheduler loop;
+  Future<void> out = make_ready_future(1).then([](int) {
+    return make_exceptional_future<void>(boom("inner failed"));
+  });
+  loop.run_pending();
+  ASSERT_TRUE(out.done());
+  EXPECT_THROW(out.result(), std::runtime_error);
+}
+
+TEST(ThenTest, AnEmptyReturnedFutureFailsTheResultWithInvalidState) {
+  ManualScheduler loop;
+  Future<int> out = make_ready_future(1).then([](int) {
+    Future<int> f;
+    Future<int> g = std::move(f);
+    g.set_result(0);
+    return f;  // moved from: empty
+  });
+  loop.run_pending();
+  ASSERT_TRUE(out.done());
+  EXPECT_THROW(out.result(), InvalidStateError);
+}
+
+TEST(ThenTest, MoveOnlyValuesGoToAnRvalueFn) {
+  ManualScheduler loop;
+  Future<std::unique_ptr<int>> source;
+  Future<int> out = source.then([](std::unique_ptr<int>&& p) { return *p; });
+  Future<std::unique_ptr<int>> by_ref;
+  Future<int> peek = by_ref.then([](std::unique_ptr<int>& p) { return *p + 1; });
+  source.set_result(std::make_unique<int>(5));
+  by_ref.set_result(std::make_unique<int>(5));
+  loop.run_pending();
+  EXPECT_EQ(out.result(), 5);
+  EXPECT_EQ(peek.result(), 6);
+  EXPECT_NE(by_ref.result(), nullptr) << "an lvalue fn leaves the value in place";
+}
+
+TEST(ThenTest, WithoutALoopFnRunsInsideSetResult) {
+  ASSERT_EQ(Scheduler::current(), nullptr);
+  Future<int> source;
+  Future<int> out = source.then([](int v) { return v + 1; });
+  source.set_result(1);
+  ASSERT_TRUE(out.done());
+  EXPECT_EQ(out.result(), 2);
+}
+
+TEST(ThenTest, ThenOnAMovedFromFutureThrowsInvalidState) {
+  Future<int> f;
+  Future<int> g = std::move(f);
+  EXPECT_THROW(f.then([](int v) { return v; }), InvalidStateError);  // NOLINT
+}
+
+}  // namespace
+}  // namespace eddy
