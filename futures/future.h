@@ -181,17 +181,13 @@ class FutureState {
     }
     if (run_scheduled_) return;
     run_scheduled_ = true;
-    add_ref();
-    // Capturing the raw state keeps the closure within AnyInvocable's inline
-    // buffer, so posting does not allocate; the reference taken above is
-    // adopted by the Future made inside.
-    s->post([self = this] {
-      self->run_scheduled_ = false;
-      self->run_callbacks_adopting();
-    });
+    // The closure holds a reference (one pointer: it stays inside
+    // AnyInvocable's inline buffer, so posting does not allocate), released
+    // even if the loop is destroyed before the turn runs.
+    s->post(ScheduledRun{this});
   }
 
-  void run_callbacks_adopting();
+  struct ScheduledRun;
   void run_callbacks();
 
   uint32_t refs_ = 1;
@@ -442,10 +438,15 @@ struct FutureAccess {
 };
 
 template <class T>
-void FutureState<T>::run_callbacks_adopting() {
-  Future<T> self = FutureAccess::adopt(this);
-  run_callbacks();
-}
+struct FutureState<T>::ScheduledRun {
+  explicit ScheduledRun(FutureState* s) : self(FutureAccess::share(s)) {}
+  void operator()() {
+    FutureState* s = FutureAccess::state(self);
+    s->run_scheduled_ = false;
+    s->run_callbacks();
+  }
+  Future<T> self;
+};
 
 template <class T>
 void invoke_callback(absl::AnyInvocable<void(Future<T>&)>& cb, Future<T>& self) {

@@ -236,6 +236,21 @@ TEST(FutureCallbackTest, StateStaysAliveWhileCallbacksArePending) {
   EXPECT_EQ(seen, 9);
 }
 
+// A stress for a fixed leak: the posted turn holds a reference, which must
+// be released when the loop is destroyed before the turn runs (LSan fails
+// this test under --config=asan otherwise).
+TEST(FutureCallbackTest, LoopDestroyedBeforeTheTurnRunsFreesTheState) {
+  bool ran = false;
+  {
+    ManualScheduler loop;
+    Future<int> f;
+    f.add_done_callback([&] { ran = true; });
+    f.set_result(1);
+    EXPECT_EQ(loop.pending(), 1u);
+  }
+  EXPECT_FALSE(ran) << "a destroyed loop's queued turns do not run";
+}
+
 TEST(FutureThreadTest, TouchFromAnotherThreadThrowsInvalidState) {
 #if EDDY_THREAD_CHECKS
   ManualScheduler loop;

@@ -1,0 +1,105 @@
+// Event: a flag that coroutines and callbacks on one loop can wait for
+// (Tornado's locks.Event, asyncio.Event).
+//
+// An Event starts clear. wait() returns a Future<void> that completes once
+// the flag is set; set() wakes every waiter; clear() makes later waits block
+// again.
+//
+//   eddy::Event cache_warm;
+//
+//   eddy::Future<void> serve(Request r) {
+//     co_await cache_warm.wait();               // until warm_up() is done
+//     ...
+//   }
+//   eddy::Future<void> warm_up() {
+//     co_await fill_cache();
+//     cache_warm.set();
+//   }
+//
+//   co_await cache_warm.wait(absl::Seconds(5)); // TimeoutError after 5 s
+//
+// Waiters that timed out or were cancelled are simply forgotten; set()
+// completes the others in the order they started waiting.
+//
+// Threading: loop-affine and not thread-safe. Use an Event only on the
+// thread of the loop current when it is used (waiter futures belong to that
+// loop and complete there, on a later turn, never inside set()). To set it
+// from another thread, post set() with IOLoop::add_callback.
+//
+// Lifetime: destroying an Event cancels the futures still waiting on it
+// (CancelledError).
+#ifndef EDDY_SYNC_EVENT_H_
+#define EDDY_SYNC_EVENT_H_
+
+#include <cstddef>
+#include <optional>
+#include <source_location>
+
+#include "absl/time/time.h"
+#include "eddy/futures/future.h"
+#include "eddy/sync/internal/wait_timeout.h"
+#include "eddy/sync/internal/waiter_queue.h"
+
+namespace eddy {
+
+template <class T, class Storage>
+class BasicQueue;
+
+class Event {
+ public:
+  Event() = default;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  ~Event() { internal::cancel_waiters(waiters_.take_all()); }
+
+  // True once set() was called (and clear() not since).
+  bool is_set() const { return set_; }
+
+  // Sets the flag and completes every pending waiter (their callbacks run on
+  // a later turn). A no-op if already set.
+  void set() {
+    if (set_) return;
+    set_ = true;
+    for (Future<void>& w : waiters_.take_all()) {
+      if (!w.done()) w.set_result();
+    }
+  }
+
+  // Clears the flag: later wait() calls block until the next set().
+  // Futures already completed by set() stay completed.
+  void clear() { set_ = false; }
+
+  // A future that completes when the flag is set: at once (already done) if
+  // it is set now. With a `timeout`, the future fails with TimeoutError if
+  // the flag is still clear when the timeout (measured on the loop's clock)
+  // expires. Cancelling the future stops the wait.
+  // Throws InvalidStateError if it must wait with a timeout and the
+  // current scheduler is not an IOLoop (with none current, IOLoop::current()
+  // is used).
+  Future<void> wait(std::optional<absl::Duration> timeout = std::nullopt,
+                    std::source_location where = std::source_location::current()) {
+    return wait_as(timeout, "Event::wait", "Event::wait timed out", where);
+  }
+
+  // How many futures are waiting (not finished). Linear; for diagnostics.
+  size_t waiter_count() const { return waiters_.live_count(); }
+
+ private:
+  template <class T, class Storage>
+  friend class BasicQueue;  // join() is a wait on an Event, with its own name
+
+  Future<void> wait_as(std::optional<absl::Duration> timeout, const char* op, const char* what,
+                       std::source_location where) {
+    if (set_) return make_ready_future(where);
+    Future<void> waiter = internal::make_waiter<void>(timeout, op, what, where);
+    waiters_.push(waiter);
+    return waiter;
+  }
+
+  bool set_ = false;
+  internal::WaiterQueue<Future<void>> waiters_;
+};
+
+}  // namespace eddy
+
+#endif  // EDDY_SYNC_EVENT_H_

@@ -1,0 +1,349 @@
+// Queue<T>, LifoQueue<T>, PriorityQueue<T>: queues between producers and
+// consumers on one loop (Tornado's queues.Queue, LifoQueue, PriorityQueue).
+//
+// put() and get() return futures: get() waits while the queue is empty,
+// put() waits while it holds `maxsize` items (0 means unbounded), which is
+// how a slow consumer pushes back on a fast producer. put_nowait() and
+// get_nowait() never wait: they throw QueueFull / QueueEmpty instead.
+// task_done() and join() count the items consumers have finished with.
+//
+// Tornado's producer/consumer example, as coroutines:
+//
+//   eddy::Queue<std::string> q(/*maxsize=*/2);
+//
+//   eddy::Future<void> consumer() {
+//     for (;;) {
+//       std::string item = co_await q;          // the same as co_await q.get()
+//       std::printf("Doing work on %s\n", item.c_str());
+//       co_await eddy::sleep(absl::Milliseconds(10));
+//       q.task_done();
+//     }
+//   }
+//   eddy::Future<void> producer() {
+//     for (int i = 0; i < 5; ++i) {
+//       co_await q.put(std::to_string(i));      // waits while q holds 2
+//       std::printf("Put %d\n", i);
+//     }
+//   }
+//   eddy::Future<void> main_coroutine() {
+//     eddy::IOLoop::current().spawn_callback([] { consumer(); });  // never ends
+//     co_await producer();
+//     co_await q.join();                         // every item task_done()
+//   }
+//
+// Order: Queue is first in, first out; LifoQueue last in, first out;
+// PriorityQueue hands out the *lowest* item first (as Tornado and Python's
+// heapq, unlike std::priority_queue), by `Compare` (std::less<T> by
+// default), equal items in the order they were put.
+//
+// Fairness (as Tornado): waiting getters receive items, and waiting putters
+// get room, in the order they started waiting. An item put while a getter
+// waits goes straight to the oldest one. A getter or putter whose wait
+// timed out or was cancelled is skipped: it takes no item and no room (a
+// putter's item is dropped with it).
+//
+// Threading: loop-affine and not thread-safe: use a queue only on the
+// thread of the loop current when it is used; futures complete there, on a
+// later turn, never inside put()/get(). Feed one from a pool thread through
+// IOLoop::add_callback (or the futures that run_in_executor returns).
+//
+// Lifetime: destroying a queue cancels the futures still waiting on it
+// (get, put and join: CancelledError) and destroys the items it holds.
+#ifndef EDDY_SYNC_QUEUE_H_
+#define EDDY_SYNC_QUEUE_H_
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <source_location>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "eddy/futures/coroutine.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/sync/event.h"
+#include "eddy/sync/internal/wait_timeout.h"
+#include "eddy/sync/internal/waiter_queue.h"
+
+namespace eddy {
+
+// put_nowait() on a queue that holds maxsize items.
+class QueueFull : public std::runtime_error {
+ public:
+  QueueFull() : std::runtime_error("the queue is full") {}
+};
+
+// get_nowait() on an empty queue.
+class QueueEmpty : public std::runtime_error {
+ public:
+  QueueEmpty() : std::runtime_error("the queue is empty") {}
+};
+
+namespace internal {
+
+// The item stores behind the three queues: push(), pop() (of the next item
+// to hand out) and size().
+template <class T>
+class FifoStorage {
+ public:
+  void push(T item) { items_.push_back(std::move(item)); }
+  T pop() {
+    T item = std::move(items_.front());
+    items_.pop_front();
+    return item;
+  }
+  size_t size() const { return items_.size(); }
+
+ private:
+  std::deque<T> items_;
+};
+
+template <class T>
+class LifoStorage {
+ public:
+  void push(T item) { items_.push_back(std::move(item)); }
+  T pop() {
+    T item = std::move(items_.back());
+    items_.pop_back();
+    return item;
+  }
+  size_t size() const { return items_.size(); }
+
+ private:
+  std::vector<T> items_;
+};
+
+// A binary min-heap by Compare; the sequence number breaks ties so equal
+// items leave in the order they came.
+template <class T, class Compare>
+class PriorityStorage {
+ public:
+  explicit PriorityStorage(Compare compare = Compare()) : compare_(std::move(compare)) {}
+
+  void push(T item) {
+    heap_.push_back(Slot{std::move(item), next_seq_++});
+    std::push_heap(heap_.begin(), heap_.end(), later());
+  }
+  T pop() {
+    std::pop_heap(heap_.begin(), heap_.end(), later());
+    T item = std::move(heap_.back().item);
+    heap_.pop_back();
+    return item;
+  }
+  size_t size() const { return heap_.size(); }
+
+ private:
+  struct Slot {
+    T item;
+    uint64_t seq;
+  };
+  // std::push_heap keeps the greatest on top; "comes out later" as the
+  // ordering puts the earliest-out slot there.
+  auto later() const {
+    return [this](const Slot& a, const Slot& b) {
+      if (compare_(b.item, a.item)) return true;
+      if (compare_(a.item, b.item)) return false;
+      return a.seq > b.seq;
+    };
+  }
+
+  Compare compare_;
+  std::vector<Slot> heap_;
+  uint64_t next_seq_ = 0;
+};
+
+}  // namespace internal
+
+// The queue machinery, parameterised by its item store. Use Queue,
+// LifoQueue or PriorityQueue.
+template <class T, class Storage>
+class BasicQueue {
+ public:
+  using value_type = T;
+
+  // A queue that holds at most `maxsize` items; 0 means no limit.
+  explicit BasicQueue(size_t maxsize = 0, Storage storage = Storage())
+      : maxsize_(maxsize), items_(std::move(storage)) {
+    finished_.set();
+  }
+  BasicQueue(const BasicQueue&) = delete;
+  BasicQueue& operator=(const BasicQueue&) = delete;
+  ~BasicQueue() {
+    internal::cancel_waiters(getters_.take_all());
+    internal::cancel_waiters(putters_.take_all());
+  }
+
+  // The bound given at construction (0: none).
+  size_t maxsize() const { return maxsize_; }
+  // The items in the queue now (not counting those waiting in put()).
+  size_t qsize() const { return items_.size(); }
+  bool empty() const { return items_.size() == 0; }
+  // True when a bound is set and reached.
+  bool full() const { return maxsize_ != 0 && items_.size() >= maxsize_; }
+
+  // Puts `item` in the queue. The future completes once it is in: at once
+  // (already done) if there is room or a getter waiting, else when a get()
+  // makes room, oldest putter first. With a `timeout` it fails with
+  // TimeoutError if no room came in that time (on the loop's clock), and
+  // the item is dropped; cancelling it does the same.
+  // Throws InvalidStateError if it must wait with a timeout and the current
+  // scheduler is not an IOLoop.
+  Future<void> put(T item, std::optional<absl::Duration> timeout = std::nullopt,
+                   std::source_location where = std::source_location::current()) {
+    if (try_put(item)) return make_ready_future(where);
+    Future<void> waiter =
+        internal::make_waiter<void>(timeout, "Queue::put", "Queue::put timed out", where);
+    putters_.push(Putter{waiter, std::move(item)});
+    return waiter;
+  }
+
+  // Puts `item` in the queue without waiting: to the oldest waiting getter
+  // if there is one.
+  // Throws QueueFull (and drops the item) if the queue holds maxsize items.
+  void put_nowait(T item) {
+    if (!try_put(item)) throw QueueFull();
+  }
+
+  // Takes the next item out. The future completes with it: at once
+  // (already done) if the queue has one, else when a put() brings one,
+  // oldest getter first. With a `timeout` it fails with TimeoutError if no
+  // item came in that time (on the loop's clock); cancelling it stops the
+  // wait. Either way no item is taken.
+  // Throws InvalidStateError if it must wait with a timeout and the current
+  // scheduler is not an IOLoop.
+  Future<T> get(std::optional<absl::Duration> timeout = std::nullopt,
+                std::source_location where = std::source_location::current()) {
+    if (std::optional<T> item = try_get()) {
+      Future<T> ready(where);
+      ready.set_result(std::move(*item));
+      return ready;
+    }
+    Future<T> waiter =
+        internal::make_waiter<T>(timeout, "Queue::get", "Queue::get timed out", where);
+    getters_.push(waiter);
+    return waiter;
+  }
+
+  // Takes the next item out without waiting; a waiting putter's item moves
+  // in to take its place.
+  // Throws QueueEmpty if there is none.
+  T get_nowait() {
+    if (std::optional<T> item = try_get()) return std::move(*item);
+    throw QueueEmpty();
+  }
+
+  // Tells the queue that a consumer has finished with one item it got:
+  // once every item ever put has been marked done, join() completes.
+  // Throws InvalidStateError if called more times than items were put.
+  void task_done() {
+    if (unfinished_ == 0) {
+      throw InvalidStateError("Queue::task_done called more times than items were put");
+    }
+    if (--unfinished_ == 0) finished_.set();
+  }
+
+  // A future that completes when every item put so far has been marked
+  // with task_done() (at once if none is unfinished). With a `timeout` it
+  // fails with TimeoutError if that takes longer (on the loop's clock).
+  // Throws InvalidStateError if a timeout is given, the queue has
+  // unfinished items and the current scheduler is not an IOLoop.
+  Future<void> join(std::optional<absl::Duration> timeout = std::nullopt,
+                    std::source_location where = std::source_location::current()) {
+    return finished_.wait_as(timeout, "Queue::join", "Queue::join timed out", where);
+  }
+
+  // Items put and not yet marked with task_done().
+  size_t unfinished_tasks() const { return unfinished_; }
+
+  // `co_await queue` is `co_await queue.get()`: the consumer loop's idiom
+  // (Tornado's `async for item in q`).
+  friend auto operator co_await(BasicQueue& q) { return operator co_await(q.get()); }
+
+ private:
+  struct Putter {
+    Future<void> waiter;
+    T item;
+  };
+
+  // Tornado's __put_internal: every item entering counts as unfinished.
+  void put_internal(T item) {
+    ++unfinished_;
+    finished_.clear();
+    items_.push(std::move(item));
+  }
+
+  // Puts `item` (moving it out) unless the queue is full; false if full.
+  bool try_put(T& item) {
+    putters_.drop_finished_front();
+    if (std::optional<Future<T>> getter = getters_.pop_live()) {
+      // A live getter means the queue is empty: the item passes through.
+      put_internal(std::move(item));
+      // Out of the deque and the queue before completing: with no loop
+      // current the getter's callbacks run inline and may use the queue.
+      getter->set_result(items_.pop());
+      return true;
+    }
+    if (full()) return false;
+    put_internal(std::move(item));
+    return true;
+  }
+
+  // The next item, or nullopt when the queue is empty.
+  std::optional<T> try_get() {
+    getters_.drop_finished_front();
+    if (std::optional<Putter> putter = putters_.pop_live()) {
+      // A live putter means the queue is full: its item joins, the next
+      // one leaves (for a LifoQueue, that is the putter's own item).
+      put_internal(std::move(putter->item));
+      std::optional<T> out(items_.pop());
+      putter->waiter.set_result();
+      return out;
+    }
+    if (items_.size() == 0) return std::nullopt;
+    return std::optional<T>(items_.pop());
+  }
+
+  size_t maxsize_;
+  Storage items_;
+  internal::WaiterQueue<Future<T>> getters_;
+  internal::WaiterQueue<Putter> putters_;
+  size_t unfinished_ = 0;
+  Event finished_;
+};
+
+// First in, first out.
+template <class T>
+class Queue : public BasicQueue<T, internal::FifoStorage<T>> {
+ public:
+  // At most `maxsize` items (0: no limit).
+  explicit Queue(size_t maxsize = 0) : BasicQueue<T, internal::FifoStorage<T>>(maxsize) {}
+};
+
+// Last in, first out.
+template <class T>
+class LifoQueue : public BasicQueue<T, internal::LifoStorage<T>> {
+ public:
+  // At most `maxsize` items (0: no limit).
+  explicit LifoQueue(size_t maxsize = 0) : BasicQueue<T, internal::LifoStorage<T>>(maxsize) {}
+};
+
+// Lowest first by `Compare` (a strict weak order); equal items first in,
+// first out. Typical items are (priority, payload) pairs or tuples.
+template <class T, class Compare = std::less<T>>
+class PriorityQueue : public BasicQueue<T, internal::PriorityStorage<T, Compare>> {
+ public:
+  // At most `maxsize` items (0: no limit).
+  explicit PriorityQueue(size_t maxsize = 0, Compare compare = Compare())
+      : BasicQueue<T, internal::PriorityStorage<T, Compare>>(
+            maxsize, internal::PriorityStorage<T, Compare>(std::move(compare))) {}
+};
+
+}  // namespace eddy
+
+#endif  // EDDY_SYNC_QUEUE_H_

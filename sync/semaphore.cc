@@ -1,0 +1,90 @@
+#include "eddy/sync/semaphore.h"
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+
+#include "eddy/futures/log.h"
+#include "eddy/sync/internal/wait_timeout.h"
+#include "eddy/sync/internal/waiter_queue.h"
+
+namespace eddy {
+namespace internal {
+
+// Everything a Semaphore is, kept behind a shared_ptr so that a Releaser
+// (holding a weak_ptr) can tell when the semaphore is gone. Loop-affine
+// like the rest; the atomics inside shared_ptr are incidental.
+struct SemaphoreState : std::enable_shared_from_this<SemaphoreState> {
+  SemaphoreState(int v, bool b) : value(v), initial(v), bounded(b) {}
+
+  Semaphore::Releaser make_releaser() { return Semaphore::Releaser(weak_from_this()); }
+
+  void release() {
+    if (bounded && value >= initial) throw SemaphoreOverReleaseError();
+    // Hand the permit straight to the oldest live waiter, so an acquire()
+    // arriving later cannot overtake it. The waiter is out of the deque
+    // before it completes: with no loop current its callbacks run inline
+    // and may acquire or release again.
+    std::optional<Future<Semaphore::Releaser>> waiter = waiters.pop_live();
+    if (!waiter.has_value()) {
+      ++value;
+      return;
+    }
+    waiter->set_result(make_releaser());
+  }
+
+  int value;
+  const int initial;
+  const bool bounded;
+  WaiterQueue<Future<Semaphore::Releaser>> waiters;
+};
+
+}  // namespace internal
+
+void Semaphore::Releaser::reset() noexcept {
+  std::shared_ptr<internal::SemaphoreState> state = std::exchange(state_, {}).lock();
+  if (state == nullptr) return;
+  try {
+    state->release();
+  } catch (...) {
+    log(LogLevel::kError,
+        "Semaphore::Releaser could not release: " + describe_exception(std::current_exception()));
+  }
+}
+
+Semaphore::Semaphore(int value) : Semaphore(value, /*bounded=*/false) {}
+
+Semaphore::Semaphore(int value, bool bounded) {
+  if (value < 0) throw std::invalid_argument("Semaphore: the initial value must be >= 0");
+  state_ = std::make_shared<internal::SemaphoreState>(value, bounded);
+}
+
+Semaphore::~Semaphore() {
+  // Nobody could complete these waiters any more. Releasers handed out
+  // earlier hold weak_ptrs, which expire with `state` below.
+  std::shared_ptr<internal::SemaphoreState> state = std::move(state_);
+  internal::cancel_waiters(state->waiters.take_all());
+}
+
+Future<Semaphore::Releaser> Semaphore::acquire(std::optional<absl::Duration> timeout,
+                                               std::source_location where) {
+  internal::SemaphoreState& s = *state_;
+  if (s.value > 0) {
+    --s.value;
+    return make_ready_future(s.make_releaser(), where);
+  }
+  Future<Releaser> waiter = internal::make_waiter<Releaser>(timeout, "Semaphore::acquire",
+                                                            "Semaphore::acquire timed out", where);
+  s.waiters.push(waiter);
+  return waiter;
+}
+
+void Semaphore::release() { state_->release(); }
+
+int Semaphore::value() const { return state_->value; }
+
+size_t Semaphore::waiter_count() const { return state_->waiters.live_count(); }
+
+}  // namespace eddy

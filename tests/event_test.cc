@@ -1,0 +1,163 @@
+// Event: Tornado's locks_test.py EventTest scenarios, plus timeouts on the
+// loop's (manual) clock, cancellation and the threading contract.
+#include "eddy/sync/event.h"
+
+#include <optional>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "eddy/futures/coroutine.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "gtest/gtest.h"
+#include "tests/manual_scheduler.h"
+#include "tests/sync_test_util.h"
+
+namespace eddy {
+namespace {
+
+using EventTest = testing::SyncLoopTest;
+
+TEST_F(EventTest, StartsClear) {
+  Event e;
+  EXPECT_FALSE(e.is_set());
+  EXPECT_FALSE(e.wait().done());
+}
+
+TEST_F(EventTest, WaitOnSetEventIsAlreadyDone) {
+  Event e;
+  e.set();
+  EXPECT_TRUE(e.is_set());
+  Future<void> f = e.wait();
+  EXPECT_TRUE(f.done());
+  EXPECT_EQ(e.waiter_count(), 0u);
+}
+
+TEST_F(EventTest, SetCompletesWaitersButCallbacksRunOnALaterTurn) {
+  Event e;
+  record_done(e.wait(), "a");
+  record_done(e.wait(), "b");
+  EXPECT_EQ(e.waiter_count(), 2u);
+  e.set();
+  EXPECT_TRUE(history_.empty());  // never inside set()
+  drain();
+  EXPECT_EQ(history_, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(e.waiter_count(), 0u);
+}
+
+TEST_F(EventTest, SettingTwiceIsHarmless) {
+  Event e;
+  Future<void> f = e.wait();
+  e.set();
+  e.set();
+  drain();
+  EXPECT_TRUE(f.done());
+  EXPECT_TRUE(e.is_set());
+}
+
+// Tornado's test_event_wait_clear.
+TEST_F(EventTest, ClearMakesLaterWaitsBlockButKeepsCompletedOnes) {
+  Event e;
+  Future<void> first = e.wait();
+  e.clear();
+  e.set();
+  Future<void> second = e.wait();
+  e.clear();
+  Future<void> third = e.wait();
+  EXPECT_TRUE(first.done());
+  EXPECT_TRUE(second.done());
+  EXPECT_FALSE(third.done());
+  EXPECT_FALSE(e.is_set());
+}
+
+TEST_F(EventTest, WaitFailsWithTimeoutErrorWhenTheLoopClockPassesTheTimeout) {
+  Event e;
+  Future<void> f = e.wait(absl::Seconds(1));
+  advance(absl::Milliseconds(999));
+  EXPECT_FALSE(f.done());
+  advance(absl::Milliseconds(1));
+  EXPECT_TRUE(failed_with<TimeoutError>(f));
+  // The timed-out waiter is forgotten: set() afterwards does not touch it.
+  e.set();
+  drain();
+  EXPECT_EQ(e.waiter_count(), 0u);
+}
+
+TEST_F(EventTest, SetBeforeTheTimeoutWinsAndRemovesTheTimer) {
+  Event e;
+  Future<void> f = e.wait(absl::Seconds(1));
+  EXPECT_EQ(loop_.stats().timers, 1u);
+  e.set();
+  drain();
+  EXPECT_TRUE(f.done());
+  EXPECT_EQ(f.exception(), nullptr);
+  EXPECT_EQ(loop_.stats().timers, 0u);
+  advance(absl::Seconds(2));
+  EXPECT_EQ(f.exception(), nullptr);
+}
+
+TEST_F(EventTest, CancellingAWaiterStopsItsWait) {
+  Event e;
+  Future<void> cancelled = e.wait(absl::Seconds(1));
+  Future<void> kept = e.wait();
+  EXPECT_TRUE(cancelled.cancel());
+  drain();
+  EXPECT_EQ(e.waiter_count(), 1u);
+  EXPECT_EQ(loop_.stats().timers, 0u);  // its timer went with it
+  e.set();
+  drain();
+  EXPECT_TRUE(cancelled.cancelled());
+  EXPECT_TRUE(kept.done());
+}
+
+TEST_F(EventTest, CoroutineWaitsForTheEvent) {
+  Event ready;
+  std::vector<std::string> log;
+  auto waiter = [&]() -> Future<void> {
+    log.push_back("waiting");
+    co_await ready.wait();
+    log.push_back("woken");
+  };
+  Future<void> w = waiter();
+  EXPECT_EQ(log, (std::vector<std::string>{"waiting"}));
+  loop_.call_later(absl::Seconds(5), [&] { ready.set(); });
+  advance(absl::Seconds(5));
+  EXPECT_TRUE(w.done());
+  EXPECT_EQ(log, (std::vector<std::string>{"waiting", "woken"}));
+}
+
+TEST_F(EventTest, DestroyingTheEventCancelsItsWaiters) {
+  Future<void> f;
+  {
+    Event e;
+    f = e.wait(absl::Seconds(1));
+  }
+  EXPECT_TRUE(f.cancelled());
+  drain();
+  EXPECT_EQ(loop_.stats().timers, 0u);
+}
+
+TEST(EventWithoutLoopTest, WaitsWorkOnAnySchedulerWithoutTimeout) {
+  testing::ManualScheduler scheduler;
+  Event e;
+  Future<void> f = e.wait();
+  bool ran = false;
+  f.add_done_callback([&] { ran = true; });
+  e.set();
+  EXPECT_FALSE(ran);
+  scheduler.run_pending();
+  EXPECT_TRUE(ran);
+}
+
+TEST(EventWithoutLoopTest, TimeoutWithoutAnIOLoopThrowsInvalidStateError) {
+  testing::ManualScheduler scheduler;
+  Event e;
+  EXPECT_THROW(e.wait(absl::Seconds(1)), InvalidStateError);
+  EXPECT_EQ(e.waiter_count(), 0u);
+  // No timeout needed when it is set: no error either.
+  e.set();
+  EXPECT_TRUE(e.wait(absl::Seconds(1)).done());
+}
+
+}  // namespace
+}  // namespace eddy
