@@ -27,7 +27,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -58,7 +58,7 @@ class ConcurrentState {
  public:
   using Callback = absl::AnyInvocable<void(ConcurrentFuture<T>&)>;
 
-  explicit ConcurrentState(std::source_location created) : created_(created) {}
+  explicit ConcurrentState(SourceLocation created) : created_(created) {}
   ~ConcurrentState() {
     if (status_ == ConcurrentStatus::kException && !retrieved_.load(std::memory_order_relaxed)) {
       log_unretrieved(error_, created_);
@@ -73,7 +73,7 @@ class ConcurrentState {
   std::exception_ptr error_;         // written once under mu, then read-only
   std::vector<Callback> callbacks;   // guarded by mu
   std::atomic<bool> retrieved_{false};
-  std::source_location created_;
+  SourceLocation created_;
   // The loop whose thread must run to complete this future (set by
   // IOLoop::run_in_loop before the future is shared; read-only after). A
   // wait without timeout while that loop is current would deadlock, so
@@ -105,7 +105,7 @@ class ConcurrentFuture {
   using value_type = T;
 
   // A pending future. `where` names it in the "never retrieved" log line.
-  ConcurrentFuture(std::source_location where = std::source_location::current())
+  ConcurrentFuture(SourceLocation where = SourceLocation::current())
       : state_(std::make_shared<internal::ConcurrentState<T>>(where)) {}
 
   bool done() const { return internal::is_done(status()); }

@@ -41,7 +41,7 @@
 #include <coroutine>
 #include <exception>
 #include <map>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -195,7 +195,7 @@ class FuturePromiseBase : public PromiseBase {
   // `where` defaults to the coroutine's own location (the compiler calls
   // this constructor from the coroutine), so an exception it leaves
   // unretrieved is logged naming the coroutine.
-  explicit FuturePromiseBase(std::source_location where = std::source_location::current())
+  explicit FuturePromiseBase(SourceLocation where = SourceLocation::current())
       : result_(where) {}
 
   Future<T> get_return_object() { return result_; }
@@ -251,7 +251,7 @@ class FuturePromiseBase : public PromiseBase {
 template <class T>
 class FuturePromise : public FuturePromiseBase<T> {
  public:
-  explicit FuturePromise(std::source_location where = std::source_location::current())
+  explicit FuturePromise(SourceLocation where = SourceLocation::current())
       : FuturePromiseBase<T>(where) {}
   // A cancelled coroutine that catches CancelledError may still co_return:
   // its result future stays cancelled.
@@ -264,7 +264,7 @@ class FuturePromise : public FuturePromiseBase<T> {
 template <>
 class FuturePromise<void> : public FuturePromiseBase<void> {
  public:
-  explicit FuturePromise(std::source_location where = std::source_location::current())
+  explicit FuturePromise(SourceLocation where = SourceLocation::current())
       : FuturePromiseBase<void>(where) {}
   void return_void() { this->state()->try_set_value(); }
 };

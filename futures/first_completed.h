@@ -34,7 +34,7 @@
 
 #include <cstddef>
 #include <map>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <tuple>
 #include <type_traits>
@@ -62,7 +62,7 @@ namespace internal {
 template <class Result>
 class FirstBlock : public RefCounted<FirstBlock<Result>> {
  public:
-  FirstBlock(size_t n, std::source_location where) : result_(new FutureState<Result>(where)) {
+  FirstBlock(size_t n, SourceLocation where) : result_(new FutureState<Result>(where)) {
     if constexpr (kKeyed) keys_.reserve(n);
   }
   ~FirstBlock() { result_->release(); }
@@ -126,7 +126,7 @@ class FirstBlock : public RefCounted<FirstBlock<Result>> {
 };
 
 template <class Result, class Container>
-Future<Result> start_first_completed(Container& children, std::source_location where) {
+Future<Result> start_first_completed(Container& children, SourceLocation where) {
   if (children.empty()) {
     throw std::invalid_argument("first_completed: no children, so nothing can finish first");
   }
@@ -153,12 +153,12 @@ Future<Result> start_first_completed(Container& children, std::source_location w
 // InvalidStateError for ConcurrentFuture children when no loop is current.
 template <class T>
 Future<size_t> first_completed(std::vector<Future<T>> children,
-                               std::source_location where = std::source_location::current()) {
+                               SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<size_t>(children, where);
 }
 template <class T>
 Future<size_t> first_completed(std::vector<ConcurrentFuture<T>> children,
-                               std::source_location where = std::source_location::current()) {
+                               SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<size_t>(children, where);
 }
 
@@ -166,25 +166,25 @@ Future<size_t> first_completed(std::vector<ConcurrentFuture<T>> children,
 template <class K, class T, class C, class A>
 Future<FirstCompleted<K>> first_completed(
     std::map<K, Future<T>, C, A> children,
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 template <class K, class T, class C, class A>
 Future<FirstCompleted<K>> first_completed(
     std::map<K, ConcurrentFuture<T>, C, A> children,
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 template <class K, class T, class H, class E, class A>
 Future<FirstCompleted<K>> first_completed(
     absl::flat_hash_map<K, Future<T>, H, E, A> children,
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 template <class K, class T, class H, class E, class A>
 Future<FirstCompleted<K>> first_completed(
     absl::flat_hash_map<K, ConcurrentFuture<T>, H, E, A> children,
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 
@@ -193,7 +193,7 @@ Future<FirstCompleted<K>> first_completed(
 template <class... F>
   requires(sizeof...(F) > 0 && (internal::FutureLike<F> && ...))
 Future<size_t> first_completed(F... children) {
-  auto* block = new internal::FirstBlock<size_t>(sizeof...(F), std::source_location::current());
+  auto* block = new internal::FirstBlock<size_t>(sizeof...(F), SourceLocation::current());
   internal::BlockRef<internal::FirstBlock<size_t>> setup(block);
   size_t i = 0;
   // The fold stops at the first child that is already done.

@@ -20,14 +20,14 @@ void throw_invalid(const char* op, const char* why) {
   throw InvalidStateError(std::string("Future::") + op + ": " + why);
 }
 
-void log_unretrieved(const std::exception_ptr& e, const std::source_location& created) {
+void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created) {
   log(LogLevel::kError,
       "Future exception was never retrieved: " + describe_exception(e) +
           " (future created at " + describe_location(created) + ")",
       created);
 }
 
-void log_callback_failure(const std::exception_ptr& e, const std::source_location& created) {
+void log_callback_failure(const std::exception_ptr& e, const SourceLocation& created) {
   log(LogLevel::kError,
       "Exception in a future's done callback: " + describe_exception(e) +
           " (future created at " + describe_location(created) + ")",

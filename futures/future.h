@@ -33,7 +33,7 @@
 #include <cstdint>
 #include <exception>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -79,8 +79,8 @@ struct CancelHook {
 [[noreturn]] void throw_wrong_thread(const char* op);
 [[noreturn]] void throw_no_state(const char* op);
 [[noreturn]] void throw_invalid(const char* op, const char* why);
-void log_unretrieved(const std::exception_ptr& e, const std::source_location& created);
-void log_callback_failure(const std::exception_ptr& e, const std::source_location& created);
+void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created);
+void log_callback_failure(const std::exception_ptr& e, const SourceLocation& created);
 
 // The shared state behind Future<T>. Lives on its loop's thread.
 template <class T>
@@ -88,7 +88,7 @@ class FutureState {
  public:
   using Callback = absl::AnyInvocable<void(Future<T>&)>;
 
-  explicit FutureState(std::source_location created) : created_(created) {
+  explicit FutureState(SourceLocation created) : created_(created) {
     if (Scheduler* s = Scheduler::current()) {
       anchor_ = s->anchor();
       anchor_->add_ref();
@@ -163,7 +163,7 @@ class FutureState {
   const std::exception_ptr& error() const { return error_; }
   void mark_retrieved() { retrieved_ = true; }
   void set_cancel_hook(CancelHook hook) { cancel_hook_ = hook; }
-  const std::source_location& created() const { return created_; }
+  const SourceLocation& created() const { return created_; }
   Scheduler* scheduler() const { return anchor_ != nullptr ? anchor_->get() : nullptr; }
 
  private:
@@ -195,7 +195,7 @@ class FutureState {
   bool retrieved_ = false;
   bool run_scheduled_ = false;
   SchedulerAnchor* anchor_ = nullptr;
-  std::source_location created_;
+  SourceLocation created_;
   std::exception_ptr error_;
   std::optional<Stored<T>> value_;
   CancelHook cancel_hook_;
@@ -257,7 +257,7 @@ class Future {
 
   // A pending future bound to the loop current on this thread (if any).
   // `where` is recorded for the "exception was never retrieved" log line.
-  Future(std::source_location where = std::source_location::current())
+  Future(SourceLocation where = SourceLocation::current())
       : state_(new internal::FutureState<T>(where)) {}
 
   Future(const Future& other) noexcept : state_(other.state_) {
@@ -399,7 +399,7 @@ class Future {
   // Throws InvalidStateError on a moved-from handle.
   template <class F>
   Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> then(
-      F&& fn, std::source_location where = std::source_location::current());
+      F&& fn, SourceLocation where = SourceLocation::current());
 
   friend bool operator==(const Future& a, const Future& b) { return a.state_ == b.state_; }
 
@@ -497,13 +497,13 @@ bool copy_outcome(From& from, FutureState<T>* to) {
 // A future that already holds `value`.
 template <class T>
 Future<std::decay_t<T>> make_ready_future(
-    T&& value, std::source_location where = std::source_location::current()) {
+    T&& value, SourceLocation where = SourceLocation::current()) {
   Future<std::decay_t<T>> f(where);
   f.set_result(std::forward<T>(value));
   return f;
 }
 inline Future<void> make_ready_future(
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   Future<void> f(where);
   f.set_result();
   return f;
@@ -512,7 +512,7 @@ inline Future<void> make_ready_future(
 // A future that already holds exception `e` (which must not be null).
 template <class T = void>
 Future<T> make_exceptional_future(std::exception_ptr e,
-                                  std::source_location where = std::source_location::current()) {
+                                  SourceLocation where = SourceLocation::current()) {
   Future<T> f(where);
   f.set_exception(std::move(e));
   return f;
@@ -531,7 +531,7 @@ void chain_future(Future<T> a, Future<T> b) {
 template <class T>
 template <class F>
 Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>::then(
-    F&& fn, std::source_location where) {
+    F&& fn, SourceLocation where) {
   using Traits = internal::ThenTraits<T, std::decay_t<F>>;
   using U = typename Traits::value_type;
   internal::FutureState<T>* s = state("then");

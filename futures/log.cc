@@ -48,7 +48,7 @@ LogHandler set_log_handler(LogHandler handler) {
   return previous ? *previous : LogHandler();
 }
 
-void log(LogLevel level, std::string_view message, std::source_location where) {
+void log(LogLevel level, std::string_view message, SourceLocation where) {
   std::shared_ptr<LogHandler> handler;
   {
     std::lock_guard<std::mutex> lock(handler_mu());
@@ -75,7 +75,7 @@ std::string describe_exception(const std::exception_ptr& e) {
   }
 }
 
-std::string describe_location(const std::source_location& where) {
+std::string describe_location(const SourceLocation& where) {
   if (where.line() == 0) return "unknown location";
   std::string out = where.file_name();
   out += ":" + std::to_string(where.line());

@@ -15,7 +15,7 @@
 
 #include <exception>
 #include <functional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <string>
 #include <string_view>
 
@@ -28,7 +28,7 @@ struct LogRecord {
   std::string_view message;
   // Where the logged object came from (for an unretrieved exception: where
   // the future was created); may be empty (line 0) when unknown.
-  std::source_location where;
+  SourceLocation where;
 };
 
 using LogHandler = std::function<void(const LogRecord&)>;
@@ -39,14 +39,14 @@ LogHandler set_log_handler(LogHandler handler);
 
 // Sends a record to the current handler.
 void log(LogLevel level, std::string_view message,
-         std::source_location where = std::source_location());
+         SourceLocation where = SourceLocation());
 
 // "TypeName: what()" for a stored exception (the dynamic type, demangled),
 // for log lines and test failure messages. "no exception" for nullptr.
 std::string describe_exception(const std::exception_ptr& e);
 
 // "file:line (function)", or "unknown location" when `where` is empty.
-std::string describe_location(const std::source_location& where);
+std::string describe_location(const SourceLocation& where);
 
 }  // namespace eddy
 

@@ -66,7 +66,7 @@
 #include <exception>
 #include <map>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -113,7 +113,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
  public:
   using Keys = typename MultiKeys<Result>::type;
 
-  MultiBlock(size_t n, QuietExceptions quiet, std::source_location where)
+  MultiBlock(size_t n, QuietExceptions quiet, SourceLocation where)
       : result_(new FutureState<Result>(where)),
         slots_(n),
         remaining_(n + 1),
@@ -233,7 +233,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
   std::vector<HeldState<T>> slots_;  // in input order; filled as children finish
   size_t remaining_;
   QuietExceptions quiet_;
-  std::source_location where_;
+  SourceLocation where_;
   [[no_unique_address]] Keys keys_;  // the input's keys, in input order (maps)
 };
 
@@ -241,7 +241,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
 // map whose mapped_type is a future.
 template <class T, class Result, class Container>
 Future<Result> start_multi(Container& children, QuietExceptions quiet,
-                           std::source_location where) {
+                           SourceLocation where) {
   auto* block = new MultiBlock<T, Result>(children.size(), std::move(quiet), where);
   BlockRef<MultiBlock<T, Result>> setup(block);
   size_t i = 0;
@@ -267,7 +267,7 @@ class TupleBlock : public RefCounted<TupleBlock<T...>> {
   template <size_t I>
   using Child = std::tuple_element_t<I, std::tuple<T...>>;
 
-  TupleBlock(QuietExceptions quiet, std::source_location where)
+  TupleBlock(QuietExceptions quiet, SourceLocation where)
       : result_(new FutureState<Result>(where)), quiet_(std::move(quiet)), where_(where) {}
   ~TupleBlock() { result_->release(); }
 
@@ -364,12 +364,12 @@ class TupleBlock : public RefCounted<TupleBlock<T...>> {
   std::tuple<HeldState<T>...> slots_;
   size_t remaining_ = sizeof...(T) + 1;
   QuietExceptions quiet_;
-  std::source_location where_;
+  SourceLocation where_;
 };
 
 template <class... F>
 Future<std::tuple<MultiValue<FutureValue<F>>...>> start_tuple_multi(
-    std::tuple<F...>& children, QuietExceptions quiet, std::source_location where) {
+    std::tuple<F...>& children, QuietExceptions quiet, SourceLocation where) {
   using Block = TupleBlock<FutureValue<F>...>;
   auto* block = new Block(std::move(quiet), where);
   BlockRef<Block> setup(block);
@@ -389,7 +389,7 @@ Future<std::tuple<MultiValue<FutureValue<F>>...>> start_tuple_multi(
 template <class T>
 Future<internal::MultiResult<T, std::vector<T>>> multi(
     std::vector<Future<T>> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, std::vector<T>>>(
       children, std::move(quiet), where);
 }
@@ -400,7 +400,7 @@ Future<internal::MultiResult<T, std::vector<T>>> multi(
 template <class T>
 Future<internal::MultiResult<T, std::vector<T>>> multi(
     std::vector<ConcurrentFuture<T>> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, std::vector<T>>>(
       children, std::move(quiet), where);
 }
@@ -411,14 +411,14 @@ Future<internal::MultiResult<T, std::vector<T>>> multi(
 template <class K, class T, class C, class A>
 Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
     std::map<K, Future<T>, C, A> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, std::map<K, T, C>>>(
       children, std::move(quiet), where);
 }
 template <class K, class T, class C, class A>
 Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
     std::map<K, ConcurrentFuture<T>, C, A> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, std::map<K, T, C>>>(
       children, std::move(quiet), where);
 }
@@ -427,14 +427,14 @@ Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
 template <class K, class T, class H, class E, class A>
 Future<internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>> multi(
     absl::flat_hash_map<K, Future<T>, H, E, A> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>>(
       children, std::move(quiet), where);
 }
 template <class K, class T, class H, class E, class A>
 Future<internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>> multi(
     absl::flat_hash_map<K, ConcurrentFuture<T>, H, E, A> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>>(
       children, std::move(quiet), where);
 }
@@ -446,7 +446,7 @@ template <class... F>
   requires(internal::FutureLike<F> && ...)
 Future<std::tuple<MultiValue<internal::FutureValue<F>>...>> multi(
     std::tuple<F...> children, QuietExceptions quiet = {},
-    std::source_location where = std::source_location::current()) {
+    SourceLocation where = SourceLocation::current()) {
   return internal::start_tuple_multi(children, std::move(quiet), where);
 }
 
@@ -455,7 +455,7 @@ template <class... F>
   requires(internal::FutureLike<F> && ...)
 Future<std::tuple<MultiValue<internal::FutureValue<F>>...>> multi(F... children) {
   std::tuple<F...> tuple(std::move(children)...);
-  return internal::start_tuple_multi(tuple, QuietExceptions(), std::source_location::current());
+  return internal::start_tuple_multi(tuple, QuietExceptions(), SourceLocation::current());
 }
 
 }  // namespace eddy

@@ -13,6 +13,9 @@
 #define EDDY_FUTURES_SOURCE_LOCATION_H_
 
 #include <cstdint>
+#if __has_include(<source_location>)
+#include <source_location>
+#endif
 
 namespace eddy {
 
@@ -30,6 +33,12 @@ class SourceLocation {
     loc.line_ = line;
     return loc;
   }
+
+#if defined(__cpp_lib_source_location)
+  // Where std::source_location exists (g++), it converts.
+  constexpr SourceLocation(const std::source_location& loc) noexcept  // NOLINT(runtime/explicit)
+      : file_(loc.file_name()), function_(loc.function_name()), line_(loc.line()) {}
+#endif
 
   constexpr const char* file_name() const noexcept { return file_; }
   constexpr const char* function_name() const noexcept { return function_; }

@@ -38,7 +38,7 @@
 
 #include <cstddef>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <vector>
 
 #include "absl/time/time.h"
@@ -63,7 +63,7 @@ class Condition {
   // scheduler is not an IOLoop (with none current, IOLoop::current() is
   // used).
   Future<void> wait(std::optional<absl::Duration> timeout = std::nullopt,
-                    std::source_location where = std::source_location::current()) {
+                    SourceLocation where = SourceLocation::current()) {
     Future<void> waiter = internal::make_waiter<void>(timeout, "Condition::wait",
                                                       "Condition::wait timed out", where);
     waiters_.push(waiter);

@@ -33,7 +33,7 @@
 
 #include <cstddef>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 
 #include "absl/time/time.h"
 #include "eddy/futures/future.h"
@@ -77,7 +77,7 @@ class Event {
   // current scheduler is not an IOLoop (with none current, IOLoop::current()
   // is used).
   Future<void> wait(std::optional<absl::Duration> timeout = std::nullopt,
-                    std::source_location where = std::source_location::current()) {
+                    SourceLocation where = SourceLocation::current()) {
     return wait_as(timeout, "Event::wait", "Event::wait timed out", where);
   }
 
@@ -89,7 +89,7 @@ class Event {
   friend class BasicQueue;  // join() is a wait on an Event, with its own name
 
   Future<void> wait_as(std::optional<absl::Duration> timeout, const char* op, const char* what,
-                       std::source_location where) {
+                       SourceLocation where) {
     if (set_) return make_ready_future(where);
     Future<void> waiter = internal::make_waiter<void>(timeout, op, what, where);
     waiters_.push(waiter);

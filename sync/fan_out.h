@@ -54,7 +54,7 @@
 #include <memory>
 #include <optional>
 #include <ranges>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <type_traits>
 #include <utility>
@@ -101,7 +101,7 @@ class FanOutBlock : public RefCounted<FanOutBlock<Range, Launch, R, kMoveValues>
  public:
   using Result = MultiResult<R, std::vector<R>>;
 
-  FanOutBlock(Range range, size_t max_in_flight, Launch launch, std::source_location where)
+  FanOutBlock(Range range, size_t max_in_flight, Launch launch, SourceLocation where)
       : range_(std::move(range)),
         next_(std::ranges::begin(range_)),
         total_(static_cast<size_t>(std::ranges::distance(range_))),
@@ -114,7 +114,7 @@ class FanOutBlock : public RefCounted<FanOutBlock<Range, Launch, R, kMoveValues>
   // Aggregates the slots; called after the first pump(), so that slots
   // filled synchronously are taken as they are (an all-synchronous fan_out
   // is done when it returns, as multi() over done futures).
-  Future<Result> start_result(QuietExceptions quiet, std::source_location where) {
+  Future<Result> start_result(QuietExceptions quiet, SourceLocation where) {
     // multi() takes the slots by value (handles): the block keeps its own.
     result_.emplace(multi(std::vector<Future<R>>(slots_), std::move(quiet), where));
     return *result_;
@@ -201,7 +201,7 @@ class FanOutBlock : public RefCounted<FanOutBlock<Range, Launch, R, kMoveValues>
 template <class R, bool kMoveValues, class Range, class Launch>
 Future<MultiResult<R, std::vector<R>>> start_fan_out(Range range, size_t max_in_flight,
                                                      Launch launch, QuietExceptions quiet,
-                                                     std::source_location where) {
+                                                     SourceLocation where) {
   if (max_in_flight == 0) throw std::invalid_argument("fan_out: max_in_flight must be > 0");
   using Block = FanOutBlock<Range, Launch, R, kMoveValues>;
   BlockRef<Block> block(new Block(std::move(range), max_in_flight, std::move(launch), where));
@@ -221,7 +221,7 @@ using FanOutRange = std::remove_cvref_t<Range>;
 template <std::ranges::forward_range Range, class F>
   requires std::is_invocable_v<F&, std::ranges::range_reference_t<internal::FanOutRange<Range>>>
 auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = {},
-             std::source_location where = std::source_location::current()) {
+             SourceLocation where = SourceLocation::current()) {
   using Stored = internal::FanOutRange<Range>;
   using Item = std::ranges::range_reference_t<Stored>;
   using R0 = std::remove_cvref_t<std::invoke_result_t<F&, Item>>;
@@ -251,7 +251,7 @@ template <std::ranges::forward_range Range, class F>
   requires std::is_invocable_v<const F&, std::ranges::range_value_t<internal::FanOutRange<Range>>>
 auto fan_out(Executor& executor, Range&& items, size_t max_in_flight, F fn,
              QuietExceptions quiet = {},
-             std::source_location where = std::source_location::current()) {
+             SourceLocation where = SourceLocation::current()) {
   using Stored = internal::FanOutRange<Range>;
   using Value = std::ranges::range_value_t<Stored>;
   using R = std::decay_t<std::invoke_result_t<const F&, Value>>;

@@ -37,7 +37,7 @@
 
 #include <cstddef>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
@@ -65,7 +65,7 @@ class Lock {
   // current scheduler is not an IOLoop (with none current, IOLoop::current()
   // is used).
   Future<Releaser> acquire(std::optional<absl::Duration> timeout = std::nullopt,
-                           std::source_location where = std::source_location::current()) {
+                           SourceLocation where = SourceLocation::current()) {
     return semaphore_.acquire(timeout, where);
   }
 

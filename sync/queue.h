@@ -58,7 +58,7 @@
 #include <deque>
 #include <functional>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -195,7 +195,7 @@ class BasicQueue {
   // Throws InvalidStateError if it must wait with a timeout and the current
   // scheduler is not an IOLoop.
   Future<void> put(T item, std::optional<absl::Duration> timeout = std::nullopt,
-                   std::source_location where = std::source_location::current()) {
+                   SourceLocation where = SourceLocation::current()) {
     if (try_put(item)) return make_ready_future(where);
     Future<void> waiter =
         internal::make_waiter<void>(timeout, "Queue::put", "Queue::put timed out", where);
@@ -218,7 +218,7 @@ class BasicQueue {
   // Throws InvalidStateError if it must wait with a timeout and the current
   // scheduler is not an IOLoop.
   Future<T> get(std::optional<absl::Duration> timeout = std::nullopt,
-                std::source_location where = std::source_location::current()) {
+                SourceLocation where = SourceLocation::current()) {
     if (std::optional<T> item = try_get()) {
       Future<T> ready(where);
       ready.set_result(std::move(*item));
@@ -254,7 +254,7 @@ class BasicQueue {
   // Throws InvalidStateError if a timeout is given, the queue has
   // unfinished items and the current scheduler is not an IOLoop.
   Future<void> join(std::optional<absl::Duration> timeout = std::nullopt,
-                    std::source_location where = std::source_location::current()) {
+                    SourceLocation where = SourceLocation::current()) {
     return finished_.wait_as(timeout, "Queue::join", "Queue::join timed out", where);
   }
 

@@ -69,7 +69,7 @@ Semaphore::~Semaphore() {
 }
 
 Future<Semaphore::Releaser> Semaphore::acquire(std::optional<absl::Duration> timeout,
-                                               std::source_location where) {
+                                               SourceLocation where) {
   internal::SemaphoreState& s = *state_;
   if (s.value > 0) {
     --s.value;

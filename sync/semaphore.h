@@ -39,7 +39,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <string>
 #include <utility>
 
@@ -121,7 +121,7 @@ class Semaphore {
   // current scheduler is not an IOLoop (with none current, IOLoop::current()
   // is used).
   Future<Releaser> acquire(std::optional<absl::Duration> timeout = std::nullopt,
-                           std::source_location where = std::source_location::current());
+                           SourceLocation where = SourceLocation::current());
 
   // Gives a permit back: to the oldest pending waiter if there is one (its
   // future completes on a later turn), else to the counter.

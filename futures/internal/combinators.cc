@@ -6,7 +6,7 @@
 
 namespace eddy::internal {
 
-void log_extra_failure(const std::exception_ptr& e, const std::source_location& where) {
+void log_extra_failure(const std::exception_ptr& e, const SourceLocation& where) {
   log(LogLevel::kError,
       "Multiple exceptions in yield list: " + describe_exception(e) + " (multi at " +
           describe_location(where) + ")",

@@ -13,7 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -48,12 +48,12 @@ using FutureValue = typename FutureTraits<std::remove_cvref_t<F>>::value_type;
 // chained to it, completed on this thread's loop.
 // Throws InvalidStateError for a ConcurrentFuture when no loop is current.
 template <class T>
-Future<T> as_loop_future(Future<T> f, std::source_location = std::source_location::current()) {
+Future<T> as_loop_future(Future<T> f, SourceLocation = SourceLocation::current()) {
   return f;
 }
 template <class T>
 Future<T> as_loop_future(ConcurrentFuture<T> f,
-                         std::source_location where = std::source_location::current()) {
+                         SourceLocation where = SourceLocation::current()) {
   Future<T> out(where);
   chain_future(std::move(f), out);
   return out;
@@ -164,7 +164,7 @@ inline constexpr bool kFitsInline = sizeof(F) <= 2 * sizeof(void*) &&
 
 // "Multiple exceptions in yield list" (Tornado's wording) for a failure
 // that multi() does not raise.
-void log_extra_failure(const std::exception_ptr& e, const std::source_location& where);
+void log_extra_failure(const std::exception_ptr& e, const SourceLocation& where);
 
 }  // namespace eddy::internal
 

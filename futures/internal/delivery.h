@@ -61,10 +61,12 @@ class DeliveryBlock {
       DeliveryBlock* d = ref.get();
       if (!d->node_.linked()) return;  // the loop dropped the payload already
       Scheduler::disown(&d->node_);
-      std::optional<Fn> payload = std::move(d->payload_);
+      // A plain local, not an optional: GCC 12 at -O1 reports a moved
+      // std::optional as maybe-uninitialized (bug 80635).
+      Fn payload = std::move(*d->payload_);
       d->payload_.reset();
       d->release();  // the loop side's reference; ref keeps d alive
-      if (run) (*payload)();
+      if (run) payload();
     });
   }
 

@@ -9,7 +9,7 @@
 
 #include <exception>
 #include <optional>
-#include <source_location>
+#include "eddy/futures/source_location.h"
 #include <string>
 
 #include "absl/time/time.h"
@@ -43,7 +43,7 @@ inline IOLoop& timer_loop(const char* op) {
 // Throws InvalidStateError as timer_loop() when a timeout is given.
 template <class T>
 Future<T> make_waiter(std::optional<absl::Duration> timeout, const char* op, const char* what,
-                      std::source_location where) {
+                      SourceLocation where) {
   if (!timeout.has_value()) return Future<T>(where);
   IOLoop& loop = timer_loop(op);
   Future<T> waiter(where);
