@@ -71,7 +71,11 @@ class ConcurrentState {
   ConcurrentStatus status_ = ConcurrentStatus::kPending;  // guarded by mu
   std::optional<Stored<T>> value_;   // written once under mu, then read-only
   std::exception_ptr error_;         // written once under mu, then read-only
-  std::vector<Callback> callbacks;   // guarded by mu
+  // Guarded by mu. The first callback is stored inline (the common single
+  // callback, e.g. the loop's delivery, costs no allocation); invariant:
+  // more_callbacks is empty whenever first_callback is.
+  Callback first_callback;
+  std::vector<Callback> more_callbacks;
   std::atomic<bool> retrieved_{false};
   SourceLocation created_;
   // The loop whose thread must run to complete this future (set by
@@ -147,7 +151,7 @@ class ConcurrentFuture {
   // Returns true if it is cancelled now (or already was), false if it is
   // running or done. Callbacks run on this thread.
   bool cancel() {
-    std::vector<typename internal::ConcurrentState<T>::Callback> callbacks;
+    Callbacks callbacks;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       if (state_->status_ == internal::ConcurrentStatus::kCancelled) return true;
@@ -175,7 +179,11 @@ class ConcurrentFuture {
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       if (!internal::is_done(state_->status_)) {
-        state_->callbacks.push_back(std::move(cb));
+        if (!state_->first_callback) {
+          state_->first_callback = std::move(cb);
+        } else {
+          state_->more_callbacks.push_back(std::move(cb));
+        }
         return;
       }
     }
@@ -254,7 +262,7 @@ class ConcurrentFuture {
 
   template <class Store>
   bool try_complete(Store&& store, internal::ConcurrentStatus to) {
-    std::vector<typename internal::ConcurrentState<T>::Callback> callbacks;
+    Callbacks callbacks;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
       if (internal::is_done(state_->status_)) return false;
@@ -266,15 +274,24 @@ class ConcurrentFuture {
     return true;
   }
 
+  struct Callbacks {
+    typename internal::ConcurrentState<T>::Callback first;
+    std::vector<typename internal::ConcurrentState<T>::Callback> more;
+  };
+
   // Under mu: wakes the blocked waiters and hands the callbacks out, to be
   // run unlocked (a callback may call back into this future).
-  std::vector<typename internal::ConcurrentState<T>::Callback> take_and_notify() {
+  Callbacks take_and_notify() {
     if (state_->waiters > 0) state_->cv.notify_all();
-    return std::move(state_->callbacks);
+    Callbacks out{std::move(state_->first_callback), std::move(state_->more_callbacks)};
+    state_->first_callback = nullptr;
+    state_->more_callbacks.clear();
+    return out;
   }
 
-  void run(std::vector<typename internal::ConcurrentState<T>::Callback>& callbacks) {
-    for (auto& cb : callbacks) invoke(cb);
+  void run(Callbacks& callbacks) {
+    if (callbacks.first) invoke(callbacks.first);
+    for (auto& cb : callbacks.more) invoke(cb);
   }
 
   void invoke(typename internal::ConcurrentState<T>::Callback& cb) {
