@@ -1,0 +1,26 @@
+// How the eddy benchmarks offload a call from the loop to a pool and get a
+// loop Future back: IOLoop::run_in_executor, the public API for it. One
+// place to change if that API moves.
+//
+// Threading: call on the loop's thread, with the loop current.
+#ifndef EDDY_BENCH_EDDY_OFFLOAD_H_
+#define EDDY_BENCH_EDDY_OFFLOAD_H_
+
+#include <utility>
+
+#include "eddy/executor/offload.h"
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/loop/io_loop.h"
+
+namespace eddy::bench {
+
+template <class F>
+auto offload(IOLoop& loop, ThreadPoolExecutor& pool, F&& fn) {
+  // TODO(bench): switch to loop.run_in_executor(&pool, fn) once it lands;
+  // it is a thin wrapper over this engine.
+  return internal::offload(loop, pool, Deadline(), std::forward<F>(fn));
+}
+
+}  // namespace eddy::bench
+
+#endif  // EDDY_BENCH_EDDY_OFFLOAD_H_

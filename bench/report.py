@@ -1,0 +1,541 @@
+#!/usr/bin/env python3
+"""Runs eddy's benchmark binaries and writes bench/REPORT.md.
+
+Normally started by tools/run-benchmarks, which builds the binaries with
+--config=opt first and passes --bin-dir. Each workload binary holds eddy and
+its peers (Boost.Asio, libuv); it is run `--rounds` times (separate
+processes), each time with `--repetitions` repetitions interleaved at random
+across contenders (Google Benchmark's --benchmark_enable_random_interleaving),
+so that eddy and each peer sample the same moments of a noisy machine. Every
+contender runs under the same allocator settings (GLIBC_TUNABLES, stated in
+the report). Figures are medians over all samples; the spread is min..max.
+
+    bench/report.py --bin-dir bazel-bin/bench               # full (~10 min)
+    bench/report.py --bin-dir bazel-bin/bench --quick       # < 2 min, noisier
+    bench/report.py --bin-dir ... --workloads W2,W6 --repetitions 9
+
+The targets each workload is judged against come from the issue that created
+bench/ and are restated in the report next to each verdict.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+# Same for every contender. A high trim threshold keeps glibc from handing
+# freed memory back to the kernel between bursts (which re-faults it on the
+# next burst and alone moves some contenders 10x); the fixed mmap threshold
+# keeps large vectors on the heap instead of a fresh mmap each repetition.
+DEFAULT_TUNABLES = "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_threshold=33554432"
+
+EDDY = "eddy"
+
+
+class Row:
+    """One contender of a workload: a benchmark in the workload's binary."""
+
+    def __init__(self, label, bench, role, note=""):
+        self.label = label  # shown in the table
+        self.bench = bench  # benchmark name without Google Benchmark's suffixes
+        self.role = role  # "eddy", "eddy-variant", "peer", "baseline"
+        self.note = note
+
+
+class Workload:
+    def __init__(self, wid, name, binary, what, metric, unit, rows, target, extra=(), scale_note=""):
+        self.wid = wid
+        self.name = name
+        self.binary = binary
+        self.what = what
+        self.metric = metric  # a counter name, or "ns_per_item" (real time / N)
+        self.unit = unit
+        self.rows = rows
+        self.target = target  # text
+        self.extra = list(extra)  # further (counter, header, format) columns
+        self.scale_note = scale_note
+
+
+WORKLOADS = [
+    Workload(
+        "W1", "pool_throughput", "w1_pool_throughput",
+        "One producer submits 1,000,000 tiny tasks to a pool of `workers` threads; wait for all.",
+        "ns_per_item", "ns/task",
+        [Row("eddy", "BM_PoolThroughput_Eddy", EDDY, "ThreadPoolExecutor::submit"),
+         Row("Asio", "BM_PoolThroughput_Asio", "peer", "asio::post to asio::thread_pool"),
+         Row("libuv", "BM_PoolThroughput_Libuv", "peer", "uv_queue_work, after-work on the loop")],
+        "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
+        extra=[("allocs_per_item", "allocs/task", "{:.2f}")]),
+    Workload(
+        "W2", "offload_roundtrip", "w2_offload_roundtrip",
+        "The loop submits one task, its result comes back on the loop, then the next; "
+        "100,000 sequential round trips. Latency per round trip from a histogram.",
+        "p50_us", "p50 us",
+        [Row("eddy", "BM_OffloadRoundTrip_Eddy", EDDY, "run_in_executor + done callback"),
+         Row("eddy (coroutine)", "BM_OffloadRoundTrip_EddyCoro", "eddy-variant", "co_await run_in_executor"),
+         Row("eddy (add_future)", "BM_OffloadRoundTrip_EddyAddFuture", "eddy-variant", "submit + IOLoop::add_future"),
+         Row("Asio", "BM_OffloadRoundTrip_Asio", "peer",
+             "post to thread_pool, post back to io_context (which sleeps on a condvar: futex hop back)"),
+         Row("Asio, reactor active", "BM_OffloadRoundTrip_AsioReactor", "peer-variant",
+             "the same with a timer pending: io_context sleeps in epoll, eventfd hop back like eddy"),
+         Row("libuv", "BM_OffloadRoundTrip_Libuv", "peer", "uv_queue_work"),
+         Row("floor: futex there, eventfd back", "BM_Floor_RoundTrip", "baseline", "raw syscalls, two threads"),
+         Row("floor: eventfd both ways", "BM_Floor_EventfdEpoll", "baseline", "2 hops"),
+         Row("floor: futex both ways", "BM_Floor_Futex", "baseline", "2 hops")],
+        "eddy p50 within 2x of the two-hop floor, and lower than Asio's and libuv's",
+        extra=[("p99_us", "p99 us", "{:.1f}"), ("allocs_per_item", "allocs/trip", "{:.2f}")]),
+    Workload(
+        "W3", "offload_fanout", "w3_offload_fanout",
+        "The loop submits 1,000 tasks and waits for all (multi); 200 rounds.",
+        "ns_per_item", "ns/task",
+        [Row("eddy", "BM_OffloadFanout_Eddy", EDDY, "run_in_executor x1000 + multi"),
+         Row("eddy (coroutine)", "BM_OffloadFanout_EddyCoro", "eddy-variant", "co_await vector of futures"),
+         Row("Asio", "BM_OffloadFanout_Asio", "peer", "post x1000, post back, count"),
+         Row("libuv", "BM_OffloadFanout_Libuv", "peer", "uv_queue_work x1000, count")],
+        "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
+        extra=[("allocs_per_item", "allocs/task", "{:.2f}")]),
+    Workload(
+        "W4", "loop_callbacks", "w4_loop_callbacks",
+        "10,000,000 same-thread add_callback no-ops (posted from the loop in batches of 1,000).",
+        "ns_per_item", "ns/callback",
+        [Row("eddy", "BM_LoopCallbacks_Eddy", EDDY, "IOLoop::add_callback"),
+         Row("Asio", "BM_LoopCallbacks_Asio", "peer", "asio::post(io_context)")],
+        "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x (libuv has no equivalent)",
+        extra=[("allocs_per_item", "allocs/callback", "{:.3f}")]),
+    Workload(
+        "W5", "cross_thread_callbacks", "w5_cross_thread_callbacks",
+        "Another thread posts 1,000,000 callbacks onto the loop.",
+        "ns_per_item", "ns/callback",
+        [Row("eddy", "BM_CrossThreadCallbacks_Eddy", EDDY, "IOLoop::add_callback from another thread"),
+         Row("Asio", "BM_CrossThreadCallbacks_Asio", "peer", "asio::post(io_context) from another thread"),
+         Row("libuv", "BM_CrossThreadCallbacks_Libuv", "peer", "mutex + vector + uv_async_send")],
+        "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
+        extra=[("allocs_per_item", "allocs/callback", "{:.3f}")]),
+    Workload(
+        "W6", "timers", "w6_timers",
+        "1,000,000 timers over [0, 1 s), every other one cancelled, the rest fire. "
+        "Figure: (N schedules + N/2 cancels) / N; also how late the last timer fired.",
+        "sched_cancel_ns", "ns/timer",
+        [Row("eddy", "BM_Timers_Eddy", EDDY, "call_at + remove_timeout"),
+         Row("Asio", "BM_Timers_Asio", "peer", "steady_timer per timer + cancel"),
+         Row("libuv", "BM_Timers_Libuv", "peer", "uv_timer_t per timer + uv_timer_stop (1 ms ticks)")],
+        "schedule+cancel at least as fast as the faster peer (ratio >= 1.0), aim 1.5x; "
+        "last timer no later than Asio's",
+        extra=[("last_late_ms", "last timer late, ms", "{:.2f}"), ("allocs_per_item", "allocs/timer", "{:.2f}")]),
+    Workload(
+        "W7", "future_resolve", "w7_future_resolve",
+        "Create a Future, attach one callback, resolve it, the callback runs on the loop; 10,000,000.",
+        "ns_per_item", "ns/future",
+        [Row("eddy", "BM_FutureResolve_Eddy", EDDY, "Future + add_done_callback + set_result")],
+        "at most one heap allocation per future (its shared state); a small callback stored "
+        "without a second allocation (no peer has loop futures)",
+        extra=[("allocs_per_item", "allocs/future", "{:.3f}")]),
+    Workload(
+        "W8", "multi_wide", "w8_multi_wide",
+        "multi over 1,000,000 pending futures (vector and std::map), resolve all; and at 100,000.",
+        "ns_per_item", "ns/child",
+        [Row("eddy list, 100k", "BM_MultiWide_List_Eddy/100000", EDDY),
+         Row("eddy list, 1M", "BM_MultiWide_List_Eddy/1000000", "eddy-variant"),
+         Row("eddy map, 100k", "BM_MultiWide_Map_Eddy/100000", "eddy-variant"),
+         Row("eddy map, 1M", "BM_MultiWide_Map_Eddy/1000000", "eddy-variant")],
+        "linear in N: time(1M) within 10x of time(100k), for list and map (no peer has multi)",
+        extra=[("allocs_per_item", "allocs/child", "{:.2f}")]),
+    Workload(
+        "W9", "coroutine_await", "w9_coroutine_await",
+        "A coroutine awaits 1,000,000 futures in a row, each resolved from a loop callback; "
+        "and 10,000,000 awaits of a future already done.",
+        "ns_per_item", "ns/await",
+        [Row("eddy: await loop-resolved", "BM_CoroutineAwait_Eddy", EDDY, "add_callback resolves, co_await"),
+         Row("Asio: await post", "BM_CoroutineAwait_Asio", "peer", "co_await asio::post(use_awaitable)"),
+         Row("baseline: one loop callback", "BM_LoopCallback_Eddy", "baseline", "chain of add_callback"),
+         Row("eddy: await ready", "BM_AwaitReady_Eddy", "eddy-variant", "co_await of a done Future"),
+         Row("Asio: await ready", "BM_AwaitReady_Asio", "peer", "co_await of an awaitable that co_returns"),
+         Row("baseline: call + branch", "BM_FunctionCall", "baseline", "non-inlined call, test result")],
+        "ready await <= a function call plus a branch; a loop-resolved await <= one loop "
+        "callback on top of the callback that resolves it (<= 2x the baseline)",
+        extra=[("allocs_per_item", "allocs/await", "{:.3f}")]),
+]
+
+SUFFIXES = re.compile(r"(/iterations:\d+|/process_time|/real_time|/manual_time|/repeats:\d+|/threads:\d+)")
+TIME_UNIT_NS = {"ns": 1.0, "us": 1e3, "ms": 1e6, "s": 1e9}
+
+
+def base_name(name):
+    return SUFFIXES.sub("", name)
+
+
+def median(values):
+    return statistics.median(values) if values else None
+
+
+class Samples:
+    """All repetitions of every benchmark, across rounds."""
+
+    def __init__(self):
+        self.by_bench = {}  # bench -> list of dicts (one per repetition)
+        self.errors = {}  # bench -> message
+        self.contexts = []
+
+    def add_json(self, data):
+        self.contexts.append(data.get("context", {}))
+        for b in data.get("benchmarks", []):
+            if b.get("run_type") != "iteration":
+                continue
+            name = base_name(b["name"])
+            if b.get("error_occurred"):
+                self.errors[name] = b.get("error_message", "error")
+                continue
+            sample = dict(b)
+            unit = TIME_UNIT_NS[b.get("time_unit", "ns")]
+            sample["real_ns"] = b["real_time"] * unit
+            sample["cpu_ns"] = b["cpu_time"] * unit
+            n = b.get("N") or 1
+            sample["ns_per_item"] = sample["real_ns"] / n
+            sample["cpu_per_real"] = sample["cpu_ns"] / sample["real_ns"] if sample["real_ns"] else 0
+            self.by_bench.setdefault(name, []).append(sample)
+
+    def values(self, bench, field):
+        return [s[field] for s in self.by_bench.get(bench, []) if field in s]
+
+    def stat(self, bench, field):
+        v = self.values(bench, field)
+        if not v:
+            return None
+        return {"median": median(v), "min": min(v), "max": max(v), "n": len(v)}
+
+
+def fmt(v, spec="{:.1f}"):
+    if v is None:
+        return "—"
+    if isinstance(v, float) and abs(v) >= 1000 and spec == "{:.1f}":
+        return "{:,.0f}".format(v)
+    return spec.format(v)
+
+
+def fmt_ratio(r):
+    return "—" if r is None else "{:.2f}x".format(r)
+
+
+def read_first(path, default=""):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return default
+
+
+def machine_info():
+    cpuinfo = read_first("/proc/cpuinfo")
+    model = re.search(r"model name\s*:\s*(.*)", cpuinfo)
+    return {
+        "cpu": model.group(1).strip() if model else platform.processor() or "unknown",
+        "cores": os.cpu_count(),
+        "kernel": platform.release(),
+        "loadavg": read_first("/proc/loadavg").split()[:3],
+    }
+
+
+def run_binary(path, args, env, log):
+    cmd = [path] + args
+    log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
+    log.flush()
+    start = time.time()
+    proc = subprocess.run(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return proc.returncode, time.time() - start
+
+
+def verdicts(w, s):
+    """Returns [(criterion, verdict text, met: True/False/None)] for workload w."""
+    out = []
+    eddy = next((r for r in w.rows if r.role == EDDY), None)
+    e = s.stat(eddy.bench, w.metric) if eddy else None
+    if w.wid in ("W1", "W3", "W4", "W5", "W6"):
+        peers = [(r.label, s.stat(r.bench, w.metric)) for r in w.rows if r.role == "peer"]
+        peers = [(l, st) for l, st in peers if st]
+        if e and peers:
+            best_label, best = min(peers, key=lambda p: p[1]["median"])
+            ratio = best["median"] / e["median"] if e["median"] else None
+            met = ratio is not None and ratio >= 1.0
+            aim = " (aim 1.5x: {})".format("reached" if ratio and ratio >= 1.5 else "not yet") if met else ""
+            out.append(("faster peer ({}) / eddy = {}".format(best_label, fmt_ratio(ratio)),
+                        ("met" if met else "MISSED") + aim, met))
+        if w.wid == "W6":
+            el = s.stat("BM_Timers_Eddy", "last_late_ms")
+            al = s.stat("BM_Timers_Asio", "last_late_ms")
+            if el and al:
+                met = el["median"] <= al["median"]
+                out.append(("last timer late: eddy {:.2f} ms vs Asio {:.2f} ms".format(el["median"], al["median"]),
+                            "met" if met else "MISSED", met))
+    elif w.wid == "W2":
+        floor = s.stat("BM_Floor_RoundTrip", "p50_us")
+        if e and floor:
+            x = e["median"] / floor["median"]
+            met = x <= 2.0
+            out.append(("eddy p50 / floor p50 = {:.2f}x (limit 2x)".format(x), "met" if met else "MISSED", met))
+        for r in w.rows:
+            if r.role not in ("peer", "peer-variant"):
+                continue
+            p = s.stat(r.bench, w.metric)
+            if e and p:
+                met = e["median"] < p["median"]
+                crit = "eddy p50 {:.1f} us < {} p50 {:.1f} us".format(e["median"], r.label, p["median"])
+                if r.role == "peer":
+                    out.append((crit, "met" if met else "MISSED", met))
+                else:
+                    # Context, not a target: the peer paying the same eventfd hop as eddy.
+                    out.append((crit, "(for context) " + ("lower" if met else "higher"), None))
+    elif w.wid == "W7":
+        a = s.stat("BM_FutureResolve_Eddy", "allocs_per_item")
+        if a:
+            met = a["median"] <= 1.0 + 1e-3
+            out.append(("{:.3f} allocations per future (limit 1)".format(a["median"]), "met" if met else "MISSED", met))
+        else:
+            out.append(("allocations per future", "not measured (binary does not count allocations)", None))
+    elif w.wid == "W8":
+        for shape in ("List", "Map"):
+            small = s.stat("BM_MultiWide_{}_Eddy/100000".format(shape), "real_ns")
+            big = s.stat("BM_MultiWide_{}_Eddy/1000000".format(shape), "real_ns")
+            if small and big:
+                x = big["median"] / small["median"]
+                met = x <= 10.0
+                out.append(("{}: time(1M) / time(100k) = {:.1f} (limit 10)".format(shape.lower(), x),
+                            "met" if met else "MISSED", met))
+    elif w.wid == "W9":
+        ready = s.stat("BM_AwaitReady_Eddy", w.metric)
+        call = s.stat("BM_FunctionCall", w.metric)
+        if ready and call:
+            # Within timer noise of a call + branch: 25% or half a nanosecond.
+            met = ready["median"] <= max(call["median"] * 1.25, call["median"] + 0.5)
+            out.append(("ready await {:.2f} ns vs call + branch {:.2f} ns".format(ready["median"], call["median"]),
+                        "met" if met else "MISSED", met))
+        cb = s.stat("BM_LoopCallback_Eddy", w.metric)
+        if e and cb:
+            x = e["median"] / cb["median"]
+            met = x <= 2.0
+            out.append(("loop-resolved await = {:.2f} loop callbacks (limit 2: the resolving one + 1)".format(x),
+                        "met" if met else "MISSED", met))
+    return out
+
+
+def workload_table(w, s):
+    eddy = next((r for r in w.rows if r.role == EDDY), None)
+    e = s.stat(eddy.bench, w.metric) if eddy else None
+    headers = ["contender", "{} (median)".format(w.unit), "spread (min..max)", "peer/eddy"]
+    headers += [h for _, h, _ in w.extra]
+    headers += ["CPU/wall", "samples", "how"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for r in w.rows:
+        st = s.stat(r.bench, w.metric)
+        if r.bench in s.errors:
+            cells = [r.label, "error: " + s.errors[r.bench]] + [""] * (len(headers) - 2)
+            lines.append("| " + " | ".join(cells) + " |")
+            continue
+        if not st:
+            continue
+        ratio = None
+        if r.role in ("peer", "peer-variant") and e and e["median"]:
+            ratio = st["median"] / e["median"]
+        cells = [("**{}**".format(r.label) if r.role == EDDY else r.label),
+                 fmt(st["median"]), "{}..{}".format(fmt(st["min"]), fmt(st["max"])),
+                 fmt_ratio(ratio) if r.role in ("peer", "peer-variant") else ""]
+        for field, _, spec in w.extra:
+            x = s.stat(r.bench, field)
+            cells.append(fmt(x["median"], spec) if x else "—")
+        cpu = s.stat(r.bench, "cpu_per_real")
+        cells.append(fmt(cpu["median"], "{:.2f}") if cpu else "—")
+        cells.append(str(st["n"]))
+        cells.append(r.note)
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def floor_lines(s):
+    rt = s.stat("BM_Floor_RoundTrip", "p50_us")
+    ev = s.stat("BM_Floor_EventfdEpoll", "p50_us")
+    fx = s.stat("BM_Floor_Futex", "p50_us")
+    if not (rt and ev and fx):
+        return []
+    return ["",
+            "Floor: one eventfd->epoll_wait wake {:.1f} us, one futex wake {:.1f} us (half of each "
+            "ping-pong's p50); their sum {:.1f} us; measured futex-there/eventfd-back round trip "
+            "{:.1f} us, the figure W2 is held to (a shape-matched guide, not a hard bound: which core the "
+            "kernel wakes a thread on moves every figure here, and a peer can land below it).".format(ev["median"] / 2, fx["median"] / 2,
+                                                          (ev["median"] + fx["median"]) / 2, rt["median"])]
+
+
+def write_report(path, selected, s, args, info_start, info_end, tunables, elapsed, commands):
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    ctx = s.contexts[0] if s.contexts else {}
+    lines = ["# eddy benchmark report", ""]
+    lines.append("Generated {} by `tools/run-benchmarks {}` in {:.0f} s.".format(
+        now, " ".join(args.passthrough), elapsed))
+    lines.append("")
+    lines.append("| setting | value |")
+    lines.append("|---|---|")
+    lines.append("| machine | {} x {}, kernel {} |".format(
+        info_start["cores"], info_start["cpu"], info_start["kernel"]))
+    lines.append("| load average (1/5/15 min) | at start {}, at end {} |".format(
+        " ".join(info_start["loadavg"]), " ".join(info_end["loadavg"])))
+    lines.append("| build | {}; compiler {} |".format(ctx.get("eddy_build", "?"), ctx.get("compiler", "?")))
+    lines.append("| allocator (every contender) | `GLIBC_TUNABLES={}` |".format(tunables))
+    lines.append("| pool threads (every pool) | {} (`UV_THREADPOOL_SIZE={}`) |".format(
+        ctx.get("eddy_workers", "?"), ctx.get("uv_threadpool_size", "?")))
+    lines.append("| workload scale | {} (1 = the sizes in DESIGN.md){} |".format(
+        args.scale, "; **quick run: figures are indicative only**" if args.quick else ""))
+    lines.append("| samples per contender | {} rounds (processes) x {} repetitions, interleaved at random "
+                 "within each process |".format(args.rounds, args.repetitions))
+    lines.append("| heap allocations counted | {} (a counting operator new in every binary; same cost "
+                 "for every contender) |".format(ctx.get("counting_allocations", "?")))
+    lines.append("")
+    busy = float(info_start["loadavg"][0]) if info_start["loadavg"] else 0.0
+    if busy > 0.5:
+        lines.append("> **Warning:** the machine was busy when the run started (load {:.2f}); "
+                     "cross-thread figures (W1, W2, W3, W5) are unreliable. Re-run on a quiet machine.".format(busy))
+        lines.append("")
+    if ctx.get("eddy_build", "").startswith("DEBUG"):
+        lines.append("> **Warning:** eddy was built without NDEBUG; the figures are meaningless. "
+                     "Use tools/run-benchmarks (it builds with --config=opt).")
+        lines.append("")
+
+    lines.append("## Targets")
+    lines.append("")
+    lines.append("| workload | target | measured | verdict |")
+    lines.append("|---|---|---|---|")
+    for w in selected:
+        vs = verdicts(w, s)
+        if not vs:
+            lines.append("| {} {} | {} | no data | — |".format(w.wid, w.name, w.target))
+        for i, (crit, verdict, met) in enumerate(vs):
+            lines.append("| {} | {} | {} | {} |".format(
+                "{} {}".format(w.wid, w.name) if i == 0 else "",
+                w.target if i == 0 else "", crit,
+                "**{}**".format(verdict) if met is False else verdict))
+    lines.append("")
+    lines.append("Ratios are peer / eddy on medians of time per item (or latency): above 1.0 eddy is "
+                 "faster. Spread is min..max over all samples; cross-thread workloads swing 2-6x on a "
+                 "2-core VM depending on which core the kernel wakes, so read the spreads too.")
+    lines.append("")
+
+    for w in selected:
+        lines.append("## {} {}".format(w.wid, w.name))
+        lines.append("")
+        lines.append(w.what)
+        lines.append("")
+        lines.extend(workload_table(w, s))
+        if w.wid == "W2":
+            lines.extend(floor_lines(s))
+        lines.append("")
+
+    lines.append("## How this was measured")
+    lines.append("")
+    lines.append("Each workload is one binary in bench/ with every contender in it "
+                 "(`bazel build --config=opt //bench/...`). One repetition is one full run of the "
+                 "workload (`Iterations(1)`), wall-clock time; `CPU/wall` is the whole process's "
+                 "CPU time over wall time (above the number of busy threads: someone spins). "
+                 "Per-item figures are wall time / N. The commands run:")
+    lines.append("")
+    lines.append("```")
+    lines.extend(commands)
+    lines.append("```")
+    lines.append("")
+    lines.append("See bench/README.md for what each contender does and how to read the figures.")
+    lines.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bin-dir", required=True, help="directory holding the workload binaries")
+    p.add_argument("--quick", action="store_true",
+                   help="scale 0.1, 2 rounds x 3 repetitions (under 2 minutes)")
+    p.add_argument("--repetitions", type=int, help="repetitions per process (default 5; quick 3)")
+    p.add_argument("--rounds", type=int, help="processes per workload (default 3; quick 2)")
+    p.add_argument("--scale", type=float, help="workload size factor (default 1; quick 0.1)")
+    p.add_argument("--workloads", default="", help="comma-separated ids, e.g. W2,W6 (default all)")
+    p.add_argument("--out", default=None, help="report path (default bench/REPORT.md)")
+    p.add_argument("--json-dir", default=None, help="keep the raw JSON here")
+    p.add_argument("--tunables", default=None,
+                   help="GLIBC_TUNABLES for every contender (default: %s)" % DEFAULT_TUNABLES)
+    p.add_argument("--benchmark-arg", action="append", default=[],
+                   help="extra argument for every binary (repeatable)")
+    args = p.parse_args()
+    # tools/run-benchmarks passes what the user typed; else show our own.
+    invoked = os.environ.get("EDDY_BENCH_ARGS")
+    args.passthrough = [invoked] if invoked is not None else [
+        a for a in sys.argv[1:] if not a.startswith("--bin-dir")]
+    if args.quick:
+        args.scale = args.scale or 0.1
+        args.rounds = args.rounds or 2
+        args.repetitions = args.repetitions or 3
+    args.scale = args.scale or 1.0
+    args.rounds = args.rounds or 3
+    args.repetitions = args.repetitions or 5
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = args.out or os.path.join(root, "bench", "REPORT.md")
+    wanted = {x.strip().upper() for x in args.workloads.split(",") if x.strip()}
+    selected = [w for w in WORKLOADS if not wanted or w.wid in wanted]
+    if not selected:
+        sys.exit("report.py: no workload matches --workloads=%s" % args.workloads)
+    for w in selected:
+        path = os.path.join(args.bin_dir, w.binary)
+        if not os.access(path, os.X_OK):
+            sys.exit("report.py: %s is missing; build with: bazel build --config=opt //bench/..." % path)
+
+    tunables = args.tunables if args.tunables is not None else DEFAULT_TUNABLES
+    env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = tunables
+    json_dir = args.json_dir or tempfile.mkdtemp(prefix="eddy-bench-")
+    os.makedirs(json_dir, exist_ok=True)
+    log_path = os.path.join(json_dir, "run.log")
+
+    info_start = machine_info()
+    samples = Samples()
+    commands = []
+    start = time.time()
+    failures = []
+    with open(log_path, "w") as log:
+        for rnd in range(args.rounds):
+            # Rotate the order so no workload always runs right after another.
+            order = selected[rnd % len(selected):] + selected[:rnd % len(selected)]
+            for w in order:
+                jpath = os.path.join(json_dir, "%s.round%d.json" % (w.binary, rnd))
+                bargs = ["--benchmark_repetitions=%d" % args.repetitions,
+                         "--benchmark_enable_random_interleaving=true",
+                         "--benchmark_out=%s" % jpath, "--benchmark_out_format=json",
+                         "--eddy_scale=%g" % args.scale] + args.benchmark_arg
+                cmd_text = "GLIBC_TUNABLES=%s %s %s" % (tunables, w.binary, " ".join(
+                    a for a in bargs if not a.startswith("--benchmark_out")))
+                if rnd == 0:
+                    commands.append(cmd_text)
+                print("[round %d/%d] %s %s ..." % (rnd + 1, args.rounds, w.wid, w.binary),
+                      end="", file=sys.stderr, flush=True)
+                rc, secs = run_binary(os.path.join(args.bin_dir, w.binary), bargs, env, log)
+                print(" %.0f s%s" % (secs, "" if rc == 0 else " (exit %d)" % rc), file=sys.stderr)
+                if rc != 0:
+                    failures.append("%s exited %d (see %s)" % (w.binary, rc, log_path))
+                try:
+                    with open(jpath) as f:
+                        samples.add_json(json.load(f))
+                except (OSError, ValueError) as e:
+                    failures.append("%s: no JSON output (%s)" % (w.binary, e))
+    elapsed = time.time() - start
+    info_end = machine_info()
+    write_report(out, selected, samples, args, info_start, info_end, tunables, elapsed, commands)
+    print("report: %s (raw JSON and log in %s)" % (out, json_dir), file=sys.stderr)
+    for f in failures:
+        print("report.py: " + f, file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

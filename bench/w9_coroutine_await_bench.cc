@@ -1,0 +1,199 @@
+// W9 coroutine_await: a coroutine awaits 1,000,000 futures in a row, each
+// resolved from a loop callback; plus the cost of awaiting a future that is
+// already done, and the baselines both are judged against.
+//
+//   CoroutineAwait_Eddy       per await: a Future, an add_callback that
+//                             resolves it, the coroutine suspends and is
+//                             resumed by the future's callback turn.
+//   CoroutineAwait_Asio       per await: co_await asio::post(io, use_awaitable)
+//                             (Asio 1.74 has no promise to resolve from a
+//                             handler; a posted resume is its nearest
+//                             equivalent, and is one loop callback).
+//   LoopCallback_Eddy         baseline: a chain of loop callbacks, each
+//                             add_callback-ing the next (one loop callback).
+//   AwaitReady_Eddy           per await: co_await of a Future already done
+//                             (10x more awaits: each is a few ns).
+//   AwaitReady_Asio           per await: co_await of an awaitable that
+//                             co_returns at once.
+//   FunctionCall              baseline: a call that is not inlined plus a
+//                             branch on its result.
+// libuv has no coroutines: no rows.
+//
+// Look for: AwaitReady_Eddy within noise of FunctionCall; CoroutineAwait_Eddy
+// at most two loop callbacks (the resolving callback plus at most one for
+// the await itself), i.e. <= 2x LoopCallback_Eddy.
+#include <cstdint>
+#include <cstdlib>
+
+#include "benchmark/benchmark.h"
+#include "eddy/bench/alloc_counter.h"
+#include "eddy/bench/harness.h"
+#include "eddy/bench/peers.h"
+#include "eddy/futures/coroutine.h"
+#include "eddy/futures/future.h"
+#include "eddy/loop/io_loop.h"
+
+namespace eddy::bench {
+namespace {
+
+constexpr int64_t kReadyFactor = 10;
+
+// --- loop-resolved awaits ----------------------------------------------------
+
+Future<int64_t> await_loop_resolved(IOLoop& loop, int64_t n) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    Future<int64_t> f;
+    loop.add_callback([f, i]() mutable { f.set_result(i); });
+    sum += co_await f;
+  }
+  co_return sum;
+}
+
+void BM_CoroutineAwait_Eddy(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits);
+  IOLoop loop;
+  loop.run_sync([&] { return await_loop_resolved(loop, 1'000); });
+  int64_t sum = 0;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = loop.run_sync([&] { return await_loop_resolved(loop, n); });
+  }
+  finish(state, n, allocs);
+  if (sum != n * (n - 1) / 2) state.SkipWithError("wrong sum");
+}
+EDDY_WORKLOAD(BM_CoroutineAwait_Eddy);
+
+asio::awaitable<void> asio_await_posts(int64_t n, int64_t* sum) {
+  auto executor = co_await asio::this_coro::executor;
+  for (int64_t i = 0; i < n; ++i) {
+    co_await asio::post(executor, asio::use_awaitable);
+    *sum += i;
+  }
+}
+
+void BM_CoroutineAwait_Asio(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits);
+  asio::io_context io(1);
+  int64_t sum = 0;
+  asio::co_spawn(io, asio_await_posts(1'000, &sum), asio::detached);
+  io.run();
+  io.restart();
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = 0;
+    asio::co_spawn(io, asio_await_posts(n, &sum), asio::detached);
+    io.run();
+    io.restart();
+  }
+  finish(state, n, allocs);
+  if (sum != n * (n - 1) / 2) state.SkipWithError("wrong sum");
+}
+EDDY_WORKLOAD(BM_CoroutineAwait_Asio);
+
+// The baseline for a loop-resolved await: one loop callback per step.
+class CallbackChain {
+ public:
+  explicit CallbackChain(IOLoop& loop) : loop_(loop) {}
+  void start(int64_t n) {
+    remaining_ = n;
+    loop_.add_callback([this] { step(); });
+  }
+
+ private:
+  void step() {
+    if (--remaining_ > 0) {
+      loop_.add_callback([this] { step(); });
+    } else {
+      loop_.stop();
+    }
+  }
+  IOLoop& loop_;
+  int64_t remaining_ = 0;
+};
+
+void BM_LoopCallback_Eddy(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits);
+  IOLoop loop;
+  loop.make_current();
+  CallbackChain chain(loop);
+  chain.start(1'000);
+  loop.start();
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    chain.start(n);
+    loop.start();
+  }
+  finish(state, n, allocs);
+  IOLoop::clear_current();
+}
+EDDY_WORKLOAD(BM_LoopCallback_Eddy);
+
+// --- ready awaits --------------------------------------------------------------
+
+Future<int64_t> await_ready(Future<int64_t> ready, int64_t n) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += co_await ready;
+  co_return sum;
+}
+
+void BM_AwaitReady_Eddy(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits * kReadyFactor);
+  IOLoop loop;
+  int64_t sum = 0;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = loop.run_sync([&] { return await_ready(make_ready_future<int64_t>(1), n); });
+  }
+  finish(state, n, allocs);
+  if (sum != n) state.SkipWithError("wrong sum");
+}
+EDDY_WORKLOAD(BM_AwaitReady_Eddy);
+
+asio::awaitable<int64_t> asio_ready_value() { co_return 1; }
+
+asio::awaitable<void> asio_await_ready(int64_t n, int64_t* sum) {
+  for (int64_t i = 0; i < n; ++i) *sum += co_await asio_ready_value();
+}
+
+void BM_AwaitReady_Asio(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits * kReadyFactor);
+  asio::io_context io(1);
+  int64_t sum = 0;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = 0;
+    asio::co_spawn(io, asio_await_ready(n, &sum), asio::detached);
+    io.run();
+    io.restart();
+  }
+  finish(state, n, allocs);
+  if (sum != n) state.SkipWithError("wrong sum");
+}
+EDDY_WORKLOAD(BM_AwaitReady_Asio);
+
+[[gnu::noinline]] int64_t load_value(const int64_t* p) {
+  // An empty asm keeps the call from being folded away.
+  asm volatile("" ::: "memory");
+  return *p;
+}
+
+void BM_FunctionCall(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits * kReadyFactor);
+  const int64_t one = 1;
+  int64_t sum = 0;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    for (int64_t i = 0; i < n; ++i) {
+      int64_t v = load_value(&one);
+      if (v < 0) [[unlikely]] std::abort();
+      sum += v;
+    }
+    benchmark::DoNotOptimize(sum);
+  }
+  finish(state, n, allocs);
+}
+EDDY_WORKLOAD(BM_FunctionCall);
+
+}  // namespace
+}  // namespace eddy::bench

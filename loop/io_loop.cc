@@ -1,0 +1,817 @@
+#include "eddy/loop/io_loop.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <system_error>
+
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/log.h"
+#include "eddy/loop/internal/watchdog.h"
+
+namespace eddy {
+namespace internal {
+
+using Task = absl::AnyInvocable<void()>;
+
+struct FdHandler {
+  absl::AnyInvocable<void(int, uint32_t)> fn;
+  uint32_t events;      // READ | WRITE bits asked for
+  uint32_t generation;  // tells this registration's events from a previous one's
+  SourceLocation where;
+};
+
+// The loop's cross-thread door: a mutex-guarded vector the loop swaps out
+// once per iteration, and an eventfd that wakes the loop.
+//
+// Wake-up protocol (all under mu_):
+//   - the loop sets polling_ just before it blocks in epoll_wait, unless
+//     items are queued or a stop is pending (then it does not block);
+//   - a post writes the eventfd only if polling_ and not signalled_, and
+//     sets signalled_: many posts to a sleeping loop cost one write, and
+//     posts to a busy loop cost none;
+//   - after epoll_wait the loop clears polling_, and clears signalled_ if
+//     it read the eventfd (so a write is pending whenever signalled_ is set).
+// The eventfd belongs to the Inbox, not the loop, so a poster holding the
+// shared_ptr never writes to a closed (or reused) descriptor.
+class Inbox final : public RemoteScheduler {
+ public:
+  Inbox() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "IOLoop: eventfd");
+  }
+  ~Inbox() override { ::close(fd_); }
+
+  bool post(absl::AnyInvocable<void()> fn) override { return push(std::move(fn)); }
+
+  // Any thread. On failure `task` is destroyed when this returns, unlocked.
+  bool push(Task task) {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (closed_) return false;
+      items_.push_back(std::move(task));
+      has_items_.store(true, std::memory_order_release);
+      if (polling_ && !signalled_) wake = signalled_ = true;
+    }
+    if (wake) write_waker();
+    return true;
+  }
+
+  // Any thread: wakes the loop if it sleeps (stop()).
+  void wake() {
+    bool wake = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (polling_ && !signalled_) wake = signalled_ = true;
+    }
+    if (wake) write_waker();
+  }
+
+  // Loop thread, before a blocking poll. Returns false when the loop must
+  // not block: items are queued or a stop is pending. The stop flag is read
+  // under mu_ because stop() sets it before taking mu_ to decide on a wake.
+  bool prepare_to_block(const std::atomic<bool>& stop_requested) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!items_.empty() || stop_requested.load(std::memory_order_acquire)) return false;
+    polling_ = true;
+    return true;
+  }
+
+  // Loop thread, after a poll: see the protocol above. Moves the queued
+  // items to the end of `out`.
+  void after_poll(bool drained, std::vector<Task>& out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    polling_ = false;
+    if (drained) signalled_ = false;
+    take_locked(out);
+  }
+
+  // Loop thread, when it did not poll: a cheap look first.
+  void take_if_any(std::vector<Task>& out) {
+    if (!has_items_.load(std::memory_order_acquire)) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    take_locked(out);
+  }
+
+  bool maybe_nonempty() const { return has_items_.load(std::memory_order_acquire); }
+
+  // Loop thread, after epoll reported the eventfd readable.
+  void drain() {
+    uint64_t count;
+    while (::read(fd_, &count, sizeof count) < 0 && errno == EINTR) {
+    }
+  }
+
+  // Loop thread: refuse further posts and hand back what is queued (the
+  // caller destroys it, on the loop thread).
+  std::vector<Task> close() {
+    std::lock_guard<std::mutex> lock(mu_);
+    closed_ = true;
+    has_items_.store(false, std::memory_order_relaxed);
+    return std::move(items_);
+  }
+
+  int fd() const { return fd_; }
+  uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
+
+ private:
+  void take_locked(std::vector<Task>& out) {
+    if (items_.empty()) return;
+    if (out.empty()) {
+      // One swap; `out`'s old capacity becomes the next batch's buffer.
+      out.swap(items_);
+    } else {
+      for (Task& t : items_) out.push_back(std::move(t));
+      items_.clear();
+    }
+    has_items_.store(false, std::memory_order_relaxed);
+  }
+
+  void write_waker() {
+    writes_.fetch_add(1, std::memory_order_relaxed);
+    const uint64_t one = 1;
+    // EAGAIN means the counter is saturated: the loop is already signalled.
+    while (::write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+
+  const int fd_;
+  std::mutex mu_;
+  std::vector<Task> items_;  // guarded by mu_
+  bool closed_ = false;      // guarded by mu_
+  bool polling_ = false;     // guarded by mu_
+  bool signalled_ = false;   // guarded by mu_
+  std::atomic<bool> has_items_{false};
+  std::atomic<uint64_t> writes_{0};
+};
+
+}  // namespace internal
+
+namespace {
+
+constexpr int kMaxEvents = 256;
+// epoll data of the waker; fd handlers use (generation << 32 | fd), whose
+// low half is never 0xffffffff (fds are non-negative ints).
+constexpr uint64_t kWakerToken = UINT64_MAX;
+
+thread_local IOLoop* t_current_loop = nullptr;
+// The loop IOLoop::current() creates; destroyed at thread exit.
+thread_local std::unique_ptr<IOLoop> t_default_loop;
+
+uint32_t to_epoll(uint32_t events) {
+  uint32_t out = 0;
+  if (events & IOLoop::READ) out |= EPOLLIN;
+  if (events & IOLoop::WRITE) out |= EPOLLOUT;
+  return out;
+}
+
+uint64_t handler_token(int fd, uint32_t generation) {
+  return (static_cast<uint64_t>(generation) << 32) | static_cast<uint32_t>(fd);
+}
+
+std::string method(const char* op) { return std::string("IOLoop::") + op; }
+
+}  // namespace
+
+static_assert(IOLoop::READ == EPOLLIN && IOLoop::WRITE == EPOLLOUT &&
+                  IOLoop::ERROR == (EPOLLERR | EPOLLHUP),
+              "event bits are epoll's");
+
+// --- construction, destruction, current -------------------------------------
+
+IOLoop::IOLoop() : IOLoop(Options()) {}
+
+IOLoop::IOLoop(Options options)
+    : clock_(options.clock ? std::move(options.clock) : SteadyClock::shared()),
+      owner_(std::this_thread::get_id()),
+      inbox_(std::make_shared<internal::Inbox>()),
+      events_(new epoll_event[kMaxEvents]) {
+  epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) {
+    throw std::system_error(errno, std::generic_category(), "IOLoop: epoll_create1");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kWakerToken;
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, inbox_->fd(), &ev) < 0) {
+    int err = errno;
+    ::close(epoll_fd_);
+    throw std::system_error(err, std::generic_category(), "IOLoop: epoll_ctl(waker)");
+  }
+  clock_->attach(inbox_);
+}
+
+IOLoop::~IOLoop() {
+  if (running_) {
+    // Destroying the loop under its own feet: nothing sensible can follow.
+    log(LogLevel::kError, "IOLoop destroyed while running (from one of its callbacks?)");
+    std::abort();
+  }
+  close_now();
+}
+
+void IOLoop::close() {
+  check_owner("close");
+  if (closed_) return;
+  if (running_) {
+    throw InvalidStateError("IOLoop::close: the loop is running (stop it first)");
+  }
+  close_now();
+}
+
+namespace {
+// Destroys the tasks without running them; true if there were any.
+bool drop(std::vector<internal::Task>& tasks) {
+  if (tasks.empty()) return false;
+  std::vector<internal::Task> doomed;
+  doomed.swap(tasks);
+  doomed.clear();  // destructors may post; those land in the emptied vector
+  return true;
+}
+}  // namespace
+
+void IOLoop::close_now() {
+  if (closed_) return;
+  closed_ = true;
+  watchdog_.reset();
+  retired_watchdog_.reset();
+  // (1) No more cross-thread posts; what was queued dies here, unrun.
+  { std::vector<internal::Task> dropped = inbox_->close(); }
+  // (2) + (3), until nothing is left: destructors of what we drop may
+  // queue more (a timer's closure owning a future whose callbacks...).
+  for (;;) {
+    detach_scheduler();
+    bool any = false;
+    any |= drop(callbacks_);
+    any |= drop(running_batch_);
+    any |= drop(remote_batch_);
+    if (!timers_.storage_empty()) {
+      timers_.clear();
+      any = true;
+    }
+    if (!handlers_.empty()) {
+      absl::flat_hash_map<int, std::unique_ptr<internal::FdHandler>> doomed;
+      doomed.swap(handlers_);
+      doomed.clear();
+      any = true;
+    }
+    if (!retired_handlers_.empty()) {
+      std::vector<std::unique_ptr<internal::FdHandler>> doomed;
+      doomed.swap(retired_handlers_);
+      doomed.clear();
+      any = true;
+    }
+    if (!any) break;
+  }
+  // (4) The default pools this loop created die with it (see
+  // default_executor()): queued calls are cancelled, running ones finish
+  // and their completions, arriving at a closed loop, are dropped.
+  if (owns_default_executor_) retired_executors_.push_back(std::move(default_executor_));
+  default_executor_.reset();
+  owns_default_executor_ = false;
+  for (std::shared_ptr<Executor>& pool : retired_executors_) {
+    pool->shutdown(/*wait=*/true, /*cancel_futures=*/true);
+  }
+  retired_executors_.clear();
+  ::close(epoll_fd_);
+  epoll_fd_ = -1;
+  if (t_current_loop == this) t_current_loop = nullptr;
+}
+
+void IOLoop::set_default_executor(std::shared_ptr<Executor> executor) {
+  check_owner("set_default_executor");
+  check_open("set_default_executor");
+  std::shared_ptr<Executor> previous = std::exchange(default_executor_, std::move(executor));
+  if (std::exchange(owns_default_executor_, false) && previous != nullptr) {
+    // Ours: let it finish what it has without blocking this thread; it is
+    // joined when the loop closes.
+    previous->shutdown(/*wait=*/false);
+    retired_executors_.push_back(std::move(previous));
+  }
+}
+
+Executor& IOLoop::default_executor() {
+  check_owner("default_executor");
+  check_open("default_executor");
+  if (default_executor_ == nullptr) {
+    static std::atomic<int> counter{0};
+    ThreadPoolExecutor::Options options;
+    options.thread_name_prefix =
+        "eddy-loop-" + std::to_string(counter.fetch_add(1, std::memory_order_relaxed));
+    default_executor_ = std::make_shared<ThreadPoolExecutor>(std::move(options));
+    owns_default_executor_ = true;
+  }
+  return *default_executor_;
+}
+
+IOLoop& IOLoop::current() {
+  if (t_current_loop != nullptr) return *t_current_loop;
+  if (t_default_loop == nullptr) t_default_loop = std::make_unique<IOLoop>();
+  t_default_loop->make_current();
+  return *t_default_loop;
+}
+
+IOLoop* IOLoop::current_or_null() noexcept { return t_current_loop; }
+
+void IOLoop::make_current() {
+  check_open("make_current");
+  if (running_.load(std::memory_order_relaxed) && !in_scheduler_thread()) {
+    throw InvalidStateError("IOLoop::make_current: the loop is running on another thread");
+  }
+  owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  t_current_loop = this;
+  set_current(this);
+  sticky_current_ = true;
+}
+
+void IOLoop::clear_current() noexcept {
+  if (t_current_loop != nullptr && Scheduler::current() == t_current_loop) set_current(nullptr);
+  t_current_loop = nullptr;
+}
+
+// --- running -----------------------------------------------------------------
+
+IOLoop::RunScope::RunScope(IOLoop* loop, const char* op) : loop_(loop) {
+  if (loop->running_.load(std::memory_order_relaxed)) {
+    throw InvalidStateError(
+        method(op) + ": the loop is already running" +
+        (loop->in_scheduler_thread() ? " (a nested call from one of its own callbacks)"
+                                     : " on another thread"));
+  }
+  loop->check_open(op);
+  // Running the loop makes this thread its owner (a loop may be created on
+  // one thread and run on another), and the loop current here.
+  loop->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  loop->running_.store(true, std::memory_order_relaxed);
+  previous_loop_ = t_current_loop;
+  previous_scheduler_ = Scheduler::current();
+  t_current_loop = loop;
+  set_current(loop);
+}
+
+IOLoop::RunScope::~RunScope() {
+  loop_->running_.store(false, std::memory_order_relaxed);
+  // Keep the loop current if make_current() chose it; otherwise put back
+  // whatever was current before the run.
+  if (!(loop_->sticky_current_ && t_current_loop == loop_)) {
+    t_current_loop = previous_loop_;
+    set_current(previous_scheduler_);
+  }
+}
+
+void IOLoop::start() {
+  RunScope scope(this, "start");
+  for (;;) {
+    run_iteration(/*may_block=*/true);
+    if (stop_requested_.exchange(false, std::memory_order_acq_rel)) return;
+  }
+}
+
+void IOLoop::stop() {
+  // Set before the inbox decides whether to wake: see Inbox::prepare_to_block.
+  stop_requested_.store(true, std::memory_order_release);
+  if (!in_scheduler_thread()) inbox_->wake();
+}
+
+IOLoop::RunOutcome IOLoop::run_until(absl::FunctionRef<bool()> done,
+                                     std::optional<absl::Duration> timeout) {
+  bool timed_out = false;
+  TimeoutHandle timer;
+  if (timeout) timer = call_later(*timeout, [&timed_out] { timed_out = true; });
+  struct RemoveTimer {
+    IOLoop* loop;
+    TimeoutHandle* timer;
+    ~RemoveTimer() { loop->remove_timeout(*timer); }
+  } remove_timer{this, &timer};
+  for (;;) {
+    run_iteration(/*may_block=*/!done() && !timed_out);
+    if (done()) return RunOutcome::kDone;
+    if (timed_out) return RunOutcome::kTimedOut;
+    if (stop_requested_.exchange(false, std::memory_order_acq_rel)) return RunOutcome::kStopped;
+  }
+}
+
+void IOLoop::throw_stopped() {
+  throw InvalidStateError(
+      "IOLoop::run_sync: stop() was called before the future was done");
+}
+
+void IOLoop::throw_run_sync_timeout(absl::Duration timeout) {
+  throw TimeoutError("IOLoop::run_sync: operation timed out after " +
+                     absl::FormatDuration(timeout));
+}
+
+void IOLoop::throw_wrong_thread(const char* op) const {
+  throw InvalidStateError(
+      method(op) +
+      ": called from a thread that does not own the loop (only add_callback, "
+      "spawn_callback, stop, run_in_loop, time and remote are safe from other threads)");
+}
+
+void IOLoop::throw_closed(const char* op) {
+  throw InvalidStateError(method(op) + ": the loop is closed");
+}
+
+// --- one iteration -----------------------------------------------------------
+
+void IOLoop::run_iteration(bool may_block) {
+  ++iterations_;
+
+  // Phase 1: how long may we wait?
+  int64_t wait_ns = -1;  // forever
+  MonotonicTime next_timer = MonotonicTime::infinite_future();
+  bool idle_on_manual_clock = false;
+  if (!may_block || !callbacks_.empty() || stop_requested_.load(std::memory_order_relaxed)) {
+    wait_ns = 0;
+  } else if (!timers_.empty()) {
+    next_timer = timers_.next_deadline();
+    const MonotonicTime now = clock_->now();
+    if (next_timer <= now) {
+      wait_ns = 0;
+    } else if (clock_->advances_by_itself()) {
+      wait_ns = absl::ToInt64Nanoseconds(next_timer - now);
+    } else {
+      // Only somebody moving the clock can make the timer due: never
+      // sleep toward it.
+      idle_on_manual_clock = true;
+    }
+  }
+
+  // Phases 2 and 3: poll, take the inbox.
+  int n = 0;
+  if (wait_ns == 0 && handlers_.empty()) {
+    // Nothing to poll for and no reason to wait: skip the system call.
+    inbox_->take_if_any(remote_batch_);
+  } else {
+    if (wait_ns == 0) {
+      n = poll(0);
+    } else if (idle_on_manual_clock) {
+      n = poll(0);
+      if (n == 0 && !inbox_->maybe_nonempty()) {
+        // Truly idle: an auto-advancing clock jumps to the timer, anything
+        // else leaves us to block on fds and the inbox only.
+        if (!clock_->advance_when_idle(next_timer)) {
+          n = poll(inbox_->prepare_to_block(stop_requested_) ? -1 : 0);
+        }
+      }
+    } else {
+      n = poll(inbox_->prepare_to_block(stop_requested_) ? wait_ns : 0);
+    }
+    bool drained = false;
+    for (int i = 0; i < n; ++i) {
+      if (events_[i].data.u64 == kWakerToken) {
+        inbox_->drain();
+        drained = true;
+      }
+    }
+    inbox_->after_poll(drained, remote_batch_);
+  }
+
+  // Phase 4: fd handlers.
+  if (n > 0 && !handlers_.empty()) dispatch_fd_events(n);
+  // Phase 5: timers.
+  run_timers();
+  // Phase 6: callbacks.
+  run_callbacks();
+}
+
+int IOLoop::poll(int64_t wait_ns) {
+  // epoll_pwait2 takes nanoseconds; epoll_wait only milliseconds, rounded
+  // up so that a timer never wakes us early into a busy loop.
+  static std::atomic<bool> have_pwait2{true};
+  for (;;) {
+    int n;
+    if (have_pwait2.load(std::memory_order_relaxed)) {
+      timespec ts{};
+      if (wait_ns >= 0) {
+        ts.tv_sec = static_cast<time_t>(wait_ns / 1000000000);
+        ts.tv_nsec = static_cast<long>(wait_ns % 1000000000);
+      }
+      n = ::epoll_pwait2(epoll_fd_, events_.get(), kMaxEvents, wait_ns >= 0 ? &ts : nullptr,
+                         nullptr);
+      if (n < 0 && errno == ENOSYS) {
+        have_pwait2.store(false, std::memory_order_relaxed);
+        continue;
+      }
+    } else {
+      int ms = -1;
+      if (wait_ns >= 0) {
+        int64_t rounded = (wait_ns + 999999) / 1000000;
+        ms = rounded > INT_MAX ? INT_MAX : static_cast<int>(rounded);
+      }
+      n = ::epoll_wait(epoll_fd_, events_.get(), kMaxEvents, ms);
+    }
+    if (n >= 0) return n;
+    if (errno == EINTR) return 0;  // a signal: go round the loop
+    throw std::system_error(errno, std::generic_category(), "IOLoop: epoll_wait");
+  }
+}
+
+template <class Fn>
+void IOLoop::run_guarded(internal::ActivityKind kind, int fd, const SourceLocation& where,
+                         Fn&& fn) {
+  noted_ = false;
+  internal::Watchdog* watchdog = watchdog_.get();
+  if (watchdog == nullptr) [[likely]] {
+    try {
+      fn();
+    } catch (...) {
+      log_failure(kind, fd, where, std::current_exception());
+    }
+    return;
+  }
+  watchdog_busy_ = true;
+  watchdog->begin(internal::Activity{kind, fd, where});
+  try {
+    fn();
+  } catch (...) {
+    log_failure(kind, fd, where, std::current_exception());
+  }
+  watchdog->end();
+  watchdog_busy_ = false;
+  // Switched off (or replaced) from inside the callback: now it may go.
+  retired_watchdog_.reset();
+}
+
+void IOLoop::log_failure(internal::ActivityKind kind, int fd, const SourceLocation& where,
+                         std::exception_ptr e) {
+  internal::Activity what{kind, fd, where};
+  if (noted_) {  // the callback said what it is when it started
+    what.kind = noted_kind_;
+    what.where = noted_where_;
+  }
+  log(LogLevel::kError,
+      "Exception in " + internal::describe_activity(what) + ": " + describe_exception(e),
+      what.where);
+}
+
+void IOLoop::dispatch_fd_events(int n) {
+  dispatching_fds_ = true;
+  for (int i = 0; i < n; ++i) {
+    const uint64_t token = events_[i].data.u64;
+    if (token == kWakerToken) continue;
+    const int fd = static_cast<int>(static_cast<uint32_t>(token));
+    auto it = handlers_.find(fd);
+    // Removed by an earlier handler in this batch, or removed and added
+    // again (a new generation): these events are not for it.
+    if (it == handlers_.end() || it->second->generation != static_cast<uint32_t>(token >> 32)) {
+      continue;
+    }
+    internal::FdHandler* h = it->second.get();
+    const uint32_t ready = events_[i].events & (h->events | ERROR);
+    if (ready == 0) continue;  // update_handler dropped the event meanwhile
+    // `h` stays alive through the call even if it removes itself:
+    // remove_handler() retires it while dispatching_fds_ is set.
+    run_guarded(internal::ActivityKind::kFdHandler, fd, h->where,
+                [h, fd, ready] { h->fn(fd, ready); });
+    if (!retired_handlers_.empty()) retire_handlers();
+  }
+  dispatching_fds_ = false;
+}
+
+void IOLoop::retire_handlers() {
+  // A handler's destructor may remove more handlers (which retire into the
+  // emptied vector), so repeat.
+  while (!retired_handlers_.empty()) {
+    std::vector<std::unique_ptr<internal::FdHandler>> doomed;
+    doomed.swap(retired_handlers_);
+    doomed.clear();
+  }
+}
+
+void IOLoop::run_timers() {
+  if (timers_.empty()) return;
+  const MonotonicTime now = clock_->now();
+  // Only timers that existed when the phase began: one that schedules
+  // another due at once (zero delay on a manual clock) must not keep this
+  // phase going forever.
+  const uint64_t limit = timers_.next_seq();
+  absl::AnyInvocable<void()> fired;
+  while (timers_.pop_due(now, limit, &fired)) {
+    run_guarded(internal::ActivityKind::kTimer, -1, SourceLocation(), fired);
+    fired = nullptr;  // its captures die before the next timer runs
+  }
+}
+
+namespace {
+// Batch buffers are reused from one iteration to the next (no allocation in
+// the steady state), but a burst of millions of posts must not pin its
+// memory forever: a buffer much larger than what it last carried is freed.
+constexpr size_t kRetainedBatch = size_t{1} << 16;
+void clear_batch(std::vector<internal::Task>& batch) {
+  const size_t used = batch.size();
+  batch.clear();
+  if (batch.capacity() > kRetainedBatch && used < batch.capacity() / 4) {
+    std::vector<internal::Task>().swap(batch);
+  }
+}
+}  // namespace
+
+void IOLoop::run_callbacks() {
+  // Swap out the batch: what these callbacks post goes to callbacks_ and
+  // waits for the next iteration.
+  running_batch_.swap(callbacks_);
+  for (internal::Task& fn : running_batch_) {
+    run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
+    fn = nullptr;  // its captures die before the next callback runs
+  }
+  clear_batch(running_batch_);
+  for (internal::Task& fn : remote_batch_) {
+    run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
+    fn = nullptr;
+  }
+  clear_batch(remote_batch_);
+}
+
+// --- callbacks -----------------------------------------------------------------
+
+bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
+  const bool record = record_locations_.load(std::memory_order_relaxed);
+  if (in_scheduler_thread()) {
+    if (closed_) return false;
+    if (record) [[unlikely]] {
+      fn = locate(std::move(fn), internal::ActivityKind::kCallback, where);
+    }
+    callbacks_.push_back(std::move(fn));
+    return true;
+  }
+  if (record) [[unlikely]] {
+    fn = locate(std::move(fn), internal::ActivityKind::kRemoteCallback, where);
+  }
+  return inbox_->push(std::move(fn));
+}
+
+void IOLoop::post(absl::AnyInvocable<void()> fn) {
+  // After close() nothing will ever run it: drop it now (on this thread).
+  if (closed_) return;
+  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
+    fn = locate(std::move(fn), internal::ActivityKind::kFutureCallback, SourceLocation());
+  }
+  callbacks_.push_back(std::move(fn));
+}
+
+absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()> fn,
+                                          internal::ActivityKind kind,
+                                          const SourceLocation& where) {
+  // Runs only on the loop (inside run_guarded), so `this` is alive then;
+  // destroyed unrun, it never touches the loop.
+  return [this, fn = std::move(fn), kind, where]() mutable {
+    note_activity(kind, where);
+    fn();
+  };
+}
+
+void IOLoop::note_activity(internal::ActivityKind kind, const SourceLocation& where) {
+  noted_ = true;
+  noted_kind_ = kind;
+  noted_where_ = where;
+  if (watchdog_ != nullptr) watchdog_->update(kind, where);
+}
+
+std::shared_ptr<RemoteScheduler> IOLoop::remote() { return inbox_; }
+
+// --- timers ----------------------------------------------------------------------
+
+TimeoutHandle IOLoop::call_later(absl::Duration delay, absl::AnyInvocable<void()> fn,
+                                 SourceLocation where) {
+  check_owner("call_later");
+  check_open("call_later");
+  return call_at_unchecked(time() + delay, std::move(fn), where);
+}
+
+TimeoutHandle IOLoop::call_at(MonotonicTime when, absl::AnyInvocable<void()> fn,
+                              SourceLocation where) {
+  check_owner("call_at");
+  check_open("call_at");
+  return call_at_unchecked(when, std::move(fn), where);
+}
+
+TimeoutHandle IOLoop::call_at_unchecked(MonotonicTime when, absl::AnyInvocable<void()> fn,
+                                        const SourceLocation& where) {
+  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
+    fn = locate(std::move(fn), internal::ActivityKind::kTimer, where);
+  }
+  return TimeoutHandle(timers_.add(when, std::move(fn)));
+}
+
+void IOLoop::remove_timeout(TimeoutHandle handle) {
+  check_owner("remove_timeout");
+  if (closed_) return;
+  timers_.remove(handle.id_);
+}
+
+// --- fd handlers -------------------------------------------------------------------
+
+void IOLoop::add_handler(int fd, absl::AnyInvocable<void(int fd, uint32_t events)> handler,
+                         uint32_t events, SourceLocation where) {
+  check_owner("add_handler");
+  check_open("add_handler");
+  if (fd < 0) throw std::invalid_argument("IOLoop::add_handler: negative fd " + std::to_string(fd));
+  if ((events & ~(READ | WRITE | ERROR)) != 0) {
+    throw std::invalid_argument("IOLoop::add_handler: unknown event bits " +
+                                std::to_string(events & ~(READ | WRITE | ERROR)));
+  }
+  if (handlers_.contains(fd)) {
+    throw InvalidStateError("IOLoop::add_handler: fd " + std::to_string(fd) +
+                            " already has a handler (added twice? use update_handler to change "
+                            "its events, or remove_handler first)");
+  }
+  const uint32_t generation = next_handler_generation_++;
+  epoll_event ev{};
+  ev.events = to_epoll(events);
+  ev.data.u64 = handler_token(fd, generation);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    throw std::system_error(errno, std::generic_category(),
+                            "IOLoop::add_handler: epoll_ctl(ADD, fd " + std::to_string(fd) + ")");
+  }
+  handlers_.emplace(fd, std::make_unique<internal::FdHandler>(internal::FdHandler{
+                            std::move(handler), events & (READ | WRITE), generation, where}));
+}
+
+void IOLoop::update_handler(int fd, uint32_t events) {
+  check_owner("update_handler");
+  check_open("update_handler");
+  if ((events & ~(READ | WRITE | ERROR)) != 0) {
+    throw std::invalid_argument("IOLoop::update_handler: unknown event bits " +
+                                std::to_string(events & ~(READ | WRITE | ERROR)));
+  }
+  auto it = handlers_.find(fd);
+  if (it == handlers_.end()) {
+    throw InvalidStateError("IOLoop::update_handler: fd " + std::to_string(fd) +
+                            " has no handler (add_handler first)");
+  }
+  epoll_event ev{};
+  ev.events = to_epoll(events);
+  ev.data.u64 = handler_token(fd, it->second->generation);
+  if (::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) < 0) {
+    throw std::system_error(errno, std::generic_category(),
+                            "IOLoop::update_handler: epoll_ctl(MOD, fd " + std::to_string(fd) +
+                                ")");
+  }
+  it->second->events = events & (READ | WRITE);
+}
+
+void IOLoop::remove_handler(int fd) {
+  check_owner("remove_handler");
+  if (closed_) return;
+  auto it = handlers_.find(fd);
+  if (it == handlers_.end()) {
+    throw InvalidStateError("IOLoop::remove_handler: fd " + std::to_string(fd) +
+                            " has no handler (never added, or removed already)");
+  }
+  // EBADF/ENOENT: the fd was closed already, which took it out of the epoll
+  // set. Either way it is gone.
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+  std::unique_ptr<internal::FdHandler> handler = std::move(it->second);
+  handlers_.erase(it);
+  if (dispatching_fds_) {
+    // It may be the handler running right now: destroy it after it returns.
+    retired_handlers_.push_back(std::move(handler));
+  }
+  // Otherwise destroyed here, after the table is consistent again.
+}
+
+// --- watchdog, stats -----------------------------------------------------------------
+
+void IOLoop::set_blocking_log_threshold(absl::Duration threshold) {
+  check_owner("set_blocking_log_threshold");
+  check_open("set_blocking_log_threshold");
+  const bool off = threshold <= absl::ZeroDuration() || threshold == absl::InfiniteDuration();
+  // From now on posts record where they come from (or stop doing so).
+  record_locations_.store(!off, std::memory_order_relaxed);
+  if (off) {
+    if (watchdog_busy_) {
+      retired_watchdog_ = std::move(watchdog_);  // the running callback's bracket still needs it
+    } else {
+      watchdog_.reset();
+    }
+    return;
+  }
+  if (watchdog_ != nullptr) {
+    watchdog_->set_threshold(threshold);
+  } else {
+    watchdog_ = std::make_unique<internal::Watchdog>(threshold);
+  }
+}
+
+IOLoop::Stats IOLoop::stats() const {
+  check_owner("stats");
+  Stats s;
+  s.callbacks = callbacks_.size();
+  s.timers = timers_.size();
+  s.timer_heap_entries = timers_.heap_entries();
+  s.handlers = handlers_.size();
+  s.iterations = iterations_;
+  s.waker_writes = inbox_->writes();
+  return s;
+}
+
+}  // namespace eddy

@@ -1,0 +1,720 @@
+// IOLoop: the single-threaded event loop everything comes back to, after
+// Tornado's tornado.ioloop.IOLoop. One loop per thread runs callbacks,
+// timers and file-descriptor handlers; other threads hand it work with
+// add_callback(); blocking work goes to a ThreadPoolExecutor and its result
+// comes back through add_future().
+//
+//   eddy::IOLoop& loop = eddy::IOLoop::current();
+//   loop.call_later(absl::Milliseconds(100), [] { std::puts("tick"); });
+//   int answer = loop.run_sync([]() -> eddy::Future<int> {
+//     eddy::Future<int> f;
+//     eddy::IOLoop::current().add_callback([f]() mutable { f.set_result(42); });
+//     return f;
+//   });
+//
+// One iteration of the loop, in order (cf. libuv's design document):
+//   1. Decide how long to wait: not at all if callbacks are queued, a stop
+//      is pending or a timer is due; otherwise until the earliest timer
+//      (forever with no timers, or on a clock that does not advance by
+//      itself, such as ManualClock; an auto-advancing ManualClock jumps to
+//      the timer instead when nothing else is ready).
+//   2. Poll: epoll_wait on the registered fds and the waker (an eventfd
+//      that other threads write only when the loop is asleep and not yet
+//      signalled). Skipped entirely when there is no fd to watch and no
+//      reason to wait.
+//   3. Take the cross-thread inbox: everything other threads posted, in one
+//      swap under one lock.
+//   4. Run the handlers of the ready fds. A handler may add, update or
+//      remove any handler, itself included; events of a handler removed
+//      meanwhile are dropped.
+//   5. Fire due timers, earliest first and in scheduling order for equal
+//      deadlines; timers scheduled during this phase wait for the next one.
+//   6. Run the callbacks queued before this phase began: this thread's, in
+//      FIFO order, then the inbox's, in FIFO order per posting thread.
+//      Callbacks they post run on the next iteration, so a callback that
+//      re-posts itself never starves I/O and timers.
+//   7. If stop() was called, return from start().
+// Futures bound to the loop post their callbacks through the same queue
+// (IOLoop implements eddy::Scheduler), so they run in phase 6 too.
+//
+// Threading: an IOLoop belongs to one thread: the one that created it,
+// until another thread makes it current or runs it while it is not
+// running. add_callback(), spawn_callback(), stop(), run_in_loop(), time()
+// and remote() are safe from any thread; everything else must be called on
+// the loop's thread, and in builds with EDDY_THREAD_CHECKS (on without
+// NDEBUG) a call from another thread throws InvalidStateError naming the
+// method. Every callback, timer and handler runs on the loop's thread. To
+// post from a thread that may outlive the loop, keep remote(): it answers
+// false instead of touching a destroyed loop.
+//
+// Lifetime: destroying (or close()-ing) a loop destroys, on the calling
+// thread and without running them, every queued callback, pending timer and
+// fd handler, the closures other threads had queued, and whatever futures
+// and coroutines owned by the loop hold (see Scheduler::detach_scheduler);
+// futures bound to it run their callbacks inline from then on. Nothing
+// leaks. The default executor the loop created, if any, is shut down too:
+// its queued calls are cancelled and its running calls are waited for (see
+// default_executor()); the completions of offloaded calls still in flight
+// are dropped safely. A loop must not be destroyed while it runs.
+//
+// Errors: a callback, timer or handler that throws is logged through
+// eddy::log and the loop goes on. Misuse fails fast with InvalidStateError:
+// start()/run_sync() on a running loop (nested), an fd added twice or
+// removed when absent, a loop touched from a foreign thread.
+#ifndef EDDY_LOOP_IO_LOOP_H_
+#define EDDY_LOOP_IO_LOOP_H_
+
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
+#include "absl/functional/function_ref.h"
+#include "absl/time/time.h"
+#include "eddy/executor/cancellation.h"
+#include "eddy/executor/executor.h"
+#include "eddy/executor/offload.h"
+#include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/futures/internal/delivery.h"
+#include "eddy/futures/scheduler.h"
+#include "eddy/futures/source_location.h"
+#include "eddy/loop/internal/timer_queue.h"
+#include "eddy/loop/time.h"
+
+struct epoll_event;
+
+namespace eddy {
+
+class IOLoop;
+
+namespace internal {
+class Inbox;
+class Watchdog;
+struct Activity;
+enum class ActivityKind : uint8_t;
+struct FdHandler;
+}  // namespace internal
+
+// Names a timer scheduled with call_later/call_at/add_timeout, for
+// remove_timeout(). A small value type; a default-constructed handle, and
+// the handle of a timer that fired or was removed, name nothing, and
+// removing them is a harmless no-op.
+class TimeoutHandle {
+ public:
+  TimeoutHandle() = default;
+  // True if this handle was returned by a call_* method (whether or not the
+  // timer is still pending).
+  explicit operator bool() const { return id_.seq != 0; }
+  friend bool operator==(const TimeoutHandle& a, const TimeoutHandle& b) {
+    return a.id_.slot == b.id_.slot && a.id_.seq == b.id_.seq;
+  }
+
+ private:
+  friend class IOLoop;
+  explicit TimeoutHandle(internal::TimerQueue::Id id) : id_(id) {}
+  internal::TimerQueue::Id id_;
+};
+
+namespace internal {
+
+template <class R>
+struct IsFuture : std::false_type {};
+template <class T>
+struct IsFuture<Future<T>> : std::true_type {};
+template <class R>
+struct IsConcurrentFuture : std::false_type {};
+template <class T>
+struct IsConcurrentFuture<ConcurrentFuture<T>> : std::true_type {};
+
+// What run_sync returns and run_in_loop's ConcurrentFuture holds for a
+// function returning R: T for Future<T> and ConcurrentFuture<T>, R itself
+// otherwise.
+template <class R>
+struct Unwrapped {
+  using type = R;
+};
+template <class T>
+struct Unwrapped<Future<T>> {
+  using type = T;
+};
+template <class T>
+struct Unwrapped<ConcurrentFuture<T>> {
+  using type = T;
+};
+
+// Calls cb(f) or cb(), whichever it accepts.
+template <class F, class Fut>
+void call_with_future(F& cb, Fut& f) {
+  if constexpr (std::is_invocable_v<F&, Fut&>) {
+    cb(f);
+  } else {
+    static_assert(std::is_invocable_v<F&>,
+                  "add_future: cb must be callable as cb(future&) or cb()");
+    cb();
+  }
+}
+
+// Completes a ConcurrentFuture exactly once; if destroyed first (the loop
+// dropped the work without running it), fails it with CancelledError so
+// that a waiting thread wakes instead of hanging. Move-only.
+template <class T>
+class LoopCompleter {
+ public:
+  explicit LoopCompleter(ConcurrentFuture<T> f) : f_(std::move(f)) {}
+  LoopCompleter(LoopCompleter&& o) noexcept
+      : f_(std::move(o.f_)), armed_(std::exchange(o.armed_, false)) {}
+  LoopCompleter(const LoopCompleter&) = delete;
+  LoopCompleter& operator=(const LoopCompleter&) = delete;
+  LoopCompleter& operator=(LoopCompleter&&) = delete;
+  ~LoopCompleter() {
+    if (armed_) {
+      f_.try_set_exception(std::make_exception_ptr(CancelledError(
+          "IOLoop::run_in_loop: the loop was closed before the work finished")));
+    }
+  }
+
+  template <class... A>
+  void set_value(A&&... args) {
+    armed_ = false;
+    f_.try_set_result(std::forward<A>(args)...);
+  }
+  void set_exception(std::exception_ptr e) {
+    armed_ = false;
+    f_.try_set_exception(std::move(e));
+  }
+  // Copies a done loop future's outcome.
+  void set_from(Future<T>& done) {
+    if (done.cancelled()) {
+      set_exception(std::make_exception_ptr(CancelledError()));
+    } else if (std::exception_ptr e = done.exception()) {
+      set_exception(std::move(e));
+    } else if constexpr (std::is_void_v<T>) {
+      set_value();
+    } else if constexpr (std::is_copy_constructible_v<T>) {
+      set_value(done.result());
+    } else {
+      set_value(std::move(done.result()));
+    }
+  }
+  bool armed() const { return armed_; }
+
+ private:
+  ConcurrentFuture<T> f_;
+  bool armed_ = true;
+};
+
+}  // namespace internal
+
+class IOLoop final : public Scheduler {
+ public:
+  // Event bits for fd handlers (the epoll values, as Tornado's). ERROR
+  // (EPOLLERR | EPOLLHUP: an error or a hang-up) is always reported,
+  // whether or not it was asked for.
+  static constexpr uint32_t READ = 0x001;
+  static constexpr uint32_t WRITE = 0x004;
+  static constexpr uint32_t ERROR = 0x008 | 0x010;
+
+  struct Options {
+    // Where time() comes from; SteadyClock when empty. See manual_clock.h.
+    std::shared_ptr<Clock> clock;
+  };
+
+  // Counters for tests and diagnostics. Loop thread only.
+  struct Stats {
+    size_t callbacks = 0;           // same-thread callbacks queued
+    size_t timers = 0;              // pending timers
+    size_t timer_heap_entries = 0;  // heap entries, lazily cancelled ones included
+    size_t handlers = 0;            // registered fds
+    uint64_t iterations = 0;        // loop iterations run so far
+    uint64_t waker_writes = 0;      // eventfd writes by other threads' posts and stop()
+  };
+
+  // A new loop on the steady clock. It does not become current: call
+  // make_current(), or run it (start(), run_sync()).
+  // Throws std::system_error if epoll or eventfd cannot be created.
+  IOLoop();
+  explicit IOLoop(Options options);
+  // close(). Aborts (after logging) if the loop is running.
+  ~IOLoop() override;
+
+  // This thread's current loop; if there is none, a loop owned by this
+  // thread is created (once; destroyed at thread exit) and made current.
+  static IOLoop& current();
+  // This thread's current loop, or nullptr; never creates one.
+  static IOLoop* current_or_null() noexcept;
+  // Makes this loop current on the calling thread (for IOLoop::current(),
+  // and for the Futures created here) and the thread its owner.
+  // Throws InvalidStateError if it is running on another thread, or closed.
+  void make_current();
+  // Makes no loop current on the calling thread.
+  static void clear_current() noexcept;
+
+  // Runs the loop until stop() is called. The loop is current on this
+  // thread while it runs (and this thread becomes its owner). If stop()
+  // was called before start(), runs one iteration without waiting and
+  // returns (as Tornado).
+  // Throws InvalidStateError if the loop is already running (nested start,
+  // or running on another thread) or closed.
+  void start();
+
+  // Makes start() return after the current iteration (or run_sync() throw,
+  // see there). Safe from any thread; wakes a sleeping loop.
+  void stop();
+
+  // True while start() or run_sync() runs. Loop thread only.
+  bool is_running() const { return running_.load(std::memory_order_relaxed); }
+
+  // Runs `fn` on this loop (on the calling thread) and then the loop, until
+  // the future it returns is done; returns that future's value or rethrows
+  // its exception. `fn` may return:
+  //   - Future<T> (a coroutine is a function returning Future<T>) -> T;
+  //   - ConcurrentFuture<T> (bridged onto the loop) -> T;
+  //   - anything else (or void), which is returned as is after one
+  //     non-waiting iteration of the loop.
+  // An exception thrown by fn propagates. With a `timeout`, on expiry the
+  // future is cancelled (as Tornado's run_sync) and TimeoutError is thrown.
+  // Throws InvalidStateError if the loop is already running (nested) or
+  // closed, or if stop() is called before the future is done.
+  template <class F>
+  auto run_sync(F&& fn, std::optional<absl::Duration> timeout = std::nullopt)
+      -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type;
+
+  // Releases everything the loop holds, as the destructor does (see
+  // Lifetime above); afterwards add_callback() returns false, remove_*()
+  // are no-ops and the other methods throw InvalidStateError. Idempotent.
+  // Throws InvalidStateError if the loop is running.
+  void close();
+  bool closed() const { return closed_; }
+
+  // Runs `fn` on the loop's thread during a later iteration; never before
+  // returning. Safe from any thread: a post from the loop's own thread takes
+  // no lock and does not touch the waker; a post from another thread wakes
+  // a sleeping loop (once per batch of posts). Returns true if queued, false
+  // if the loop is closed (then `fn` is destroyed, unrun, before returning).
+  // While the blocking watchdog is on, `where` is recorded and named in its
+  // reports and when fn throws (otherwise it costs nothing: a queued
+  // callback is one 32-byte closure).
+  bool add_callback(absl::AnyInvocable<void()> fn,
+                    SourceLocation where = SourceLocation::current());
+
+  // Tornado's spawn_callback: the same as add_callback.
+  bool spawn_callback(absl::AnyInvocable<void()> fn,
+                      SourceLocation where = SourceLocation::current()) {
+    return add_callback(std::move(fn), where);
+  }
+
+  // Runs `fn` once, `delay` from now (a negative delay means now), on a
+  // later iteration. Returns its handle for remove_timeout(). Timers due at
+  // the same time fire in the order they were scheduled.
+  // Throws InvalidStateError on a foreign thread or a closed loop.
+  TimeoutHandle call_later(absl::Duration delay, absl::AnyInvocable<void()> fn,
+                           SourceLocation where = SourceLocation::current());
+  // As call_later, at the loop time `when`.
+  TimeoutHandle call_at(MonotonicTime when, absl::AnyInvocable<void()> fn,
+                        SourceLocation where = SourceLocation::current());
+  // Tornado's spelling: a delay or a deadline.
+  TimeoutHandle add_timeout(absl::Duration delay, absl::AnyInvocable<void()> fn,
+                            SourceLocation where = SourceLocation::current()) {
+    return call_later(delay, std::move(fn), where);
+  }
+  TimeoutHandle add_timeout(MonotonicTime deadline, absl::AnyInvocable<void()> fn,
+                            SourceLocation where = SourceLocation::current()) {
+    return call_at(deadline, std::move(fn), where);
+  }
+
+  // Cancels a pending timer: its callback is destroyed without running.
+  // A no-op for a timer that fired or was removed, an empty handle, or a
+  // closed loop. Throws InvalidStateError on a foreign thread.
+  void remove_timeout(TimeoutHandle handle);
+
+  // The loop's clock reading. Safe from any thread.
+  MonotonicTime time() const { return clock_->now(); }
+  const std::shared_ptr<Clock>& clock() const { return clock_; }
+
+  // Calls cb(f) (or cb()) on this loop once `f` is done, during a later
+  // iteration. `f` must belong to this thread.
+  // Throws InvalidStateError on a foreign thread or a closed loop.
+  template <class T, class F>
+  void add_future(Future<T> f, F&& cb);
+
+  // Calls cb(f) (or cb()) on this loop's thread once `f` is done, whichever
+  // thread completes it, even while the loop sleeps. If the loop is closed
+  // first, cb is destroyed on this loop's thread without running.
+  // Throws InvalidStateError on a foreign thread or a closed loop.
+  template <class T, class F>
+  void add_future(ConcurrentFuture<T> f, F&& cb);
+
+  // From any thread: runs fn() on the loop's thread and returns a
+  // ConcurrentFuture completed with its result (asyncio's
+  // run_coroutine_threadsafe). If fn returns a Future<T> (a coroutine), the
+  // ConcurrentFuture completes with that future's outcome. If fn throws, it
+  // holds the exception. If the loop is closed before fn (or its future)
+  // finishes, it fails with CancelledError. Blocking on it without a
+  // timeout on this loop's thread throws InvalidStateError instead of
+  // deadlocking (see ConcurrentFuture::result).
+  template <class F>
+  auto run_in_loop(F&& fn)
+      -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type>;
+
+  // Runs fn(args...) on `executor` (nullptr: this loop's default executor)
+  // and returns a Future, on this loop, of its result (Tornado's
+  // run_in_executor). fn and args are decay-copied into the task; the
+  // result type is fn's decayed return type (Future<void> for void). The
+  // outcome, value or exception, is delivered on this loop's thread.
+  // Never blocks, even on a pool with a full bounded queue (the task then
+  // waits outside the queue). Cancelling the Future cancels the task if it
+  // is still queued, or else signals the CancellationToken that fn receives
+  // if its first parameter is one (for a member function: the first after
+  // the object); a result that arrives after that is discarded. If the loop
+  // is closed before the outcome arrives, it is dropped safely. See
+  // eddy/executor/offload.h for the whole contract.
+  // Throws InvalidStateError on a foreign thread or a closed loop;
+  // ExecutorShutdownError / BrokenExecutorError from the executor.
+  template <class F, class... A>
+    requires(!std::same_as<std::remove_cvref_t<F>, Deadline>)
+  auto run_in_executor(Executor* executor, F&& fn, A&&... args);
+  // As above, with a deadline: a call still queued when it passes does not
+  // run (the Future fails with TimeoutError), and the token fn receives
+  // reports expired() once it passes. A running call is not interrupted.
+  template <class F, class... A>
+  auto run_in_executor(Executor* executor, Deadline deadline, F&& fn, A&&... args);
+
+  // Makes `executor` the one run_in_executor(nullptr, ...) uses. The loop
+  // keeps a reference but never shuts a supplied executor down: its owner
+  // does. nullptr goes back to a lazily created default pool.
+  // Throws InvalidStateError on a foreign thread or a closed loop.
+  void set_default_executor(std::shared_ptr<Executor> executor);
+
+  // The executor run_in_executor(nullptr, ...) uses. Unless one was set,
+  // a ThreadPoolExecutor with the default size (threads named
+  // "eddy-loop-<N>_<i>"), created on first use and owned by the loop:
+  // closing the loop shuts it down with cancel_futures (queued calls are
+  // cancelled: nobody could receive their results) and waits for the
+  // running calls to return, so no pool thread outlives the loop. (Python's
+  // asyncio does not wait; here the pool's threads would otherwise outlive
+  // the object that owns them.)
+  // Throws InvalidStateError on a foreign thread or a closed loop.
+  Executor& default_executor();
+
+  // Calls handler(fd, events) on the loop's thread whenever `fd` is ready
+  // for any of `events` (READ, WRITE; ERROR is always included). Level
+  // triggered: the handler runs on every iteration while the fd stays
+  // ready. The loop does not own or close the fd.
+  // Throws std::invalid_argument for a negative fd or unknown event bits,
+  // InvalidStateError if `fd` already has a handler (or on a foreign thread
+  // or closed loop), std::system_error if epoll refuses the fd (e.g. a
+  // regular file).
+  void add_handler(int fd, absl::AnyInvocable<void(int fd, uint32_t events)> handler,
+                   uint32_t events,
+                   SourceLocation where = SourceLocation::current());
+  // Changes the events `fd` is watched for.
+  // Throws InvalidStateError if `fd` has no handler; as add_handler otherwise.
+  void update_handler(int fd, uint32_t events);
+  // Stops watching `fd` and destroys its handler (after it returns, if it is
+  // the one running). Events already collected for it are dropped. A no-op
+  // on a closed loop. Throws InvalidStateError if `fd` has no handler, or on
+  // a foreign thread.
+  void remove_handler(int fd);
+
+  // Turns on (threshold > 0) or off (zero or infinite) the blocking
+  // watchdog: a thread that logs a warning naming any callback, timer or fd
+  // handler that has been running for `threshold` while it is still
+  // running, and the loop logs it again with its total time when it
+  // returns. Thresholds are kept within [1 ms, 1 year]; reports come
+  // between 1x and 1.5x the threshold into the callback. While it is on, the
+  // loop also records where each callback and timer was posted (one small
+  // allocation per post), to name them in its reports and exception logs.
+  // Throws InvalidStateError on a foreign thread or closed loop.
+  void set_blocking_log_threshold(absl::Duration threshold);
+
+  Stats stats() const;
+
+  // Scheduler: same-thread post (the add_callback fast path; Futures use
+  // it), the cross-thread inbox, and the owner-thread test.
+  void post(absl::AnyInvocable<void()> fn) override;
+  std::shared_ptr<RemoteScheduler> remote() override;
+  bool in_scheduler_thread() const override {
+    return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+
+ private:
+  enum class RunOutcome { kDone, kTimedOut, kStopped };
+
+  // Entered by start() and run_sync(): checks, claims the thread, makes the
+  // loop current; the destructor undoes it.
+  class RunScope {
+   public:
+    RunScope(IOLoop* loop, const char* op);
+    ~RunScope();
+    RunScope(const RunScope&) = delete;
+    RunScope& operator=(const RunScope&) = delete;
+
+   private:
+    IOLoop* loop_;
+    IOLoop* previous_loop_;
+    Scheduler* previous_scheduler_;
+  };
+
+  void check_owner(const char* op) const {
+#if EDDY_THREAD_CHECKS
+    if (!in_scheduler_thread()) throw_wrong_thread(op);
+#else
+    (void)op;
+#endif
+  }
+  void check_open(const char* op) const {
+    if (closed_) throw_closed(op);
+  }
+  [[noreturn]] void throw_wrong_thread(const char* op) const;
+  [[noreturn]] static void throw_closed(const char* op);
+  [[noreturn]] static void throw_stopped();
+  [[noreturn]] static void throw_run_sync_timeout(absl::Duration timeout);
+
+  // Runs iterations until done() holds after one (at least one runs, not
+  // waiting if done() already holds), `timeout` passes, or stop() is called.
+  RunOutcome run_until(absl::FunctionRef<bool()> done, std::optional<absl::Duration> timeout);
+  void run_iteration(bool may_block);
+  // Blocks in epoll for at most `wait_ns` (-1: forever); returns the number
+  // of events in events_.
+  int poll(int64_t wait_ns);
+  void dispatch_fd_events(int n);
+  void run_timers();
+  void run_callbacks();
+  // Runs one callback, timer or handler: watchdog bracket, exceptions
+  // logged naming it.
+  template <class Fn>
+  void run_guarded(internal::ActivityKind kind, int fd, const SourceLocation& where, Fn&& fn);
+  void log_failure(internal::ActivityKind kind, int fd, const SourceLocation& where,
+                   std::exception_ptr e);
+  // While locations are recorded (the watchdog is on): wraps `fn` so that,
+  // when it runs, it first tells the loop what it is (note_activity).
+  absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()> fn, internal::ActivityKind kind,
+                                    const SourceLocation& where);
+  void note_activity(internal::ActivityKind kind, const SourceLocation& where);
+  void retire_handlers();
+  void close_now();
+
+  template <class T>
+  T finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout);
+  TimeoutHandle call_at_unchecked(MonotonicTime when, absl::AnyInvocable<void()> fn,
+                                  const SourceLocation& where);
+
+  std::shared_ptr<Clock> clock_;
+  std::atomic<std::thread::id> owner_;
+  std::atomic<bool> running_{false};  // atomic: start() on a foreign thread reads it
+  bool closed_ = false;
+  bool sticky_current_ = false;  // make_current() was called: keep it current after a run
+  std::atomic<bool> stop_requested_{false};
+  uint64_t iterations_ = 0;
+
+  int epoll_fd_ = -1;
+  std::shared_ptr<internal::Inbox> inbox_;
+  using Callback = absl::AnyInvocable<void()>;
+  std::vector<Callback> callbacks_;      // queued on this thread
+  std::vector<Callback> running_batch_;  // phase 6's batch (swapped with callbacks_)
+  std::vector<Callback> remote_batch_;   // phase 3's take from the inbox
+
+  internal::TimerQueue timers_;
+
+  absl::flat_hash_map<int, std::unique_ptr<internal::FdHandler>> handlers_;
+  std::vector<std::unique_ptr<internal::FdHandler>> retired_handlers_;
+  bool dispatching_fds_ = false;
+  uint32_t next_handler_generation_ = 0;
+  std::unique_ptr<epoll_event[]> events_;  // epoll_wait's output
+
+  // run_in_executor(nullptr, ...)'s executor; owned (shut down at close)
+  // only when the loop created it.
+  std::shared_ptr<Executor> default_executor_;
+  bool owns_default_executor_ = false;
+  // Default pools this loop created and then replaced: shut down without
+  // waiting when replaced, joined at close.
+  std::vector<std::shared_ptr<Executor>> retired_executors_;
+  // Runs offload's setup with this loop as the current scheduler, so the
+  // Future it makes belongs here even on a loop that is not current.
+  class CurrentSchedulerScope;
+
+  std::unique_ptr<internal::Watchdog> watchdog_;
+  std::unique_ptr<internal::Watchdog> retired_watchdog_;  // switched off mid-callback
+  bool watchdog_busy_ = false;  // inside a watchdog-bracketed callback
+  // Set while the watchdog is on; read by add_callback on any thread.
+  std::atomic<bool> record_locations_{false};
+  // What note_activity() said about the running callback, if anything.
+  bool noted_ = false;
+  internal::ActivityKind noted_kind_{};
+  SourceLocation noted_where_;
+};
+
+// ---------------------------------------------------------------------------
+// Template definitions.
+
+template <class F>
+auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
+    -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type {
+  using R = std::invoke_result_t<F&>;
+  RunScope scope(this, "run_sync");
+  if constexpr (internal::IsFuture<R>::value) {
+    R f = fn();
+    return finish_run_sync(f, timeout);
+  } else if constexpr (internal::IsConcurrentFuture<R>::value) {
+    using T = typename R::value_type;
+    Future<T> f;
+    chain_future(fn(), f);
+    return finish_run_sync(f, timeout);
+  } else if constexpr (std::is_void_v<R>) {
+    fn();
+    run_until([] { return true; }, std::nullopt);
+  } else {
+    R value = fn();
+    run_until([] { return true; }, std::nullopt);
+    return value;
+  }
+}
+
+template <class T>
+T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
+  switch (run_until([&f] { return f.done(); }, timeout)) {
+    case RunOutcome::kDone:
+      break;
+    case RunOutcome::kTimedOut:
+      // As Tornado: cancel, and give the cancellation one iteration to
+      // reach whatever produces the future (a coroutine's pending await).
+      if (f.cancel()) run_until([] { return true; }, std::nullopt);
+      throw_run_sync_timeout(*timeout);
+    case RunOutcome::kStopped:
+      throw_stopped();
+  }
+  if constexpr (std::is_void_v<T>) {
+    f.result();
+  } else if constexpr (std::is_copy_constructible_v<T>) {
+    return f.result();
+  } else {
+    return std::move(f.result());
+  }
+}
+
+template <class T, class F>
+void IOLoop::add_future(Future<T> f, F&& cb) {
+  check_owner("add_future");
+  check_open("add_future");
+  if (internal::FutureAccess::state(f)->scheduler() == this) {
+    // The future already posts its callbacks here, on a later iteration.
+    f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
+      internal::call_with_future(cb, done);
+    });
+  } else {
+    // Bound to no loop (its callbacks run inline at completion) or to
+    // another one: hop onto this loop.
+    f.add_done_callback(
+        [remote = remote(), cb = std::forward<F>(cb)](Future<T>& done) mutable {
+          remote->post([cb = std::move(cb), done]() mutable {
+            Future<T> copy = done;
+            internal::call_with_future(cb, copy);
+          });
+        });
+  }
+}
+
+template <class T, class F>
+void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
+  check_owner("add_future");
+  check_open("add_future");
+  // The payload (cb) lives and dies on this thread, whichever of the loop
+  // and the future finishes first. It must not hold `f` itself: f's state
+  // holds the delivery handle, and the cycle would keep both alive until the
+  // loop closes even after every other handle on f is gone. The completing
+  // thread puts the done future in `cell` before delivering; the inbox's
+  // lock orders that write before the loop reads it.
+  auto cell = std::make_shared<std::optional<ConcurrentFuture<T>>>();
+  auto delivery = internal::make_delivery(this, [cell, cb = std::forward<F>(cb)]() mutable {
+    internal::call_with_future(cb, **cell);
+  });
+  f.add_done_callback([cell = std::move(cell), delivery = std::move(delivery)](
+                          ConcurrentFuture<T>& done) mutable {
+    cell->emplace(done);
+    delivery.deliver();
+  });
+}
+
+template <class F>
+auto IOLoop::run_in_loop(F&& fn)
+    -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type> {
+  using Fn = std::decay_t<F>;
+  using R = std::invoke_result_t<Fn&>;
+  using V = typename internal::Unwrapped<R>::type;
+  static_assert(!internal::IsConcurrentFuture<R>::value,
+                "run_in_loop: fn returns a ConcurrentFuture already; call it directly");
+  ConcurrentFuture<V> result;
+  // Set before `result` is shared: the deadlock check reads it unlocked.
+  internal::ConcurrentAccess::state(result).completed_on = this;
+  internal::LoopCompleter<V> completer(result);
+  // If the loop is closed, add_callback destroys the closure, and the
+  // completer in it fails `result` with CancelledError.
+  add_callback([fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+    try {
+      if constexpr (internal::IsFuture<R>::value) {
+        R f = fn();
+        f.add_done_callback([completer = std::move(completer)](R& done) mutable {
+          completer.set_from(done);
+        });
+      } else if constexpr (std::is_void_v<R>) {
+        fn();
+        completer.set_value();
+      } else {
+        completer.set_value(fn());
+      }
+    } catch (...) {
+      if (completer.armed()) completer.set_exception(std::current_exception());
+    }
+  });
+  return result;
+}
+
+// Makes the loop the current Scheduler on its own thread for the scope (the
+// Future run_in_executor returns binds to the current scheduler).
+class IOLoop::CurrentSchedulerScope {
+ public:
+  explicit CurrentSchedulerScope(IOLoop* loop) : previous_(Scheduler::current()) {
+    set_current(loop);
+  }
+  ~CurrentSchedulerScope() { set_current(previous_); }
+  CurrentSchedulerScope(const CurrentSchedulerScope&) = delete;
+  CurrentSchedulerScope& operator=(const CurrentSchedulerScope&) = delete;
+
+ private:
+  Scheduler* previous_;
+};
+
+template <class F, class... A>
+  requires(!std::same_as<std::remove_cvref_t<F>, Deadline>)
+auto IOLoop::run_in_executor(Executor* executor, F&& fn, A&&... args) {
+  return run_in_executor(executor, Deadline::none(), std::forward<F>(fn),
+                         std::forward<A>(args)...);
+}
+
+template <class F, class... A>
+auto IOLoop::run_in_executor(Executor* executor, Deadline deadline, F&& fn, A&&... args) {
+  // Always checked (not only with EDDY_THREAD_CHECKS): the default pool is
+  // created lazily below, and a Future made here must belong to this loop.
+  if (!in_scheduler_thread()) throw_wrong_thread("run_in_executor");
+  check_open("run_in_executor");
+  Executor& target = executor != nullptr ? *executor : default_executor();
+  CurrentSchedulerScope scope(this);
+  return internal::offload(*this, target, deadline, std::forward<F>(fn),
+                           std::forward<A>(args)...);
+}
+
+}  // namespace eddy
+
+#endif  // EDDY_LOOP_IO_LOOP_H_

@@ -1,0 +1,143 @@
+#include "eddy/loop/periodic_callback.h"
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <stdexcept>
+#include <string>
+
+#include "eddy/futures/log.h"
+#include "eddy/loop/internal/loop_ref.h"
+#include "eddy/loop/io_loop.h"
+
+namespace eddy {
+
+struct PeriodicCallback::State {
+  absl::AnyInvocable<void()> plain;
+  absl::AnyInvocable<Future<void>()> async;
+  absl::Duration interval;
+  double jitter;
+  bool running = false;
+  // Bumped by start() and stop(): a timer or a pending call from an earlier
+  // run sees a different epoch and does nothing, so stop(); start() never
+  // leaves two schedules going.
+  uint64_t epoch = 0;
+  internal::LoopRef loop;
+  MonotonicTime next;
+  TimeoutHandle timer;
+  std::minstd_rand rng{std::random_device{}()};
+
+  // Tornado's _update_next: advance `next` past `now` on the grid.
+  void update_next(MonotonicTime now) {
+    absl::Duration period = interval;
+    if (jitter > 0) {
+      period *= 1 + jitter * (std::uniform_real_distribution<double>(0, 1)(rng) - 0.5);
+    }
+    if (next <= now) {
+      // Measured from the start of one call to the start of the next; if
+      // calls fell behind, skip the missed points instead of bunching.
+      absl::Duration remainder;
+      int64_t missed = absl::IDivDuration(now - next, period, &remainder);
+      next += (missed + 1) * period;
+    } else {
+      next += period;
+    }
+  }
+};
+
+namespace {
+
+void log_failure(const std::exception_ptr& e) {
+  log(LogLevel::kError, "Exception in PeriodicCallback: " + describe_exception(e));
+}
+
+}  // namespace
+
+void PeriodicCallback::run(const std::shared_ptr<State>& s, uint64_t epoch) {
+  if (!s->running || s->epoch != epoch) return;
+  s->timer = TimeoutHandle();
+  if (s->async) {
+    Future<void> f;
+    try {
+      f = s->async();
+    } catch (...) {
+      log_failure(std::current_exception());
+      if (s->running && s->epoch == epoch) schedule_next(s);
+      return;
+    }
+    f.add_done_callback([s, epoch](Future<void>& done) {
+      if (!done.cancelled()) {
+        if (std::exception_ptr e = done.exception()) log_failure(e);
+      }
+      if (s->running && s->epoch == epoch) schedule_next(s);
+    });
+    return;
+  }
+  try {
+    s->plain();
+  } catch (...) {
+    log_failure(std::current_exception());
+  }
+  // fn may have stopped (or stopped and restarted) us.
+  if (s->running && s->epoch == epoch) schedule_next(s);
+}
+
+void PeriodicCallback::schedule_next(const std::shared_ptr<State>& s) {
+  IOLoop* loop = s->loop.get();
+  if (loop == nullptr) {  // the loop was closed
+    s->running = false;
+    return;
+  }
+  s->update_next(loop->time());
+  s->timer = loop->call_at(s->next, [s, epoch = s->epoch] { run(s, epoch); });
+}
+
+PeriodicCallback::PeriodicCallback(absl::Duration interval, double jitter)
+    : state_(std::make_shared<State>()) {
+  if (interval <= absl::ZeroDuration() || interval == absl::InfiniteDuration()) {
+    throw std::invalid_argument("PeriodicCallback: interval must be positive and finite, got " +
+                                absl::FormatDuration(interval));
+  }
+  if (!(jitter >= 0 && jitter <= 1)) {
+    throw std::invalid_argument("PeriodicCallback: jitter must be in [0, 1], got " +
+                                std::to_string(jitter));
+  }
+  state_->interval = interval;
+  state_->jitter = jitter;
+}
+
+PeriodicCallback::~PeriodicCallback() { stop(); }
+
+void PeriodicCallback::set_plain(absl::AnyInvocable<void()> fn) { state_->plain = std::move(fn); }
+
+void PeriodicCallback::set_async(absl::AnyInvocable<Future<void>()> fn) {
+  state_->async = std::move(fn);
+}
+
+void PeriodicCallback::start() {
+  State& s = *state_;
+  if (s.running && s.loop.get() != nullptr) return;
+  IOLoop& loop = IOLoop::current();
+  s.loop = internal::LoopRef(&loop);
+  s.running = true;
+  ++s.epoch;
+  s.next = loop.time();
+  schedule_next(state_);
+}
+
+void PeriodicCallback::stop() {
+  State& s = *state_;
+  if (!s.running) return;
+  s.running = false;
+  ++s.epoch;
+  if (IOLoop* loop = s.loop.get()) loop->remove_timeout(s.timer);
+  s.timer = TimeoutHandle();
+}
+
+bool PeriodicCallback::is_running() const {
+  return state_->running && state_->loop.get() != nullptr;
+}
+
+absl::Duration PeriodicCallback::interval() const { return state_->interval; }
+
+}  // namespace eddy

@@ -1,0 +1,232 @@
+// add_future (loop and concurrent futures) and run_in_loop.
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/loop/io_loop.h"
+#include "gtest/gtest.h"
+#include "tests/loop_test_util.h"
+
+namespace eddy {
+namespace {
+
+using testing::Event;
+using testing::Probe;
+using testing::ProbeLog;
+
+class AddFutureTest : public ::testing::Test {
+ protected:
+  AddFutureTest() { loop.make_current(); }
+  ~AddFutureTest() override { IOLoop::clear_current(); }
+  IOLoop loop;
+};
+
+TEST_F(AddFutureTest, LoopFutureCallbackRunsOnTheLoopAfterCompletion) {
+  Future<int> f;
+  int got = 0;
+  loop.add_future(f, [&](Future<int>& done) { got = done.result(); });
+  f.set_result(5);
+  EXPECT_EQ(got, 0);  // never inline
+  loop.run_sync([] {});
+  EXPECT_EQ(got, 5);
+}
+
+TEST_F(AddFutureTest, CallbackMayTakeNoArguments) {
+  Future<void> f;
+  bool ran = false;
+  loop.add_future(f, [&] { ran = true; });
+  f.set_result();
+  loop.run_sync([] {});
+  EXPECT_TRUE(ran);
+}
+
+TEST_F(AddFutureTest, ConcurrentFutureCompletedOnAnotherThreadWhileTheLoopSleeps) {
+  ConcurrentFuture<int> cf;
+  Future<void> done;
+  std::thread::id ran_on;
+  int got = 0;
+  loop.add_future(cf, [&](ConcurrentFuture<int>& f) {
+    got = f.result();
+    ran_on = std::this_thread::get_id();
+    done.set_result();
+  });
+  Event sleeping;
+  loop.add_callback([&] { sleeping.set(); });
+  std::thread::id worker_id;
+  std::thread worker([&] {
+    worker_id = std::this_thread::get_id();
+    ASSERT_TRUE(sleeping.wait());
+    cf.set_result(42);  // the loop has nothing else to do: it is asleep
+  });
+  loop.run_sync([&] { return done; });
+  worker.join();
+  EXPECT_EQ(got, 42);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  EXPECT_NE(ran_on, worker_id);
+}
+
+TEST_F(AddFutureTest, AlreadyDoneConcurrentFutureStillCallsBackLater) {
+  ConcurrentFuture<int> cf;
+  cf.set_result(1);
+  bool ran = false;
+  loop.add_future(cf, [&] { ran = true; });
+  EXPECT_FALSE(ran);
+  loop.run_sync([] {});
+  EXPECT_TRUE(ran);
+}
+
+TEST_F(AddFutureTest, ConcurrentFailureReachesTheCallback) {
+  ConcurrentFuture<int> cf;
+  Future<void> done;
+  std::string what;
+  loop.add_future(cf, [&](ConcurrentFuture<int>& f) {
+    try {
+      f.result();
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    }
+    done.set_result();
+  });
+  std::thread worker([&] { cf.set_exception(std::make_exception_ptr(std::runtime_error("bad"))); });
+  loop.run_sync([&] { return done; });
+  worker.join();
+  EXPECT_EQ(what, "bad");
+}
+
+TEST(AddFutureLifetimeTest, CallbackDiesOnTheLoopThreadWhenTheLoopGoesFirst) {
+  auto probes = std::make_shared<ProbeLog>();
+  ConcurrentFuture<int> cf;
+  bool ran = false;
+  {
+    IOLoop loop;
+    loop.make_current();
+    loop.add_future(cf, [&ran, p = Probe(probes)] { ran = true; });
+    IOLoop::clear_current();
+  }
+  EXPECT_EQ(probes->alive.load(), 0);
+  EXPECT_EQ(probes->destroyed_on(), std::this_thread::get_id());
+  std::thread worker([&] { cf.set_result(1); });  // nothing left to deliver to
+  worker.join();
+  EXPECT_FALSE(ran);
+}
+
+TEST(AddFutureLifetimeTest, ConcurrentFutureDroppedUnfinishedFreesTheCallbackOnTheLoop) {
+  auto probes = std::make_shared<ProbeLog>();
+  IOLoop loop;
+  loop.make_current();
+  std::thread::id destroyed_on;
+  {
+    ConcurrentFuture<int> cf;
+    loop.add_future(cf, [p = Probe(probes)] {});
+    std::thread other([cf = std::move(cf)]() mutable { ConcurrentFuture<int> last = std::move(cf); });
+    other.join();
+  }
+  // The last handle died on the other thread; the callback dies here, on a
+  // later iteration.
+  loop.run_sync([] {});
+  EXPECT_EQ(probes->alive.load(), 0);
+  EXPECT_EQ(probes->destroyed_on(), std::this_thread::get_id());
+  IOLoop::clear_current();
+}
+
+TEST(RunInLoopTest, RunsOnTheLoopThreadAndReturnsTheValueToAnotherThread) {
+  IOLoop loop;
+  Event stop_now;
+  std::thread::id loop_thread = std::this_thread::get_id();
+  int got = 0;
+  std::thread::id ran_on;
+  std::thread client([&] {
+    ConcurrentFuture<int> r = loop.run_in_loop([&] {
+      ran_on = std::this_thread::get_id();
+      return 6 * 7;
+    });
+    got = r.result();
+    loop.stop();
+  });
+  loop.start();
+  client.join();
+  EXPECT_EQ(got, 42);
+  EXPECT_EQ(ran_on, loop_thread);
+}
+
+TEST(RunInLoopTest, AFunctionReturningAFutureCompletesWithThatFuturesOutcome) {
+  IOLoop loop;
+  std::string got;
+  std::thread client([&] {
+    ConcurrentFuture<std::string> r = loop.run_in_loop([&loop]() -> Future<std::string> {
+      Future<std::string> f;
+      loop.call_later(absl::Milliseconds(1), [f]() mutable { f.set_result("later"); });
+      return f;
+    });
+    got = r.result();
+    loop.stop();
+  });
+  loop.start();
+  client.join();
+  EXPECT_EQ(got, "later");
+}
+
+TEST(RunInLoopTest, ExceptionsTravelToTheWaiter) {
+  IOLoop loop;
+  bool threw = false;
+  std::thread client([&] {
+    ConcurrentFuture<void> r = loop.run_in_loop([] { throw std::runtime_error("in loop"); });
+    try {
+      r.result();
+    } catch (const std::runtime_error& e) {
+      threw = std::string(e.what()) == "in loop";
+    }
+    loop.stop();
+  });
+  loop.start();
+  client.join();
+  EXPECT_TRUE(threw);
+}
+
+TEST(RunInLoopTest, ALoopClosedFirstFailsTheFutureInsteadOfHanging) {
+  ConcurrentFuture<int> r;
+  {
+    IOLoop loop;
+    r = loop.run_in_loop([] { return 1; });  // queued, never run
+  }
+  EXPECT_THROW(r.result(), CancelledError);
+  IOLoop closed;
+  closed.close();
+  EXPECT_THROW(closed.run_in_loop([] { return 1; }).result(), CancelledError);
+}
+
+TEST(RunInLoopTest, WaitingWithoutTimeoutOnTheLoopsOwnThreadThrowsInsteadOfDeadlocking) {
+  IOLoop loop;
+  loop.make_current();
+  ConcurrentFuture<int> r = loop.run_in_loop([] { return 1; });
+  try {
+    r.result();
+    FAIL() << "no error";
+  } catch (const InvalidStateError& e) {
+    EXPECT_NE(std::string(e.what()).find("deadlock"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(r.exception(), InvalidStateError);
+  // Inside a callback of the running loop, too.
+  bool threw = false;
+  loop.add_callback([&] {
+    ConcurrentFuture<int> r2 = loop.run_in_loop([] { return 2; });
+    try {
+      r2.result();
+    } catch (const InvalidStateError&) {
+      threw = true;
+    }
+  });
+  loop.run_sync([] {});
+  EXPECT_TRUE(threw);
+  // Once done, there is nothing to wait for.
+  EXPECT_EQ(r.result(), 1);
+  IOLoop::clear_current();
+}
+
+}  // namespace
+}  // namespace eddy

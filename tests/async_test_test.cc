@@ -1,0 +1,91 @@
+// eddy::testing::AsyncTest: a fresh loop per test, run() with a timeout,
+// failing on logged errors, expect_log, and the manual clock.
+#include "eddy/testing/async_test.h"
+
+#include <stdexcept>
+#include <string>
+
+#include "absl/time/time.h"
+#include "eddy/futures/coroutine.h"
+#include "eddy/loop/sleep.h"
+#include "gtest/gtest-spi.h"
+#include "gtest/gtest.h"
+
+namespace eddy {
+namespace {
+
+class AsyncTestTest : public testing::AsyncTest {};
+
+TEST_F(AsyncTestTest, LoopIsCurrentOnTheTestThread) {
+  EXPECT_EQ(&IOLoop::current(), &loop());
+}
+
+TEST_F(AsyncTestTest, RunReturnsTheCoroutinesValue) {
+  int v = run([&]() -> Future<int> {
+    co_await sleep(absl::Milliseconds(1));
+    co_return 7;
+  });
+  EXPECT_EQ(v, 7);
+}
+
+TEST_F(AsyncTestTest, RunRethrowsTheCoroutinesException) {
+  EXPECT_THROW(run([]() -> Future<void> {
+                 co_await sleep(absl::ZeroDuration());
+                 throw std::out_of_range("inside");
+               }),
+               std::out_of_range);
+}
+
+TEST_F(AsyncTestTest, RunThatTimesOutFailsTheTest) {
+  Future<void> never;
+  EXPECT_NONFATAL_FAILURE(
+      {
+        try {
+          run([&] { return never; }, absl::Milliseconds(20));
+        } catch (const TimeoutError&) {
+        }
+      },
+      "did not finish within");
+}
+
+TEST_F(AsyncTestTest, ErrorLoggedByALoopCallbackFailsTheTest) {
+  run([&]() -> Future<void> {
+    loop().add_callback([] { throw std::runtime_error("callback exploded"); });
+    co_await sleep(absl::Milliseconds(1));
+  });
+  EXPECT_NONFATAL_FAILURE(check_logs(), "callback exploded");
+}
+
+TEST_F(AsyncTestTest, ExpectedLogDoesNotFailTheTest) {
+  expect_log("callback exploded");
+  run([&]() -> Future<void> {
+    loop().add_callback([] { throw std::runtime_error("callback exploded"); });
+    co_await sleep(absl::Milliseconds(1));
+  });
+  EXPECT_EQ(logged_errors().size(), 1u);
+}
+
+TEST_F(AsyncTestTest, MissingExpectedLogFailsTheTest) {
+  expect_log("never happens");
+  EXPECT_NONFATAL_FAILURE(check_logs(), "never happens");
+}
+
+class ManualClockAsyncTest : public testing::AsyncTest {
+ protected:
+  ManualClockAsyncTest() : AsyncTest({.manual_clock = true, .auto_advance = true}) {}
+};
+
+TEST_F(ManualClockAsyncTest, AnHourOfSleepPassesWithoutWaiting) {
+  MonotonicTime start = loop().time();
+  run([]() -> Future<void> { co_await sleep(absl::Hours(1)); }, absl::Seconds(5));
+  EXPECT_GE(loop().time() - start, absl::Hours(1));
+}
+
+TEST_F(ManualClockAsyncTest, ClockIsAvailable) {
+  MonotonicTime start = loop().time();
+  clock().advance(absl::Minutes(2));
+  EXPECT_EQ(loop().time() - start, absl::Minutes(2));
+}
+
+}  // namespace
+}  // namespace eddy

@@ -1,0 +1,572 @@
+// IOLoop: callbacks, cross-thread posts, stop, current(), closing, misuse.
+#include "eddy/loop/io_loop.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/loop/sleep.h"
+#include "gtest/gtest.h"
+#include "tests/loop_test_util.h"
+
+namespace eddy {
+namespace {
+
+using testing::Event;
+using testing::Probe;
+using testing::ProbeLog;
+using testing::WaitableLog;
+
+// Runs the loop until `done` holds (checked after each iteration).
+template <class Pred>
+void run_until(IOLoop& loop, Pred done) {
+  Future<void> f;
+  std::function<void()> check;  // re-posts itself until done
+  check = [&] {
+    if (done()) {
+      f.set_result();
+    } else {
+      loop.add_callback([&] { check(); });
+    }
+  };
+  loop.run_sync([&] {
+    check();
+    return f;
+  });
+}
+
+TEST(IOLoopTest, AddCallbackDoesNotRunBeforeReturning) {
+  IOLoop loop;
+  bool ran = false;
+  EXPECT_TRUE(loop.add_callback([&] { ran = true; }));
+  EXPECT_FALSE(ran);
+  loop.run_sync([] {});
+  EXPECT_TRUE(ran);
+}
+
+TEST(IOLoopTest, CallbacksRunInFifoOrder) {
+  IOLoop loop;
+  std::vector<int> order;
+  for (int i = 0; i < 100; ++i) loop.add_callback([&order, i] { order.push_back(i); });
+  loop.run_sync([] {});
+  ASSERT_EQ(order.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(order[i], i);
+}
+
+TEST(IOLoopTest, CallbacksPostedByCallbacksRunOnTheNextIteration) {
+  IOLoop loop;
+  uint64_t first_iteration = 0;
+  uint64_t second_iteration = 0;
+  loop.add_callback([&] {
+    first_iteration = loop.stats().iterations;
+    loop.add_callback([&] { second_iteration = loop.stats().iterations; });
+  });
+  run_until(loop, [&] { return second_iteration != 0; });
+  EXPECT_EQ(second_iteration, first_iteration + 1);
+}
+
+TEST(IOLoopTest, SelfRepostingCallbackDoesNotStarveTimers) {
+  IOLoop loop;
+  int reposts = 0;
+  bool timer_fired = false;
+  std::function<void()> spin = [&] {
+    ++reposts;
+    if (!timer_fired) loop.add_callback([&] { spin(); });
+  };
+  loop.add_callback([&] { spin(); });
+  loop.call_later(absl::ZeroDuration(), [&] { timer_fired = true; });
+  run_until(loop, [&] { return timer_fired; });
+  EXPECT_TRUE(timer_fired);
+  EXPECT_GE(reposts, 1);
+}
+
+TEST(IOLoopTest, AddCallbackFromOtherThreadRunsOnLoopThread) {
+  IOLoop loop;
+  std::thread::id ran_on;
+  Future<void> done;
+  loop.make_current();
+  Future<void> f;
+  std::thread poster([&] {
+    loop.add_callback([&] {
+      ran_on = std::this_thread::get_id();
+      f.set_result();
+    });
+  });
+  loop.run_sync([&] { return f; });
+  poster.join();
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  IOLoop::clear_current();
+}
+
+TEST(IOLoopTest, CrossThreadPostsFromEightThreadsRunExactlyOnceInPerThreadOrder) {
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 5000;
+  IOLoop loop;
+  std::vector<std::vector<int>> seen(kThreads);
+  int total = 0;
+  std::vector<std::thread> posters;
+  for (int t = 0; t < kThreads; ++t) {
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_TRUE(loop.add_callback([&, t, i] {
+          seen[t].push_back(i);
+          ++total;
+        }));
+      }
+    });
+  }
+  run_until(loop, [&] { return total == kThreads * kPerThread; });
+  for (auto& p : posters) p.join();
+  loop.run_sync([] {});  // nothing extra must show up
+  EXPECT_EQ(total, kThreads * kPerThread);
+  for (int t = 0; t < kThreads; ++t) {
+    ASSERT_EQ(seen[t].size(), static_cast<size_t>(kPerThread));
+    for (int i = 0; i < kPerThread; ++i) ASSERT_EQ(seen[t][i], i) << "thread " << t;
+  }
+}
+
+TEST(IOLoopTest, SameThreadPostsNeverTouchTheWaker) {
+  IOLoop loop;
+  int ran = 0;
+  for (int i = 0; i < 1000; ++i) loop.add_callback([&] { ++ran; });
+  loop.run_sync([] {});
+  EXPECT_EQ(ran, 1000);
+  EXPECT_EQ(loop.stats().waker_writes, 0u);
+}
+
+TEST(IOLoopTest, PostsToABusyLoopDoNotWriteTheWaker) {
+  IOLoop loop;
+  Event posted;
+  int ran = 0;
+  std::thread poster;
+  loop.add_callback([&] {
+    // The loop is busy in this callback while the other thread posts.
+    poster = std::thread([&] {
+      for (int i = 0; i < 1000; ++i) loop.add_callback([&] { ++ran; });
+      posted.set();
+    });
+    ASSERT_TRUE(posted.wait());
+  });
+  run_until(loop, [&] { return ran == 1000; });
+  poster.join();
+  EXPECT_EQ(loop.stats().waker_writes, 0u);
+}
+
+TEST(IOLoopTest, PostWakesASleepingLoop) {
+  IOLoop loop;
+  loop.make_current();
+  Future<void> f;
+  Event entered;
+  loop.add_callback([&] { entered.set(); });
+  std::thread poster([&] {
+    ASSERT_TRUE(entered.wait());
+    // The loop has nothing else to do: it sleeps in epoll_wait (or is about
+    // to); this post must wake it.
+    loop.add_callback([&] { f.set_result(); });
+  });
+  loop.run_sync([&] { return f; });
+  poster.join();
+  EXPECT_LE(loop.stats().waker_writes, 1u);
+  IOLoop::clear_current();
+}
+
+TEST(IOLoopTest, PingPongWithAnotherThreadNeverLosesAWakeup) {
+  // Each round the loop goes to sleep with nothing to do and only the other
+  // thread's post can wake it: a lost wake-up hangs the test.
+  constexpr int kRounds = 2000;
+  IOLoop loop;
+  loop.make_current();
+  std::mutex mu;
+  std::condition_variable cv;
+  int requested = 0;  // guarded by mu
+  std::thread peer([&] {
+    for (int round = 1; round <= kRounds; ++round) {
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        ASSERT_TRUE(cv.wait_for(lock, testing::kHangTimeout, [&] { return requested >= round; }));
+      }
+      loop.add_callback([&loop] { loop.stop(); });
+    }
+  });
+  for (int round = 1; round <= kRounds; ++round) {
+    loop.add_callback([&, round] {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        requested = round;
+      }
+      cv.notify_one();
+    });
+    loop.start();
+  }
+  peer.join();
+  IOLoop::clear_current();
+}
+
+TEST(IOLoopTest, StopFromAnotherThreadIsNeverLost) {
+  constexpr int kRounds = 500;
+  IOLoop loop;
+  for (int round = 0; round < kRounds; ++round) {
+    Event running;
+    loop.add_callback([&] { running.set(); });
+    std::thread stopper([&] {
+      ASSERT_TRUE(running.wait());
+      loop.stop();
+    });
+    loop.start();
+    stopper.join();
+  }
+}
+
+TEST(IOLoopTest, StopFromAnotherThreadEndsStart) {
+  IOLoop loop;
+  Event running;
+  loop.add_callback([&] { running.set(); });
+  std::thread stopper([&] {
+    ASSERT_TRUE(running.wait());
+    loop.stop();
+  });
+  loop.start();  // returns only because of stop()
+  stopper.join();
+  EXPECT_FALSE(loop.is_running());
+}
+
+TEST(IOLoopTest, StopBeforeStartMakesTheNextStartReturnAtOnce) {
+  IOLoop loop;
+  bool ran = false;
+  loop.add_callback([&] { ran = true; });
+  loop.stop();
+  loop.start();  // one iteration, no waiting
+  EXPECT_TRUE(ran);
+  // The stop was consumed: a later start runs until the next stop.
+  bool second = false;
+  loop.add_callback([&] {
+    second = true;
+    loop.stop();
+  });
+  loop.start();
+  EXPECT_TRUE(second);
+}
+
+TEST(IOLoopTest, StopFromACallbackFinishesTheIteration) {
+  IOLoop loop;
+  std::vector<int> order;
+  loop.add_callback([&] {
+    order.push_back(1);
+    loop.stop();
+  });
+  loop.add_callback([&] { order.push_back(2); });
+  loop.start();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+}
+
+TEST(IOLoopTest, ThrowingCallbackIsLoggedAndTheLoopGoesOn) {
+  WaitableLog log;
+  IOLoop loop;
+  bool after = false;
+  loop.add_callback([] { throw std::runtime_error("boom"); });
+  loop.add_callback([&] { after = true; });
+  loop.run_sync([] {});
+  EXPECT_TRUE(after);
+  EXPECT_EQ(log.count("Exception in callback"), 1u) << log.joined();
+  EXPECT_EQ(log.count("boom"), 1u) << log.joined();
+}
+
+TEST(IOLoopTest, WithTheWatchdogOnAThrowingCallbackIsLoggedWithWhereItWasPosted) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Seconds(30));
+  loop.add_callback([] { throw std::runtime_error("located boom"); });
+  std::thread other([&] { loop.add_callback([] { throw std::runtime_error("remote boom"); }); });
+  other.join();
+  loop.run_sync([] {});
+  EXPECT_EQ(log.count("callback posted at"), 1u) << log.joined();
+  EXPECT_EQ(log.count("callback from another thread posted at"), 1u) << log.joined();
+  EXPECT_EQ(log.count("io_loop_test.cc"), 2u) << log.joined();
+}
+
+TEST(IOLoopTest, FutureCallbacksRunOnTheirLoopLaterNeverInline) {
+  IOLoop loop;
+  loop.make_current();
+  Future<int> f;
+  std::thread::id ran_on;
+  int got = 0;
+  f.add_done_callback([&](Future<int>& done) {
+    got = done.result();
+    ran_on = std::this_thread::get_id();
+  });
+  f.set_result(7);
+  EXPECT_EQ(got, 0);
+  loop.run_sync([] {});
+  EXPECT_EQ(got, 7);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  IOLoop::clear_current();
+}
+
+TEST(IOLoopTest, CurrentCreatesALoopOnFirstUsePerThread) {
+  IOLoop* here = &IOLoop::current();
+  EXPECT_EQ(&IOLoop::current(), here);
+  EXPECT_EQ(IOLoop::current_or_null(), here);
+  IOLoop* there = nullptr;
+  std::thread other([&] {
+    EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+    there = &IOLoop::current();
+  });
+  other.join();
+  EXPECT_NE(here, there);
+  IOLoop::clear_current();
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+  EXPECT_EQ(&IOLoop::current(), here);  // the thread's own loop again
+  IOLoop::clear_current();
+}
+
+TEST(IOLoopTest, ConstructorDoesNotMakeCurrentButMakeCurrentDoes) {
+  IOLoop::clear_current();
+  IOLoop loop;
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+  loop.make_current();
+  EXPECT_EQ(IOLoop::current_or_null(), &loop);
+  EXPECT_EQ(Scheduler::current(), &loop);
+  IOLoop::clear_current();
+  EXPECT_EQ(Scheduler::current(), nullptr);
+}
+
+TEST(IOLoopTest, RunningLoopIsCurrentAndThePreviousOneIsRestored) {
+  IOLoop::clear_current();
+  IOLoop loop;
+  IOLoop* inside = nullptr;
+  loop.add_callback([&] { inside = IOLoop::current_or_null(); });
+  loop.run_sync([] {});
+  EXPECT_EQ(inside, &loop);
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+}
+
+TEST(IOLoopTest, DestructionDestroysPendingWorkWithoutRunningIt) {
+  auto probes = std::make_shared<ProbeLog>();
+  bool ran = false;
+  std::thread::id loop_thread = std::this_thread::get_id();
+  {
+    IOLoop loop;
+    loop.add_callback([&ran, p = Probe(probes)] { ran = true; });
+    loop.call_later(absl::Hours(1), [&ran, p = Probe(probes)] { ran = true; });
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    loop.add_handler(fds[0], [&ran, p = Probe(probes)](int, uint32_t) { ran = true; },
+                     IOLoop::READ);
+    std::thread poster([&] { loop.add_callback([&ran, p = Probe(probes)] { ran = true; }); });
+    poster.join();
+    EXPECT_EQ(probes->alive.load(), 4);
+    ::close(fds[0]);
+    ::close(fds[1]);
+  }
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(probes->alive.load(), 0);
+  EXPECT_EQ(probes->destroyed_on(), loop_thread);
+}
+
+TEST(IOLoopTest, DestructionDropsWorkThatDestructorsQueue) {
+  // A closure whose destructor posts another callback and schedules a
+  // timer: the loop keeps tearing down until nothing is left.
+  struct Requeue {
+    IOLoop* loop;
+    std::shared_ptr<ProbeLog> probes;
+    bool armed = true;
+    Requeue(IOLoop* l, std::shared_ptr<ProbeLog> p) : loop(l), probes(std::move(p)) {}
+    Requeue(Requeue&& o) noexcept : loop(o.loop), probes(o.probes), armed(std::exchange(o.armed, false)) {}
+    ~Requeue() {
+      if (armed) {
+        bool queued = loop->add_callback([p = Probe(probes)] {});
+        EXPECT_FALSE(queued);  // the loop is closing
+      }
+    }
+    void operator()() {}
+  };
+  auto probes = std::make_shared<ProbeLog>();
+  {
+    IOLoop loop;
+    loop.add_callback(Requeue(&loop, probes));
+  }
+  EXPECT_EQ(probes->alive.load(), 0);
+}
+
+TEST(IOLoopTest, AddCallbackAfterCloseReturnsFalseAndDestroysIt) {
+  auto probes = std::make_shared<ProbeLog>();
+  IOLoop loop;
+  std::shared_ptr<RemoteScheduler> remote = loop.remote();
+  loop.close();
+  EXPECT_TRUE(loop.closed());
+  EXPECT_FALSE(loop.add_callback([p = Probe(probes)] {}));
+  EXPECT_EQ(probes->alive.load(), 0);
+  std::thread other([&] {
+    EXPECT_FALSE(loop.add_callback([p = Probe(probes)] {}));
+    EXPECT_FALSE(remote->post([p = Probe(probes)] {}));
+  });
+  other.join();
+  EXPECT_EQ(probes->alive.load(), 0);
+  EXPECT_THROW(loop.call_later(absl::Seconds(1), [] {}), InvalidStateError);
+  EXPECT_THROW(loop.start(), InvalidStateError);
+  loop.remove_timeout(TimeoutHandle());  // no-op
+}
+
+TEST(IOLoopTest, RemoteOutlivesTheLoopAndAnswersFalse) {
+  std::shared_ptr<RemoteScheduler> remote;
+  {
+    IOLoop loop;
+    remote = loop.remote();
+  }
+  EXPECT_FALSE(remote->post([] {}));
+}
+
+TEST(IOLoopTest, NestedStartOrRunSyncThrowsInvalidStateError) {
+  IOLoop loop;
+  bool start_threw = false;
+  bool run_sync_threw = false;
+  loop.add_callback([&] {
+    try {
+      loop.start();
+    } catch (const InvalidStateError& e) {
+      start_threw = std::string(e.what()).find("already running") != std::string::npos;
+    }
+    try {
+      loop.run_sync([] {});
+    } catch (const InvalidStateError&) {
+      run_sync_threw = true;
+    }
+  });
+  loop.run_sync([] {});
+  EXPECT_TRUE(start_threw);
+  EXPECT_TRUE(run_sync_threw);
+}
+
+TEST(IOLoopTest, CloseWhileRunningThrows) {
+  IOLoop loop;
+  bool threw = false;
+  loop.add_callback([&] {
+    try {
+      loop.close();
+    } catch (const InvalidStateError&) {
+      threw = true;
+    }
+  });
+  loop.run_sync([] {});
+  EXPECT_TRUE(threw);
+  EXPECT_FALSE(loop.closed());
+}
+
+#if EDDY_THREAD_CHECKS
+TEST(IOLoopTest, LoopThreadOnlyMethodsThrowOnAForeignThread) {
+  IOLoop loop;
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  std::thread other([&] {
+    auto expect_named = [](auto&& call, const std::string& name) {
+      try {
+        call();
+        ADD_FAILURE() << name << " did not throw";
+      } catch (const InvalidStateError& e) {
+        EXPECT_NE(std::string(e.what()).find("IOLoop::" + name), std::string::npos) << e.what();
+      }
+    };
+    expect_named([&] { loop.call_later(absl::Seconds(1), [] {}); }, "call_later");
+    expect_named([&] { loop.call_at(loop.time(), [] {}); }, "call_at");
+    expect_named([&] { loop.remove_timeout(TimeoutHandle()); }, "remove_timeout");
+    expect_named([&] { loop.add_handler(fds[0], [](int, uint32_t) {}, IOLoop::READ); },
+                 "add_handler");
+    expect_named([&] { loop.update_handler(fds[0], IOLoop::READ); }, "update_handler");
+    expect_named([&] { loop.remove_handler(fds[0]); }, "remove_handler");
+    expect_named([&] { loop.set_blocking_log_threshold(absl::Seconds(1)); },
+                 "set_blocking_log_threshold");
+    // Still fine from here: add_callback, stop, time.
+    EXPECT_TRUE(loop.add_callback([] {}));
+    (void)loop.time();
+  });
+  other.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(IOLoopTest, StartFromAnotherThreadWhileRunningThrows) {
+  IOLoop loop;
+  Event running;
+  Event checked;
+  loop.add_callback([&] {
+    running.set();
+    ASSERT_TRUE(checked.wait());
+  });
+  std::thread other([&] {
+    ASSERT_TRUE(running.wait());
+    EXPECT_THROW(loop.start(), InvalidStateError);
+    EXPECT_THROW(loop.make_current(), InvalidStateError);
+    checked.set();
+  });
+  loop.run_sync([] {});
+  other.join();
+}
+
+TEST(IOLoopTest, FutureOfTheLoopTouchedFromAForeignThreadThrows) {
+  IOLoop loop;
+  loop.make_current();
+  Future<int> f;
+  std::thread other([&] { EXPECT_THROW(f.set_result(1), InvalidStateError); });
+  other.join();
+  IOLoop::clear_current();
+}
+#endif  // EDDY_THREAD_CHECKS
+
+TEST(IOLoopTest, ALoopCreatedOnOneThreadMayBeRunOnAnother) {
+  IOLoop loop;
+  std::thread::id ran_on;
+  loop.add_callback([&] { ran_on = std::this_thread::get_id(); });
+  std::thread::id runner_id;
+  std::thread runner([&] {
+    runner_id = std::this_thread::get_id();
+    loop.run_sync([] {});
+  });
+  runner.join();
+  EXPECT_EQ(ran_on, runner_id);
+}
+
+TEST(IOLoopTest, AnIdleLoopSleepsInsteadOfSpinning) {
+  IOLoop loop;
+  rusage before{};
+  rusage after{};
+  ASSERT_EQ(::getrusage(RUSAGE_SELF, &before), 0);
+  loop.run_sync([] { return sleep(absl::Milliseconds(200)); });
+  ASSERT_EQ(::getrusage(RUSAGE_SELF, &after), 0);
+  auto cpu = [](const rusage& r) {
+    return absl::DurationFromTimeval(r.ru_utime) + absl::DurationFromTimeval(r.ru_stime);
+  };
+  // A generous bound: a busy loop would burn ~200 ms.
+  EXPECT_LT(cpu(after) - cpu(before), absl::Milliseconds(50));
+}
+
+TEST(IOLoopTest, SpawnCallbackIsAddCallback) {
+  IOLoop loop;
+  bool ran = false;
+  EXPECT_TRUE(loop.spawn_callback([&] { ran = true; }));
+  loop.run_sync([] {});
+  EXPECT_TRUE(ran);
+}
+
+TEST(IOLoopTest, StatsCountQueuedWork) {
+  IOLoop loop;
+  loop.add_callback([] {});
+  loop.call_later(absl::Hours(1), [] {});
+  IOLoop::Stats s = loop.stats();
+  EXPECT_EQ(s.callbacks, 1u);
+  EXPECT_EQ(s.timers, 1u);
+  EXPECT_EQ(s.handlers, 0u);
+}
+
+}  // namespace
+}  // namespace eddy

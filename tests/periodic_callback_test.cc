@@ -1,0 +1,172 @@
+// PeriodicCallback, on a manual clock: counts, overruns, jitter, stopping.
+#include "eddy/loop/periodic_callback.h"
+
+#include <memory>
+#include <stdexcept>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "eddy/futures/future.h"
+#include "eddy/loop/io_loop.h"
+#include "eddy/loop/manual_clock.h"
+#include "eddy/loop/sleep.h"
+#include "gtest/gtest.h"
+#include "tests/loop_test_util.h"
+
+namespace eddy {
+namespace {
+
+using testing::WaitableLog;
+
+// A current loop on an auto-advancing manual clock: run_for(d) runs the
+// loop through d of loop time at once.
+class PeriodicCallbackTest : public ::testing::Test {
+ protected:
+  PeriodicCallbackTest()
+      : clock(std::make_shared<ManualClock>(ManualClock::Options{{}, /*auto_advance=*/true})),
+        loop(IOLoop::Options{clock}) {
+    loop.make_current();
+    start = loop.time();
+  }
+  ~PeriodicCallbackTest() override { IOLoop::clear_current(); }
+
+  void run_for(absl::Duration d) {
+    loop.run_sync([d] { return sleep(d); });
+  }
+  absl::Duration elapsed() const { return loop.time() - start; }
+
+  std::shared_ptr<ManualClock> clock;
+  IOLoop loop;
+  MonotonicTime start;
+};
+
+TEST_F(PeriodicCallbackTest, CallsOncePerIntervalOverAKnownSpan) {
+  std::vector<absl::Duration> at;
+  PeriodicCallback pc([&] { at.push_back(elapsed()); }, absl::Seconds(1));
+  EXPECT_FALSE(pc.is_running());
+  pc.start();
+  EXPECT_TRUE(pc.is_running());
+  run_for(absl::Milliseconds(10500));
+  ASSERT_EQ(at.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(at[i], absl::Seconds(i + 1));
+}
+
+TEST_F(PeriodicCallbackTest, AnOverrunSkipsTheMissedIntervalsInsteadOfBunching) {
+  std::vector<absl::Duration> at;
+  PeriodicCallback pc(
+      [&] {
+        at.push_back(elapsed());
+        if (at.size() == 1) clock->advance(absl::Milliseconds(3500));  // a slow call
+      },
+      absl::Seconds(1));
+  pc.start();
+  run_for(absl::Milliseconds(7500));
+  // 1 s: runs until 4.5 s; 2, 3 and 4 s are skipped; back on the grid at 5 s.
+  EXPECT_EQ(at, (std::vector<absl::Duration>{absl::Seconds(1), absl::Seconds(5), absl::Seconds(6),
+                                             absl::Seconds(7)}));
+}
+
+TEST_F(PeriodicCallbackTest, AFutureReturningCallbackIsWaitedFor) {
+  std::vector<absl::Duration> at;
+  PeriodicCallback pc(
+      [&]() -> Future<void> {
+        at.push_back(elapsed());
+        return sleep(absl::Milliseconds(2500));
+      },
+      absl::Seconds(1));
+  pc.start();
+  run_for(absl::Milliseconds(9500));
+  // 1 s, done at 3.5 s -> next grid point 4 s, done at 6.5 s -> 7 s.
+  EXPECT_EQ(at, (std::vector<absl::Duration>{absl::Seconds(1), absl::Seconds(4), absl::Seconds(7)}));
+}
+
+TEST_F(PeriodicCallbackTest, StopFromInsideTheCallbackEndsIt) {
+  int calls = 0;
+  PeriodicCallback* self = nullptr;
+  PeriodicCallback pc(
+      [&] {
+        if (++calls == 3) self->stop();
+      },
+      absl::Seconds(1));
+  self = &pc;
+  pc.start();
+  run_for(absl::Seconds(10));
+  EXPECT_EQ(calls, 3);
+  EXPECT_FALSE(pc.is_running());
+  EXPECT_EQ(loop.stats().timers, 0u);
+}
+
+TEST_F(PeriodicCallbackTest, StopThenStartKeepsASingleSchedule) {
+  int calls = 0;
+  PeriodicCallback pc([&] { ++calls; }, absl::Seconds(1));
+  pc.start();
+  pc.stop();
+  pc.start();
+  pc.start();  // already running: no-op
+  run_for(absl::Milliseconds(3500));
+  EXPECT_EQ(calls, 3);
+}
+
+TEST_F(PeriodicCallbackTest, DestroyingItRemovesItsTimer) {
+  int calls = 0;
+  {
+    PeriodicCallback pc([&] { ++calls; }, absl::Seconds(1));
+    pc.start();
+    EXPECT_EQ(loop.stats().timers, 1u);
+  }
+  EXPECT_EQ(loop.stats().timers, 0u);
+  run_for(absl::Seconds(3));
+  EXPECT_EQ(calls, 0);
+}
+
+TEST_F(PeriodicCallbackTest, JitterKeepsEachPeriodWithinItsWindow) {
+  std::vector<absl::Duration> at;
+  PeriodicCallback pc([&] { at.push_back(elapsed()); }, absl::Seconds(1), 0.5);
+  pc.start();
+  run_for(absl::Seconds(50));
+  ASSERT_GE(at.size(), 30u);
+  absl::Duration previous = absl::ZeroDuration();
+  for (absl::Duration t : at) {
+    EXPECT_GE(t - previous, absl::Milliseconds(750));
+    EXPECT_LE(t - previous, absl::Milliseconds(1250));
+    previous = t;
+  }
+}
+
+TEST_F(PeriodicCallbackTest, ExceptionsAreLoggedAndTheScheduleGoesOn) {
+  WaitableLog log;
+  int calls = 0;
+  PeriodicCallback pc(
+      [&] {
+        ++calls;
+        throw std::runtime_error("periodic boom");
+      },
+      absl::Seconds(1));
+  pc.start();
+  run_for(absl::Milliseconds(3500));
+  EXPECT_EQ(calls, 3);
+  EXPECT_EQ(log.count("periodic boom"), 3u) << log.joined();
+}
+
+TEST_F(PeriodicCallbackTest, InvalidArgumentsAreRejected) {
+  EXPECT_THROW(PeriodicCallback([] {}, absl::ZeroDuration()), std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(-1)), std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback([] {}, absl::InfiniteDuration()), std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(1), -0.1), std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(1), 1.5), std::invalid_argument);
+}
+
+TEST(PeriodicCallbackLifetimeTest, OutlivingItsLoopIsHarmless) {
+  auto pc = std::make_unique<PeriodicCallback>([] {}, absl::Seconds(1));
+  {
+    IOLoop loop;
+    loop.make_current();
+    pc->start();
+    IOLoop::clear_current();
+  }
+  EXPECT_FALSE(pc->is_running());
+  pc.reset();  // must not touch the dead loop
+}
+
+}  // namespace
+}  // namespace eddy

@@ -1,0 +1,349 @@
+// IOLoop::run_in_executor: the offloading story end to end. Blocking calls
+// run on the pool while the loop stays responsive; results and exceptions
+// come back on the loop thread; cancelling the loop Future reaches the
+// task; a loop destroyed with work in flight drops the late completion.
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "eddy/executor/cancellation.h"
+#include "eddy/executor/executor.h"
+#include "eddy/executor/offload.h"
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/futures/multi.h"
+#include "eddy/loop/io_loop.h"
+#include "eddy/loop/periodic_callback.h"
+#include "eddy/loop/with_timeout.h"
+#include "gtest/gtest.h"
+#include "tests/executor_test_util.h"
+#include "tests/log_capture.h"
+
+namespace eddy {
+namespace {
+
+using testing::Gate;
+
+// Runs `loop` until `f` is done and returns it.
+template <class T>
+Future<T> run_until_done(IOLoop& loop, Future<T> f) {
+  loop.run_sync([f] {
+    Future<void> done;
+    Future<T> copy = f;
+    copy.add_done_callback([done]() mutable { done.set_result(); });
+    return done;
+  });
+  return f;
+}
+
+// A sequence of named events from any thread, to assert on order.
+class EventLog {
+ public:
+  void add(std::string e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(e));
+  }
+  std::vector<std::string> events() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return events_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> events_;
+};
+
+TEST(RunInExecutorTest, FourBlockingSleepsRunTogetherWhileTheLoopTimerKeepsFiring) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(4);
+  EventLog log;
+  int ticks = 0;
+  PeriodicCallback timer(
+      [&] {
+        ++ticks;
+        log.add("tick");
+      },
+      absl::Milliseconds(10));
+  timer.start();
+
+  std::vector<Future<int>> sleeps;
+  for (int i = 0; i < 4; ++i) {
+    sleeps.push_back(loop.run_in_executor(&pool, [&log, i] {
+      log.add("start");
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the blocking call
+      log.add("end");
+      return i;
+    }));
+  }
+  std::vector<int> results = loop.run_sync([&] { return multi(sleeps); });
+  timer.stop();
+
+  EXPECT_EQ(results, (std::vector<int>{0, 1, 2, 3}));
+  // Order, not time: all four were running at once (every start precedes
+  // every end), and the loop kept ticking while they blocked.
+  std::vector<std::string> events = log.events();
+  int starts = 0, ends = 0, ticks_while_blocked = 0;
+  for (const std::string& e : events) {
+    if (e == "start") {
+      EXPECT_EQ(ends, 0) << "a sleep ended before all four had started";
+      ++starts;
+    } else if (e == "end") {
+      ++ends;
+    } else if (starts == 4 && ends == 0) {
+      ++ticks_while_blocked;
+    }
+  }
+  EXPECT_EQ(starts, 4);
+  EXPECT_EQ(ends, 4);
+  EXPECT_GE(ticks_while_blocked, 3) << "the loop stayed responsive during the blocking calls";
+  EXPECT_GE(ticks, ticks_while_blocked);
+}
+
+TEST(RunInExecutorTest, ResultsAndExceptionsArriveOnTheLoopThread) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(2);
+  const std::thread::id loop_thread = std::this_thread::get_id();
+  std::thread::id value_cb_thread, error_cb_thread;
+
+  Future<std::thread::id> value = loop.run_in_executor(&pool, [] { return std::this_thread::get_id(); });
+  Future<int> error = loop.run_in_executor(&pool, []() -> int { throw std::runtime_error("db down"); });
+  EXPECT_FALSE(value.done()) << "never done inside run_in_executor";
+  value.add_done_callback([&] { value_cb_thread = std::this_thread::get_id(); });
+  error.add_done_callback([&] { error_cb_thread = std::this_thread::get_id(); });
+
+  run_until_done(loop, value);
+  run_until_done(loop, error);
+  EXPECT_NE(value.result(), loop_thread) << "the call ran on a pool thread";
+  EXPECT_THROW(error.result(), std::runtime_error);
+  EXPECT_EQ(value_cb_thread, loop_thread);
+  EXPECT_EQ(error_cb_thread, loop_thread);
+}
+
+TEST(RunInExecutorTest, MoveOnlyArgumentsAndResultsCrossBothWays) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  auto f = loop.run_in_executor(
+      &pool, [](std::unique_ptr<int> p) { return std::make_unique<int>(*p + 1); },
+      std::make_unique<int>(41));
+  std::unique_ptr<int> r = loop.run_sync([f] { return f; });
+  EXPECT_EQ(*r, 42);
+}
+
+TEST(RunInExecutorTest, NullExecutorMeansTheLoopsDefaultPool) {
+  IOLoop loop;
+  loop.make_current();
+  Future<std::thread::id> f = loop.run_in_executor(nullptr, [] { return std::this_thread::get_id(); });
+  EXPECT_NE(loop.run_sync([f] { return f; }), std::this_thread::get_id());
+}
+
+TEST(RunInExecutorTest, SetDefaultExecutorReplacesTheDefaultPool) {
+  IOLoop loop;
+  loop.make_current();
+  auto inline_executor = std::make_shared<InlineExecutor>();
+  loop.set_default_executor(inline_executor);
+  Future<std::thread::id> f = loop.run_in_executor(nullptr, [] { return std::this_thread::get_id(); });
+  EXPECT_EQ(loop.run_sync([f] { return f; }), std::this_thread::get_id())
+      << "the InlineExecutor ran it on the loop thread";
+  EXPECT_EQ(inline_executor->shutdown().completed, 1u);
+}
+
+TEST(RunInExecutorTest, CallFromAnotherThreadThrowsInvalidStateError) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  std::thread other([&] {
+    EXPECT_THROW(loop.run_in_executor(&pool, [] { return 1; }), InvalidStateError);
+  });
+  other.join();
+}
+
+TEST(RunInExecutorTest, SubmitToAShutDownExecutorThrowsAtOnce) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  pool.shutdown();
+  EXPECT_THROW(loop.run_in_executor(&pool, [] { return 1; }), ExecutorShutdownError);
+  loop.run_sync([] {});  // the abandoned delivery is cleaned up on the loop
+}
+
+TEST(RunInExecutorTest, CancellingWhileQueuedRemovesTheTask) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  Gate gate;
+  auto blocker = pool.submit([&] { gate.wait(); });
+  gate.wait_arrived(1);
+  std::atomic<bool> ran{false};
+  Future<void> f = loop.run_in_executor(&pool, [&] { ran = true; });
+  EXPECT_TRUE(f.cancel());
+  EXPECT_EQ(pool.stats().queued, 1u);
+  gate.open();
+  ShutdownReport r = pool.shutdown();
+  EXPECT_FALSE(ran.load()) << "a task cancelled while queued never runs";
+  EXPECT_EQ(r.cancelled, 1u);
+  loop.run_sync([] {});
+  EXPECT_TRUE(f.cancelled());
+}
+
+TEST(RunInExecutorTest, CancellingWhileRunningSignalsTheTokenAndDiscardsTheLateResult) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  const uint64_t discarded_before = offload_stats().results_discarded_after_cancel;
+  Future<bool> f;
+  std::atomic<bool> saw_cancel{false};
+  f = loop.run_in_executor(&pool, [&](CancellationToken token) {
+    // Running now: ask the loop to cancel us, then block until told.
+    loop.add_callback([&] { f.cancel(); });
+    saw_cancel = token.wait_for_cancel(absl::InfiniteDuration());
+    return saw_cancel.load();
+  });
+  loop.run_sync([f] {
+    Future<void> done;
+    Future<bool> copy = f;
+    copy.add_done_callback([done]() mutable { done.set_result(); });
+    return done;
+  });
+  EXPECT_TRUE(f.cancelled());
+  pool.shutdown();  // the task has finished and its outcome is on its way
+  loop.run_sync([] {});
+  EXPECT_TRUE(saw_cancel.load()) << "the running task was told through its token";
+  EXPECT_EQ(offload_stats().results_discarded_after_cancel, discarded_before + 1);
+}
+
+TEST(RunInExecutorTest, MemberFunctionGetsTheTokenAfterTheObject) {
+  struct Worker {
+    bool wait(CancellationToken token) { return token.wait_for_cancel(absl::InfiniteDuration()); }
+  };
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  Worker w;
+  Future<bool> f = loop.run_in_executor(&pool, &Worker::wait, &w);
+  loop.call_later(absl::Milliseconds(5), [f]() mutable { f.cancel(); });
+  loop.run_sync([f] {
+    Future<void> done;
+    Future<bool> copy = f;
+    copy.add_done_callback([done]() mutable { done.set_result(); });
+    return done;
+  });
+  pool.shutdown();  // returns only because the token reached the method
+  EXPECT_TRUE(f.cancelled());
+}
+
+TEST(RunInExecutorTest, DeadlinePassedWhileQueuedFailsWithTimeoutErrorAndSkipsTheCall) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  std::atomic<bool> ran{false};
+  Future<void> f = loop.run_in_executor(&pool, Deadline::after(absl::ZeroDuration()),
+                                        [&] { ran = true; });
+  EXPECT_THROW(loop.run_sync([f] { return f; }), TimeoutError);
+  EXPECT_FALSE(ran.load());
+}
+
+TEST(RunInExecutorTest, DeadlineReachesTheRunningCallThroughItsToken) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  Future<bool> f = loop.run_in_executor(&pool, Deadline::after(absl::Milliseconds(20)),
+                                        [](CancellationToken token) {
+                                          token.wait_for_cancel(absl::InfiniteDuration());
+                                          return token.expired();
+                                        });
+  EXPECT_TRUE(loop.run_sync([f] { return f; }));
+}
+
+TEST(RunInExecutorTest, WithTimeoutCancelOnTimeoutReachesTheRunningTask) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  std::atomic<bool> told{false};
+  Future<void> f = loop.run_in_executor(&pool, [&](CancellationToken token) {
+    told = token.wait_for_cancel(absl::InfiniteDuration());
+  });
+  TimeoutOptions options;
+  options.cancel_on_timeout = true;
+  Future<void> limited = with_timeout(absl::Milliseconds(20), f, std::move(options));
+  EXPECT_THROW(loop.run_sync([limited] { return limited; }), TimeoutError);
+  pool.shutdown();  // returns because the token was signalled
+  EXPECT_TRUE(told.load());
+  loop.run_sync([] {});
+}
+
+TEST(RunInExecutorTest, BoundedPoolQueueNeverBlocksTheLoop) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool({.max_workers = 1, .max_queue_size = 1});
+  Gate gate;
+  std::vector<Future<int>> fs;
+  // Far more than the queue holds; each call returns at once.
+  for (int i = 0; i < 10; ++i) {
+    fs.push_back(loop.run_in_executor(&pool, [&gate, i] {
+      gate.wait();
+      return i;
+    }));
+  }
+  EXPECT_EQ(pool.stats().submitted, 10u);
+  gate.open();
+  std::vector<int> results = loop.run_sync([&] { return multi(fs); });
+  EXPECT_EQ(results, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(RunInExecutorTest, LoopDestroyedWithWorkInFlightDropsTheCompletionSafely) {
+  ThreadPoolExecutor pool(2);
+  Gate gate;
+  const uint64_t dropped_before = offload_stats().late_completions_dropped;
+  Future<std::string> survivor;
+  testing::LogCapture log;
+  {
+    IOLoop loop;
+    loop.make_current();
+    survivor = loop.run_in_executor(&pool, [&] {
+      gate.wait();
+      return std::string(1000, 'x');  // heap-allocated, so asan sees any misuse
+    });
+    loop.run_in_executor(&pool, [&] {
+      gate.wait();
+      throw std::runtime_error("nobody will see this");
+    });
+    gate.wait_arrived(2);
+  }  // destroyed while both calls block
+  gate.open();
+  pool.shutdown();  // both completions are delivered to a loop that is gone
+  EXPECT_EQ(offload_stats().late_completions_dropped, dropped_before + 2);
+  EXPECT_FALSE(survivor.done()) << "its loop is gone: it stays pending";
+  EXPECT_EQ(log.count("nobody will see this"), 1u)
+      << "a failure nobody could receive is logged as never retrieved";
+}
+
+TEST(RunInExecutorTest, LoopDestroyedWithWorkStillQueuedDropsItToo) {
+  ThreadPoolExecutor pool(1);
+  Gate gate;
+  auto blocker = pool.submit([&] { gate.wait(); });
+  gate.wait_arrived(1);
+  const uint64_t dropped_before = offload_stats().late_completions_dropped;
+  std::atomic<int> ran{0};
+  {
+    IOLoop loop;
+    loop.make_current();
+    for (int i = 0; i < 3; ++i) loop.run_in_executor(&pool, [&] { ++ran; });
+  }
+  gate.open();
+  pool.shutdown();
+  EXPECT_EQ(ran.load(), 3) << "the calls themselves are not stopped";
+  EXPECT_EQ(offload_stats().late_completions_dropped, dropped_before + 3);
+}
+
+}  // namespace
+}  // namespace eddy

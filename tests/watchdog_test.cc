@@ -1,0 +1,66 @@
+// set_blocking_log_threshold: the watchdog reports slow callbacks while
+// they still run, and again with their total time. The slow callbacks here
+// block until the report arrives, so nothing depends on timing.
+#include <string>
+
+#include "absl/time/time.h"
+#include "eddy/futures/errors.h"
+#include "eddy/loop/io_loop.h"
+#include "gtest/gtest.h"
+#include "tests/loop_test_util.h"
+
+namespace eddy {
+namespace {
+
+using testing::WaitableLog;
+
+TEST(WatchdogTest, ReportsASlowCallbackWhileItRunsAndAgainWhenItFinishes) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(20));
+  bool reported_while_running = false;
+  loop.add_callback([&] { reported_while_running = log.wait_for("still running"); });
+  loop.run_sync([] {});
+  EXPECT_TRUE(reported_while_running) << log.joined();
+  EXPECT_EQ(log.count("callback posted at"), 2u) << log.joined();
+  EXPECT_GE(log.count("watchdog_test.cc"), 2u) << log.joined();
+  EXPECT_EQ(log.count("in total"), 1u) << log.joined();
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+}
+
+TEST(WatchdogTest, NamesASlowTimerAsATimer) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(20));
+  bool seen = false;
+  loop.call_later(absl::ZeroDuration(), [&] { seen = log.wait_for("timer scheduled at"); });
+  loop.run_sync([] {});
+  EXPECT_TRUE(seen) << log.joined();
+}
+
+TEST(WatchdogTest, FastCallbacksAreNotReported) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Seconds(30));
+  int ran = 0;
+  for (int i = 0; i < 100; ++i) loop.add_callback([&] { ++ran; });
+  loop.run_sync([] {});
+  EXPECT_EQ(ran, 100);
+  EXPECT_EQ(log.lines().size(), 0u) << log.joined();
+}
+
+TEST(WatchdogTest, MaySwitchItselfOffFromInsideACallback) {
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(50));
+  bool ran = false;
+  loop.add_callback([&] {
+    loop.set_blocking_log_threshold(absl::ZeroDuration());
+    ran = true;
+  });
+  loop.add_callback([&] { loop.set_blocking_log_threshold(absl::Milliseconds(50)); });
+  loop.run_sync([] {});
+  EXPECT_TRUE(ran);
+}
+
+}  // namespace
+}  // namespace eddy

@@ -1,0 +1,171 @@
+// sleep() and with_timeout(), mostly on a manual clock.
+#include "eddy/loop/with_timeout.h"
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/loop/io_loop.h"
+#include "eddy/loop/manual_clock.h"
+#include "eddy/loop/sleep.h"
+#include "gtest/gtest.h"
+#include "tests/loop_test_util.h"
+
+namespace eddy {
+namespace {
+
+using testing::WaitableLog;
+
+class WithTimeoutTest : public ::testing::Test {
+ protected:
+  WithTimeoutTest() : clock(std::make_shared<ManualClock>()), loop(IOLoop::Options{clock}) {
+    loop.make_current();
+  }
+  ~WithTimeoutTest() override { IOLoop::clear_current(); }
+
+  void advance(absl::Duration d) {
+    clock->advance(d);
+    turn();
+  }
+  // Two iterations: one for timers, one for the future callbacks they cause.
+  void turn() {
+    loop.run_sync([] {});
+    loop.run_sync([] {});
+  }
+
+  std::shared_ptr<ManualClock> clock;
+  IOLoop loop;
+};
+
+TEST_F(WithTimeoutTest, SleepResolvesOnlyOnceItsTimeHasCome) {
+  Future<void> s = sleep(absl::Seconds(5));
+  turn();
+  EXPECT_FALSE(s.done());
+  advance(absl::Seconds(4));
+  EXPECT_FALSE(s.done());
+  advance(absl::Seconds(1));
+  EXPECT_TRUE(s.done());
+}
+
+TEST_F(WithTimeoutTest, ACancelledSleepStaysCancelled) {
+  Future<void> s = sleep(absl::Seconds(1));
+  s.cancel();
+  advance(absl::Seconds(1));
+  EXPECT_TRUE(s.cancelled());
+}
+
+TEST_F(WithTimeoutTest, TheResultPassesThroughWhenInTime) {
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(5), f);
+  f.set_result(8);
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 8);
+  EXPECT_EQ(loop.stats().timers, 0u);  // the timer went with it
+}
+
+TEST_F(WithTimeoutTest, AnExceptionPassesThroughWhenInTime) {
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(5), f);
+  f.set_exception(std::make_exception_ptr(std::runtime_error("early")));
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_THROW(r.result(), std::runtime_error);
+}
+
+TEST_F(WithTimeoutTest, ExpiryFailsWithTimeoutErrorAndLeavesTheFutureAlone) {
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(5), f);
+  advance(absl::Seconds(4));
+  EXPECT_FALSE(r.done());
+  advance(absl::Seconds(1));
+  ASSERT_TRUE(r.done());
+  EXPECT_THROW(r.result(), TimeoutError);
+  EXPECT_FALSE(f.done());  // not cancelled (Tornado semantics)
+  f.set_result(1);         // still usable by whoever else waits on it
+  turn();
+  EXPECT_EQ(f.result(), 1);
+}
+
+TEST_F(WithTimeoutTest, TheDeadlineOverloadUsesLoopTime) {
+  Future<int> f;
+  Future<int> r = with_timeout(loop.time() + absl::Seconds(2), f);
+  advance(absl::Seconds(2));
+  ASSERT_TRUE(r.done());
+  EXPECT_THROW(r.result(), TimeoutError);
+}
+
+TEST_F(WithTimeoutTest, ALaterFailureIsLoggedUnlessQuiet) {
+  WaitableLog log;
+  Future<int> loud;
+  Future<int> quiet;
+  Future<int> r1 = with_timeout(absl::Seconds(1), loud);
+  Future<int> r2 = with_timeout(absl::Seconds(1), quiet, QuietExceptions::of<std::logic_error>());
+  advance(absl::Seconds(1));
+  EXPECT_THROW(r1.result(), TimeoutError);
+  EXPECT_THROW(r2.result(), TimeoutError);
+  loud.set_exception(std::make_exception_ptr(std::runtime_error("loud late failure")));
+  quiet.set_exception(std::make_exception_ptr(std::invalid_argument("quiet late failure")));
+  turn();
+  EXPECT_EQ(log.count("loud late failure"), 1u) << log.joined();
+  EXPECT_EQ(log.count("quiet late failure"), 0u) << log.joined();
+}
+
+TEST_F(WithTimeoutTest, CancelOnTimeoutCancelsTheWrappedFuture) {
+  WaitableLog log;
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(1), f, TimeoutOptions{{}, /*cancel_on_timeout=*/true});
+  advance(absl::Seconds(1));
+  EXPECT_THROW(r.result(), TimeoutError);
+  EXPECT_TRUE(f.cancelled());
+  EXPECT_EQ(log.lines().size(), 0u) << log.joined();  // a cancellation is quiet
+}
+
+TEST_F(WithTimeoutTest, AFutureDoneWhenTheTimerFiresWins) {
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(1), f);
+  clock->advance(absl::Seconds(1));
+  f.set_result(3);  // its callbacks are queued; the timer is due: same iteration
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 3);
+}
+
+TEST_F(WithTimeoutTest, AConcurrentFutureIsBridgedOntoTheLoop) {
+  ConcurrentFuture<int> cf;
+  Future<int> r = with_timeout(absl::Seconds(5), cf);
+  std::thread worker([cf]() mutable { cf.set_result(11); });
+  worker.join();
+  loop.run_sync([&] { return r; });
+  EXPECT_EQ(r.result(), 11);
+}
+
+TEST_F(WithTimeoutTest, AConcurrentFutureTimesOutToo) {
+  ConcurrentFuture<int> cf;
+  Future<int> r = with_timeout(absl::Seconds(5), cf, TimeoutOptions{{}, /*cancel_on_timeout=*/true});
+  advance(absl::Seconds(5));
+  ASSERT_TRUE(r.done());
+  EXPECT_THROW(r.result(), TimeoutError);
+  EXPECT_TRUE(cf.cancelled());  // it was still queued, so cancel() reached it
+}
+
+TEST(WithTimeoutSteadyClockTest, TimesOutForReal) {
+  IOLoop loop;
+  EXPECT_THROW(loop.run_sync([] { return with_timeout(absl::Milliseconds(5), Future<int>()); }),
+               TimeoutError);
+}
+
+TEST(SleepSteadyClockTest, SleepLastsAtLeastItsDuration) {
+  IOLoop loop;
+  MonotonicTime before = loop.time();
+  loop.run_sync([] { return sleep(absl::Milliseconds(20)); });
+  EXPECT_GE(loop.time() - before, absl::Milliseconds(20));
+}
+
+}  // namespace
+}  // namespace eddy
