@@ -21,7 +21,7 @@ void usage(FILE* out, const char* argv0, const char* summary) {
                "%s\n\n"
                "usage: %s [--workers=N] [--timeout=DURATION] [DIR]\n\n"
                "  DIR               directory whose files are checksummed (default: a\n"
-               "                    generated temporary set of ~96 MiB and one broken link)\n"
+               "                    generated temporary set of ~50 MiB and one broken link)\n"
                "  --workers=N       pool threads doing the blocking reads (default 4, 1..256)\n"
                "  --timeout=D       per-file limit, e.g. 500ms, 10s (default 10s)\n"
                "  --help            this text\n",
@@ -124,7 +124,7 @@ GeneratedFiles::GeneratedFiles() {
   std::mt19937_64 rng(42);
   std::vector<char> data;
   for (int i = 0; i < 48; ++i) {
-    // 64 KiB .. 4 MiB, about 96 MiB in all.
+    // 64 KiB .. 4 MiB, about 50 MiB in all.
     size_t size = size_t{64} << 10 << (i % 7);
     data.resize(size);
     for (size_t j = 0; j + 8 <= size; j += 8) {

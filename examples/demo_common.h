@@ -36,7 +36,7 @@ Digest checksum_file(const std::string& path);
 // sorted.
 std::vector<std::string> list_files(const std::string& dir);
 
-// A temporary directory of files with random contents (about 96 MiB in
+// A temporary directory of files with random contents (about 50 MiB in
 // all) and one dangling symlink, removed when the object goes away.
 class GeneratedFiles {
  public:

@@ -391,9 +391,14 @@ IOLoop::RunOutcome IOLoop::run_until(absl::FunctionRef<bool()> done,
     TimeoutHandle* timer;
     ~RemoveTimer() { loop->remove_timeout(*timer); }
   } remove_timer{this, &timer};
+  // done() is asked once per iteration: its answer after one iteration is
+  // still its answer before the next (nothing runs in between), and it is
+  // an indirect call on every turn of run_sync's loop.
+  bool finished = done();
   for (;;) {
-    run_iteration(/*may_block=*/!done() && !timed_out);
-    if (done()) return RunOutcome::kDone;
+    run_iteration(/*may_block=*/!finished && !timed_out);
+    finished = done();
+    if (finished) return RunOutcome::kDone;
     if (timed_out) return RunOutcome::kTimedOut;
     if (stop_requested_.exchange(false, std::memory_order_acq_rel)) return RunOutcome::kStopped;
   }
@@ -587,8 +592,7 @@ void IOLoop::retire_handlers() {
   }
 }
 
-void IOLoop::run_timers() {
-  if (timers_.empty()) return;
+void IOLoop::run_due_timers() {
   const MonotonicTime now = clock_->now();
   // Only timers that existed when the phase began: one that schedules
   // another due at once (zero delay on a manual clock) must not keep this

@@ -50,7 +50,12 @@ void TimerQueue::pop_top() {
 }
 
 void TimerQueue::maybe_compact() {
-  if (cancelled_ <= kCompactMinimum || cancelled_ <= heap_.size() / 2) return;
+  // ">= half", not "> half": with exactly half of the heap cancelled (a
+  // common shape: schedule N, cancel every other one) a strict test never
+  // fires, and the loop then pops every dead entry one O(log n) pop at a
+  // time while firing. A rebuild costs O(n) once and, because it at least
+  // halves the heap, is amortised over as many removals as it drops.
+  if (cancelled_ <= kCompactMinimum || cancelled_ < (heap_.size() + 1) / 2) return;
   heap_.erase(std::remove_if(heap_.begin(), heap_.end(), [this](const Entry& e) { return !live(e); }),
               heap_.end());
   std::make_heap(heap_.begin(), heap_.end(), Later());

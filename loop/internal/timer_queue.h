@@ -6,7 +6,8 @@
 // (so captured resources go away promptly), but leaves the heap entry,
 // which no longer matches its slot's sequence number and is skipped when it
 // reaches the top. When cancelled entries dominate (more than 512 of them
-// and more than half of the heap, Tornado's rule) the heap is rebuilt
+// and at least half of the heap: Tornado's rule, with the boundary
+// included so that "cancel exactly half" compacts too) the heap is rebuilt
 // without them.
 //
 // Identity: every timer gets a fresh 64-bit sequence number, which also

@@ -1,0 +1,186 @@
+// Cooperative cancellation for work offloaded to a pool: a CancellationSource
+// signals, the CancellationTokens it hands out observe. A token may also carry
+// a deadline, after which it reports expired().
+//
+// A running task cannot be stopped from outside (a thread is not
+// interruptible); it is told. A blocking function that wants to be told
+// takes a token as its first parameter (for a member function: the first
+// after the object), and executors pass one in:
+//
+//   int crunch(eddy::CancellationToken token, const Input& in) {
+//     for (const Chunk& c : in.chunks()) {
+//       token.throw_if_cancelled();          // CancelledError / TimeoutError
+//       work(c);
+//     }
+//     return total;
+//   }
+//   eddy::Future<int> f = loop.run_in_executor(
+//       pool, eddy::Deadline::after(absl::Seconds(2)), crunch, std::cref(input));
+//   ...
+//   f.cancel();   // queued: the task never runs; running: the token says so
+//
+// What an executor does with a token (Executor::submit(token, fn, args...)):
+// a task whose token is cancelled when a worker takes it does not run (its
+// future is cancelled); one whose deadline has passed by then does not run
+// either (its future fails with TimeoutError). Once the task runs, honouring
+// the token is up to the function.
+//
+// Threading: every method of both types is safe from any thread. Tokens and
+// sources are cheap handles (one shared allocation per source, none for a
+// default-constructed token, which is never cancelled).
+#ifndef EDDY_EXECUTOR_CANCELLATION_H_
+#define EDDY_EXECUTOR_CANCELLATION_H_
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+
+#include "absl/time/time.h"
+#include "eddy/futures/errors.h"
+
+namespace eddy {
+
+// A point on the monotonic clock (std::chrono::steady_clock), so wall-clock
+// jumps do not move it. Deadline::none() never passes.
+class Deadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // No deadline.
+  constexpr Deadline() = default;
+  static constexpr Deadline none() { return Deadline(); }
+  // `timeout` from now. A negative or zero timeout has already passed;
+  // absl::InfiniteDuration() means none.
+  static Deadline after(absl::Duration timeout) {
+    if (timeout == absl::InfiniteDuration()) return Deadline();
+    return Deadline(Clock::now() + absl::ToChronoNanoseconds(timeout));
+  }
+  // At `when` on the steady clock.
+  static constexpr Deadline at(Clock::time_point when) { return Deadline(when); }
+
+  bool is_none() const { return when_ == Clock::time_point::max(); }
+  Clock::time_point when() const { return when_; }
+  // True once the deadline has passed (never for none()).
+  bool passed() const { return !is_none() && Clock::now() >= when_; }
+  // Time left: absl::InfiniteDuration() for none(), <= zero once passed.
+  absl::Duration remaining() const {
+    if (is_none()) return absl::InfiniteDuration();
+    return absl::FromChrono(when_ - Clock::now());
+  }
+
+ private:
+  constexpr explicit Deadline(Clock::time_point when) : when_(when) {}
+  Clock::time_point when_ = Clock::time_point::max();
+};
+
+namespace internal {
+
+// Shared by a source and its tokens.
+struct CancellationState {
+  explicit CancellationState(Deadline d) : deadline(d) {}
+  std::atomic<bool> requested{false};
+  const Deadline deadline;
+  // Only for wait_for_cancel(): cancel() notifies under mu so a waiter
+  // cannot miss the signal between its check and its wait.
+  std::mutex mu;
+  std::condition_variable cv;
+};
+
+}  // namespace internal
+
+// The observing side. Copy it freely; all copies see the same signal.
+class CancellationToken {
+ public:
+  // A token that is never cancelled and has no deadline (no allocation).
+  CancellationToken() = default;
+
+  // True once the source's cancel() was called.
+  bool cancel_requested() const {
+    return state_ != nullptr && state_->requested.load(std::memory_order_acquire);
+  }
+  // True once the deadline has passed.
+  bool expired() const { return state_ != nullptr && state_->deadline.passed(); }
+  // cancel_requested() || expired(): the function should stop.
+  bool cancelled() const { return cancel_requested() || expired(); }
+
+  Deadline deadline() const { return state_ != nullptr ? state_->deadline : Deadline(); }
+  // False for a default-constructed token: nothing can ever signal it.
+  bool can_be_cancelled() const { return state_ != nullptr; }
+
+  // Throws CancelledError if cancellation was requested, TimeoutError if the
+  // deadline has passed; returns otherwise.
+  void throw_if_cancelled() const {
+    if (cancel_requested()) throw CancelledError("the offloaded call was cancelled");
+    if (expired()) throw TimeoutError("the offloaded call's deadline has passed");
+  }
+
+  // Blocks until cancellation is requested, the deadline passes or `timeout`
+  // elapses, whichever is first; returns cancelled(). A cancellable sleep
+  // for blocking code ("wait up to 5 s unless told to stop").
+  bool wait_for_cancel(absl::Duration timeout) const {
+    Deadline until = Deadline::after(timeout);
+    if (state_ != nullptr && state_->deadline.when() < until.when()) until = state_->deadline;
+    if (state_ == nullptr) {
+      // Nothing can wake us: this is a plain sleep (or forever).
+      std::mutex mu;
+      std::condition_variable cv;
+      std::unique_lock<std::mutex> lock(mu);
+      if (until.is_none()) {
+        cv.wait(lock, [] { return false; });
+      } else {
+        cv.wait_until(lock, until.when(), [] { return false; });
+      }
+      return false;
+    }
+    std::unique_lock<std::mutex> lock(state_->mu);
+    auto requested = [this] { return state_->requested.load(std::memory_order_acquire); };
+    if (until.is_none()) {
+      state_->cv.wait(lock, requested);
+    } else {
+      state_->cv.wait_until(lock, until.when(), requested);
+    }
+    return cancelled();
+  }
+
+ private:
+  friend class CancellationSource;
+  explicit CancellationToken(std::shared_ptr<internal::CancellationState> s)
+      : state_(std::move(s)) {}
+  std::shared_ptr<internal::CancellationState> state_;
+};
+
+// The signalling side: owns the shared state its tokens observe.
+class CancellationSource {
+ public:
+  // A source without a deadline (one allocation).
+  CancellationSource() : CancellationSource(Deadline::none()) {}
+  // Tokens from this source also report expired() once `deadline` passes.
+  explicit CancellationSource(Deadline deadline)
+      : state_(std::make_shared<internal::CancellationState>(deadline)) {}
+
+  CancellationToken token() const { return CancellationToken(state_); }
+
+  // Requests cancellation: every token reports cancel_requested() from now
+  // on and wait_for_cancel() returns. Returns true for the first call.
+  bool cancel() {
+    bool first;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      first = !state_->requested.exchange(true, std::memory_order_acq_rel);
+    }
+    if (first) state_->cv.notify_all();
+    return first;
+  }
+
+  bool cancel_requested() const { return state_->requested.load(std::memory_order_acquire); }
+  Deadline deadline() const { return state_->deadline; }
+
+ private:
+  std::shared_ptr<internal::CancellationState> state_;
+};
+
+}  // namespace eddy
+
+#endif  // EDDY_EXECUTOR_CANCELLATION_H_

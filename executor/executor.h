@@ -1,0 +1,396 @@
+// Executor: the interface for running calls somewhere else, and
+// InlineExecutor, which runs them right away (Tornado's DummyExecutor).
+//
+//   eddy::ThreadPoolExecutor pool(4);
+//   eddy::ConcurrentFuture<std::string> f = pool.submit(read_file, "/etc/hosts");
+//   std::string text = f.result();          // blocks this (non-loop) thread
+//
+// submit() accepts any callable and arguments, like std::thread: both are
+// decay-copied into the task and the callable is invoked with them as
+// rvalues (use std::ref / std::cref to pass by reference; member function
+// pointers take the object as the first argument). The result type is the
+// call's decayed return type; a void call gives ConcurrentFuture<void>.
+// Move-only callables, arguments and results work. An exception thrown by
+// the call is stored in the future. A callable whose first parameter (after
+// the object, for a member function) is a CancellationToken gets one (see
+// cancellation.h); one that could take either form gets the token.
+//
+// Which submit to use where:
+//   - submit(fn, args...)            any non-loop thread. May block while a
+//                                    bounded queue is full (ThreadPoolExecutor
+//                                    Options::max_queue_size).
+//   - submit_from_loop(fn, args...)  on a loop thread: never blocks; returns a
+//                                    Future<ConcurrentFuture<R>> that completes
+//                                    once the task is in the queue (awaitable
+//                                    back-pressure).
+//   - IOLoop::run_in_executor / run_on_executor (run_on_executor.h): on a
+//     loop thread when you want the *result* as a loop Future<R>; they never
+//     block either, and cancelling their Future reaches the task.
+//
+// Implementing an executor over another pool takes two overrides:
+//
+//   class AsioExecutor : public eddy::Executor {
+//    public:
+//     eddy::ShutdownReport shutdown(bool wait, bool cancel_futures) override;
+//    protected:
+//     void execute(std::unique_ptr<Task> task) override {
+//       boost::asio::post(pool_, [t = std::move(task)] { t->run(); });
+//     }
+//   };
+//
+// Threading: submit(), submit_from_loop() and shutdown() are safe from any
+// thread (submit_from_loop() only on a thread whose loop is current). Where
+// the call runs is the executor's business: a pool thread for
+// ThreadPoolExecutor, the submitting thread for InlineExecutor. The returned
+// ConcurrentFuture's callbacks run on the thread that completes it.
+#ifndef EDDY_EXECUTOR_EXECUTOR_H_
+#define EDDY_EXECUTOR_EXECUTOR_H_
+
+#include <atomic>
+#include <concepts>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "absl/functional/any_invocable.h"
+#include "eddy/executor/cancellation.h"
+#include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
+#include "eddy/futures/internal/delivery.h"
+#include "eddy/futures/scheduler.h"
+
+namespace eddy {
+
+class Executor;
+namespace internal {
+struct ExecutorAccess;
+}  // namespace internal
+
+// What an executor did with the work it accepted, as of the moment
+// shutdown() returned. Every accepted task is in exactly one of the last
+// five fields: submitted == completed + cancelled + failed + running + queued.
+struct ShutdownReport {
+  uint64_t submitted = 0;  // tasks accepted over the executor's life
+  uint64_t completed = 0;  // the call ran (and returned or threw)
+  uint64_t cancelled = 0;  // never ran: future cancelled while queued (by
+                           // cancel(), cancel_futures or its token), or its
+                           // deadline passed before it started
+  uint64_t failed = 0;     // never ran: failed with BrokenExecutorError
+  uint64_t running = 0;    // still running (0 after a waiting shutdown)
+  uint64_t queued = 0;     // still queued; they will run (0 after a waiting
+                           // shutdown or cancel_futures)
+};
+
+class Executor {
+ public:
+  // One queued call: the callable, its arguments and its future. Executors
+  // settle each task exactly once, through run(), cancel() or fail(), and
+  // then destroy it. A task destroyed unsettled cancels its future, so a
+  // task an executor drops never leaves a future pending forever.
+  class Task {
+   public:
+    Task() = default;
+    Task(const Task&) = delete;
+    Task& operator=(const Task&) = delete;
+    virtual ~Task() = default;
+
+    // Runs the call on the calling thread and completes the future, unless
+    // the future was cancelled (or the task's token was cancelled, or its
+    // deadline passed) first. Returns true if the call ran. Never throws.
+    virtual bool run() noexcept = 0;
+    // Cancels the future without running the call. Never throws.
+    virtual void cancel() noexcept = 0;
+    // Fails the future with `error` without running the call. Never throws.
+    virtual void fail(std::exception_ptr error) noexcept = 0;
+
+   private:
+    friend class ThreadPoolExecutor;
+    Task* next_ = nullptr;  // ThreadPoolExecutor's intrusive queue link
+  };
+
+  Executor() = default;
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+  virtual ~Executor() = default;
+
+  // Schedules fn(args...) and returns its future. See the file comment for
+  // how fn and args are stored and invoked.
+  // Throws ExecutorShutdownError after shutdown(), BrokenExecutorError if
+  // the executor is broken. May block while a bounded queue is full.
+  template <class F, class... A>
+    requires(!std::same_as<std::remove_cvref_t<F>, CancellationToken>)
+  auto submit(F&& fn, A&&... args);
+
+  // As submit(fn, args...), with `token` handed to fn if it takes one; if
+  // the token is cancelled (or its deadline passed) before the task starts,
+  // the call does not run: the future is cancelled (or fails with
+  // TimeoutError).
+  template <class F, class... A>
+  auto submit(CancellationToken token, F&& fn, A&&... args);
+
+  // For loop threads: schedules fn(args...) without ever blocking. Returns a
+  // Future (of the current loop) that completes with the task's
+  // ConcurrentFuture once the executor has queued the task: at once when
+  // there is room, later when a bounded queue is full. Await it to apply
+  // back-pressure:
+  //
+  //   eddy::ConcurrentFuture<int> f = co_await pool.submit_from_loop(parse, line);
+  //
+  // Throws InvalidStateError if no loop is current on this thread,
+  // ExecutorShutdownError / BrokenExecutorError as submit(). If the
+  // executor shuts down while the task waits for room, the Future still
+  // completes, with a cancelled (or failed) ConcurrentFuture.
+  template <class F, class... A>
+  auto submit_from_loop(F&& fn, A&&... args);
+
+  // Stops accepting work. With `cancel_futures`, cancels the queued tasks
+  // (their futures report cancelled); running ones finish. With `wait`,
+  // returns once every task that was not cancelled has finished and the
+  // executor's threads have exited. Idempotent and safe from several
+  // threads at once; returns the report as of its return.
+  virtual ShutdownReport shutdown(bool wait = true, bool cancel_futures = false) = 0;
+
+ protected:
+  // Takes `task` and arranges for it to be settled exactly once (see Task).
+  // May block (a bounded queue). Throws ExecutorShutdownError after
+  // shutdown(), BrokenExecutorError when broken; the task is then destroyed
+  // unsettled, which cancels its future.
+  virtual void execute(std::unique_ptr<Task> task) = 0;
+
+  // As execute(), without blocking the caller: when the task cannot be
+  // queued now, the executor keeps it and queues it, in order, once there
+  // is room. `on_admitted` (may be empty) runs exactly once when the task
+  // is queued or settled, on whichever thread does that, possibly inside
+  // this call; it is destroyed without running if this throws. The default
+  // calls execute() and then on_admitted: right for executors that never
+  // block.
+  virtual void execute_without_blocking(std::unique_ptr<Task> task,
+                                        absl::AnyInvocable<void()> on_admitted) {
+    execute(std::move(task));
+    if (on_admitted) on_admitted();
+  }
+
+  friend struct internal::ExecutorAccess;
+};
+
+// Runs every call inside submit(), on the submitting thread (Tornado's
+// DummyExecutor): for tests, and for code that must choose at run time
+// between offloading and not. The returned future is already done.
+//
+// Threading: safe from any thread; each call runs on its submitter's thread.
+class InlineExecutor final : public Executor {
+ public:
+  InlineExecutor() = default;
+  // Later submits throw ExecutorShutdownError. Nothing is ever queued or
+  // running across calls, so `wait` and `cancel_futures` change nothing.
+  ShutdownReport shutdown(bool wait = true, bool cancel_futures = false) override;
+
+ protected:
+  void execute(std::unique_ptr<Task> task) override;
+
+ private:
+  std::atomic<bool> shutdown_{false};
+  std::atomic<uint64_t> submitted_{0};
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<uint64_t> cancelled_{0};
+  std::atomic<uint64_t> running_{0};
+};
+
+namespace internal {
+
+// How a task invokes its callable (decayed types, invoked as rvalues):
+// token first, token after the object (member function pointers), or
+// without a token.
+enum class CallShape { kPlain, kTokenFirst, kTokenAfterObject, kInvalid };
+
+template <class Fn, class... Args>
+struct TokenAfterObject : std::false_type {};
+template <class Fn, class Object, class... Rest>
+  requires std::is_member_function_pointer_v<Fn>
+struct TokenAfterObject<Fn, Object, Rest...>
+    : std::bool_constant<std::is_invocable_v<Fn, Object, CancellationToken, Rest...>> {};
+
+template <class Fn, class... Args>
+constexpr CallShape call_shape() {
+  if constexpr (std::is_invocable_v<Fn, CancellationToken, Args...>) {
+    return CallShape::kTokenFirst;
+  } else if constexpr (TokenAfterObject<Fn, Args...>::value) {
+    return CallShape::kTokenAfterObject;
+  } else if constexpr (std::is_invocable_v<Fn, Args...>) {
+    return CallShape::kPlain;
+  } else {
+    return CallShape::kInvalid;
+  }
+}
+
+template <class Fn, class... Args>
+struct CallResultImpl {
+  static constexpr CallShape kShape = call_shape<Fn, Args...>();
+  static_assert(kShape != CallShape::kInvalid,
+                "submit/run_in_executor: the callable cannot be invoked with these arguments "
+                "(they are decay-copied and passed as rvalues: use std::ref for references)");
+  static auto probe() {
+    if constexpr (kShape == CallShape::kTokenFirst) {
+      return std::type_identity<std::invoke_result_t<Fn, CancellationToken, Args...>>();
+    } else if constexpr (kShape == CallShape::kTokenAfterObject) {
+      return []<class O, class... R>(std::type_identity<std::tuple<O, R...>>) {
+        return std::type_identity<std::invoke_result_t<Fn, O, CancellationToken, R...>>();
+      }(std::type_identity<std::tuple<Args...>>());
+    } else if constexpr (kShape == CallShape::kPlain) {
+      return std::type_identity<std::invoke_result_t<Fn, Args...>>();
+    } else {
+      return std::type_identity<void>();
+    }
+  }
+  using type = std::decay_t<typename decltype(probe())::type>;
+};
+
+// The value type of the future for fn(args...) as submit() stores them.
+template <class F, class... A>
+using call_result_t = typename CallResultImpl<std::decay_t<F>, std::decay_t<A>...>::type;
+
+// True when fn(args...) will be handed a token.
+template <class F, class... A>
+inline constexpr bool takes_token_v =
+    CallResultImpl<std::decay_t<F>, std::decay_t<A>...>::kShape != CallShape::kPlain;
+
+template <class R, class Fn, class... Args>
+class CallTask final : public Executor::Task {
+ public:
+  template <class F, class... A>
+  CallTask(CancellationToken token, F&& fn, A&&... args)
+      : token_(std::move(token)), fn_(std::forward<F>(fn)), args_(std::forward<A>(args)...) {}
+
+  // Unsettled means dropped by its executor: do not leave the future
+  // pending forever.
+  ~CallTask() override {
+    if (!settled_) future_.cancel();
+  }
+
+  const ConcurrentFuture<R>& future() const { return future_; }
+
+  bool run() noexcept override {
+    settled_ = true;
+    if (token_.cancel_requested()) {
+      future_.cancel();
+      return false;
+    }
+    if (!future_.set_running_or_notify_cancel()) return false;
+    if (token_.expired()) {
+      future_.try_set_exception(std::make_exception_ptr(
+          TimeoutError("the offloaded call's deadline passed before it started")));
+      return false;
+    }
+    try {
+      if constexpr (std::is_void_v<R>) {
+        invoke();
+        future_.try_set_result();
+      } else {
+        future_.try_set_result(invoke());
+      }
+    } catch (...) {
+      future_.try_set_exception(std::current_exception());
+    }
+    return true;
+  }
+
+  void cancel() noexcept override {
+    settled_ = true;
+    future_.cancel();
+  }
+
+  void fail(std::exception_ptr error) noexcept override {
+    settled_ = true;
+    future_.try_set_exception(std::move(error));
+  }
+
+ private:
+  decltype(auto) invoke() {
+    constexpr CallShape kShape = CallResultImpl<Fn, Args...>::kShape;
+    return std::apply(
+        [this](Args&... args) -> decltype(auto) {
+          if constexpr (kShape == CallShape::kTokenFirst) {
+            return std::invoke(std::move(fn_), std::move(token_), std::move(args)...);
+          } else if constexpr (kShape == CallShape::kTokenAfterObject) {
+            return invoke_after_object(std::move(args)...);
+          } else {
+            return std::invoke(std::move(fn_), std::move(args)...);
+          }
+        },
+        args_);
+  }
+  template <class O, class... Rest>
+  decltype(auto) invoke_after_object(O&& object, Rest&&... rest) {
+    return std::invoke(std::move(fn_), std::forward<O>(object), std::move(token_),
+                       std::forward<Rest>(rest)...);
+  }
+
+  ConcurrentFuture<R> future_;
+  CancellationToken token_;
+  bool settled_ = false;
+  Fn fn_;
+  std::tuple<Args...> args_;
+};
+
+// Library-internal access to the protected hand-over (the loop bridge).
+struct ExecutorAccess {
+  static void execute_without_blocking(Executor& executor, std::unique_ptr<Executor::Task> task,
+                                       absl::AnyInvocable<void()> on_admitted) {
+    executor.execute_without_blocking(std::move(task), std::move(on_admitted));
+  }
+};
+
+template <class F, class... A>
+auto make_call_task(CancellationToken token, F&& fn, A&&... args) {
+  using R = call_result_t<F, A...>;
+  return std::make_unique<CallTask<R, std::decay_t<F>, std::decay_t<A>...>>(
+      std::move(token), std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+}  // namespace internal
+
+template <class F, class... A>
+  requires(!std::same_as<std::remove_cvref_t<F>, CancellationToken>)
+auto Executor::submit(F&& fn, A&&... args) {
+  return submit(CancellationToken(), std::forward<F>(fn), std::forward<A>(args)...);
+}
+
+template <class F, class... A>
+auto Executor::submit(CancellationToken token, F&& fn, A&&... args) {
+  auto task = internal::make_call_task(std::move(token), std::forward<F>(fn),
+                                       std::forward<A>(args)...);
+  ConcurrentFuture<internal::call_result_t<F, A...>> future = task->future();
+  execute(std::move(task));
+  return future;
+}
+
+template <class F, class... A>
+auto Executor::submit_from_loop(F&& fn, A&&... args) {
+  using R = internal::call_result_t<F, A...>;
+  Scheduler* loop = Scheduler::current();
+  if (loop == nullptr || !loop->in_scheduler_thread()) {
+    throw InvalidStateError(
+        "submit_from_loop: no loop is current on this thread (use submit() off the loop)");
+  }
+  auto task = internal::make_call_task(CancellationToken(), std::forward<F>(fn),
+                                       std::forward<A>(args)...);
+  ConcurrentFuture<R> future = task->future();
+  Future<ConcurrentFuture<R>> admitted;
+  // The admission may be signalled from a pool thread; the loop Future is
+  // completed on its own thread through a delivery.
+  auto delivery = internal::make_delivery(loop, [admitted, future]() mutable {
+    internal::FutureAccess::state(admitted)->try_set_value(std::move(future));
+  });
+  execute_without_blocking(std::move(task),
+                           [delivery = std::move(delivery)]() mutable { delivery.deliver(); });
+  return admitted;
+}
+
+}  // namespace eddy
+
+#endif  // EDDY_EXECUTOR_EXECUTOR_H_
