@@ -70,7 +70,9 @@ class AsyncTest : public ::testing::Test {
   explicit AsyncTest(Options options) : options_(options) {
     previous_handler_ = set_log_handler([this](const LogRecord& r) { on_log(r); });
     if (options_.manual_clock) {
-      clock_ = std::make_shared<ManualClock>(ManualClock::Options{.auto_advance = options_.auto_advance});
+      ManualClock::Options clock_options;
+      clock_options.auto_advance = options_.auto_advance;
+      clock_ = std::make_shared<ManualClock>(clock_options);
       loop_ = std::make_unique<IOLoop>(IOLoop::Options{.clock = clock_});
     } else {
       loop_ = std::make_unique<IOLoop>();

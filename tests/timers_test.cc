@@ -212,6 +212,27 @@ TEST(TimersTest, CancelledEntriesAreCompactedUnderAMillionTimers) {
   EXPECT_EQ(m.loop.stats().timers, 0u);
 }
 
+// The W6 shape: schedule all, then cancel exactly every other one. The
+// heap must be rebuilt at the boundary (half cancelled), not keep every
+// cancelled entry until it fires.
+TEST(TimersTest, CancellingExactlyHalfCompactsTheHeap) {
+  ManualLoop m;
+  constexpr int kTimers = 2 * 1024;
+  std::vector<TimeoutHandle> handles;
+  int fired = 0;
+  for (int i = 0; i < kTimers; ++i) {
+    handles.push_back(m.loop.call_later(absl::Seconds(1 + i), [&fired] { ++fired; }));
+  }
+  for (int i = 0; i < kTimers; i += 2) m.loop.remove_timeout(handles[i]);
+  IOLoop::Stats s = m.loop.stats();
+  EXPECT_EQ(s.timers, static_cast<size_t>(kTimers / 2));
+  EXPECT_EQ(s.timer_heap_entries, static_cast<size_t>(kTimers / 2))
+      << "cancelled entries were left in the heap";
+  m.clock->advance(absl::Seconds(kTimers + 1));
+  m.turn();
+  EXPECT_EQ(fired, kTimers / 2);
+}
+
 TEST(TimersTest, AdvancingTheClockFromAnotherThreadWakesABlockedLoop) {
   ManualLoop m;
   Future<void> slept = sleep(absl::Seconds(30));
