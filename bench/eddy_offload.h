@@ -8,7 +8,6 @@
 
 #include <utility>
 
-#include "eddy/executor/offload.h"
 #include "eddy/executor/thread_pool_executor.h"
 #include "eddy/loop/io_loop.h"
 
@@ -16,9 +15,7 @@ namespace eddy::bench {
 
 template <class F>
 auto offload(IOLoop& loop, ThreadPoolExecutor& pool, F&& fn) {
-  // TODO(bench): switch to loop.run_in_executor(&pool, fn) once it lands;
-  // it is a thin wrapper over this engine.
-  return internal::offload(loop, pool, Deadline(), std::forward<F>(fn));
+  return loop.run_in_executor(&pool, std::forward<F>(fn));
 }
 
 }  // namespace eddy::bench
