@@ -40,7 +40,15 @@ def main(bep_path, expected_path):
     # (label, run, shard) -> (attempt, status, test.xml path); the last
     # attempt of a flaky test is the one that counts.
     results = {}
-    with open(bep_path) as f:
+    try:
+        bep = open(bep_path)
+    except OSError:
+        # Bazel stopped before writing its event file (e.g. a broken
+        # WORKSPACE): nothing ran, and that is one failure at least.
+        print(f"no build event file {bep_path}: bazel did not run the tests", file=sys.stderr)
+        print(0, max(1, len(expected)))
+        return
+    with bep as f:
         for line in f:
             event = json.loads(line)
             key = event.get("id", {}).get("testResult")
