@@ -46,7 +46,14 @@ int64_t tiny_task(int64_t v) { return v + 1; }
 
 // --- eddy --------------------------------------------------------------------
 
-// Drives n sequential round trips from future callbacks.
+// How a round trip crosses to the pool and back.
+enum class Bridge {
+  kRunInExecutor,  // IOLoop::run_in_executor, a loop Future and its callback
+  kAddFuture,      // the lower level: submit() and IOLoop::add_future()
+};
+
+// Drives n sequential round trips from completion callbacks.
+template <Bridge kBridge>
 class EddyRoundTrips {
  public:
   EddyRoundTrips(IOLoop& loop, ThreadPoolExecutor& pool, LatencyHistogram* hist)
@@ -65,16 +72,20 @@ class EddyRoundTrips {
   void next() {
     start_ = now_ns();
     int64_t v = remaining_;
-    offload(loop_, pool_, [v] { return tiny_task(v); })
-        .add_done_callback([this](Future<int64_t>& f) {
-          if (hist_ != nullptr) hist_->record(now_ns() - start_);
-          sum_ += f.result();
-          if (--remaining_ > 0) {
-            next();
-          } else {
-            done_.set_result();
-          }
-        });
+    auto on_done = [this](auto& f) {
+      if (hist_ != nullptr) hist_->record(now_ns() - start_);
+      sum_ += f.result();
+      if (--remaining_ > 0) {
+        next();
+      } else {
+        done_.set_result();
+      }
+    };
+    if constexpr (kBridge == Bridge::kRunInExecutor) {
+      offload(loop_, pool_, [v] { return tiny_task(v); }).add_done_callback(on_done);
+    } else {
+      loop_.add_future(pool_.submit([v] { return tiny_task(v); }), on_done);
+    }
   }
 
   IOLoop& loop_;
@@ -86,14 +97,15 @@ class EddyRoundTrips {
   int64_t sum_ = 0;
 };
 
-void BM_OffloadRoundTrip_Eddy(benchmark::State& state) {
+template <Bridge kBridge>
+void eddy_round_trips(benchmark::State& state) {
   const int64_t n = scaled(kW2RoundTrips);
   IOLoop loop;
   ThreadPoolExecutor pool(workers());
   LatencyHistogram hist;
-  EddyRoundTrips warm(loop, pool, nullptr);
+  EddyRoundTrips<kBridge> warm(loop, pool, nullptr);
   loop.run_sync([&] { return warm.run(kWarmRoundTrips); });
-  EddyRoundTrips trips(loop, pool, &hist);
+  EddyRoundTrips<kBridge> trips(loop, pool, &hist);
   uint64_t allocs = allocations();
   for (auto _ : state) {
     loop.run_sync([&] { return trips.run(n); });
@@ -101,6 +113,10 @@ void BM_OffloadRoundTrip_Eddy(benchmark::State& state) {
   finish(state, n, allocs);
   report_latency(state, hist);
   benchmark::DoNotOptimize(trips.sum());
+}
+
+void BM_OffloadRoundTrip_Eddy(benchmark::State& state) {
+  eddy_round_trips<Bridge::kRunInExecutor>(state);
 }
 EDDY_WORKLOAD(BM_OffloadRoundTrip_Eddy);
 
@@ -134,59 +150,8 @@ EDDY_WORKLOAD(BM_OffloadRoundTrip_EddyCoro);
 
 // The lower-level bridge: submit() and add_future() instead of
 // run_in_executor().
-class EddyAddFutureRoundTrips {
- public:
-  EddyAddFutureRoundTrips(IOLoop& loop, ThreadPoolExecutor& pool, LatencyHistogram* hist)
-      : loop_(loop), pool_(pool), hist_(hist) {}
-
-  Future<void> run(int64_t n) {
-    remaining_ = n;
-    done_ = Future<void>();
-    next();
-    return done_;
-  }
-  int64_t sum() const { return sum_; }
-
- private:
-  void next() {
-    start_ = now_ns();
-    int64_t v = remaining_;
-    loop_.add_future(pool_.submit([v] { return tiny_task(v); }),
-                     [this](ConcurrentFuture<int64_t>& f) {
-                       if (hist_ != nullptr) hist_->record(now_ns() - start_);
-                       sum_ += f.result();
-                       if (--remaining_ > 0) {
-                         next();
-                       } else {
-                         done_.set_result();
-                       }
-                     });
-  }
-
-  IOLoop& loop_;
-  ThreadPoolExecutor& pool_;
-  LatencyHistogram* hist_;
-  Future<void> done_;
-  int64_t remaining_ = 0;
-  int64_t start_ = 0;
-  int64_t sum_ = 0;
-};
-
 void BM_OffloadRoundTrip_EddyAddFuture(benchmark::State& state) {
-  const int64_t n = scaled(kW2RoundTrips);
-  IOLoop loop;
-  ThreadPoolExecutor pool(workers());
-  LatencyHistogram hist;
-  EddyAddFutureRoundTrips warm(loop, pool, nullptr);
-  loop.run_sync([&] { return warm.run(kWarmRoundTrips); });
-  EddyAddFutureRoundTrips trips(loop, pool, &hist);
-  uint64_t allocs = allocations();
-  for (auto _ : state) {
-    loop.run_sync([&] { return trips.run(n); });
-  }
-  finish(state, n, allocs);
-  report_latency(state, hist);
-  benchmark::DoNotOptimize(trips.sum());
+  eddy_round_trips<Bridge::kAddFuture>(state);
 }
 EDDY_WORKLOAD(BM_OffloadRoundTrip_EddyAddFuture);
 

@@ -443,8 +443,7 @@ auto operator co_await(absl::flat_hash_map<K, Future<T>> children) {
 }
 template <class... T>
 auto operator co_await(std::tuple<Future<T>...> children) {
-  return operator co_await(std::apply([](auto&&... f) { return multi(std::move(f)...); },
-                                      std::move(children)));
+  return operator co_await(multi(std::move(children)));
 }
 
 }  // namespace eddy
