@@ -38,6 +38,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/delivery.h"
+#include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
 
@@ -48,10 +49,23 @@ class ConcurrentFuture;
 
 namespace internal {
 
-enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, kCancelled };
+// kCompleting: a completion has claimed the future and is storing its
+// outcome; to everybody else it still looks running.
+enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, kCancelled, kCompleting };
 
 [[noreturn]] void throw_concurrent_invalid(const char* op, const char* why);
 [[noreturn]] void throw_concurrent_timeout(const char* op, absl::Duration timeout);
+
+// The state word: the status in the low bits, plus kListeners once a
+// callback or a blocked waiter has registered (under mu). Transitions are
+// compare-and-swap on the word, so marking a task running, reading a done
+// future and completing a future nobody listens to take no lock; a
+// completion that finds kListeners takes mu to hand out the callbacks and
+// wake the waiters. A registrar sets kListeners under mu *after* adding
+// itself and re-checks the status it replaced: a completion that got in
+// first left the registrar to run (or stop waiting) on its own.
+inline constexpr uint8_t kStatusMask = 0x7;
+inline constexpr uint8_t kListeners = 0x8;
 
 template <class T>
 class ConcurrentState {
@@ -60,17 +74,20 @@ class ConcurrentState {
 
   explicit ConcurrentState(SourceLocation created) : created_(created) {}
   ~ConcurrentState() {
-    if (status_ == ConcurrentStatus::kException && !retrieved_.load(std::memory_order_relaxed)) {
+    if (status(word.load(std::memory_order_acquire)) == ConcurrentStatus::kException &&
+        !retrieved_.load(std::memory_order_relaxed)) {
       log_unretrieved(error_, created_);
     }
   }
 
+  static ConcurrentStatus status(uint8_t w) { return static_cast<ConcurrentStatus>(w & kStatusMask); }
+
+  std::atomic<uint8_t> word{static_cast<uint8_t>(ConcurrentStatus::kPending)};
   std::mutex mu;
   std::condition_variable cv;        // signalled only while waiters > 0
   int waiters = 0;                   // guarded by mu
-  ConcurrentStatus status_ = ConcurrentStatus::kPending;  // guarded by mu
-  std::optional<Stored<T>> value_;   // written once under mu, then read-only
-  std::exception_ptr error_;         // written once under mu, then read-only
+  std::optional<Stored<T>> value_;   // written once by the completion that won, then read-only
+  std::exception_ptr error_;         // likewise
   // Guarded by mu. The first callback is stored inline (the common single
   // callback, e.g. the loop's delivery, costs no allocation); invariant:
   // more_callbacks is empty whenever first_callback is.
@@ -110,12 +127,16 @@ class ConcurrentFuture {
 
   // A pending future. `where` names it in the "never retrieved" log line.
   ConcurrentFuture(SourceLocation where = SourceLocation::current())
-      : state_(std::make_shared<internal::ConcurrentState<T>>(where)) {}
+      : state_(std::allocate_shared<internal::ConcurrentState<T>>(
+            internal::RecyclingAllocator<internal::ConcurrentState<T>>(), where)) {}
 
   bool done() const { return internal::is_done(status()); }
   bool cancelled() const { return status() == internal::ConcurrentStatus::kCancelled; }
   // True between set_running_or_notify_cancel() and completion.
-  bool running() const { return status() == internal::ConcurrentStatus::kRunning; }
+  bool running() const {
+    internal::ConcurrentStatus s = status();
+    return s == internal::ConcurrentStatus::kRunning || s == internal::ConcurrentStatus::kCompleting;
+  }
 
   // Blocks until done (at most `timeout`), then returns a reference to the
   // value (shared by all handles; valid while any handle lives) or rethrows
@@ -151,15 +172,19 @@ class ConcurrentFuture {
   // Returns true if it is cancelled now (or already was), false if it is
   // running or done. Callbacks run on this thread.
   bool cancel() {
-    Callbacks callbacks;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      if (state_->status_ == internal::ConcurrentStatus::kCancelled) return true;
-      if (state_->status_ != internal::ConcurrentStatus::kPending) return false;
-      state_->status_ = internal::ConcurrentStatus::kCancelled;
-      callbacks = take_and_notify();
+    uint8_t w = state_->word.load(std::memory_order_acquire);
+    for (;;) {
+      internal::ConcurrentStatus s = internal::ConcurrentState<T>::status(w);
+      if (s == internal::ConcurrentStatus::kCancelled) return true;
+      if (s != internal::ConcurrentStatus::kPending) return false;
+      const uint8_t to =
+          static_cast<uint8_t>(internal::ConcurrentStatus::kCancelled) | (w & internal::kListeners);
+      if (state_->word.compare_exchange_weak(w, to, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+        break;
+      }
     }
-    run(callbacks);
+    if (w & internal::kListeners) notify_listeners();
     return true;
   }
 
@@ -176,15 +201,24 @@ class ConcurrentFuture {
                     "add_done_callback: fn must be callable as fn(ConcurrentFuture<T>&) or fn()");
       cb = [fn = std::forward<F>(fn)](ConcurrentFuture<T>&) mutable { fn(); };
     }
-    {
+    if (!done()) {
       std::lock_guard<std::mutex> lock(state_->mu);
-      if (!internal::is_done(state_->status_)) {
-        if (!state_->first_callback) {
-          state_->first_callback = std::move(cb);
-        } else {
-          state_->more_callbacks.push_back(std::move(cb));
-        }
-        return;
+      const bool first = !state_->first_callback;
+      if (first) {
+        state_->first_callback = std::move(cb);
+      } else {
+        state_->more_callbacks.push_back(std::move(cb));
+      }
+      const uint8_t was = state_->word.fetch_or(internal::kListeners, std::memory_order_acq_rel);
+      if (!internal::is_done(internal::ConcurrentState<T>::status(was))) return;
+      // Completed meanwhile, before it could see us: take ours back and run
+      // it here (callbacks registered earlier are the completer's).
+      if (first) {
+        cb = std::move(state_->first_callback);
+        state_->first_callback = nullptr;
+      } else {
+        cb = std::move(state_->more_callbacks.back());
+        state_->more_callbacks.pop_back();
       }
     }
     invoke(cb);
@@ -194,16 +228,23 @@ class ConcurrentFuture {
   // returns false if it was cancelled (the task must then be skipped).
   // Throws InvalidStateError if it is already running or done.
   bool set_running_or_notify_cancel() {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    switch (state_->status_) {
-      case internal::ConcurrentStatus::kPending:
-        state_->status_ = internal::ConcurrentStatus::kRunning;
+    uint8_t w = state_->word.load(std::memory_order_acquire);
+    for (;;) {
+      switch (internal::ConcurrentState<T>::status(w)) {
+        case internal::ConcurrentStatus::kPending:
+          break;
+        case internal::ConcurrentStatus::kCancelled:
+          return false;
+        default:
+          internal::throw_concurrent_invalid("set_running_or_notify_cancel",
+                                             "the future is already running or done");
+      }
+      const uint8_t to =
+          static_cast<uint8_t>(internal::ConcurrentStatus::kRunning) | (w & internal::kListeners);
+      if (state_->word.compare_exchange_weak(w, to, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
         return true;
-      case internal::ConcurrentStatus::kCancelled:
-        return false;
-      default:
-        internal::throw_concurrent_invalid("set_running_or_notify_cancel",
-                                           "the future is already running or done");
+      }
     }
   }
 
@@ -256,22 +297,43 @@ class ConcurrentFuture {
 
  private:
   internal::ConcurrentStatus status() const {
-    std::lock_guard<std::mutex> lock(state_->mu);
-    return state_->status_;
+    return internal::ConcurrentState<T>::status(state_->word.load(std::memory_order_acquire));
   }
 
+  // Claims the future (pending or running -> completing), stores the
+  // outcome, then publishes it; the listeners, if any registered, are told
+  // under mu. A future another completion has claimed counts as done here.
   template <class Store>
   bool try_complete(Store&& store, internal::ConcurrentStatus to) {
+    uint8_t w = state_->word.load(std::memory_order_acquire);
+    for (;;) {
+      internal::ConcurrentStatus s = internal::ConcurrentState<T>::status(w);
+      if (s != internal::ConcurrentStatus::kPending && s != internal::ConcurrentStatus::kRunning) {
+        return false;
+      }
+      const uint8_t claim = static_cast<uint8_t>(internal::ConcurrentStatus::kCompleting) |
+                            (w & internal::kListeners);
+      if (state_->word.compare_exchange_weak(w, claim, std::memory_order_acq_rel,
+                                             std::memory_order_acquire)) {
+        break;
+      }
+    }
+    store();
+    const uint8_t was = state_->word.exchange(static_cast<uint8_t>(to), std::memory_order_acq_rel);
+    if (was & internal::kListeners) notify_listeners();
+    return true;
+  }
+
+  // After a completion that found listeners: wakes the blocked waiters and
+  // runs the callbacks, unlocked (a callback may call back into this
+  // future).
+  void notify_listeners() {
     Callbacks callbacks;
     {
       std::lock_guard<std::mutex> lock(state_->mu);
-      if (internal::is_done(state_->status_)) return false;
-      store();
-      state_->status_ = to;
       callbacks = take_and_notify();
     }
     run(callbacks);
-    return true;
   }
 
   struct Callbacks {
@@ -304,15 +366,20 @@ class ConcurrentFuture {
   }
 
   internal::ConcurrentStatus wait(const char* op, std::optional<absl::Duration> timeout) const {
-    std::unique_lock<std::mutex> lock(state_->mu);
-    if (internal::is_done(state_->status_)) return state_->status_;
+    internal::ConcurrentStatus now = status();
+    if (internal::is_done(now)) return now;
     if (!timeout && state_->completed_on != nullptr &&
         state_->completed_on == Scheduler::current()) {
-      lock.unlock();
       internal::throw_concurrent_deadlock(op);
     }
+    std::unique_lock<std::mutex> lock(state_->mu);
     ++state_->waiters;
-    auto is_done = [&] { return internal::is_done(state_->status_); };
+    const uint8_t was = state_->word.fetch_or(internal::kListeners, std::memory_order_acq_rel);
+    if (internal::is_done(internal::ConcurrentState<T>::status(was))) {
+      --state_->waiters;
+      return internal::ConcurrentState<T>::status(was);
+    }
+    auto is_done = [&] { return internal::is_done(status()); };
     bool finished = true;
     if (!timeout || *timeout == absl::InfiniteDuration()) {
       state_->cv.wait(lock, is_done);
@@ -324,7 +391,7 @@ class ConcurrentFuture {
       lock.unlock();
       internal::throw_concurrent_timeout(op, *timeout);
     }
-    return state_->status_;
+    return status();
   }
 
   std::shared_ptr<internal::ConcurrentState<T>> state_;

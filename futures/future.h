@@ -43,6 +43,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "eddy/futures/errors.h"
+#include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
 
@@ -84,7 +85,7 @@ void log_callback_failure(const std::exception_ptr& e, const SourceLocation& cre
 
 // The shared state behind Future<T>. Lives on its loop's thread.
 template <class T>
-class FutureState {
+class FutureState : public Recycled {
  public:
   using Callback = absl::AnyInvocable<void(Future<T>&)>;
 

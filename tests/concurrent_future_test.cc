@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -194,6 +195,85 @@ TEST(ConcurrentFutureRaceTest, ExactlyOneCompletionWinsAndEveryWaiterWakes) {
     } catch (const CancelledError&) {
     }
   }
+}
+
+// Callbacks and blocking waiters arrive while another thread completes the
+// future: each callback runs exactly once (on the completer, or inline when
+// it came too late), each waiter wakes, and nothing is lost in between.
+TEST(ConcurrentFutureRaceTest, CallbacksAndWaitersRacingCompletionEachRunOnce) {
+  constexpr int kRounds = 300;
+  constexpr int kRegistrars = 3;
+  constexpr int kPerRegistrar = 20;
+  for (int round = 0; round < kRounds; ++round) {
+    ConcurrentFuture<int> f;
+    std::atomic<int> ran{0};
+    std::atomic<int> wrong_value{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int r = 0; r < kRegistrars; ++r) {
+      threads.emplace_back([&, f]() mutable {
+        while (!go.load()) {
+        }
+        for (int i = 0; i < kPerRegistrar; ++i) {
+          f.add_done_callback([&](ConcurrentFuture<int>& done) {
+            if (done.result() != 42) wrong_value.fetch_add(1);
+            ran.fetch_add(1);
+          });
+        }
+        EXPECT_EQ(f.result(), 42);
+      });
+    }
+    threads.emplace_back([&, f]() mutable {
+      while (!go.load()) {
+      }
+      ASSERT_TRUE(f.set_running_or_notify_cancel());
+      f.set_result(42);
+    });
+    go.store(true);
+    for (auto& t : threads) t.join();
+    ASSERT_EQ(ran.load(), kRegistrars * kPerRegistrar) << "round " << round;
+    EXPECT_EQ(wrong_value.load(), 0);
+  }
+}
+
+// A worker marking the task running races a cancel from another thread:
+// exactly one of them wins, and the loser is told.
+TEST(ConcurrentFutureRaceTest, SetRunningAndCancelHaveExactlyOneWinner) {
+  for (int round = 0; round < 500; ++round) {
+    ConcurrentFuture<int> f;
+    std::atomic<bool> go{false};
+    bool running = false;
+    bool cancelled = false;
+    std::thread worker([&, f]() mutable {
+      while (!go.load()) {
+      }
+      running = f.set_running_or_notify_cancel();
+    });
+    std::thread canceller([&, f]() mutable {
+      while (!go.load()) {
+      }
+      cancelled = f.cancel();
+    });
+    go.store(true);
+    worker.join();
+    canceller.join();
+    ASSERT_NE(running, cancelled) << "round " << round;
+    EXPECT_EQ(f.cancelled(), cancelled);
+    EXPECT_EQ(f.running(), running);
+    if (running) f.set_result(1);
+  }
+}
+
+// A second completion while the first is still storing its outcome loses
+// cleanly: try_set_* answer false, set_result throws InvalidStateError.
+TEST(ConcurrentFutureTest, LosingCompletionIsRefused) {
+  ConcurrentFuture<std::string> f;
+  EXPECT_TRUE(f.try_set_result("first"));
+  EXPECT_FALSE(f.try_set_result("second"));
+  EXPECT_FALSE(f.try_set_exception(std::make_exception_ptr(std::runtime_error("late"))));
+  EXPECT_THROW(f.set_result("third"), InvalidStateError);
+  EXPECT_FALSE(f.cancel());
+  EXPECT_EQ(f.result(), "first");
 }
 
 // --- chain_future across threads. ---

@@ -21,6 +21,7 @@
 #include <optional>
 #include <utility>
 
+#include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/scheduler.h"
 
 namespace eddy::internal {
@@ -29,7 +30,7 @@ template <class Fn>
 class DeliveryHandle;
 
 template <class Fn>
-class DeliveryBlock {
+class DeliveryBlock : public Recycled {
  private:
   friend class DeliveryHandle<Fn>;
   template <class F>

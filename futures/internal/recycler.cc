@@ -1,0 +1,216 @@
+#include "eddy/futures/internal/recycler.h"
+
+#include <atomic>
+#include <mutex>
+#include <new>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EDDY_RECYCLER_BYPASS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDDY_RECYCLER_BYPASS 1
+#endif
+#endif
+#ifndef EDDY_RECYCLER_BYPASS
+#define EDDY_RECYCLER_BYPASS 0
+#endif
+
+namespace eddy::internal {
+namespace {
+
+constexpr size_t kClasses = kMaxRecycled / kRecycleGranule;
+// A thread keeps about this many bytes per size class before it hands half
+// of them to the central list, within [kMinLocal, kMaxLocal] blocks.
+constexpr size_t kLocalBytes = 32 * 1024;
+constexpr uint32_t kMinLocal = 32;
+constexpr uint32_t kMaxLocal = 512;
+constexpr size_t kCentralMaxBytes = size_t{4} << 20;
+
+constexpr size_t class_of(size_t size) {
+  return size == 0 ? 0 : (size - 1) / kRecycleGranule;
+}
+constexpr size_t class_size(size_t c) { return (c + 1) * kRecycleGranule; }
+constexpr uint32_t compute_local_max(size_t c) {
+  size_t n = kLocalBytes / class_size(c);
+  return static_cast<uint32_t>(n < kMinLocal ? kMinLocal : n > kMaxLocal ? kMaxLocal : n);
+}
+struct LocalMaxTable {
+  uint32_t v[kClasses];
+  constexpr LocalMaxTable() : v() {
+    for (size_t c = 0; c < kClasses; ++c) v[c] = compute_local_max(c);
+  }
+};
+constexpr LocalMaxTable kLocalMaxTable;
+// No division on the free path: a table lookup.
+constexpr uint32_t local_max(size_t c) { return kLocalMaxTable.v[c]; }
+
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+struct FreeList {
+  FreeBlock* head = nullptr;
+  uint32_t count = 0;
+};
+
+enum : uint8_t { kUnused = 0, kLive = 1, kDead = 2 };
+
+// Trivially destructible, so it stays usable while the thread exits (other
+// thread_local destructors may still free blocks; they go to operator
+// delete once the cache is dead).
+struct ThreadCache {
+  FreeList lists[kClasses];
+  uint8_t state;
+};
+constinit thread_local ThreadCache t_cache{};
+
+struct Central {
+  std::mutex mu;
+  std::vector<FreeList> batches;  // guarded by mu
+  size_t bytes = 0;               // guarded by mu
+};
+
+// Never destroyed: blocks may be freed during static destruction.
+Central* centrals() {
+  static Central* c = new Central[kClasses];
+  return c;
+}
+
+std::atomic<uint64_t> g_fresh{0};
+std::atomic<uint64_t> g_released{0};
+std::atomic<uint64_t> g_central_bytes{0};
+
+void release_list(FreeList list) {
+  uint64_t n = 0;
+  for (FreeBlock* b = list.head; b != nullptr;) {
+    FreeBlock* next = b->next;
+    ::operator delete(static_cast<void*>(b));
+    b = next;
+    ++n;
+  }
+  g_released.fetch_add(n, std::memory_order_relaxed);
+}
+
+void push_central(size_t c, FreeList list) {
+  if (list.count == 0) return;
+  const size_t bytes = size_t{list.count} * class_size(c);
+  Central& central = centrals()[c];
+  {
+    std::lock_guard<std::mutex> lock(central.mu);
+    if (central.bytes + bytes <= kCentralMaxBytes) {
+      central.batches.push_back(list);
+      central.bytes += bytes;
+      g_central_bytes.fetch_add(bytes, std::memory_order_relaxed);
+      return;
+    }
+  }
+  release_list(list);
+}
+
+FreeList pop_central(size_t c) {
+  Central& central = centrals()[c];
+  std::lock_guard<std::mutex> lock(central.mu);
+  if (central.batches.empty()) return {};
+  FreeList list = central.batches.back();
+  central.batches.pop_back();
+  const size_t bytes = size_t{list.count} * class_size(c);
+  central.bytes -= bytes;
+  g_central_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+  return list;
+}
+
+// Hands the thread's blocks to the central list when the thread exits.
+struct CacheFlusher {
+  ~CacheFlusher() {
+    t_cache.state = kDead;
+    for (size_t c = 0; c < kClasses; ++c) {
+      push_central(c, t_cache.lists[c]);
+      t_cache.lists[c] = {};
+    }
+  }
+};
+thread_local CacheFlusher t_flusher;
+
+// First use on this thread: arrange the flush at thread exit.
+void start_cache() {
+  t_cache.state = kLive;
+  (void)&t_flusher;  // odr-use: registers its destructor
+}
+
+void* fresh_block(size_t c) {
+  g_fresh.fetch_add(1, std::memory_order_relaxed);
+  return ::operator new(class_size(c));
+}
+
+[[gnu::noinline]] void* allocate_slow(size_t c) {
+  if (t_cache.state == kUnused) start_cache();
+  if (t_cache.state == kDead) return fresh_block(c);
+  FreeList& local = t_cache.lists[c];
+  FreeList batch = pop_central(c);
+  if (batch.head == nullptr) return fresh_block(c);
+  FreeBlock* b = batch.head;
+  local.head = b->next;
+  local.count = batch.count - 1;
+  return b;
+}
+
+// The local list of class c outgrew local_max(c): the oldest half of it
+// (the far end of the stack, coldest in cache) goes to the central list.
+[[gnu::noinline]] void spill(size_t c) {
+  FreeList& local = t_cache.lists[c];
+  const uint32_t keep = local_max(c) / 2;
+  FreeBlock* last_kept = local.head;
+  for (uint32_t i = 1; i < keep; ++i) last_kept = last_kept->next;
+  FreeList out{last_kept->next, local.count - keep};
+  last_kept->next = nullptr;
+  local.count = keep;
+  push_central(c, out);
+}
+
+}  // namespace
+
+void* recycled_allocate(size_t size) {
+  if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) return ::operator new(size);
+  const size_t c = class_of(size);
+  FreeList& local = t_cache.lists[c];
+  if (FreeBlock* b = local.head) [[likely]] {
+    local.head = b->next;
+    --local.count;
+    return b;
+  }
+  return allocate_slow(c);
+}
+
+void recycled_deallocate(void* p, size_t size) noexcept {
+  if (p == nullptr) return;
+  if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) {
+    ::operator delete(p);
+    return;
+  }
+  if (t_cache.state != kLive) [[unlikely]] {
+    if (t_cache.state == kUnused) {
+      start_cache();
+    } else {
+      ::operator delete(p);
+      g_released.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+  }
+  const size_t c = class_of(size);
+  FreeList& local = t_cache.lists[c];
+  auto* b = static_cast<FreeBlock*>(p);
+  b->next = local.head;
+  local.head = b;
+  if (++local.count > local_max(c)) [[unlikely]] spill(c);
+}
+
+RecyclerStats recycler_stats() {
+  RecyclerStats s;
+  s.fresh = g_fresh.load(std::memory_order_relaxed);
+  s.released = g_released.load(std::memory_order_relaxed);
+  s.central_bytes = g_central_bytes.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace eddy::internal
