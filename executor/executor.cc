@@ -21,7 +21,7 @@ ShutdownReport InlineExecutor::shutdown(bool /*wait*/, bool /*cancel_futures*/) 
   return r;
 }
 
-void InlineExecutor::execute(std::unique_ptr<Task> task) {
+void InlineExecutor::execute(TaskPtr task) {
   if (shutdown_.load(std::memory_order_acquire)) throw ExecutorShutdownError();
   submitted_.fetch_add(1, std::memory_order_acq_rel);
   running_.fetch_add(1, std::memory_order_acq_rel);

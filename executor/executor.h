@@ -33,7 +33,7 @@
 //    public:
 //     eddy::ShutdownReport shutdown(bool wait, bool cancel_futures) override;
 //    protected:
-//     void execute(std::unique_ptr<Task> task) override {
+//     void execute(TaskPtr task) override {
 //       boost::asio::post(pool_, [t = std::move(task)] { t->run(); });
 //     }
 //   };
@@ -62,6 +62,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/delivery.h"
+#include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/scheduler.h"
 
 namespace eddy {
@@ -90,14 +91,17 @@ class Executor {
  public:
   // One queued call: the callable, its arguments and its future. Executors
   // settle each task exactly once, through run(), cancel() or fail(), and
-  // then destroy it. A task destroyed unsettled cancels its future, so a
-  // task an executor drops never leaves a future pending forever.
-  class Task {
+  // then dispose of it: TaskPtr does that (a task is not deleted directly;
+  // the loop bridge's tasks are shared with the loop until it has their
+  // outcome). A task disposed of unsettled cancels its future, so a task
+  // an executor drops never leaves a future pending forever.
+  // Task records come from recycled memory (futures/internal/recycler.h):
+  // they are made on the submitting thread and freed on a worker.
+  class Task : public internal::Recycled {
    public:
     Task() = default;
     Task(const Task&) = delete;
     Task& operator=(const Task&) = delete;
-    virtual ~Task() = default;
 
     // Runs the call on the calling thread and completes the future, unless
     // the future was cancelled (or the task's token was cancelled, or its
@@ -107,11 +111,22 @@ class Executor {
     virtual void cancel() noexcept = 0;
     // Fails the future with `error` without running the call. Never throws.
     virtual void fail(std::exception_ptr error) noexcept = 0;
+    // The executor is done with the task (TaskPtr calls it). Never throws.
+    virtual void dispose() noexcept { delete this; }
+
+   protected:
+    virtual ~Task() = default;
 
    private:
     friend class ThreadPoolExecutor;
     Task* next_ = nullptr;  // ThreadPoolExecutor's intrusive queue link
   };
+
+  struct TaskDisposer {
+    void operator()(Task* task) const noexcept { task->dispose(); }
+  };
+  // How executors hold a task: disposes of it when dropped.
+  using TaskPtr = std::unique_ptr<Task, TaskDisposer>;
 
   Executor() = default;
   Executor(const Executor&) = delete;
@@ -160,7 +175,7 @@ class Executor {
   // May block (a bounded queue). Throws ExecutorShutdownError after
   // shutdown(), BrokenExecutorError when broken; the task is then destroyed
   // unsettled, which cancels its future.
-  virtual void execute(std::unique_ptr<Task> task) = 0;
+  virtual void execute(TaskPtr task) = 0;
 
   // As execute(), without blocking the caller: when the task cannot be
   // queued now, the executor keeps it and queues it, in order, once there
@@ -169,7 +184,7 @@ class Executor {
   // this call; it is destroyed without running if this throws. The default
   // calls execute() and then on_admitted: right for executors that never
   // block.
-  virtual void execute_without_blocking(std::unique_ptr<Task> task,
+  virtual void execute_without_blocking(TaskPtr task,
                                         absl::AnyInvocable<void()> on_admitted) {
     execute(std::move(task));
     if (on_admitted) on_admitted();
@@ -191,7 +206,7 @@ class InlineExecutor final : public Executor {
   ShutdownReport shutdown(bool wait = true, bool cancel_futures = false) override;
 
  protected:
-  void execute(std::unique_ptr<Task> task) override;
+  void execute(TaskPtr task) override;
 
  private:
   std::atomic<bool> shutdown_{false};
@@ -339,7 +354,7 @@ class CallTask final : public Executor::Task {
 
 // Library-internal access to the protected hand-over (the loop bridge).
 struct ExecutorAccess {
-  static void execute_without_blocking(Executor& executor, std::unique_ptr<Executor::Task> task,
+  static void execute_without_blocking(Executor& executor, Executor::TaskPtr task,
                                        absl::AnyInvocable<void()> on_admitted) {
     executor.execute_without_blocking(std::move(task), std::move(on_admitted));
   }
@@ -348,8 +363,9 @@ struct ExecutorAccess {
 template <class F, class... A>
 auto make_call_task(CancellationToken token, F&& fn, A&&... args) {
   using R = call_result_t<F, A...>;
-  return std::make_unique<CallTask<R, std::decay_t<F>, std::decay_t<A>...>>(
-      std::move(token), std::forward<F>(fn), std::forward<A>(args)...);
+  using Call = CallTask<R, std::decay_t<F>, std::decay_t<A>...>;
+  return std::unique_ptr<Call, Executor::TaskDisposer>(
+      new Call(std::move(token), std::forward<F>(fn), std::forward<A>(args)...));
 }
 
 }  // namespace internal

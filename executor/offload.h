@@ -24,8 +24,13 @@
 #ifndef EDDY_EXECUTOR_OFFLOAD_H_
 #define EDDY_EXECUTOR_OFFLOAD_H_
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <optional>
+#include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "eddy/executor/cancellation.h"
@@ -53,74 +58,225 @@ namespace internal {
 void count_late_completion_dropped();
 void count_result_discarded_after_cancel();
 
-// The loop-side end of one offload: the delivery payload that copies the
-// pool-side outcome into the loop Future. It lives on the loop thread (the
-// delivery guarantees that) and is the target of the Future's cancel hook,
-// so it re-points the hook whenever it moves and clears it when it dies.
-template <class R>
-class OffloadLink {
+// One offload, as one object (Asio's "operation" shape): the executor's
+// task (callable, arguments, token), the outcome the worker leaves, and the
+// loop-side end (the Future, the canceller), in one recycled allocation.
+//
+// Life: made on the loop thread with three references: the executor's
+// (released by dispose()), the loop side's, and the completion post's.
+// Whatever settles the task (run, cancel, fail, or dispose unsettled) posts
+// the completion to the loop's RemoteScheduler exactly once. On the loop
+// thread the completion copies the outcome into the Future and releases
+// the loop side with its own reference. If the loop dies first, its
+// detach_scheduler() drops the loop side (on the loop thread) and a
+// completion posted later is destroyed unrun, releasing only itself. The
+// loop-side members are touched only on the loop thread; the outcome is
+// written by the settling thread before the post (the inbox orders them).
+//
+// Cancelling the Future (the loop thread): a task still queued is marked
+// skipped (phase_ queued -> cancelled) and never runs; a running one gets
+// its token cancelled, and its late outcome is discarded.
+template <class R, class Fn, class... Args>
+class OffloadTask final : public Executor::Task {
  public:
-  OffloadLink(Future<R> target, ConcurrentFuture<R> source,
-              std::optional<CancellationSource> canceller)
-      : target_(std::move(target)), source_(std::move(source)), canceller_(std::move(canceller)) {
-    attach_hook();
-  }
-  OffloadLink(OffloadLink&& o) noexcept
-      : target_(std::move(o.target_)),
-        source_(std::move(o.source_)),
-        canceller_(std::move(o.canceller_)),
-        ran_(o.ran_) {
-    attach_hook();
-  }
-  OffloadLink(const OffloadLink&) = delete;
-  OffloadLink& operator=(const OffloadLink&) = delete;
-  OffloadLink& operator=(OffloadLink&&) = delete;
-
-  ~OffloadLink() {
-    if (!target_.valid()) return;  // moved from
-    FutureState<R>* state = FutureAccess::state(target_);
-    if (!state->done()) state->set_cancel_hook({});
-    // Never ran: the loop went away (or dropped the delivery) before the
-    // outcome arrived.
-    if (!ran_) count_late_completion_dropped();
+  template <class F, class... A>
+  OffloadTask(Scheduler& loop, Future<R> target, std::optional<CancellationSource> canceller,
+              CancellationToken token, F&& fn, A&&... args)
+      : remote_(loop.remote()),
+        token_(std::move(token)),
+        call_(std::in_place, std::forward<F>(fn), std::forward<A>(args)...),
+        created_(FutureAccess::state(target)->created()) {
+    loop_side_.emplace(LoopSide{std::move(target), std::move(canceller)});
+    node_.owner = this;
+    node_.drop = &drop;
+    loop.own(&node_);
+    FutureAccess::state(loop_side_->target)->set_cancel_hook({&on_cancel, this});
   }
 
-  // Loop thread, once the pool-side future is done.
-  void operator()() {
-    ran_ = true;
-    FutureState<R>* state = FutureAccess::state(target_);
-    if (state->done()) {
-      // Cancelled from the loop while running (a cancel that won while the
-      // task was queued leaves the pool-side future cancelled too).
-      if (!source_.cancelled()) {
-        (void)source_.exception();  // retrieved: discarding is deliberate
-        count_result_discarded_after_cancel();
+  bool run() noexcept override {
+    settled_ = true;
+    bool ran = false;
+    uint8_t expected = kQueued;
+    if (token_.cancel_requested() ||
+        !phase_.compare_exchange_strong(expected, kRunning, std::memory_order_acq_rel)) {
+      outcome_ = Outcome::kCancelled;
+    } else if (token_.expired()) {
+      outcome_ = Outcome::kException;
+      error_ = std::make_exception_ptr(
+          TimeoutError("the offloaded call's deadline passed before it started"));
+    } else {
+      ran = true;
+      try {
+        if constexpr (std::is_void_v<R>) {
+          invoke();
+          value_.emplace();
+        } else {
+          value_.emplace(invoke());
+        }
+        outcome_ = Outcome::kValue;
+      } catch (...) {
+        outcome_ = Outcome::kException;
+        error_ = std::current_exception();
       }
-      return;
     }
-    state->set_cancel_hook({});
-    copy_outcome(source_, state);
+    complete();
+    return ran;
+  }
+
+  void cancel() noexcept override {
+    settled_ = true;
+    outcome_ = Outcome::kCancelled;
+    complete();
+  }
+
+  void fail(std::exception_ptr error) noexcept override {
+    settled_ = true;
+    outcome_ = Outcome::kException;
+    error_ = std::move(error);
+    complete();
+  }
+
+  void dispose() noexcept override {
+    if (!settled_) {
+      // Dropped by its executor (or the hand-over threw): the Future is
+      // cancelled on a later turn, as a dropped CallTask cancels its future.
+      settled_ = true;
+      outcome_ = Outcome::kCancelled;
+      complete();
+    }
+    release(1);
   }
 
  private:
-  void attach_hook() {
-    if (!target_.valid()) return;
-    FutureState<R>* state = FutureAccess::state(target_);
-    if (!state->done()) state->set_cancel_hook({&OffloadLink::on_cancel, this});
+  enum : uint8_t { kQueued, kRunning, kCancelled };
+  enum class Outcome : uint8_t { kNone, kValue, kException, kCancelled };
+
+  struct LoopSide {
+    Future<R> target;
+    std::optional<CancellationSource> canceller;
+  };
+  struct Node : OwnedNode {
+    OffloadTask* owner;
+  };
+
+  // The posted completion: one pointer, so it stays in AnyInvocable's
+  // inline buffer.
+  struct Completion {
+    explicit Completion(OffloadTask* t) : task(t) {}
+    Completion(Completion&& o) noexcept : task(std::exchange(o.task, nullptr)) {}
+    Completion(const Completion&) = delete;
+    Completion& operator=(const Completion&) = delete;
+    ~Completion() {
+      if (task != nullptr) task->release(1);  // destroyed unrun: the loop is gone
+    }
+    void operator()() { std::exchange(task, nullptr)->deliver(); }
+    OffloadTask* task;
+  };
+
+  ~OffloadTask() override {
+    // A failure that never reached its Future (the loop went away first)
+    // is logged, as any never-retrieved exception.
+    if (outcome_ == Outcome::kException && error_) log_unretrieved(error_, created_);
   }
 
-  // Loop thread, inside target.cancel(): the task is removed if still
-  // queued (ConcurrentFuture::cancel wins only then), else told through
-  // its token.
+  // The settling thread: the call's resources go now, then the loop hears.
+  void complete() noexcept {
+    call_.reset();
+    // A failed post destroys the Completion here, which releases its
+    // reference; the loop side is then dropped by the dying loop.
+    remote_->post(Completion(this));
+  }
+
+  // Loop thread, the completion's turn.
+  void deliver() {
+    if (!node_.linked()) {  // the loop dropped its side already
+      release(1);
+      return;
+    }
+    Scheduler::disown(&node_);
+    FutureState<R>* state = FutureAccess::state(loop_side_->target);
+    if (state->done()) {
+      // Cancelled from the loop while it ran: the outcome is not wanted.
+      if (outcome_ != Outcome::kCancelled) count_result_discarded_after_cancel();
+      error_ = nullptr;  // discarded deliberately, not "never retrieved"
+    } else {
+      state->set_cancel_hook({});
+      switch (outcome_) {
+        case Outcome::kValue:
+          if constexpr (std::is_void_v<R>) {
+            state->try_set_value();
+          } else {
+            state->try_set_value(std::move(*value_));
+          }
+          break;
+        case Outcome::kException:
+          state->try_set_exception(std::move(error_));
+          break;
+        default:
+          state->try_cancel();
+          break;
+      }
+    }
+    loop_side_.reset();
+    release(2);  // the loop side's and the completion's
+  }
+
+  // Loop thread, from detach_scheduler(): the loop is going away first.
+  static void drop(OwnedNode* node) {
+    OffloadTask* self = static_cast<Node*>(node)->owner;
+    FutureState<R>* state = FutureAccess::state(self->loop_side_->target);
+    if (!state->done()) state->set_cancel_hook({});
+    self->loop_side_.reset();
+    count_late_completion_dropped();
+    self->release(1);
+  }
+
+  // Loop thread, inside the Future's cancel().
   static void on_cancel(void* ctx) {
-    auto* self = static_cast<OffloadLink*>(ctx);
-    if (!self->source_.cancel() && self->canceller_.has_value()) self->canceller_->cancel();
+    auto* self = static_cast<OffloadTask*>(ctx);
+    uint8_t expected = kQueued;
+    if (!self->phase_.compare_exchange_strong(expected, kCancelled, std::memory_order_acq_rel) &&
+        self->loop_side_->canceller.has_value()) {
+      self->loop_side_->canceller->cancel();
+    }
   }
 
-  Future<R> target_;
-  ConcurrentFuture<R> source_;
-  std::optional<CancellationSource> canceller_;
-  bool ran_ = false;
+  void release(int n) noexcept {
+    if (refs_.fetch_sub(n, std::memory_order_acq_rel) == n) delete this;
+  }
+
+  decltype(auto) invoke() {
+    constexpr CallShape kShape = CallResultImpl<Fn, Args...>::kShape;
+    return std::apply(
+        [this](Fn& fn, Args&... args) -> decltype(auto) {
+          if constexpr (kShape == CallShape::kTokenFirst) {
+            return std::invoke(std::move(fn), std::move(token_), std::move(args)...);
+          } else if constexpr (kShape == CallShape::kTokenAfterObject) {
+            return invoke_after_object(std::move(fn), std::move(args)...);
+          } else {
+            return std::invoke(std::move(fn), std::move(args)...);
+          }
+        },
+        *call_);
+  }
+  template <class O, class... Rest>
+  decltype(auto) invoke_after_object(Fn&& fn, O&& object, Rest&&... rest) {
+    return std::invoke(std::move(fn), std::forward<O>(object), std::move(token_),
+                       std::forward<Rest>(rest)...);
+  }
+
+  std::atomic<int> refs_{3};
+  std::atomic<uint8_t> phase_{kQueued};
+  bool settled_ = false;  // the executor's side only
+  Outcome outcome_ = Outcome::kNone;
+  std::shared_ptr<RemoteScheduler> remote_;
+  CancellationToken token_;
+  std::optional<std::tuple<Fn, Args...>> call_;  // reset once settled
+  std::optional<Stored<R>> value_;
+  std::exception_ptr error_;        // moved into the Future on delivery
+  SourceLocation created_;           // the Future's, for the log line
+  Node node_;                         // loop thread only
+  std::optional<LoopSide> loop_side_;  // loop thread only
 };
 
 // Submits fn(args...) to `executor` without blocking and returns the loop
@@ -141,14 +297,13 @@ auto offload(Scheduler& loop, Executor& executor, Deadline deadline, F&& fn, A&&
     canceller.emplace(deadline);
     token = canceller->token();
   }
-  auto task = make_call_task(std::move(token), std::forward<F>(fn), std::forward<A>(args)...);
-  ConcurrentFuture<R> source = task->future();
   Future<R> target;
-  auto delivery = make_delivery(&loop, OffloadLink<R>(target, source, std::move(canceller)));
-  source.add_done_callback([delivery = std::move(delivery)]() mutable { delivery.deliver(); });
-  // If this throws, the task dies unsettled, which cancels `source`; the
-  // delivery then cancels `target` on a later turn, and the caller gets the
-  // exception now, as from Executor::submit.
+  using Op = OffloadTask<R, std::decay_t<F>, std::decay_t<A>...>;
+  Executor::TaskPtr task(new Op(loop, target, std::move(canceller), std::move(token),
+                                std::forward<F>(fn), std::forward<A>(args)...));
+  // If this throws, the task is disposed of unsettled: `target` is
+  // cancelled on a later turn, and the caller gets the exception now, as
+  // from Executor::submit.
   ExecutorAccess::execute_without_blocking(executor, std::move(task), {});
   return target;
 }

@@ -77,7 +77,8 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
     : max_workers_(checked_max_workers(options.max_workers)),
       max_queue_size_(options.max_queue_size),
       thread_name_prefix_(prefix_or_default(std::move(options.thread_name_prefix))),
-      initializer_(std::move(options.initializer)) {}
+      initializer_(std::move(options.initializer)),
+      max_spinners_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2)) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
   if (on_pool_thread()) {
@@ -142,7 +143,7 @@ void ThreadPoolExecutor::spawn_locked() {
 // Decides who runs `task`: an idle worker (woken after mu_ is released, when
 // this returns true), a new worker, or a busy one once it is free. Takes
 // the task only after a needed worker has started.
-bool ThreadPoolExecutor::enqueue_locked(std::unique_ptr<Task>& task) {
+bool ThreadPoolExecutor::enqueue_locked(TaskPtr& task) {
   bool wake = false;
   if (spinning_ > claims_) {
     ++claims_;
@@ -157,7 +158,7 @@ bool ThreadPoolExecutor::enqueue_locked(std::unique_ptr<Task>& task) {
   return wake;
 }
 
-void ThreadPoolExecutor::execute(std::unique_ptr<Task> task) {
+void ThreadPoolExecutor::execute(TaskPtr task) {
   bool wake;
   {
     std::unique_lock<std::mutex> lock(mu_);
@@ -174,7 +175,7 @@ void ThreadPoolExecutor::execute(std::unique_ptr<Task> task) {
   if (wake) work_cv_.notify_one();
 }
 
-void ThreadPoolExecutor::execute_without_blocking(std::unique_ptr<Task> task,
+void ThreadPoolExecutor::execute_without_blocking(TaskPtr task,
                                                   absl::AnyInvocable<void()> on_admitted) {
   bool wake;
   {
@@ -225,7 +226,7 @@ void ThreadPoolExecutor::worker_main(int index) {
       if (!parked_.empty()) {
         Parked p = std::move(parked_.front());
         parked_.pop_front();
-        std::unique_ptr<Task> next(p.task);
+        TaskPtr next(p.task);
         wake_worker = enqueue_locked(next);
         admitted = std::move(p.on_admitted);
       } else if (room_waiters_ > 0) {
@@ -238,7 +239,7 @@ void ThreadPoolExecutor::worker_main(int index) {
       // No lock while the task runs, nor while it is destroyed: both run
       // user code, which may submit more work.
       bool ran = task->run();
-      delete task;
+      task->dispose();
       lock.lock();
       --running_;
       if (ran) {
@@ -251,8 +252,11 @@ void ThreadPoolExecutor::worker_main(int index) {
     if (shutdown_ || broken_) break;
     // Spin once between sleeps. A spinning worker counts as available: a
     // submit that sees spinning_ > claims_ claims it (no wake, no new
-    // worker), and the spinner then loops back to the queue.
-    if (!spun) {
+    // worker), and the spinner then loops back to the queue. At most
+    // max_spinners_ spin at once: a spinner burns a core that the loop
+    // thread, or a worker with real work, may need (on 2 cores, letting
+    // both workers of W3's fan-out spin made it up to 3x slower than one).
+    if (!spun && spinning_ < max_spinners_) {
       spun = true;
       ++spinning_;
       lock.unlock();
@@ -298,11 +302,11 @@ void ThreadPoolExecutor::break_pool(std::exception_ptr cause) {
       describe_exception(cause)));
   for (Task* t : queued) {
     t->fail(error);
-    delete t;
+    t->dispose();
   }
   for (Parked& p : parked) {
     p.task->fail(error);
-    delete p.task;
+    p.task->dispose();
     if (p.on_admitted) p.on_admitted();
   }
 }
@@ -323,11 +327,11 @@ ShutdownReport ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   room_cv_.notify_all();
   for (Task* t : queued) {
     t->cancel();
-    delete t;
+    t->dispose();
   }
   for (Parked& p : parked) {
     p.task->cancel();
-    delete p.task;
+    p.task->dispose();
     if (p.on_admitted) p.on_admitted();
   }
 

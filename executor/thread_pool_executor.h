@@ -23,11 +23,15 @@
 // which submit() blocks for room and submit_from_loop() parks the task
 // instead (see executor.h for which to use where), and a ShutdownReport.
 //
-// Costs: submit allocates the task (callable + arguments) and its future's
-// shared state; the queue is intrusive. No lock is held while a task runs.
-// A submit that wakes a sleeping worker costs one futex wake; workers poll
-// the queue briefly before they sleep, so a steady stream of tasks mostly
-// avoids that.
+// Costs: submit takes the task (callable + arguments) and its future's
+// shared state from recycled memory (futures/internal/recycler.h: blocks
+// freed on a worker come back to the submitting thread in batches, without
+// the malloc arena lock); the queue is intrusive. Marking a task running
+// and completing a future nobody waits on take no lock (an atomic status
+// word). No lock is held while a task runs. A submit that wakes a sleeping
+// worker costs one futex wake; one worker per two cores polls the queue
+// briefly before it sleeps, so a steady stream of tasks mostly avoids that
+// without the pollers taking the cores the loop needs.
 //
 // Threading: every method is safe from any thread. Tasks, their
 // ConcurrentFuture callbacks and the initializer run on pool threads. The
@@ -106,9 +110,9 @@ class ThreadPoolExecutor final : public Executor {
  protected:
   // Throws ExecutorShutdownError / BrokenExecutorError; blocks while a
   // bounded queue is full; std::system_error if no worker can be started.
-  void execute(std::unique_ptr<Task> task) override;
+  void execute(TaskPtr task) override;
   // Parks the task instead of blocking when a bounded queue is full.
-  void execute_without_blocking(std::unique_ptr<Task> task,
+  void execute_without_blocking(TaskPtr task,
                                 absl::AnyInvocable<void()> on_admitted) override;
 
  private:
@@ -120,7 +124,7 @@ class ThreadPoolExecutor final : public Executor {
   void worker_main(int index);
   void check_accepting_locked() const;
   bool room_locked() const { return max_queue_size_ == 0 || (queued_ < max_queue_size_ && parked_.empty()); }
-  bool enqueue_locked(std::unique_ptr<Task>& task);
+  bool enqueue_locked(TaskPtr& task);
   void link_locked(Task* task);
   Task* unlink_locked();
   void spawn_locked();
@@ -132,6 +136,7 @@ class ThreadPoolExecutor final : public Executor {
   const size_t max_queue_size_;
   const std::string thread_name_prefix_;
   const absl::AnyInvocable<void() const> initializer_;
+  const int max_spinners_;  // workers allowed to poll the queue at once
 
   mutable std::mutex mu_;
   std::condition_variable work_cv_;  // workers wait here for wakeups_
