@@ -9,7 +9,9 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <system_error>
 
@@ -22,6 +24,14 @@ namespace internal {
 
 using Task = absl::AnyInvocable<void()>;
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
 struct FdHandler {
   absl::AnyInvocable<void(int, uint32_t)> fn;
   uint32_t events;      // READ | WRITE bits asked for
@@ -29,8 +39,164 @@ struct FdHandler {
   SourceLocation where;
 };
 
-// The loop's cross-thread door: a mutex-guarded vector the loop swaps out
-// once per iteration, and an eventfd that wakes the loop.
+// A block of queued callbacks: slots [begin, end) hold live tasks, those
+// before `begin` have run (and been destroyed), those from `end` on are raw.
+struct TaskBlock {
+  static constexpr uint32_t kCapacity = 256;  // 8 KiB of tasks
+
+  TaskBlock* next = nullptr;
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  alignas(Task) unsigned char storage[kCapacity * sizeof(Task)];
+
+  Task* slot(uint32_t i) {
+    return std::launder(reinterpret_cast<Task*>(storage + size_t{i} * sizeof(Task)));
+  }
+  bool full() const { return end == kCapacity; }
+  void reset() {
+    next = nullptr;
+    begin = end = 0;
+  }
+};
+
+// Emptied blocks are reused (no allocation in the steady state), but a burst
+// of millions of posts must not pin its memory forever: each pool keeps at
+// most this many (512 KiB of tasks) and frees the rest.
+constexpr size_t kRetainedBlocks = 64;
+
+TaskBlock* take_block(SpareBlocks& spare) {
+  TaskBlock* b = spare.top;
+  if (b == nullptr) return new TaskBlock;
+  spare.top = b->next;
+  if (--spare.count == 0) spare.bottom = nullptr;
+  b->reset();
+  return b;
+}
+
+void free_blocks(TaskBlock* b) {
+  while (b != nullptr) delete std::exchange(b, b->next);
+}
+
+// Keeps an emptied block for reuse, or frees it past the bound.
+void recycle(SpareBlocks& spare, TaskBlock* b) {
+  if (spare.count >= kRetainedBlocks) {
+    delete b;
+    return;
+  }
+  b->next = spare.top;
+  spare.top = b;
+  if (spare.count++ == 0) spare.bottom = b;
+}
+
+// Moves all of `from` onto `to` (O(1)).
+void splice_spare(SpareBlocks& to, SpareBlocks& from) {
+  if (from.count == 0) return;
+  from.bottom->next = to.top;
+  to.top = from.top;
+  if (to.count == 0) to.bottom = from.bottom;
+  to.count += from.count;
+  from = SpareBlocks();
+}
+
+// Appends `fn` to `chain`, taking a new block from `spare` when the tail is full.
+inline void chain_push(TaskChain& chain, SpareBlocks& spare, Task&& fn) {
+  TaskBlock* b = chain.tail;
+  if (b == nullptr || b->full()) [[unlikely]] {
+    TaskBlock* fresh = take_block(spare);
+    if (b == nullptr) {
+      chain.head = fresh;
+    } else {
+      b->next = fresh;
+    }
+    chain.tail = b = fresh;
+  }
+  ::new (static_cast<void*>(b->slot(b->end))) Task(std::move(fn));
+  ++b->end;
+}
+
+// Moves `from`'s blocks to the end of `to`.
+inline void chain_splice(TaskChain& to, TaskChain& from) {
+  if (from.empty()) return;
+  if (to.empty()) {
+    to = from;
+  } else {
+    to.tail->next = from.head;
+    to.tail = from.tail;
+  }
+  from = TaskChain();
+}
+
+size_t chain_size(const TaskChain& chain) {
+  size_t n = 0;
+  for (const TaskBlock* b = chain.head; b != nullptr; b = b->next) n += b->end - b->begin;
+  return n;
+}
+
+// Runs (with `run(task)`) and destroys the tasks of `chain` in order; the
+// emptied blocks go to `spare`. The chain stays consistent throughout, so
+// whatever is left is still dropped properly if `run` throws.
+template <class Run>
+inline void chain_consume(TaskChain& chain, SpareBlocks& spare, Run&& run) {
+  while (TaskBlock* b = chain.head) {
+    while (b->begin < b->end) {
+      Task* t = b->slot(b->begin);
+      run(*t);
+      std::destroy_at(t);
+      ++b->begin;
+    }
+    chain.head = b->next;
+    if (chain.head == nullptr) chain.tail = nullptr;
+    recycle(spare, b);
+  }
+}
+
+// Destroys the tasks of `chain` without running them and frees its blocks;
+// true if there were any. The chain is detached first: destructors may post.
+bool chain_drop(TaskChain& chain) {
+  if (chain.empty()) return false;
+  TaskChain doomed = chain;
+  chain = TaskChain();
+  for (TaskBlock* b = doomed.head; b != nullptr;) {
+    for (uint32_t i = b->begin; i < b->end; ++i) std::destroy_at(b->slot(i));
+    delete std::exchange(b, b->next);
+  }
+  return true;
+}
+
+// The inbox's lock. Its critical sections are a few dozen instructions (no
+// allocation, no system call, nothing that runs user code), so a poster
+// spins rather than sleeping: a futex sleep would leave the poster off the
+// CPU until the loop has run its batch and found the inbox empty, sending
+// the loop to sleep too. A holder preempted meanwhile is waited for with
+// sched_yield. One atomic exchange to lock, a plain store to unlock (a
+// std::mutex costs twice the instructions on the post path).
+class SpinLock {
+ public:
+  void lock() {
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      int spins = 0;
+      while (locked_.load(std::memory_order_relaxed)) {
+        if (++spins < 128) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+          spins = 0;
+        }
+      }
+    }
+  }
+  void unlock() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  std::atomic<bool> locked_{false};
+};
+
+// The loop's cross-thread door: a mutex-guarded chain of task blocks that
+// the loop takes whole once per iteration, and an eventfd that wakes the
+// loop. A post moves its closure into the tail block (a new block, from the
+// free list, every kCapacity posts); queued closures never move again, and
+// the loop runs them in place. The loop hands its emptied blocks back with
+// its next take, under the same lock.
 //
 // Wake-up protocol (all under mu_):
 //   - the loop sets polling_ just before it blocks in epoll_wait, unless
@@ -47,29 +213,65 @@ class Inbox final : public RemoteScheduler {
   Inbox() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "IOLoop: eventfd");
   }
-  ~Inbox() override { ::close(fd_); }
+  ~Inbox() override {
+    chain_drop(items_);
+    free_blocks(free_.top);
+    ::close(fd_);
+  }
 
   bool post(absl::AnyInvocable<void()> fn) override { return push(std::move(fn)); }
 
-  // Any thread. On failure `task` is destroyed when this returns, unlocked.
-  bool push(Task task) {
-    bool wake = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (closed_) return false;
-      items_.push_back(std::move(task));
-      has_items_.store(true, std::memory_order_release);
-      if (polling_ && !signalled_) wake = signalled_ = true;
+  // Any thread. On failure `task` is left to the caller, which destroys it
+  // after this returns, unlocked.
+  [[gnu::always_inline]] bool push(Task&& task) {
+    // Fast path: room in the tail block (then the inbox is not closed:
+    // close() empties it, and it stays empty).
+    mu_.lock();
+    TaskBlock* b = items_.tail;
+    if (b != nullptr && !b->full()) [[likely]] {
+      ::new (static_cast<void*>(b->slot(b->end))) Task(std::move(task));
+      ++b->end;
+      const bool wake = polling_ && !signalled_;
+      if (wake) signalled_ = true;
+      mu_.unlock();
+      if (wake) [[unlikely]] write_waker();
+      return true;
     }
+    mu_.unlock();
+    return push_slow(std::move(task));
+  }
+
+  // A new block is needed, or the inbox is closed.
+  [[gnu::noinline]] bool push_slow(Task&& task) {
+    bool queued = false;
+    bool wake = false;
+    TaskBlock* fresh = nullptr;  // allocated unlocked when no free block is left
+    for (;;) {
+      {
+        std::lock_guard<SpinLock> lock(mu_);
+        if (closed_) break;
+        const bool need_block = items_.empty() || items_.tail->full();
+        if (!need_block || free_.count > 0 || fresh != nullptr) {
+          if (fresh != nullptr) recycle(free_, std::exchange(fresh, nullptr));
+          if (items_.empty()) has_items_.store(true, std::memory_order_release);
+          chain_push(items_, free_, std::move(task));
+          if (polling_ && !signalled_) wake = signalled_ = true;
+          queued = true;
+          break;
+        }
+      }
+      fresh = new TaskBlock;
+    }
+    delete fresh;  // the loop was closed meanwhile
     if (wake) write_waker();
-    return true;
+    return queued;
   }
 
   // Any thread: wakes the loop if it sleeps (stop()).
   void wake() {
     bool wake = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<SpinLock> lock(mu_);
       if (polling_ && !signalled_) wake = signalled_ = true;
     }
     if (wake) write_waker();
@@ -79,26 +281,54 @@ class Inbox final : public RemoteScheduler {
   // not block: items are queued or a stop is pending. The stop flag is read
   // under mu_ because stop() sets it before taking mu_ to decide on a wake.
   bool prepare_to_block(const std::atomic<bool>& stop_requested) {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<SpinLock> lock(mu_);
     if (!items_.empty() || stop_requested.load(std::memory_order_acquire)) return false;
     polling_ = true;
     return true;
   }
 
+  // As prepare_to_block, but when items are queued, also takes them (as
+  // take_if_any) under the same lock.
+  bool prepare_to_block_or_take(const std::atomic<bool>& stop_requested, TaskChain& out,
+                                SpareBlocks& spare) {
+    TaskBlock* excess;
+    {
+      std::lock_guard<SpinLock> lock(mu_);
+      if (items_.empty() && !stop_requested.load(std::memory_order_acquire)) {
+        polling_ = true;
+        return true;
+      }
+      take_locked(out);
+      excess = give_back_locked(spare);
+    }
+    free_blocks(excess);
+    return false;
+  }
+
   // Loop thread, after a poll: see the protocol above. Moves the queued
-  // items to the end of `out`.
-  void after_poll(bool drained, std::vector<Task>& out) {
-    std::lock_guard<std::mutex> lock(mu_);
-    polling_ = false;
-    if (drained) signalled_ = false;
-    take_locked(out);
+  // items to the end of `out`, and takes back the emptied blocks in `spare`.
+  void after_poll(bool drained, TaskChain& out, SpareBlocks& spare) {
+    TaskBlock* excess;
+    {
+      std::lock_guard<SpinLock> lock(mu_);
+      polling_ = false;
+      if (drained) signalled_ = false;
+      take_locked(out);
+      excess = give_back_locked(spare);
+    }
+    free_blocks(excess);
   }
 
   // Loop thread, when it did not poll: a cheap look first.
-  void take_if_any(std::vector<Task>& out) {
+  void take_if_any(TaskChain& out, SpareBlocks& spare) {
     if (!has_items_.load(std::memory_order_acquire)) return;
-    std::lock_guard<std::mutex> lock(mu_);
-    take_locked(out);
+    TaskBlock* excess;
+    {
+      std::lock_guard<SpinLock> lock(mu_);
+      take_locked(out);
+      excess = give_back_locked(spare);
+    }
+    free_blocks(excess);
   }
 
   bool maybe_nonempty() const { return has_items_.load(std::memory_order_acquire); }
@@ -112,27 +342,41 @@ class Inbox final : public RemoteScheduler {
 
   // Loop thread: refuse further posts and hand back what is queued (the
   // caller destroys it, on the loop thread).
-  std::vector<Task> close() {
-    std::lock_guard<std::mutex> lock(mu_);
+  TaskChain close() {
+    std::lock_guard<SpinLock> lock(mu_);
     closed_ = true;
     has_items_.store(false, std::memory_order_relaxed);
-    return std::move(items_);
+    TaskChain out = items_;
+    items_ = TaskChain();
+    return out;
   }
 
   int fd() const { return fd_; }
   uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
+  // Blocks on the free list.
+  size_t free_block_count() {
+    std::lock_guard<SpinLock> lock(mu_);
+    return free_.count;
+  }
 
  private:
-  void take_locked(std::vector<Task>& out) {
+  void take_locked(TaskChain& out) {
     if (items_.empty()) return;
-    if (out.empty()) {
-      // One swap; `out`'s old capacity becomes the next batch's buffer.
-      out.swap(items_);
-    } else {
-      for (Task& t : items_) out.push_back(std::move(t));
-      items_.clear();
-    }
+    chain_splice(out, items_);
     has_items_.store(false, std::memory_order_relaxed);
+  }
+
+  // Moves the loop's emptied blocks to the free list if they fit within the
+  // bound; otherwise returns them, to be freed after the lock is released.
+  TaskBlock* give_back_locked(SpareBlocks& spare) {
+    if (spare.count == 0) return nullptr;
+    if (free_.count + spare.count <= kRetainedBlocks) {
+      splice_spare(free_, spare);
+      return nullptr;
+    }
+    TaskBlock* excess = spare.top;
+    spare = SpareBlocks();
+    return excess;
   }
 
   void write_waker() {
@@ -143,13 +387,17 @@ class Inbox final : public RemoteScheduler {
     }
   }
 
-  const int fd_;
-  std::mutex mu_;
-  std::vector<Task> items_;  // guarded by mu_
+  // Posters write this line on every post...
+  alignas(64) SpinLock mu_;
+  TaskChain items_;          // guarded by mu_
+  SpareBlocks free_;         // guarded by mu_
   bool closed_ = false;      // guarded by mu_
   bool polling_ = false;     // guarded by mu_
   bool signalled_ = false;   // guarded by mu_
-  std::atomic<bool> has_items_{false};
+  // ...and this one only when the inbox becomes non-empty or the loop
+  // sleeps: the loop polls has_items_ without taking the posters' line.
+  alignas(64) std::atomic<bool> has_items_{false};
+  const int fd_;
   std::atomic<uint64_t> writes_{0};
 };
 
@@ -158,6 +406,15 @@ class Inbox final : public RemoteScheduler {
 namespace {
 
 constexpr int kMaxEvents = 256;
+
+// A loop whose last iteration ran posts from other threads polls the inbox
+// this many times (a few microseconds) before it goes to sleep. A producer
+// that keeps posting usually posts again within that window, and then
+// neither side pays for a sleep and a wake-up (an eventfd write and a
+// context switch, tens of microseconds on a VM). A loop that is idle, or
+// that gets no cross-thread posts, sleeps at once.
+constexpr int kInboxSpins = 500;
+
 // epoll data of the waker; fd handlers use (generation << 32 | fd), whose
 // low half is never 0xffffffff (fds are non-negative ints).
 constexpr uint64_t kWakerToken = UINT64_MAX;
@@ -227,32 +484,24 @@ void IOLoop::close() {
   close_now();
 }
 
-namespace {
-// Destroys the tasks without running them; true if there were any.
-bool drop(std::vector<internal::Task>& tasks) {
-  if (tasks.empty()) return false;
-  std::vector<internal::Task> doomed;
-  doomed.swap(tasks);
-  doomed.clear();  // destructors may post; those land in the emptied vector
-  return true;
-}
-}  // namespace
-
 void IOLoop::close_now() {
   if (closed_) return;
   closed_ = true;
   watchdog_.reset();
   retired_watchdog_.reset();
   // (1) No more cross-thread posts; what was queued dies here, unrun.
-  { std::vector<internal::Task> dropped = inbox_->close(); }
+  {
+    internal::TaskChain dropped = inbox_->close();
+    internal::chain_drop(dropped);
+  }
   // (2) + (3), until nothing is left: destructors of what we drop may
   // queue more (a timer's closure owning a future whose callbacks...).
   for (;;) {
     detach_scheduler();
     bool any = false;
-    any |= drop(callbacks_);
-    any |= drop(running_batch_);
-    any |= drop(remote_batch_);
+    any |= internal::chain_drop(callbacks_);
+    any |= internal::chain_drop(running_batch_);
+    any |= internal::chain_drop(remote_batch_);
     if (!timers_.storage_empty()) {
       timers_.clear();
       any = true;
@@ -281,6 +530,8 @@ void IOLoop::close_now() {
     pool->shutdown(/*wait=*/true, /*cancel_futures=*/true);
   }
   retired_executors_.clear();
+  internal::free_blocks(std::exchange(spare_blocks_, internal::SpareBlocks()).top);
+  internal::free_blocks(std::exchange(remote_spare_, internal::SpareBlocks()).top);
   ::close(epoll_fd_);
   epoll_fd_ = -1;
   if (t_current_loop == this) t_current_loop = nullptr;
@@ -452,9 +703,19 @@ void IOLoop::run_iteration(bool may_block) {
 
   // Phases 2 and 3: poll, take the inbox.
   int n = 0;
-  if (wait_ns == 0 && handlers_.empty()) {
+  bool may_sleep = false;
+  if (wait_ns != 0 && !idle_on_manual_clock) {
+    if (remote_active_) {
+      // See kInboxSpins.
+      for (int i = 0; i < kInboxSpins && !inbox_->maybe_nonempty(); ++i) internal::cpu_relax();
+    }
+    // The inbox's posts, if any, are taken now; otherwise it is told that
+    // the loop is about to sleep.
+    may_sleep = inbox_->prepare_to_block_or_take(stop_requested_, remote_batch_, remote_spare_);
+  }
+  if (!may_sleep && handlers_.empty() && !idle_on_manual_clock) {
     // Nothing to poll for and no reason to wait: skip the system call.
-    inbox_->take_if_any(remote_batch_);
+    inbox_->take_if_any(remote_batch_, remote_spare_);
   } else {
     if (wait_ns == 0) {
       n = poll(0);
@@ -468,7 +729,7 @@ void IOLoop::run_iteration(bool may_block) {
         }
       }
     } else {
-      n = poll(inbox_->prepare_to_block(stop_requested_) ? wait_ns : 0);
+      n = poll(may_sleep ? wait_ns : 0);
     }
     bool drained = false;
     for (int i = 0; i < n; ++i) {
@@ -477,7 +738,7 @@ void IOLoop::run_iteration(bool may_block) {
         drained = true;
       }
     }
-    inbox_->after_poll(drained, remote_batch_);
+    inbox_->after_poll(drained, remote_batch_, remote_spare_);
   }
 
   // Phase 4: fd handlers.
@@ -605,34 +866,22 @@ void IOLoop::run_due_timers() {
   }
 }
 
-namespace {
-// Batch buffers are reused from one iteration to the next (no allocation in
-// the steady state), but a burst of millions of posts must not pin its
-// memory forever: a buffer much larger than what it last carried is freed.
-constexpr size_t kRetainedBatch = size_t{1} << 16;
-void clear_batch(std::vector<internal::Task>& batch) {
-  const size_t used = batch.size();
-  batch.clear();
-  if (batch.capacity() > kRetainedBatch && used < batch.capacity() / 4) {
-    std::vector<internal::Task>().swap(batch);
-  }
-}
-}  // namespace
-
 void IOLoop::run_callbacks() {
-  // Swap out the batch: what these callbacks post goes to callbacks_ and
-  // waits for the next iteration.
-  running_batch_.swap(callbacks_);
-  for (internal::Task& fn : running_batch_) {
-    run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
-    fn = nullptr;  // its captures die before the next callback runs
+  // Take the batch: what these callbacks post goes to callbacks_ and waits
+  // for the next iteration. Each callback is destroyed (its captures die)
+  // right after it runs, before the next one runs.
+  if (!callbacks_.empty()) {
+    std::swap(running_batch_, callbacks_);
+    internal::chain_consume(running_batch_, spare_blocks_, [this](internal::Task& fn) {
+      run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
+    });
   }
-  clear_batch(running_batch_);
-  for (internal::Task& fn : remote_batch_) {
-    run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
-    fn = nullptr;
+  remote_active_ = !remote_batch_.empty();
+  if (remote_active_) {
+    internal::chain_consume(remote_batch_, remote_spare_, [this](internal::Task& fn) {
+      run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
+    });
   }
-  clear_batch(remote_batch_);
 }
 
 // --- callbacks -----------------------------------------------------------------
@@ -644,7 +893,7 @@ bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
     if (record) [[unlikely]] {
       fn = locate(std::move(fn), internal::ActivityKind::kCallback, where);
     }
-    callbacks_.push_back(std::move(fn));
+    internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
     return true;
   }
   if (record) [[unlikely]] {
@@ -659,7 +908,7 @@ void IOLoop::post(absl::AnyInvocable<void()> fn) {
   if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
     fn = locate(std::move(fn), internal::ActivityKind::kFutureCallback, SourceLocation());
   }
-  callbacks_.push_back(std::move(fn));
+  internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
 }
 
 absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()> fn,
@@ -809,12 +1058,15 @@ void IOLoop::set_blocking_log_threshold(absl::Duration threshold) {
 IOLoop::Stats IOLoop::stats() const {
   check_owner("stats");
   Stats s;
-  s.callbacks = callbacks_.size();
+  s.callbacks = internal::chain_size(callbacks_);
   s.timers = timers_.size();
   s.timer_heap_entries = timers_.heap_entries();
   s.handlers = handlers_.size();
   s.iterations = iterations_;
   s.waker_writes = inbox_->writes();
+  s.retained_queue_bytes = (spare_blocks_.count + remote_spare_.count +
+                            (closed_ ? 0 : inbox_->free_block_count())) *
+                           sizeof(internal::TaskBlock);
   return s;
 }
 

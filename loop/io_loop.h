@@ -101,6 +101,7 @@ class IOLoop;
 
 namespace internal {
 class Inbox;
+struct TaskBlock;
 class Watchdog;
 struct Activity;
 enum class ActivityKind : uint8_t;
@@ -215,6 +216,22 @@ class LoopCompleter {
   bool armed_ = true;
 };
 
+// A FIFO of queued callbacks in fixed-size blocks (see io_loop.cc): a push
+// constructs the callback in place and queued callbacks never move; each
+// runs where it was queued and is destroyed right after it runs.
+struct TaskChain {
+  TaskBlock* head = nullptr;
+  TaskBlock* tail = nullptr;
+  bool empty() const { return head == nullptr; }
+};
+
+// Emptied blocks kept for reuse, up to a bound.
+struct SpareBlocks {
+  TaskBlock* top = nullptr;
+  TaskBlock* bottom = nullptr;  // valid when count > 0
+  size_t count = 0;
+};
+
 }  // namespace internal
 
 class IOLoop final : public Scheduler {
@@ -235,10 +252,13 @@ class IOLoop final : public Scheduler {
   struct Stats {
     size_t callbacks = 0;           // same-thread callbacks queued
     size_t timers = 0;              // pending timers
-    size_t timer_heap_entries = 0;  // heap entries, lazily cancelled ones included
+    size_t timer_heap_entries = 0;  // heap entries (cancelled timers leave at once)
     size_t handlers = 0;            // registered fds
     uint64_t iterations = 0;        // loop iterations run so far
     uint64_t waker_writes = 0;      // eventfd writes by other threads' posts and stop()
+    // Memory the callback queues keep for reuse while empty: bounded, so a
+    // burst of posts does not pin its memory.
+    size_t retained_queue_bytes = 0;
   };
 
   // A new loop on the steady clock. It does not become current: call
@@ -527,10 +547,12 @@ class IOLoop final : public Scheduler {
 
   int epoll_fd_ = -1;
   std::shared_ptr<internal::Inbox> inbox_;
-  using Callback = absl::AnyInvocable<void()>;
-  std::vector<Callback> callbacks_;      // queued on this thread
-  std::vector<Callback> running_batch_;  // phase 6's batch (swapped with callbacks_)
-  std::vector<Callback> remote_batch_;   // phase 3's take from the inbox
+  internal::TaskChain callbacks_;      // queued on this thread
+  internal::TaskChain running_batch_;  // phase 6's batch (swapped with callbacks_)
+  internal::TaskChain remote_batch_;   // phase 3's take from the inbox
+  internal::SpareBlocks spare_blocks_;  // for callbacks_
+  internal::SpareBlocks remote_spare_;  // remote_batch_'s, handed back to the inbox
+  bool remote_active_ = false;  // the last iteration ran posts from other threads
 
   internal::TimerQueue timers_;
 
