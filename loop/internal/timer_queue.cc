@@ -1,6 +1,5 @@
 #include "eddy/loop/internal/timer_queue.h"
 
-#include <algorithm>
 #include <utility>
 
 namespace eddy::internal {
@@ -13,26 +12,24 @@ TimerQueue::Id TimerQueue::add(MonotonicTime deadline, absl::AnyInvocable<void()
   } else {
     index = static_cast<uint32_t>(slots_.size());
     slots_.emplace_back();
+    position_.push_back(0);
   }
   const uint64_t seq = next_seq_++;
   Slot& slot = slots_[index];
   slot.fn = std::move(fn);
-  slot.seq = seq;
-  heap_.push_back(Entry{deadline.nanoseconds(), seq, index});
-  std::push_heap(heap_.begin(), heap_.end(), Later());
-  ++live_;
+  slot.seq = seq;  // before sifting: before() reads it
+  heap_.emplace_back();  // the hole sift_up starts from
+  sift_up(heap_.size() - 1, Entry{deadline.nanoseconds(), index});
   return Id{index, seq};
 }
 
 bool TimerQueue::remove(Id id) {
   if (id.seq == 0 || id.slot >= slots_.size() || slots_[id.slot].seq != id.seq) return false;
-  // Take the callback out before destroying it: its destructor may call
-  // back into this queue.
+  // Take the callback out and leave the queue consistent before destroying
+  // it: its destructor may call back into this queue.
   absl::AnyInvocable<void()> fn = std::move(slots_[id.slot].fn);
+  erase_at(position_[id.slot]);  // while the slot is occupied (see before())
   free_slot(id.slot);
-  --live_;
-  ++cancelled_;
-  maybe_compact();
   return true;
 }
 
@@ -44,62 +41,80 @@ void TimerQueue::free_slot(uint32_t index) {
   free_head_ = index;
 }
 
-void TimerQueue::pop_top() {
-  std::pop_heap(heap_.begin(), heap_.end(), Later());
-  heap_.pop_back();
-}
-
-void TimerQueue::maybe_compact() {
-  // ">= half", not "> half": with exactly half of the heap cancelled (a
-  // common shape: schedule N, cancel every other one) a strict test never
-  // fires, and the loop then pops every dead entry one O(log n) pop at a
-  // time while firing. A rebuild costs O(n) once and, because it at least
-  // halves the heap, is amortised over as many removals as it drops.
-  if (cancelled_ <= kCompactMinimum || cancelled_ < (heap_.size() + 1) / 2) return;
-  heap_.erase(std::remove_if(heap_.begin(), heap_.end(), [this](const Entry& e) { return !live(e); }),
-              heap_.end());
-  std::make_heap(heap_.begin(), heap_.end(), Later());
-  cancelled_ = 0;
-}
-
-MonotonicTime TimerQueue::next_deadline() {
-  while (!heap_.empty()) {
-    const Entry& top = heap_.front();
-    if (live(top)) return MonotonicTime::from_nanoseconds(top.deadline);
-    pop_top();
-    --cancelled_;
+void TimerQueue::sift_up(size_t i, Entry e) {
+  while (i > 0) {
+    const size_t parent = (i - 1) / kArity;
+    if (!before(e, heap_[parent])) break;
+    place(i, heap_[parent]);
+    i = parent;
   }
-  return MonotonicTime::infinite_future();
+  place(i, e);
+}
+
+void TimerQueue::sift_down(size_t i, Entry e) {
+  const size_t n = heap_.size();
+  for (;;) {
+    const size_t first = kArity * i + 1;
+    if (first >= n) break;
+    const size_t end = first + kArity < n ? first + kArity : n;
+    // The earliest child. Deadlines decide without a branch (random
+    // deadlines would mispredict); only a tie reads the slots' seq.
+    size_t best = first;
+    int64_t best_deadline = heap_[first].deadline;
+    for (size_t c = first + 1; c < end; ++c) {
+      const int64_t d = heap_[c].deadline;
+      if (d == best_deadline) [[unlikely]] {
+        if (slots_[heap_[c].slot].seq < slots_[heap_[best].slot].seq) best = c;
+        continue;
+      }
+      const bool less = d < best_deadline;
+      best = less ? c : best;
+      best_deadline = less ? d : best_deadline;
+    }
+    if (!before(heap_[best], e)) break;
+    place(i, heap_[best]);
+    i = best;
+  }
+  place(i, e);
+}
+
+void TimerQueue::erase_at(size_t i) {
+  const Entry last = heap_.back();
+  heap_.pop_back();
+  if (i == heap_.size()) return;  // it was the last entry
+  // The last entry fills the hole: it may belong above it (the hole was in
+  // another subtree) or below it.
+  if (i > 0 && before(last, heap_[(i - 1) / kArity])) {
+    sift_up(i, last);
+  } else {
+    sift_down(i, last);
+  }
+}
+
+MonotonicTime TimerQueue::next_deadline() const {
+  if (heap_.empty()) return MonotonicTime::infinite_future();
+  return MonotonicTime::from_nanoseconds(heap_.front().deadline);
 }
 
 bool TimerQueue::pop_due(MonotonicTime now, uint64_t seq_limit,
                          absl::AnyInvocable<void()>* out) {
-  while (!heap_.empty()) {
-    const Entry top = heap_.front();
-    if (!live(top)) {
-      pop_top();
-      --cancelled_;
-      continue;
-    }
-    if (top.deadline > now.nanoseconds() || top.seq >= seq_limit) return false;
-    pop_top();
-    Slot& slot = slots_[top.slot];
-    *out = std::move(slot.fn);
-    // Freed before it runs: removing a firing or fired timer is a no-op.
-    free_slot(top.slot);
-    --live_;
-    return true;
-  }
-  return false;
+  if (heap_.empty()) return false;
+  const Entry top = heap_.front();
+  const uint32_t index = static_cast<uint32_t>(top.slot);
+  if (top.deadline > now.nanoseconds() || slots_[index].seq >= seq_limit) return false;
+  erase_at(0);  // while the slot is occupied: sifting may compare its seq
+  *out = std::move(slots_[index].fn);
+  // Freed before it runs: removing a firing or fired timer is a no-op.
+  free_slot(index);
+  return true;
 }
 
 void TimerQueue::clear() {
   std::vector<Slot> slots = std::move(slots_);
   slots_.clear();
   heap_.clear();
+  position_.clear();
   free_head_ = kNoSlot;
-  live_ = 0;
-  cancelled_ = 0;
   // next_seq_ keeps counting: Ids of destroyed timers must never match
   // timers added from here on.
   slots.clear();
