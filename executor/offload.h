@@ -218,6 +218,10 @@ class OffloadTask final : public Executor::Task {
       }
     }
     loop_side_.reset();
+    // Drop our hold on the inbox here, on the loop thread that took it:
+    // its reference count then never bounces between the loop and the
+    // workers.
+    remote_.reset();
     release(2);  // the loop side's and the completion's
   }
 

@@ -161,7 +161,7 @@ bool ThreadPoolExecutor::enqueue_locked(TaskPtr& task) {
 void ThreadPoolExecutor::execute(TaskPtr task) {
   bool wake;
   {
-    std::unique_lock<std::mutex> lock(mu_);
+    std::unique_lock<QueueMutex> lock(mu_);
     check_accepting_locked();
     if (!room_locked()) {
       ++room_waiters_;
@@ -179,7 +179,7 @@ void ThreadPoolExecutor::execute_without_blocking(TaskPtr task,
                                                   absl::AnyInvocable<void()> on_admitted) {
   bool wake;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<QueueMutex> lock(mu_);
     check_accepting_locked();
     if (!room_locked()) {
       // The queue is full, so workers exist and are busy: one of them
@@ -212,7 +212,7 @@ void ThreadPoolExecutor::worker_main(int index) {
     }
   }
 
-  std::unique_lock<std::mutex> lock(mu_);
+  std::unique_lock<QueueMutex> lock(mu_);
   bool spun = false;
   for (;;) {
     if (Task* task = unlink_locked()) {
@@ -289,7 +289,7 @@ void ThreadPoolExecutor::break_pool(std::exception_ptr cause) {
   std::vector<Task*> queued;
   std::deque<Parked> parked;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<QueueMutex> lock(mu_);
     broken_ = true;
     while (Task* t = unlink_locked()) queued.push_back(t);
     parked.swap(parked_);
@@ -315,7 +315,7 @@ ShutdownReport ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   std::vector<Task*> queued;
   std::deque<Parked> parked;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::lock_guard<QueueMutex> lock(mu_);
     shutdown_ = true;
     if (cancel_futures) {
       while (Task* t = unlink_locked()) queued.push_back(t);
@@ -342,13 +342,13 @@ ShutdownReport ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
     std::lock_guard<std::mutex> join_lock(join_mu_);
     std::vector<std::thread> threads;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<QueueMutex> lock(mu_);
       threads.swap(threads_);
     }
     for (std::thread& t : threads) t.join();
   }
 
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<QueueMutex> lock(mu_);
   return snapshot_locked();
 }
 
@@ -364,22 +364,22 @@ ShutdownReport ThreadPoolExecutor::snapshot_locked() const {
 }
 
 ShutdownReport ThreadPoolExecutor::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<QueueMutex> lock(mu_);
   return snapshot_locked();
 }
 
 int ThreadPoolExecutor::thread_count() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<QueueMutex> lock(mu_);
   return started_;
 }
 
 int ThreadPoolExecutor::idle_workers() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<QueueMutex> lock(mu_);
   return idle_;
 }
 
 bool ThreadPoolExecutor::broken() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<QueueMutex> lock(mu_);
   return broken_;
 }
 

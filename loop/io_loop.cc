@@ -447,9 +447,12 @@ static_assert(IOLoop::READ == EPOLLIN && IOLoop::WRITE == EPOLLOUT &&
 IOLoop::IOLoop() : IOLoop(Options()) {}
 
 IOLoop::IOLoop(Options options)
-    : clock_(options.clock ? std::move(options.clock) : SteadyClock::shared()),
-      owner_(std::this_thread::get_id()),
-      inbox_(std::make_shared<internal::Inbox>()),
+    : owner_(std::this_thread::get_id()),
+      // Not make_shared: the reference count, which every offload made on
+      // this loop takes and drops, must not share a cache line with the
+      // Inbox's vtable pointer and descriptor, which every poster reads.
+      inbox_(std::shared_ptr<internal::Inbox>(new internal::Inbox())),
+      clock_(options.clock ? std::move(options.clock) : SteadyClock::shared()),
       events_(new epoll_event[kMaxEvents]) {
   epoll_fd_ = ::epoll_create1(EPOLL_CLOEXEC);
   if (epoll_fd_ < 0) {

@@ -537,8 +537,17 @@ class IOLoop final : public Scheduler {
   TimeoutHandle call_at_unchecked(MonotonicTime when, absl::AnyInvocable<void()> fn,
                                   const SourceLocation& where);
 
-  std::shared_ptr<Clock> clock_;
+  // What a post from another thread reads (add_callback's owner test, the
+  // watchdog flag, the inbox pointer) is padded off the fields the loop
+  // writes every turn, so those writes do not evict it from the posters'
+  // caches. Padding, not alignas: an over-aligned IOLoop would be a trap
+  // for containers and allocators that ignore alignment.
+  [[maybe_unused]] char pad_before_readers_[64];
   std::atomic<std::thread::id> owner_;
+  std::atomic<bool> record_locations_{false};  // the watchdog is on: callbacks carry locations
+  std::shared_ptr<internal::Inbox> inbox_;
+  [[maybe_unused]] char pad_after_readers_[64];
+  std::shared_ptr<Clock> clock_;
   std::atomic<bool> running_{false};  // atomic: start() on a foreign thread reads it
   bool closed_ = false;
   bool sticky_current_ = false;  // make_current() was called: keep it current after a run
@@ -546,7 +555,6 @@ class IOLoop final : public Scheduler {
   uint64_t iterations_ = 0;
 
   int epoll_fd_ = -1;
-  std::shared_ptr<internal::Inbox> inbox_;
   internal::TaskChain callbacks_;      // queued on this thread
   internal::TaskChain running_batch_;  // phase 6's batch (swapped with callbacks_)
   internal::TaskChain remote_batch_;   // phase 3's take from the inbox
@@ -576,8 +584,6 @@ class IOLoop final : public Scheduler {
   std::unique_ptr<internal::Watchdog> watchdog_;
   std::unique_ptr<internal::Watchdog> retired_watchdog_;  // switched off mid-callback
   bool watchdog_busy_ = false;  // inside a watchdog-bracketed callback
-  // Set while the watchdog is on; read by add_callback on any thread.
-  std::atomic<bool> record_locations_{false};
   // What note_activity() said about the running callback, if anything.
   bool noted_ = false;
   internal::ActivityKind noted_kind_{};
