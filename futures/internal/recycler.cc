@@ -69,6 +69,9 @@ struct Central {
   std::mutex mu;
   std::vector<FreeList> batches;  // guarded by mu
   size_t bytes = 0;               // guarded by mu
+  // A hint, read without mu: a thread whose own list ran dry during a burst
+  // of fresh allocations does not take mu just to find the list empty.
+  std::atomic<bool> nonempty{false};
 };
 
 // Never destroyed: blocks may be freed during static destruction.
@@ -101,6 +104,7 @@ void push_central(size_t c, FreeList list) {
     if (central.bytes + bytes <= kCentralMaxBytes) {
       central.batches.push_back(list);
       central.bytes += bytes;
+      central.nonempty.store(true, std::memory_order_relaxed);
       g_central_bytes.fetch_add(bytes, std::memory_order_relaxed);
       return;
     }
@@ -110,10 +114,12 @@ void push_central(size_t c, FreeList list) {
 
 FreeList pop_central(size_t c) {
   Central& central = centrals()[c];
+  if (!central.nonempty.load(std::memory_order_relaxed)) return {};
   std::lock_guard<std::mutex> lock(central.mu);
   if (central.batches.empty()) return {};
   FreeList list = central.batches.back();
   central.batches.pop_back();
+  if (central.batches.empty()) central.nonempty.store(false, std::memory_order_relaxed);
   const size_t bytes = size_t{list.count} * class_size(c);
   central.bytes -= bytes;
   g_central_bytes.fetch_sub(bytes, std::memory_order_relaxed);
