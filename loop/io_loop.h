@@ -509,6 +509,7 @@ class IOLoop final : public Scheduler {
   // Blocks in epoll for at most `wait_ns` (-1: forever); returns the number
   // of events in events_.
   int poll(int64_t wait_ns);
+  bool arm_timer_fd(MonotonicTime deadline);
   void dispatch_fd_events(int n);
   // Phase 5. Inline so that an iteration without timers (the common case
   // in callback-heavy workloads) costs a load and a branch, not a call
@@ -555,6 +556,12 @@ class IOLoop final : public Scheduler {
   uint64_t iterations_ = 0;
 
   int epoll_fd_ = -1;
+  // The timerfd the loop sleeps on toward its next timer (arm_timer_fd):
+  // -1 until first used, kTimerFdUnavailable for a clock other than the
+  // steady one (or if the system refuses one, or once closed).
+  static constexpr int kTimerFdUnavailable = -2;
+  int timer_fd_ = -1;
+  int64_t timer_fd_deadline_ = 0;  // armed for this MonotonicTime (ns); 0: not armed
   internal::TaskChain callbacks_;      // queued on this thread
   internal::TaskChain running_batch_;  // phase 6's batch (swapped with callbacks_)
   internal::TaskChain remote_batch_;   // phase 3's take from the inbox

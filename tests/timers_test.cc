@@ -1,4 +1,5 @@
 // Timers: ordering, cancellation (which leaves the heap at once), the manual clock.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -274,6 +275,52 @@ TEST(TimersTest, TimerOnTheSteadyClockFiresNoEarlierThanItsDeadline) {
   IOLoop::clear_current();
   EXPECT_TRUE(fired);
   EXPECT_GE(fired_at, deadline);
+}
+
+// The loop sleeps toward its next steady-clock timer on a timerfd armed at
+// that deadline; each later (and each earlier) deadline must re-arm it.
+TEST(TimersTest, SteadyClockTimersInSequenceEachFireNoEarlierThanTheirDeadline) {
+  IOLoop loop;
+  loop.make_current();
+  std::vector<MonotonicTime> deadlines;
+  std::vector<MonotonicTime> fired;
+  Future<void> done;
+  const MonotonicTime start = loop.time();
+  // Scheduled out of order, some sharing a deadline.
+  for (int ms : {4, 1, 3, 2, 2, 6, 5}) {
+    MonotonicTime d = start + absl::Milliseconds(ms);
+    deadlines.push_back(d);
+    loop.call_at(d, [&, d] {
+      fired.push_back(loop.time());
+      EXPECT_GE(loop.time(), d);
+      if (fired.size() == 7) done.set_result();
+    });
+  }
+  loop.run_sync([&] { return done; }, absl::Seconds(10));
+  IOLoop::clear_current();
+  ASSERT_EQ(fired.size(), 7u);
+  for (size_t i = 1; i < fired.size(); ++i) EXPECT_GE(fired[i], fired[i - 1]);
+}
+
+// While the loop sleeps toward a far timer, another thread posts a callback
+// that adds a near one: the loop must wake for it, not for the far one.
+TEST(TimersTest, AnEarlierTimerAddedWhileTheLoopSleepsTowardALaterOneFiresFirst) {
+  IOLoop loop;
+  loop.make_current();
+  Future<void> done;
+  bool far_fired = false;
+  loop.call_later(absl::Seconds(30), [&] { far_fired = true; });
+  std::thread poster([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    loop.add_callback([&] {
+      loop.call_later(absl::Milliseconds(2), [&] { done.set_result(); });
+    });
+  });
+  loop.run_sync([&] { return done; }, absl::Seconds(20));
+  poster.join();
+  IOLoop::clear_current();
+  EXPECT_TRUE(done.done());
+  EXPECT_FALSE(far_fired);
 }
 
 TEST(TimersTest, AddTimeoutAcceptsADelayOrADeadline) {
