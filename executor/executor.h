@@ -274,6 +274,26 @@ template <class F, class... A>
 inline constexpr bool takes_token_v =
     CallResultImpl<std::decay_t<F>, std::decay_t<A>...>::kShape != CallShape::kPlain;
 
+// Invokes a task's callable as submit() documents: the callable and the
+// arguments as rvalues, the token handed over first, after the object, or
+// not at all (call_shape). Used once per task.
+template <class O, class Fn, class... Rest>
+decltype(auto) invoke_token_after_object(Fn& fn, CancellationToken& token, O& object,
+                                         Rest&... rest) {
+  return std::invoke(std::move(fn), std::move(object), std::move(token), std::move(rest)...);
+}
+template <class Fn, class... Args>
+decltype(auto) invoke_call(Fn& fn, CancellationToken& token, Args&... args) {
+  constexpr CallShape kShape = CallResultImpl<Fn, Args...>::kShape;
+  if constexpr (kShape == CallShape::kTokenFirst) {
+    return std::invoke(std::move(fn), std::move(token), std::move(args)...);
+  } else if constexpr (kShape == CallShape::kTokenAfterObject) {
+    return invoke_token_after_object(fn, token, args...);
+  } else {
+    return std::invoke(std::move(fn), std::move(args)...);
+  }
+}
+
 template <class R, class Fn, class... Args>
 class CallTask final : public Executor::Task {
  public:
@@ -326,23 +346,9 @@ class CallTask final : public Executor::Task {
 
  private:
   decltype(auto) invoke() {
-    constexpr CallShape kShape = CallResultImpl<Fn, Args...>::kShape;
     return std::apply(
-        [this](Args&... args) -> decltype(auto) {
-          if constexpr (kShape == CallShape::kTokenFirst) {
-            return std::invoke(std::move(fn_), std::move(token_), std::move(args)...);
-          } else if constexpr (kShape == CallShape::kTokenAfterObject) {
-            return invoke_after_object(std::move(args)...);
-          } else {
-            return std::invoke(std::move(fn_), std::move(args)...);
-          }
-        },
+        [this](Args&... args) -> decltype(auto) { return invoke_call(fn_, token_, args...); },
         args_);
-  }
-  template <class O, class... Rest>
-  decltype(auto) invoke_after_object(O&& object, Rest&&... rest) {
-    return std::invoke(std::move(fn_), std::forward<O>(object), std::move(token_),
-                       std::forward<Rest>(rest)...);
   }
 
   ConcurrentFuture<R> future_;

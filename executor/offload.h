@@ -250,23 +250,9 @@ class OffloadTask final : public Executor::Task {
   }
 
   decltype(auto) invoke() {
-    constexpr CallShape kShape = CallResultImpl<Fn, Args...>::kShape;
     return std::apply(
-        [this](Fn& fn, Args&... args) -> decltype(auto) {
-          if constexpr (kShape == CallShape::kTokenFirst) {
-            return std::invoke(std::move(fn), std::move(token_), std::move(args)...);
-          } else if constexpr (kShape == CallShape::kTokenAfterObject) {
-            return invoke_after_object(std::move(fn), std::move(args)...);
-          } else {
-            return std::invoke(std::move(fn), std::move(args)...);
-          }
-        },
+        [this](Fn& fn, Args&... args) -> decltype(auto) { return invoke_call(fn, token_, args...); },
         *call_);
-  }
-  template <class O, class... Rest>
-  decltype(auto) invoke_after_object(Fn&& fn, O&& object, Rest&&... rest) {
-    return std::invoke(std::move(fn), std::forward<O>(object), std::move(token_),
-                       std::forward<Rest>(rest)...);
   }
 
   std::atomic<int> refs_{3};
