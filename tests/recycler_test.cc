@@ -30,7 +30,9 @@ TEST(RecyclerTest, BlocksHoldTheirSizeAndAreReusedOnTheSameThread) {
     std::memset(p, 0xab, size);  // the whole size is usable
     recycled_deallocate(p, size);
     void* q = recycled_allocate(size);
-    if (!kBypassed) EXPECT_EQ(q, p) << "a freed block is the next one handed out, size " << size;
+    if (!kBypassed) {
+      EXPECT_EQ(q, p) << "a freed block is the next one handed out, size " << size;
+    }
     blocks.push_back(q);
     std::memset(q, 0xcd, size);
     recycled_deallocate(q, size);
