@@ -408,13 +408,16 @@ namespace {
 
 constexpr int kMaxEvents = 256;
 
-// A loop whose last iteration ran posts from other threads polls the inbox
-// this many times (a few microseconds) before it goes to sleep. A producer
-// that keeps posting usually posts again within that window, and then
-// neither side pays for a sleep and a wake-up (an eventfd write and a
-// context switch, tens of microseconds on a VM). A loop that is idle, or
-// that gets no cross-thread posts, sleeps at once.
+// A loop whose last two iterations ran posts from other threads polls the
+// inbox this many times (a few microseconds) before it goes to sleep. A
+// producer that keeps posting usually posts again within that window, and
+// then neither side pays for a sleep and a wake-up (an eventfd write and a
+// context switch, tens of microseconds on a VM). Two iterations, not one:
+// an offload's completion arrives as a post, and the Future's callbacks
+// (which submit the next call) run on the turn after it. A loop that is
+// idle, or that gets no cross-thread posts, sleeps at once.
 constexpr int kInboxSpins = 500;
+constexpr uint64_t kInboxSpinTurns = 2;
 
 // epoll data of the waker; fd handlers use (generation << 32 | fd), whose
 // low half is never 0xffffffff (fds are non-negative ints).
@@ -717,7 +720,7 @@ void IOLoop::run_iteration(bool may_block) {
   int n = 0;
   bool may_sleep = false;
   if (wait_ns != 0 && !idle_on_manual_clock) {
-    if (remote_active_) {
+    if (last_remote_iteration_ != 0 && iterations_ - last_remote_iteration_ <= kInboxSpinTurns) {
       // See kInboxSpins.
       for (int i = 0; i < kInboxSpins && !inbox_->maybe_nonempty(); ++i) internal::cpu_relax();
     }
@@ -934,8 +937,8 @@ void IOLoop::run_callbacks() {
       run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
     });
   }
-  remote_active_ = !remote_batch_.empty();
-  if (remote_active_) {
+  if (!remote_batch_.empty()) {
+    last_remote_iteration_ = iterations_;
     internal::chain_consume(remote_batch_, remote_spare_, [this](internal::Task& fn) {
       run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
     });

@@ -567,7 +567,8 @@ class IOLoop final : public Scheduler {
   internal::TaskChain remote_batch_;   // phase 3's take from the inbox
   internal::SpareBlocks spare_blocks_;  // for callbacks_
   internal::SpareBlocks remote_spare_;  // remote_batch_'s, handed back to the inbox
-  bool remote_active_ = false;  // the last iteration ran posts from other threads
+  // The last iteration that ran posts from other threads (0: none yet).
+  uint64_t last_remote_iteration_ = 0;
 
   internal::TimerQueue timers_;
 
