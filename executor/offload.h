@@ -94,7 +94,6 @@ class OffloadTask final : public Executor::Task {
   }
 
   bool run() noexcept override {
-    settled_ = true;
     bool ran = false;
     uint8_t expected = kQueued;
     if (token_.cancel_requested() ||
@@ -124,23 +123,20 @@ class OffloadTask final : public Executor::Task {
   }
 
   void cancel() noexcept override {
-    settled_ = true;
     outcome_ = Outcome::kCancelled;
     complete();
   }
 
   void fail(std::exception_ptr error) noexcept override {
-    settled_ = true;
     outcome_ = Outcome::kException;
     error_ = std::move(error);
     complete();
   }
 
   void dispose() noexcept override {
-    if (!settled_) {
+    if (outcome_ == Outcome::kNone) {
       // Dropped by its executor (or the hand-over threw): the Future is
       // cancelled on a later turn, as a dropped CallTask cancels its future.
-      settled_ = true;
       outcome_ = Outcome::kCancelled;
       complete();
     }
@@ -257,8 +253,7 @@ class OffloadTask final : public Executor::Task {
 
   std::atomic<int> refs_{3};
   std::atomic<uint8_t> phase_{kQueued};
-  bool settled_ = false;  // the executor's side only
-  Outcome outcome_ = Outcome::kNone;
+  Outcome outcome_ = Outcome::kNone;  // kNone until settled (the executor's side)
   std::shared_ptr<RemoteScheduler> remote_;
   CancellationToken token_;
   std::optional<std::tuple<Fn, Args...>> call_;  // reset once settled
