@@ -283,7 +283,7 @@ class FutureAwaiter {
     FutureState<T>* state = FutureAccess::state(future_);
     if (PromiseBase* p = eddy_promise(h)) {
       p->on_suspend(h, &cancel_awaited, state);
-      state->add_callback(Resumer(p));
+      if (!state->try_set_waiter(&resume_direct, p, p->anchor())) state->add_callback(Resumer(p));
     } else {
       state->add_callback([h](Future<T>&) { h.resume(); });
     }
@@ -300,6 +300,14 @@ class FutureAwaiter {
   }
 
  private:
+  // The future's direct waiter (FutureState::try_set_waiter): runs on the
+  // loop, which is alive, so the frame is too.
+  static void resume_direct(void* promise) {
+    PromiseBase* p = static_cast<PromiseBase*>(promise);
+    p->on_resume();
+    p->frame().resume();
+  }
+
   static void cancel_awaited(void* state) {
     // Runs inside cancel() of the coroutine's own future. The awaited
     // future's callbacks then resume us with CancelledError on a later turn.

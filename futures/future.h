@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <optional>
 #include "eddy/futures/source_location.h"
 #include <stdexcept>
@@ -96,13 +97,14 @@ class FutureState : public Recycled {
     }
   }
   ~FutureState() {
+    if (status_ == FutureStatus::kValue) value_.~Stored<T>();
     if (status_ == FutureStatus::kException && !retrieved_) log_unretrieved(error_, created_);
     if (anchor_ != nullptr) anchor_->release();
   }
 
   void add_ref() { ++refs_; }
   void release() {
-    if (--refs_ == 0) delete this;
+    if (--refs_ == 0) [[unlikely]] destroy();
   }
 
   void check_owner(const char* op) const {
@@ -123,7 +125,7 @@ class FutureState : public Recycled {
   template <class... A>
   bool try_set_value(A&&... args) {
     if (done()) return false;
-    value_.emplace(std::forward<A>(args)...);
+    std::construct_at(&value_, std::forward<A>(args)...);
     status_ = FutureStatus::kValue;
     cancel_hook_ = {};
     complete();
@@ -149,18 +151,57 @@ class FutureState : public Recycled {
   }
 
   void add_callback(Callback cb) {
+    // A coroutine waiter registered earlier keeps its place in the order.
+    if (waiter_.resume != nullptr) waiter_to_callback();
     // The first callback lives in the state itself: the common single
     // callback costs no allocation beyond the state.
     if (!first_callback_) {
       first_callback_ = std::move(cb);
     } else {
-      more_callbacks_.push_back(std::move(cb));
+      if (more_callbacks_ == nullptr) more_callbacks_ = std::make_unique<std::vector<Callback>>();
+      more_callbacks_->push_back(std::move(cb));
     }
     if (done()) schedule_callbacks();
   }
 
+  // A suspended coroutine waiting for this future, registered in place of a
+  // callback: on completion `resume(ctx)` is posted to the loop as it is,
+  // without the callback machinery (the per-turn run of every callback, a
+  // closure owning the state). It is the common await, so it is worth a
+  // path of its own.
+  //
+  // Only for a pending future with no callbacks yet, bound to a live loop,
+  // and awaited by a coroutine of that same loop (`anchor`): that loop
+  // destroys the coroutine's frame when it goes away, and drops queued
+  // resumes unrun, so a posted resume never outlives its frame. Returns
+  // false (and changes nothing) otherwise; the caller then adds a callback.
+  bool try_set_waiter(void (*resume)(void*), void* ctx, SchedulerAnchor* anchor) {
+    if (done() || first_callback_ || waiter_.resume != nullptr || anchor_ == nullptr ||
+        anchor != anchor_ || anchor_->get() == nullptr) {
+      return false;
+    }
+    waiter_ = Waiter{resume, ctx};
+    return true;
+  }
+
+  // Library-internal bookkeeping that reacts to the completion itself (a
+  // multi() counting its children): `cb` runs inside the completing
+  // set_result()/set_exception()/cancel(), not on a later turn, so a wide
+  // multi does not queue one loop callback per child. It must not run user
+  // code (whatever it completes posts its own callbacks as usual) and must
+  // not throw. Only as the first callback; after others it is an ordinary
+  // callback, which keeps the order of registration.
+  void add_inline_callback(Callback cb) {
+    if (done() || first_callback_ || waiter_.resume != nullptr) {
+      add_callback(std::move(cb));
+      return;
+    }
+    first_callback_ = std::move(cb);
+    inline_first_ = true;
+  }
+
   FutureStatus status() const { return status_; }
-  Stored<T>& value() { return *value_; }
+  Stored<T>& value() { return value_; }
   const std::exception_ptr& error() const { return error_; }
   void mark_retrieved() { retrieved_ = true; }
   void set_cancel_hook(CancelHook hook) { cancel_hook_ = hook; }
@@ -168,8 +209,37 @@ class FutureState : public Recycled {
   Scheduler* scheduler() const { return anchor_ != nullptr ? anchor_->get() : nullptr; }
 
  private:
+  struct Waiter {
+    void (*resume)(void*) = nullptr;
+    void* ctx = nullptr;
+    void operator()() { resume(ctx); }
+  };
+
   void complete() {
+    if (waiter_.resume != nullptr) [[likely]] {
+      Waiter w = std::exchange(waiter_, Waiter{});
+      // With its loop gone, the waiting frame is gone too (see
+      // try_set_waiter): nothing to resume.
+      if (Scheduler* s = scheduler()) s->post(w);
+      return;
+    }
+    if (inline_first_) [[unlikely]] {
+      run_inline_first();
+      return;
+    }
     if (first_callback_) schedule_callbacks();
+  }
+
+  void run_inline_first();
+
+  // Another callback arrives after a coroutine waiter: the waiter becomes
+  // an ordinary first callback, so that the order of registration holds.
+  void waiter_to_callback() {
+    Waiter w = std::exchange(waiter_, Waiter{});
+    first_callback_ = [this, w](Future<T>&) mutable {
+      // Run inline because the loop is gone: so is the frame.
+      if (scheduler() != nullptr) w();
+    };
   }
 
   // Posts one turn that runs every callback registered so far (and any
@@ -190,20 +260,31 @@ class FutureState : public Recycled {
 
   struct ScheduledRun;
   void run_callbacks();
+  // Out of line, so that the handle copies around every await stay small
+  // enough to inline.
+  [[gnu::noinline]] void destroy() { delete this; }
 
+  // Compact, and what every step of a future's life touches first (a
+  // multi() over a million futures walks them all several times): 128 bytes
+  // for a Future<int64_t>.
   uint32_t refs_ = 1;
   FutureStatus status_ = FutureStatus::kPending;
   bool retrieved_ = false;
   bool run_scheduled_ = false;
+  bool inline_first_ = false;  // first_callback_ is an inline callback
   SchedulerAnchor* anchor_ = nullptr;
-  SourceLocation created_;
-  std::exception_ptr error_;
-  std::optional<Stored<T>> value_;
-  CancelHook cancel_hook_;
   // Callbacks in registration order: the first inline, the others after it.
-  // Invariant: more_callbacks_ is empty whenever first_callback_ is.
+  // Invariant: more_callbacks_ is empty (or null) whenever first_callback_ is.
+  // (AnyInvocable is 16-byte aligned: here it needs no padding.)
   Callback first_callback_;
-  std::vector<Callback> more_callbacks_;
+  Waiter waiter_;  // at most one; never together with callbacks
+  union {
+    Stored<T> value_;  // alive exactly when status_ == kValue
+  };
+  std::unique_ptr<std::vector<Callback>> more_callbacks_;
+  CancelHook cancel_hook_;
+  std::exception_ptr error_;
+  SourceLocation created_;
 };
 
 struct FutureAccess;
@@ -466,11 +547,29 @@ void FutureState<T>::run_callbacks() {
   while (first_callback_) {
     Callback first = std::move(first_callback_);
     first_callback_ = nullptr;
-    std::vector<Callback> more = std::move(more_callbacks_);
-    more_callbacks_.clear();
+    std::unique_ptr<std::vector<Callback>> more = std::move(more_callbacks_);
     invoke_callback(first, self);
-    for (Callback& cb : more) invoke_callback(cb, self);
+    if (more != nullptr) {
+      for (Callback& cb : *more) invoke_callback(cb, self);
+    }
   }
+}
+
+template <class T>
+void FutureState<T>::run_inline_first() {
+  inline_first_ = false;
+  Callback cb = std::move(first_callback_);
+  first_callback_ = nullptr;
+  if (more_callbacks_ != nullptr && !more_callbacks_->empty()) {
+    first_callback_ = std::move(more_callbacks_->front());
+    more_callbacks_->erase(more_callbacks_->begin());
+  }
+  // The other callbacks are queued first: whatever the inline one completes
+  // queues its own callbacks behind them, as it would if it ran in their
+  // turn.
+  if (first_callback_) schedule_callbacks();
+  Future<T> self = FutureAccess::share(this);
+  invoke_callback(cb, self);
 }
 
 // Copies the outcome of `from` (done) into `to` unless `to` is done.

@@ -39,21 +39,27 @@
 //     is done, the result is done when multi() returns. Children completed
 //     later, from callbacks on the loop, are fine too. The same future may
 //     be listed more than once.
+//   - The result completes inside the call that completes the last child
+//     (Tornado's completes one loop turn later); as for any future, its
+//     callbacks and a coroutine awaiting it still run on a later turn.
 //   - Children may be ConcurrentFutures: each is bridged onto the current
 //     loop first (chain_future), so its result arrives on the loop thread.
 //   - Void children: a vector or map of Future<void> gives a Future<void>;
 //     in the tuple forms a Future<void> child contributes std::monostate, so
 //     positions in the tuple always match argument positions.
 //   - Values are copied out of the children when T is copyable (a child may
-//     be shared with other code), and moved out otherwise: with a move-only
-//     T, a child listed twice leaves a moved-from value in the second place.
+//     be shared with other code; the copy is taken when the child
+//     completes), and moved out at the end otherwise: with a move-only T, a
+//     child listed twice leaves a moved-from value in the second place.
 //
 // Cost: linear in the number of children. One shared block (one counter)
-// with one slot array (a pointer per child; maps add a key array), the
-// result's state, and the result itself; per pending child only the entry
-// it stores in its own callback list: that callback holds a block pointer
-// and an index, inside AnyInvocable's inline buffer. A ConcurrentFuture
-// child costs a bridging loop future and a delivery on top.
+// with one slot array (a value per child for copyable T, else a pointer;
+// maps add a key array), the result's state, and the result itself; per
+// pending child only the entry it stores in its own callback list: that
+// callback holds a block pointer and an index, inside AnyInvocable's inline
+// buffer, and runs inside the child's completion (no loop callback per
+// child). A ConcurrentFuture child costs a bridging loop future and a
+// delivery on top.
 //
 // Threading: call multi() on the loop thread that owns the children. The
 // result belongs to the loop current on this thread (or none: then it
@@ -62,6 +68,7 @@
 #ifndef EDDY_FUTURES_MULTI_H_
 #define EDDY_FUTURES_MULTI_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <exception>
 #include <map>
@@ -113,15 +120,29 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
  public:
   using Keys = typename MultiKeys<Result>::type;
 
+  // Copyable values are copied out of each child when it arrives, while its
+  // state is still in cache, so finishing a wide multi never walks the
+  // children again (at a million children that walk is a cache miss per
+  // child). Move-only values are taken at the end, once it is known that no
+  // child failed: a failed multi leaves every child's value in place.
+  static constexpr bool kEager = std::is_void_v<T> || std::is_copy_constructible_v<T>;
+
   MultiBlock(size_t n, QuietExceptions quiet, SourceLocation where)
       : result_(new FutureState<Result>(where)),
-        slots_(n),
         remaining_(n + 1),
         quiet_(std::move(quiet)),
         where_(where) {
+    if constexpr (!kEager) {
+      slots_.resize(n);
+    } else if constexpr (!std::is_void_v<T>) {
+      values_.resize(n);
+    }
     if constexpr (!std::is_same_v<Keys, NoKeys>) keys_.reserve(n);
   }
-  ~MultiBlock() { result_->release(); }
+  ~MultiBlock() {
+    release_children();
+    result_->release();
+  }
 
   Future<Result> result() { return FutureAccess::share(result_); }
 
@@ -130,20 +151,20 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     if constexpr (!std::is_same_v<Keys, NoKeys>) keys_.push_back(std::forward<K>(key));
   }
 
-  // Starts waiting for child `i`.
   void watch(size_t i, const Future<T>& child) {
     FutureState<T>* s = FutureAccess::state(child);
     if (s->done()) {
       arrive(i, s);
     } else {
-      s->add_callback(Watcher{BlockRef<MultiBlock>(this), i});
+      // Counting children is bookkeeping, not user code: it runs inside the
+      // child's completion instead of queueing a loop callback per child.
+      s->add_inline_callback(Watcher{BlockRef<MultiBlock>(this), i});
     }
   }
   void watch(size_t i, const ConcurrentFuture<T>& child) {
     watch(i, as_loop_future(child, where_));
   }
 
-  // Every child is watched: the result may complete from now on.
   void end_setup() { count_down(); }
 
  private:
@@ -155,7 +176,23 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
   static_assert(kFitsInline<Watcher>, "a multi watcher must not allocate");
 
   void arrive(size_t i, FutureState<T>* s) {
-    slots_[i].hold(s);
+    if constexpr (kEager) {
+      try {
+        if (s->status() != FutureStatus::kValue) {
+          failed_.reserve(failed_.size() + 1);
+          s->add_ref();
+          failed_.emplace_back(i, s);
+        } else if constexpr (!std::is_void_v<T>) {
+          values_[i].emplace(s->value());
+        }
+      } catch (...) {
+        // A copy that threw (or no memory to note a failure): the result
+        // fails with it, unless a child's own failure comes first.
+        if (!copy_error_) copy_error_ = std::current_exception();
+      }
+    } else {
+      slots_[i].hold(s);
+    }
     count_down();
   }
 
@@ -163,21 +200,29 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     if (--remaining_ == 0) finish();
   }
 
+  // Raises the first failure in input order; logs the others.
+  void note_failure(FutureState<T>* s, std::exception_ptr& first, bool abandoned) {
+    std::exception_ptr e = failure_of(s);
+    if (!e) return;
+    if (!first && !abandoned) {
+      first = std::move(e);
+      return;
+    }
+    if (e == first) return;
+    if (s->status() == FutureStatus::kCancelled) return;
+    if (!quiet_.contains(e)) log_extra_failure(e, where_);
+  }
+
   void finish() {
-    // The caller cancelled the result: nobody will see an exception through
-    // it, so every failure is logged.
     const bool abandoned = result_->done();
     std::exception_ptr first;
-    for (HeldState<T>& slot : slots_) {
-      std::exception_ptr e = failure_of(slot.get());
-      if (!e) continue;
-      if (!first && !abandoned) {
-        first = std::move(e);
-        continue;
-      }
-      if (e == first) continue;
-      if (slot.get()->status() == FutureStatus::kCancelled) continue;
-      if (!quiet_.contains(e)) log_extra_failure(e, where_);
+    if constexpr (kEager) {
+      std::sort(failed_.begin(), failed_.end(),
+                [](const auto& a, const auto& b) { return a.first < b.first; });
+      for (auto& [i, s] : failed_) note_failure(s, first, abandoned);
+      if (!first) first = std::move(copy_error_);
+    } else {
+      for (HeldState<T>& slot : slots_) note_failure(slot.get(), first, abandoned);
     }
     if (abandoned) {
       release_children();
@@ -196,7 +241,6 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
       try {
         out.emplace(build());
       } catch (...) {
-        // Copying a value (or allocating the result) failed.
         release_children();
         result_->try_set_exception(std::current_exception());
         return;
@@ -210,35 +254,58 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     requires(!std::is_void_v<Result>)
   {
     Result out;
-    if constexpr (requires { out.reserve(slots_.size()); }) out.reserve(slots_.size());
-    for (size_t i = 0; i < slots_.size(); ++i) {
+    size_t n;
+    if constexpr (kEager) {
+      n = values_.size();
+    } else {
+      n = slots_.size();
+    }
+    if constexpr (requires { out.reserve(n); }) out.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      auto value = [&]() -> T {
+        if constexpr (kEager) {
+          return std::move(*values_[i]);
+        } else {
+          return take_value(slots_[i].get());
+        }
+      };
       if constexpr (std::is_same_v<Keys, NoKeys>) {
-        out.push_back(take_value(slots_[i].get()));
+        out.push_back(value());
       } else {
-        // Keys arrive in the input map's order: for std::map that is sorted,
-        // so the hint makes each insertion O(1).
-        out.emplace_hint(out.end(), std::move(keys_[i]), take_value(slots_[i].get()));
+        out.emplace_hint(out.end(), std::move(keys_[i]), value());
       }
     }
     return out;
   }
 
-  // Lets the children go as soon as the result is known, rather than when
-  // the last watcher dies.
   void release_children() {
-    for (HeldState<T>& slot : slots_) slot.reset();
+    if constexpr (kEager) {
+      for (auto& [i, s] : failed_) s->release();
+      failed_.clear();
+      if constexpr (!std::is_void_v<T>) std::vector<std::optional<T>>().swap(values_);
+    } else {
+      for (HeldState<T>& slot : slots_) slot.reset();
+    }
   }
 
-  FutureState<Result>* result_;   // one reference, released in the destructor
-  std::vector<HeldState<T>> slots_;  // in input order; filled as children finish
+  struct NoValues {};
+  using Values = std::conditional_t<kEager && !std::is_void_v<T>,
+                                    std::vector<std::optional<MultiValue<T>>>, NoValues>;
+  using Slots = std::conditional_t<kEager, NoValues, std::vector<HeldState<T>>>;
+
+  FutureState<Result>* result_;  // one reference, released in the destructor
+  [[no_unique_address]] Values values_;  // copyable T: in input order, filled on arrival
+  [[no_unique_address]] Slots slots_;    // move-only T: the children, held until the end
+  // Children that did not produce a value (copyable T), with their index,
+  // each holding a reference: usually none.
+  std::vector<std::pair<size_t, FutureState<T>*>> failed_;
+  std::exception_ptr copy_error_;
   size_t remaining_;
   QuietExceptions quiet_;
   SourceLocation where_;
   [[no_unique_address]] Keys keys_;  // the input's keys, in input order (maps)
 };
 
-// Runs a container-shaped multi. `Container` is a vector of futures or a
-// map whose mapped_type is a future.
 template <class T, class Result, class Container>
 Future<Result> start_multi(Container& children, QuietExceptions quiet,
                            SourceLocation where) {

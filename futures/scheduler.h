@@ -118,6 +118,8 @@ class Scheduler {
   // Called first by the implementation's destructor, while its queues still
   // exist: futures bound here stop posting (their callbacks run inline from
   // now on) and suspended coroutine frames are destroyed. Idempotent.
+  // What is still queued must then be destroyed without being run: a queued
+  // coroutine resume may point at a frame destroyed here.
   void detach_scheduler();
 
  private:

@@ -189,6 +189,77 @@ TEST(CoroutineTest, LoopOfAwaits) {
   EXPECT_EQ(f.result(), 45);
 }
 
+// A coroutine waiting on a future is resumed in registration order with the
+// future's callbacks, whether they were added before or after the await,
+// and on a later turn.
+TEST(CoroutineTest, ResumesInRegistrationOrderWithCallbacks) {
+  ManualScheduler loop;
+  std::vector<std::string> steps;
+  Future<int> before_and_after;
+  before_and_after.add_done_callback([&] { steps.push_back("callback added before"); });
+  auto body = [&](Future<int> g) -> Future<int> {
+    int v = co_await g;
+    steps.push_back("resumed");
+    co_return v;
+  };
+  Future<int> f1 = body(before_and_after);
+  before_and_after.add_done_callback([&] { steps.push_back("callback added after"); });
+  before_and_after.set_result(1);
+  EXPECT_TRUE(steps.empty()) << "something ran inside set_result";
+  loop.run_pending();
+  EXPECT_EQ(steps, (std::vector<std::string>{"callback added before", "resumed",
+                                             "callback added after"}));
+
+  steps.clear();
+  Future<int> only_after;
+  Future<int> f2 = body(only_after);
+  only_after.add_done_callback([&] { steps.push_back("callback added after"); });
+  only_after.add_done_callback([&] { steps.push_back("second callback"); });
+  only_after.set_result(2);
+  EXPECT_TRUE(steps.empty()) << "something ran inside set_result";
+  loop.run_pending();
+  EXPECT_EQ(steps,
+            (std::vector<std::string>{"resumed", "callback added after", "second callback"}));
+  EXPECT_EQ(f1.result() + f2.result(), 3);
+}
+
+// A callback added once the future is done still runs after the coroutine
+// it resumed (the resume was queued first).
+TEST(CoroutineTest, CallbackAddedAfterCompletionRunsAfterTheResume) {
+  ManualScheduler loop;
+  std::vector<std::string> steps;
+  Future<int> g;
+  auto body = [&]() -> Future<void> {
+    co_await g;
+    steps.push_back("resumed");
+  };
+  Future<void> f = body();
+  g.set_result(1);
+  g.add_done_callback([&] { steps.push_back("late callback"); });
+  loop.run_pending();
+  EXPECT_EQ(steps, (std::vector<std::string>{"resumed", "late callback"}));
+  EXPECT_TRUE(f.done());
+}
+
+// Two coroutines awaiting one future both resume, in the order they awaited.
+TEST(CoroutineTest, TwoCoroutinesAwaitingOneFuture) {
+  ManualScheduler loop;
+  std::vector<int> order;
+  Future<int> g;
+  auto body = [&](int id) -> Future<int> {
+    int v = co_await g;
+    order.push_back(id);
+    co_return v + id;
+  };
+  Future<int> a = body(1);
+  Future<int> b = body(2);
+  g.set_result(10);
+  loop.run_pending();
+  EXPECT_EQ(order, (std::vector<int>{1, 2}));
+  EXPECT_EQ(a.result(), 11);
+  EXPECT_EQ(b.result(), 12);
+}
+
 // --- Parallel awaits (multi semantics). ---
 
 TEST(CoroutineParallelTest, AwaitVectorOfFuturesKeepsInputOrder) {
@@ -422,6 +493,55 @@ TEST(CoroutineLifetimeTest, DestroyingTheLoopDestroysSuspendedFrames) {
   never.set_result(1);  // must not resume a destroyed frame
   std::thread([work]() mutable { work.set_result(1); }).join();
   EXPECT_EQ(alive, 0);
+}
+
+// The awaited future is bound to the loop and outlives it (another handle
+// keeps it); completing it afterwards must neither resume the destroyed
+// frame nor lose the future's other callbacks, which then run inline.
+TEST(CoroutineLifetimeTest, CompletingAFutureAfterItsLoopDiedDoesNotResumeTheFrame) {
+  int alive = 0;
+  int callbacks_ran = 0;
+  std::unique_ptr<Future<int>> plain;
+  std::unique_ptr<Future<int>> with_callback;
+  {
+    ManualScheduler loop;
+    plain = std::make_unique<Future<int>>();
+    with_callback = std::make_unique<Future<int>>();
+    auto waits = [&](Future<int> g) -> Future<int> {
+      Counted c(&alive);
+      co_return co_await g;
+    };
+    waits(*plain);
+    waits(*with_callback);
+    with_callback->add_done_callback([&] { ++callbacks_ran; });
+    EXPECT_EQ(alive, 2);
+  }
+  EXPECT_EQ(alive, 0) << "suspended frames were not destroyed with the loop";
+  plain->set_result(1);
+  with_callback->set_result(2);
+  EXPECT_EQ(callbacks_ran, 1) << "a callback of a future whose loop is gone runs inline";
+  EXPECT_EQ(alive, 0);
+}
+
+// The future completes on its last turn: the resume is queued, then the
+// loop goes away before running it. The queued resume is dropped with the
+// frame.
+TEST(CoroutineLifetimeTest, LoopDestroyedWithAResumeQueued) {
+  int alive = 0;
+  Future<int> result;
+  {
+    ManualScheduler loop;
+    Future<int> g;
+    auto waits = [&]() -> Future<int> {
+      Counted c(&alive);
+      co_return co_await g;
+    };
+    result = waits();
+    g.set_result(1);
+    EXPECT_EQ(loop.pending(), 1u);
+  }
+  EXPECT_EQ(alive, 0);
+  EXPECT_FALSE(result.done());
 }
 
 // --- Depth. ---

@@ -464,6 +464,109 @@ TEST(MultiTest, WithALoopTheResultsCallbacksRunOnALaterTurn) {
   EXPECT_TRUE(ran);
 }
 
+// multi counts its children inside their completions (no loop callback
+// per child), so its result is done as soon as the last child is; user
+// callbacks, on the children and on the result, still wait for a turn and
+// keep their order.
+TEST(MultiTest, TheResultCompletesWithTheLastChildButCallbacksWaitForATurn) {
+  ManualScheduler loop;
+  std::vector<std::string> steps;
+  std::vector<Future<int>> children(2);
+  children[0].add_done_callback([&] { steps.push_back("child 0, added before multi"); });
+  auto all = multi(children);
+  children[1].add_done_callback([&] { steps.push_back("child 1, added after multi"); });
+  all.add_done_callback([&] { steps.push_back("result"); });
+  children[0].set_result(1);
+  EXPECT_TRUE(steps.empty()) << "user code ran inside set_result";
+  loop.run_pending();
+  EXPECT_EQ(steps, std::vector<std::string>{"child 0, added before multi"});
+  EXPECT_FALSE(all.done());
+  children[1].set_result(2);
+  EXPECT_TRUE(all.done()) << "multi counts the last child inside its completion";
+  EXPECT_EQ(steps.size(), 1u) << "user code ran inside set_result";
+  EXPECT_EQ(loop.run_pending(), 2) << "a turn for child 1's callbacks, one for the result's";
+  EXPECT_EQ(steps, (std::vector<std::string>{"child 0, added before multi",
+                                             "child 1, added after multi", "result"}));
+  EXPECT_EQ(all.result(), (std::vector<int>{1, 2}));
+}
+
+// A value whose copy throws: multi fails with that exception (it neither
+// hangs nor loses it), unless a child's own failure comes first in input
+// order.
+struct CopyThrows {
+  int v = 0;
+  bool throw_on_copy = false;
+  CopyThrows() = default;
+  CopyThrows(int x, bool t) : v(x), throw_on_copy(t) {}
+  CopyThrows(const CopyThrows& o) : v(o.v), throw_on_copy(o.throw_on_copy) {
+    if (throw_on_copy) throw std::runtime_error("copy failed");
+  }
+  CopyThrows(CopyThrows&& o) noexcept : v(o.v), throw_on_copy(o.throw_on_copy) {}
+  CopyThrows& operator=(const CopyThrows&) = default;
+};
+
+TEST(MultiTest, AValueWhoseCopyThrowsFailsTheResult) {
+  ManualScheduler loop;
+  std::vector<Future<CopyThrows>> children(3);
+  auto all = multi(children);
+  children[0].set_result(CopyThrows(0, false));
+  children[1].set_result(CopyThrows(1, true));
+  children[2].set_result(CopyThrows(2, false));
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  EXPECT_EQ(message_of(all.exception()), "copy failed");
+
+  std::vector<Future<CopyThrows>> more(2);
+  auto second = multi(more);
+  more[0].set_result(CopyThrows(0, true));
+  more[1].set_exception(boom("child failed"));
+  loop.run_pending();
+  ASSERT_TRUE(second.done());
+  EXPECT_EQ(message_of(second.exception()), "child failed") << "a child's failure comes first";
+}
+
+// With a move-only T, a failed multi leaves the values in the children.
+TEST(MultiTest, AFailedMultiLeavesMoveOnlyValuesInTheChildren) {
+  ManualScheduler loop;
+  std::vector<Future<std::unique_ptr<int>>> children(3);
+  auto all = multi(children);
+  children[0].set_result(std::make_unique<int>(1));
+  children[1].set_exception(boom());
+  children[2].set_result(std::make_unique<int>(3));
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  EXPECT_EQ(message_of(all.exception()), "boom");
+  ASSERT_NE(children[0].result(), nullptr);
+  EXPECT_EQ(*children[0].result(), 1);
+  ASSERT_NE(children[2].result(), nullptr);
+  EXPECT_EQ(*children[2].result(), 3);
+}
+
+// Failures reported in input order whatever order they came in, with the
+// values of the others copied before: the first in input order is raised,
+// the rest logged.
+TEST(MultiTest, FailuresArrivingInReverseAreReportedInInputOrder) {
+  ManualScheduler loop;
+  LogCapture logs;
+  std::vector<Future<int>> children(4);
+  auto all = multi(children);
+  children[3].set_exception(boom("third"));
+  children[2].set_result(2);
+  children[1].set_exception(boom("second"));
+  children[0].set_exception(boom("first"));
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  EXPECT_EQ(message_of(all.exception()), "first");
+  std::string text;
+  for (const std::string& line : logs.lines()) text += line + "\n";
+  size_t second = text.find("second");
+  size_t third = text.find("third");
+  ASSERT_NE(second, std::string::npos);
+  ASSERT_NE(third, std::string::npos);
+  EXPECT_LT(second, third);
+  EXPECT_EQ(text.find("first"), std::string::npos) << "the raised failure is not logged";
+}
+
 TEST(MultiTest, WithoutALoopTheResultCompletesInsideTheLastCompletion) {
   ASSERT_EQ(Scheduler::current(), nullptr);
   std::vector<Future<int>> children(2);

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <mutex>
 #include <new>
+#include <utility>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -59,8 +60,14 @@ enum : uint8_t { kUnused = 0, kLive = 1, kDead = 2 };
 // Trivially destructible, so it stays usable while the thread exits (other
 // thread_local destructors may still free blocks; they go to operator
 // delete once the cache is dead).
+// Fresh blocks are counted per thread and published in batches: an atomic
+// add per fresh block was a tenth of the time of a burst of fresh
+// allocations (a million futures alive at once).
+constexpr uint32_t kFreshBatch = 64;
+
 struct ThreadCache {
   FreeList lists[kClasses];
+  uint32_t fresh_unpublished;
   uint8_t state;
 };
 constinit thread_local ThreadCache t_cache{};
@@ -129,6 +136,7 @@ FreeList pop_central(size_t c) {
 // Hands the thread's blocks to the central list when the thread exits.
 struct CacheFlusher {
   ~CacheFlusher() {
+    g_fresh.fetch_add(std::exchange(t_cache.fresh_unpublished, 0), std::memory_order_relaxed);
     t_cache.state = kDead;
     for (size_t c = 0; c < kClasses; ++c) {
       push_central(c, t_cache.lists[c]);
@@ -145,7 +153,12 @@ void start_cache() {
 }
 
 void* fresh_block(size_t c) {
-  g_fresh.fetch_add(1, std::memory_order_relaxed);
+  if (t_cache.state != kLive) {
+    g_fresh.fetch_add(1, std::memory_order_relaxed);
+  } else if (++t_cache.fresh_unpublished == kFreshBatch) {
+    g_fresh.fetch_add(kFreshBatch, std::memory_order_relaxed);
+    t_cache.fresh_unpublished = 0;
+  }
   return ::operator new(class_size(c));
 }
 

@@ -39,7 +39,9 @@ void recycled_deallocate(void* p, size_t size) noexcept;
 
 // Counters for tests and benchmarks (process-wide).
 struct RecyclerStats {
-  uint64_t fresh = 0;        // blocks taken from operator new
+  // Blocks taken from operator new; a thread's count is published in
+  // batches of 64 (and when it exits), so recent ones may not show yet.
+  uint64_t fresh = 0;
   uint64_t released = 0;     // blocks given back to operator delete
   uint64_t central_bytes = 0;  // bytes on the central lists now
 };
