@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -115,18 +116,6 @@ inline void chain_push(TaskChain& chain, SpareBlocks& spare, Task&& fn) {
   ++b->end;
 }
 
-// Moves `from`'s blocks to the end of `to`.
-inline void chain_splice(TaskChain& to, TaskChain& from) {
-  if (from.empty()) return;
-  if (to.empty()) {
-    to = from;
-  } else {
-    to.tail->next = from.head;
-    to.tail = from.tail;
-  }
-  from = TaskChain();
-}
-
 size_t chain_size(const TaskChain& chain) {
   size_t n = 0;
   for (const TaskBlock* b = chain.head; b != nullptr; b = b->next) n += b->end - b->begin;
@@ -164,17 +153,27 @@ bool chain_drop(TaskChain& chain) {
   return true;
 }
 
-// The inbox's lock. Its critical sections are a few dozen instructions (no
-// allocation, no system call, nothing that runs user code), so a poster
-// spins rather than sleeping: a futex sleep would leave the poster off the
-// CPU until the loop has run its batch and found the inbox empty, sending
-// the loop to sleep too. A holder preempted meanwhile is waited for with
-// sched_yield. One atomic exchange to lock, a plain store to unlock (a
-// std::mutex costs twice the instructions on the post path).
+// The inbox's lock, which serializes the posters (the loop takes it only to
+// sleep, hand back blocks and close). Its critical sections are a few dozen
+// instructions (no allocation, no system call, nothing that runs user code),
+// so a poster spins rather than sleeping: a futex sleep would leave the
+// poster off the CPU while the loop runs what is queued and goes to sleep
+// too. A holder preempted meanwhile is waited for with sched_yield. One
+// atomic exchange to lock, a plain store to unlock (a std::mutex costs twice
+// the instructions on the post path).
 class SpinLock {
  public:
-  void lock() {
-    while (locked_.exchange(true, std::memory_order_acquire)) {
+  [[gnu::always_inline]] void lock() {
+    if (!locked_.exchange(true, std::memory_order_acquire)) [[likely]] return;
+    lock_contended();
+  }
+  void unlock() { locked_.store(false, std::memory_order_release); }
+
+ private:
+  // Out of line: the spin and the yield would otherwise cost every post a
+  // bigger frame.
+  [[gnu::noinline]] void lock_contended() {
+    do {
       int spins = 0;
       while (locked_.load(std::memory_order_relaxed)) {
         if (++spins < 128) {
@@ -184,38 +183,59 @@ class SpinLock {
           spins = 0;
         }
       }
-    }
+    } while (locked_.exchange(true, std::memory_order_acquire));
   }
-  void unlock() { locked_.store(false, std::memory_order_release); }
 
- private:
   std::atomic<bool> locked_{false};
 };
 
-// The loop's cross-thread door: a mutex-guarded chain of task blocks that
-// the loop takes whole once per iteration, and an eventfd that wakes the
-// loop. A post moves its closure into the tail block (a new block, from the
-// free list, every kCapacity posts); queued closures never move again, and
-// the loop runs them in place. The loop hands its emptied blocks back with
-// its next take, under the same lock.
+// The loop's cross-thread door: a queue of task blocks with many producers
+// (serialized by mu_) and one consumer (the loop) that never takes mu_ to
+// read, and an eventfd that wakes the loop.
+//
+// Producers append at the tail: a post moves its closure into the next raw
+// slot of the tail block (a new block, from the free list, every kCapacity
+// posts) and then publishes it by a release store of published_, the number
+// of closures ever queued. Blocks fill completely and in order, so position
+// p lives in slot p % kCapacity of the (p / kCapacity)-th block, and a block
+// is linked to its successor before the first closure in the successor is
+// published. The loop reads published_ with acquire and runs closures
+// [consumed_, published_) in place, following the links. It never takes
+// the tail block away from the producers (a post to a loop that keeps up
+// with it finds room in the tail block, rather than a fresh block on every
+// turn), nor their lock: mu_ stays in the producers' caches while the loop
+// is busy. The loop takes mu_ only to go to sleep, after a poll that may
+// have slept, to hand back its emptied blocks, and to close.
 //
 // Wake-up protocol (all under mu_):
 //   - the loop sets polling_ just before it blocks in epoll_wait, unless
-//     items are queued or a stop is pending (then it does not block);
-//   - a post writes the eventfd only if polling_ and not signalled_, and
-//     sets signalled_: many posts to a sleeping loop cost one write, and
-//     posts to a busy loop cost none;
+//     closures are published and not yet run, or a stop is pending (then it
+//     does not block);
+//   - a post publishes, then writes the eventfd only if polling_ and not
+//     signalled_, and sets signalled_: many posts to a sleeping loop cost
+//     one write, and posts to a busy loop cost none;
 //   - after epoll_wait the loop clears polling_, and clears signalled_ if
 //     it read the eventfd (so a write is pending whenever signalled_ is set).
+// Since a post publishes and reads polling_ in one critical section, and the
+// loop reads published_ and sets polling_ in another, either the loop sees
+// the post and does not block, or the post sees polling_ and wakes it.
 // The eventfd belongs to the Inbox, not the loop, so a poster holding the
 // shared_ptr never writes to a closed (or reused) descriptor.
+//
+// The inbox's blocks use TaskBlock's `next` and slots only: positions are
+// counted here, not in the blocks' begin/end.
 class Inbox final : public RemoteScheduler {
  public:
   Inbox() : fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
     if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "IOLoop: eventfd");
+    head_ = tail_ = new TaskBlock;
   }
   ~Inbox() override {
-    chain_drop(items_);
+    // The loop closes its inbox before it goes away (close_and_drop), so
+    // normally nothing is left here; a loop whose constructor failed after
+    // making its inbox never published anything either.
+    drop_unrun();
+    free_chain();
     free_blocks(free_.top);
     ::close(fd_);
   }
@@ -226,14 +246,10 @@ class Inbox final : public RemoteScheduler {
   // after this returns, unlocked.
   [[gnu::always_inline]] bool push(Task&& task) {
     // Fast path: room in the tail block (then the inbox is not closed:
-    // close() empties it, and it stays empty).
+    // close() leaves no room).
     mu_.lock();
-    TaskBlock* b = items_.tail;
-    if (b != nullptr && !b->full()) [[likely]] {
-      ::new (static_cast<void*>(b->slot(b->end))) Task(std::move(task));
-      ++b->end;
-      const bool wake = polling_ && !signalled_;
-      if (wake) signalled_ = true;
+    if (tail_end_ < TaskBlock::kCapacity) [[likely]] {
+      const bool wake = place_locked(std::move(task));
       mu_.unlock();
       if (wake) [[unlikely]] write_waker();
       return true;
@@ -242,7 +258,7 @@ class Inbox final : public RemoteScheduler {
     return push_slow(std::move(task));
   }
 
-  // A new block is needed, or the inbox is closed.
+  // The tail block is full (a new one is needed), or the inbox is closed.
   [[gnu::noinline]] bool push_slow(Task&& task) {
     bool queued = false;
     bool wake = false;
@@ -251,12 +267,19 @@ class Inbox final : public RemoteScheduler {
       {
         std::lock_guard<SpinLock> lock(mu_);
         if (closed_) break;
-        const bool need_block = items_.empty() || items_.tail->full();
-        if (!need_block || free_.count > 0 || fresh != nullptr) {
+        if (tail_end_ == TaskBlock::kCapacity) {
+          if (fresh == nullptr && free_.count > 0) fresh = take_block(free_);
+          if (fresh != nullptr) {
+            // Published with the first closure in it (place_locked).
+            tail_->next = fresh;
+            tail_ = std::exchange(fresh, nullptr);
+            tail_end_ = 0;
+          }
+        }
+        // Another poster may have linked a block while `fresh` was made.
+        if (tail_end_ < TaskBlock::kCapacity) {
           if (fresh != nullptr) recycle(free_, std::exchange(fresh, nullptr));
-          if (items_.empty()) has_items_.store(true, std::memory_order_release);
-          chain_push(items_, free_, std::move(task));
-          if (polling_ && !signalled_) wake = signalled_ = true;
+          wake = place_locked(std::move(task));
           queued = true;
           break;
         }
@@ -278,61 +301,99 @@ class Inbox final : public RemoteScheduler {
     if (wake) write_waker();
   }
 
+  // --- the loop's side -------------------------------------------------------
+
+  // Loop thread: true if closures are published and not yet run. One
+  // acquire load: no lock, and no write to the posters' cache line.
+  bool maybe_nonempty() const { return published_.load(std::memory_order_acquire) != consumed_; }
+
+  // Loop thread: waits up to `spins` pauses for a post, watching a flag of
+  // its own that the next post clears, not published_: polling the
+  // posters' line would take it from them on every post.
+  void spin_for_post(int spins) {
+    if (maybe_nonempty()) return;
+    // A full fence between raising the flag and the second look: a post
+    // published before it is seen now, a later one sees the flag (but for
+    // the poster's own store-load reordering, which the occasional look at
+    // published_ below covers).
+    spinning_.store(true, std::memory_order_seq_cst);
+    for (int i = 0; i < spins; ++i) {
+      if (!spinning_.load(std::memory_order_relaxed)) return;
+      if (i % 64 == 0 && maybe_nonempty()) break;
+      cpu_relax();
+    }
+    spinning_.store(false, std::memory_order_relaxed);
+  }
+
   // Loop thread, before a blocking poll. Returns false when the loop must
-  // not block: items are queued or a stop is pending. The stop flag is read
-  // under mu_ because stop() sets it before taking mu_ to decide on a wake.
-  bool prepare_to_block(const std::atomic<bool>& stop_requested) {
+  // not block: closures are waiting or a stop is pending. The stop flag is
+  // read under mu_ because stop() sets it before taking mu_ to decide on a
+  // wake. Hands back the emptied blocks in `spare` under the same lock.
+  bool prepare_to_block(const std::atomic<bool>& stop_requested, SpareBlocks& spare) {
+    TaskBlock* excess;
+    bool block;
+    {
+      std::lock_guard<SpinLock> lock(mu_);
+      excess = give_back_locked(spare);
+      // published_ only changes under mu_: this read is the last word.
+      block = published_.load(std::memory_order_relaxed) == consumed_ &&
+              !stop_requested.load(std::memory_order_acquire);
+      polling_ = block;
+    }
+    free_blocks(excess);
+    return block;
+  }
+
+  // Loop thread, after a poll that followed a successful prepare_to_block(),
+  // or that read the eventfd (`drained`): see the protocol above.
+  void after_poll(bool drained) {
     std::lock_guard<SpinLock> lock(mu_);
-    if (!items_.empty() || stop_requested.load(std::memory_order_acquire)) return false;
-    polling_ = true;
-    return true;
+    polling_ = false;
+    if (drained) signalled_ = false;
   }
 
-  // As prepare_to_block, but when items are queued, also takes them (as
-  // take_if_any) under the same lock.
-  bool prepare_to_block_or_take(const std::atomic<bool>& stop_requested, TaskChain& out,
-                                SpareBlocks& spare) {
-    TaskBlock* excess;
-    {
-      std::lock_guard<SpinLock> lock(mu_);
-      if (items_.empty() && !stop_requested.load(std::memory_order_acquire)) {
-        polling_ = true;
-        return true;
+  // Loop thread: the published position, for consume(). What is published
+  // later waits for the next call, so a producer that keeps posting cannot
+  // hold the loop in one batch.
+  uint64_t published() const { return published_.load(std::memory_order_acquire); }
+
+  // Loop thread: runs (with `run(task)`, which must not throw) and destroys
+  // the closures up to position `limit`, in order; emptied blocks go to
+  // `spare`, to be handed back with give_back() or prepare_to_block().
+  template <class Run>
+  void consume(uint64_t limit, SpareBlocks& spare, Run&& run) {
+    while (consumed_ != limit) {
+      if (head_pos_ == TaskBlock::kCapacity) {
+        // Every closure of the head block ran, and a later one is published:
+        // the producers linked the next block and moved on.
+        TaskBlock* done = std::exchange(head_, head_->next);
+        head_pos_ = 0;
+        recycle(spare, done);
       }
-      take_locked(out);
-      excess = give_back_locked(spare);
+      // The closures run with the cursor in registers; it is stored back
+      // once per block (nothing reads it while they run: the loop is not
+      // reentrant, and cannot be closed while it runs).
+      const uint32_t n = static_cast<uint32_t>(
+          std::min<uint64_t>(limit - consumed_, TaskBlock::kCapacity - head_pos_));
+      Task* t = head_->slot(head_pos_);
+      for (Task* const end = t + n; t != end; ++t) {
+        run(*t);
+        std::destroy_at(t);
+      }
+      head_pos_ += n;
+      consumed_ += n;
     }
-    free_blocks(excess);
-    return false;
   }
 
-  // Loop thread, after a poll: see the protocol above. Moves the queued
-  // items to the end of `out`, and takes back the emptied blocks in `spare`.
-  void after_poll(bool drained, TaskChain& out, SpareBlocks& spare) {
+  // Loop thread: hands the emptied blocks in `spare` back to the producers.
+  void give_back(SpareBlocks& spare) {
     TaskBlock* excess;
     {
       std::lock_guard<SpinLock> lock(mu_);
-      polling_ = false;
-      if (drained) signalled_ = false;
-      take_locked(out);
       excess = give_back_locked(spare);
     }
     free_blocks(excess);
   }
-
-  // Loop thread, when it did not poll: a cheap look first.
-  void take_if_any(TaskChain& out, SpareBlocks& spare) {
-    if (!has_items_.load(std::memory_order_acquire)) return;
-    TaskBlock* excess;
-    {
-      std::lock_guard<SpinLock> lock(mu_);
-      take_locked(out);
-      excess = give_back_locked(spare);
-    }
-    free_blocks(excess);
-  }
-
-  bool maybe_nonempty() const { return has_items_.load(std::memory_order_acquire); }
 
   // Loop thread, after epoll reported the eventfd readable.
   void drain() {
@@ -341,30 +402,57 @@ class Inbox final : public RemoteScheduler {
     }
   }
 
-  // Loop thread: refuse further posts and hand back what is queued (the
-  // caller destroys it, on the loop thread).
-  TaskChain close() {
-    std::lock_guard<SpinLock> lock(mu_);
-    closed_ = true;
-    has_items_.store(false, std::memory_order_relaxed);
-    TaskChain out = items_;
-    items_ = TaskChain();
-    return out;
+  // Loop thread: refuses further posts, then destroys what is queued
+  // (unrun, on this thread) and frees the blocks. The closures' destructors
+  // run unlocked: they may post (and be refused).
+  void close_and_drop() {
+    {
+      std::lock_guard<SpinLock> lock(mu_);
+      if (closed_) return;
+      closed_ = true;
+      tail_end_ = TaskBlock::kCapacity;  // no room: every post takes the slow path
+    }
+    // From here on nothing is published: the queue is the loop's alone.
+    drop_unrun();
+    free_chain();
+    free_blocks(std::exchange(free_, SpareBlocks()).top);
   }
 
   int fd() const { return fd_; }
   uint64_t writes() const { return writes_.load(std::memory_order_relaxed); }
-  // Blocks on the free list.
-  size_t free_block_count() {
+  // Loop thread: blocks kept for reuse (the free list, and the head block,
+  // which the queue always holds).
+  size_t retained_block_count() {
     std::lock_guard<SpinLock> lock(mu_);
-    return free_.count;
+    return free_.count + (head_ != nullptr ? 1 : 0);
   }
 
  private:
-  void take_locked(TaskChain& out) {
-    if (items_.empty()) return;
-    chain_splice(out, items_);
-    has_items_.store(false, std::memory_order_relaxed);
+  // Under mu_, with room in the tail block: queues `task` and publishes it.
+  // Returns true if the caller must write the eventfd (after unlocking).
+  bool place_locked(Task&& task) {
+    ::new (static_cast<void*>(tail_->slot(tail_end_))) Task(std::move(task));
+    ++tail_end_;
+    published_.store(published_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    // Read on every post, written only when the loop spins: stays in cache.
+    if (spinning_.load(std::memory_order_relaxed)) spinning_.store(false, std::memory_order_relaxed);
+    if (polling_ && !signalled_) [[unlikely]] {
+      signalled_ = true;
+      return true;
+    }
+    return false;
+  }
+
+  // Loop thread (or the destructor), once no producer can publish.
+  void drop_unrun() {
+    const uint64_t end = published_.load(std::memory_order_acquire);
+    SpareBlocks emptied;
+    consume(end, emptied, [](Task&) {});
+    free_blocks(emptied.top);
+  }
+  void free_chain() {
+    free_blocks(head_);  // head_ .. tail_, linked
+    head_ = tail_ = nullptr;
   }
 
   // Moves the loop's emptied blocks to the free list if they fit within the
@@ -388,17 +476,24 @@ class Inbox final : public RemoteScheduler {
     }
   }
 
-  // Posters write this line on every post...
+  // The producers' line: written on every post, read by the loop once per
+  // turn (published_) and locked by it only as described above.
   alignas(64) SpinLock mu_;
-  TaskChain items_;          // guarded by mu_
-  SpareBlocks free_;         // guarded by mu_
+  TaskBlock* tail_;          // guarded by mu_
+  uint32_t tail_end_ = 0;    // raw slots of tail_ start here; guarded by mu_
   bool closed_ = false;      // guarded by mu_
   bool polling_ = false;     // guarded by mu_
   bool signalled_ = false;   // guarded by mu_
-  // ...and this one only when the inbox becomes non-empty or the loop
-  // sleeps: the loop polls has_items_ without taking the posters' line.
-  alignas(64) std::atomic<bool> has_items_{false};
-  const int fd_;
+  SpareBlocks free_;         // guarded by mu_
+  // Closures ever queued; written under mu_, read by the loop without it.
+  std::atomic<uint64_t> published_{0};
+  // The loop's line: where it reads next.
+  alignas(64) TaskBlock* head_;
+  uint32_t head_pos_ = 0;    // the next slot of head_ to run
+  uint64_t consumed_ = 0;    // closures run (or dropped) so far
+  // Raised by the loop while it spins for a post, lowered by the next post.
+  alignas(64) std::atomic<bool> spinning_{false};
+  alignas(64) const int fd_;
   std::atomic<uint64_t> writes_{0};
 };
 
@@ -408,8 +503,8 @@ namespace {
 
 constexpr int kMaxEvents = 256;
 
-// A loop whose last two iterations ran posts from other threads polls the
-// inbox this many times (a few microseconds) before it goes to sleep. A
+// A loop whose last two iterations ran posts from other threads waits this
+// many pauses (a few microseconds) for a post before it goes to sleep. A
 // producer that keeps posting usually posts again within that window, and
 // then neither side pays for a sleep and a wake-up (an eventfd write and a
 // context switch, tens of microseconds on a VM). Two iterations, not one:
@@ -503,10 +598,7 @@ void IOLoop::close_now() {
   watchdog_.reset();
   retired_watchdog_.reset();
   // (1) No more cross-thread posts; what was queued dies here, unrun.
-  {
-    internal::TaskChain dropped = inbox_->close();
-    internal::chain_drop(dropped);
-  }
+  inbox_->close_and_drop();
   // (2) + (3), until nothing is left: destructors of what we drop may
   // queue more (a timer's closure owning a future whose callbacks...).
   for (;;) {
@@ -514,7 +606,6 @@ void IOLoop::close_now() {
     bool any = false;
     any |= internal::chain_drop(callbacks_);
     any |= internal::chain_drop(running_batch_);
-    any |= internal::chain_drop(remote_batch_);
     if (!timers_.storage_empty()) {
       timers_.clear();
       any = true;
@@ -718,19 +809,17 @@ void IOLoop::run_iteration(bool may_block) {
 
   // Phases 2 and 3: poll, take the inbox.
   int n = 0;
-  bool may_sleep = false;
+  bool may_sleep = false;  // the inbox was told that the loop is about to sleep
   if (wait_ns != 0 && !idle_on_manual_clock) {
     if (last_remote_iteration_ != 0 && iterations_ - last_remote_iteration_ <= kInboxSpinTurns) {
       // See kInboxSpins.
-      for (int i = 0; i < kInboxSpins && !inbox_->maybe_nonempty(); ++i) internal::cpu_relax();
+      inbox_->spin_for_post(kInboxSpins);
     }
-    // The inbox's posts, if any, are taken now; otherwise it is told that
-    // the loop is about to sleep.
-    may_sleep = inbox_->prepare_to_block_or_take(stop_requested_, remote_batch_, remote_spare_);
+    // Posts waiting: no need to ask under the inbox's lock.
+    may_sleep = !inbox_->maybe_nonempty() && inbox_->prepare_to_block(stop_requested_, remote_spare_);
   }
   if (!may_sleep && handlers_.empty() && !idle_on_manual_clock) {
     // Nothing to poll for and no reason to wait: skip the system call.
-    inbox_->take_if_any(remote_batch_, remote_spare_);
   } else {
     if (wait_ns == 0) {
       n = poll(0);
@@ -740,7 +829,8 @@ void IOLoop::run_iteration(bool may_block) {
         // Truly idle: an auto-advancing clock jumps to the timer, anything
         // else leaves us to block on fds and the inbox only.
         if (!clock_->advance_when_idle(next_timer)) {
-          n = poll(inbox_->prepare_to_block(stop_requested_) ? -1 : 0);
+          may_sleep = inbox_->prepare_to_block(stop_requested_, remote_spare_);
+          n = poll(may_sleep ? -1 : 0);
         }
       }
     } else {
@@ -760,7 +850,9 @@ void IOLoop::run_iteration(bool may_block) {
         timer_fd_deadline_ = 0;
       }
     }
-    inbox_->after_poll(drained, remote_batch_, remote_spare_);
+    // A poll that could not have slept and did not read the eventfd leaves
+    // the inbox's wake-up state as it was: no need for its lock.
+    if (may_sleep || drained) inbox_->after_poll(drained);
   }
 
   // Phase 4: fd handlers.
@@ -842,12 +934,13 @@ int IOLoop::poll(int64_t wait_ns) {
   }
 }
 
+// Inline, so that the common case (no watchdog) costs a store, a branch
+// and the call, not a frame of its own per callback.
 template <class Fn>
-void IOLoop::run_guarded(internal::ActivityKind kind, int fd, const SourceLocation& where,
-                         Fn&& fn) {
+[[gnu::always_inline]] inline void IOLoop::run_guarded(internal::ActivityKind kind, int fd,
+                                                       const SourceLocation& where, Fn&& fn) {
   noted_ = false;
-  internal::Watchdog* watchdog = watchdog_.get();
-  if (watchdog == nullptr) [[likely]] {
+  if (watchdog_ == nullptr) [[likely]] {
     try {
       fn();
     } catch (...) {
@@ -855,6 +948,12 @@ void IOLoop::run_guarded(internal::ActivityKind kind, int fd, const SourceLocati
     }
     return;
   }
+  run_watched(kind, fd, where, [&fn] { fn(); });
+}
+
+void IOLoop::run_watched(internal::ActivityKind kind, int fd, const SourceLocation& where,
+                         absl::FunctionRef<void()> fn) {
+  internal::Watchdog* watchdog = watchdog_.get();
   watchdog_busy_ = true;
   watchdog->begin(internal::Activity{kind, fd, where});
   try {
@@ -937,30 +1036,40 @@ void IOLoop::run_callbacks() {
       run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
     });
   }
-  if (!remote_batch_.empty()) {
+  // The inbox's closures published by now; later ones wait for the next
+  // iteration.
+  if (inbox_->maybe_nonempty()) {
     last_remote_iteration_ = iterations_;
-    internal::chain_consume(remote_batch_, remote_spare_, [this](internal::Task& fn) {
+    inbox_->consume(inbox_->published(), remote_spare_, [this](internal::Task& fn) {
       run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
     });
+    // Emptied blocks go back at once: the posters would otherwise allocate.
+    if (remote_spare_.count > 0) inbox_->give_back(remote_spare_);
   }
 }
 
 // --- callbacks -----------------------------------------------------------------
 
 bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
-  const bool record = record_locations_.load(std::memory_order_relaxed);
+  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
+    return add_located_callback(std::move(fn), where);
+  }
   if (in_scheduler_thread()) {
     if (closed_) return false;
-    if (record) [[unlikely]] {
-      fn = locate(std::move(fn), internal::ActivityKind::kCallback, where);
-    }
     internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
     return true;
   }
-  if (record) [[unlikely]] {
-    fn = locate(std::move(fn), internal::ActivityKind::kRemoteCallback, where);
-  }
   return inbox_->push(std::move(fn));
+}
+
+bool IOLoop::add_located_callback(absl::AnyInvocable<void()> fn, const SourceLocation& where) {
+  if (in_scheduler_thread()) {
+    if (closed_) return false;
+    internal::chain_push(callbacks_, spare_blocks_,
+                         locate(std::move(fn), internal::ActivityKind::kCallback, where));
+    return true;
+  }
+  return inbox_->push(locate(std::move(fn), internal::ActivityKind::kRemoteCallback, where));
 }
 
 void IOLoop::post(absl::AnyInvocable<void()> fn) {
@@ -1126,7 +1235,7 @@ IOLoop::Stats IOLoop::stats() const {
   s.iterations = iterations_;
   s.waker_writes = inbox_->writes();
   s.retained_queue_bytes = (spare_blocks_.count + remote_spare_.count +
-                            (closed_ ? 0 : inbox_->free_block_count())) *
+                            (closed_ ? 0 : inbox_->retained_block_count())) *
                            sizeof(internal::TaskBlock);
   return s;
 }

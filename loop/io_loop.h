@@ -22,17 +22,19 @@
 //      that other threads write only when the loop is asleep and not yet
 //      signalled). Skipped entirely when there is no fd to watch and no
 //      reason to wait.
-//   3. Take the cross-thread inbox: everything other threads posted, in one
-//      swap under one lock.
+//   3. Clear the inbox's wake-up state after a poll that could sleep. (The
+//      inbox itself is read in phase 6, without a lock.)
 //   4. Run the handlers of the ready fds. A handler may add, update or
 //      remove any handler, itself included; events of a handler removed
 //      meanwhile are dropped.
 //   5. Fire due timers, earliest first and in scheduling order for equal
 //      deadlines; timers scheduled during this phase wait for the next one.
 //   6. Run the callbacks queued before this phase began: this thread's, in
-//      FIFO order, then the inbox's, in FIFO order per posting thread.
-//      Callbacks they post run on the next iteration, so a callback that
-//      re-posts itself never starves I/O and timers.
+//      FIFO order, then those other threads had posted to the inbox by
+//      then, in FIFO order per posting thread. Callbacks posted meanwhile
+//      (from any thread) run on the next iteration, so a callback that
+//      re-posts itself, or a thread that never stops posting, never starves
+//      I/O and timers.
 //   7. If stop() was called, return from start().
 // Futures bound to the loop post their callbacks through the same queue
 // (IOLoop implements eddy::Scheduler), so they run in phase 6 too.
@@ -523,6 +525,9 @@ class IOLoop final : public Scheduler {
   // logged naming it.
   template <class Fn>
   void run_guarded(internal::ActivityKind kind, int fd, const SourceLocation& where, Fn&& fn);
+  // run_guarded's bracket while the watchdog is on.
+  void run_watched(internal::ActivityKind kind, int fd, const SourceLocation& where,
+                   absl::FunctionRef<void()> fn);
   void log_failure(internal::ActivityKind kind, int fd, const SourceLocation& where,
                    std::exception_ptr e);
   // While locations are recorded (the watchdog is on): wraps `fn` so that,
@@ -530,6 +535,10 @@ class IOLoop final : public Scheduler {
   absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()> fn, internal::ActivityKind kind,
                                     const SourceLocation& where);
   void note_activity(internal::ActivityKind kind, const SourceLocation& where);
+  // add_callback while locations are recorded: out of line, so that the
+  // common case keeps a small frame.
+  [[gnu::noinline]] bool add_located_callback(absl::AnyInvocable<void()> fn,
+                                              const SourceLocation& where);
   void retire_handlers();
   void close_now();
 
@@ -564,9 +573,8 @@ class IOLoop final : public Scheduler {
   int64_t timer_fd_deadline_ = 0;  // armed for this MonotonicTime (ns); 0: not armed
   internal::TaskChain callbacks_;      // queued on this thread
   internal::TaskChain running_batch_;  // phase 6's batch (swapped with callbacks_)
-  internal::TaskChain remote_batch_;   // phase 3's take from the inbox
   internal::SpareBlocks spare_blocks_;  // for callbacks_
-  internal::SpareBlocks remote_spare_;  // remote_batch_'s, handed back to the inbox
+  internal::SpareBlocks remote_spare_;  // the inbox's emptied blocks, on their way back to it
   // The last iteration that ran posts from other threads (0: none yet).
   uint64_t last_remote_iteration_ = 0;
 
@@ -677,7 +685,8 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // holds the delivery handle, and the cycle would keep both alive until the
   // loop closes even after every other handle on f is gone. The completing
   // thread puts the done future in `cell` before delivering; the inbox's
-  // lock orders that write before the loop reads it.
+  // publication (a release store the loop reads with acquire) orders that
+  // write before the loop reads it.
   auto cell = std::make_shared<std::optional<ConcurrentFuture<T>>>();
   auto delivery = internal::make_delivery(this, [cell, cb = std::forward<F>(cb)]() mutable {
     internal::call_with_future(cb, **cell);

@@ -1,7 +1,10 @@
 // IOLoop's callback queues: the cross-thread inbox and the loop's own queue
 // are chains of fixed-size blocks. Order across block boundaries, closing
-// while other threads post, and the memory kept after a burst.
+// while other threads post, and the memory kept after a burst. The inbox is
+// read by the loop without the posters' lock: the stress tests below are
+// meant for tsan too.
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <thread>
@@ -190,6 +193,178 @@ TEST(LoopInboxTest, StatsCountCallbacksAcrossBlocks) {
   EXPECT_EQ(loop.stats().callbacks, 1000u);
   loop.run_sync([] {});
   EXPECT_EQ(loop.stats().callbacks, 0u);
+}
+
+// Counts its own destruction (moved-from instances do not count), and
+// destructions on another thread than `expected`.
+class ThreadTracker {
+ public:
+  ThreadTracker(std::atomic<int>* destroyed, std::atomic<int>* elsewhere, std::thread::id expected)
+      : destroyed_(destroyed), elsewhere_(elsewhere), expected_(expected) {}
+  ThreadTracker(ThreadTracker&& o) noexcept
+      : destroyed_(std::exchange(o.destroyed_, nullptr)),
+        elsewhere_(o.elsewhere_),
+        expected_(o.expected_) {}
+  ThreadTracker(const ThreadTracker&) = delete;
+  ThreadTracker& operator=(const ThreadTracker&) = delete;
+  ~ThreadTracker() {
+    if (destroyed_ == nullptr) return;
+    destroyed_->fetch_add(1, std::memory_order_relaxed);
+    if (std::this_thread::get_id() != expected_) elsewhere_->fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  std::atomic<int>* destroyed_;
+  std::atomic<int>* elsewhere_;
+  std::thread::id expected_;
+};
+
+TEST(LoopInboxTest, ManyProducersInBurstsRunEachCallbackOnceInOrderOnALoopThatSleeps) {
+  // The loop runs on its own thread and goes to sleep whenever the posters
+  // pause, so posts land on a busy loop, a spinning one and a sleeping one.
+  // A lost wake-up hangs the test; a callback run twice, skipped or out of
+  // order breaks the per-producer sequence.
+  constexpr int kThreads = 4;
+  constexpr int kPerThread = 20000;
+  constexpr int kTotal = kThreads * kPerThread;
+  IOLoop loop;
+  std::vector<int> next(kThreads, 0);  // loop thread only
+  int ran = 0;                         // loop thread only
+  bool in_order = true;                // loop thread only
+  std::atomic<int> destroyed{0};
+  std::atomic<int> elsewhere{0};
+  std::thread::id loop_thread;
+  std::atomic<bool> loop_started{false};
+  std::thread runner([&] {
+    loop_thread = std::this_thread::get_id();
+    loop_started.store(true, std::memory_order_release);
+    loop.start();
+  });
+  while (!loop_started.load(std::memory_order_acquire)) std::this_thread::yield();
+  std::vector<std::thread> posters;
+  for (int t = 0; t < kThreads; ++t) {
+    posters.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        ASSERT_TRUE(loop.add_callback(
+            [&, t, i, tracker = ThreadTracker(&destroyed, &elsewhere, loop_thread)] {
+              if (next[t] != i) in_order = false;
+              next[t] = i + 1;
+              if (++ran == kTotal) loop.stop();
+            }));
+        // Bursts of varying length, then a pause long enough for the loop
+        // to drain the inbox and (at times) fall asleep.
+        if (i % (97 + 31 * t) == 0) std::this_thread::sleep_for(std::chrono::microseconds(i % 200));
+      }
+    });
+  }
+  for (auto& p : posters) p.join();
+  runner.join();
+  EXPECT_TRUE(in_order);
+  EXPECT_EQ(ran, kTotal);
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(next[t], kPerThread) << "thread " << t;
+  EXPECT_EQ(destroyed.load(), kTotal);
+  EXPECT_EQ(elsewhere.load(), 0);  // every closure died on the loop's thread
+}
+
+TEST(LoopInboxTest, APostToASleepingLoopIsNeverLost) {
+  // Ping-pong: each round posts one callback and waits for it to run; the
+  // pauses between rounds let the loop stop spinning and sleep in epoll.
+  // A lost wake-up hangs the test.
+  IOLoop loop;
+  std::thread runner([&] { loop.start(); });
+  for (int round = 0; round < 2000; ++round) {
+    std::atomic<bool> done{false};
+    ASSERT_TRUE(loop.add_callback([&done] { done.store(true, std::memory_order_release); }));
+    while (!done.load(std::memory_order_acquire)) std::this_thread::yield();
+    if (round % 2 == 1) std::this_thread::sleep_for(std::chrono::microseconds(round % 300));
+  }
+  loop.stop();
+  runner.join();
+}
+
+TEST(LoopInboxTest, PostsResumeAfterTheLoopRanExactlyUpToABlockBoundary) {
+  // The inbox's blocks hold 256 closures: runs that end exactly at a block's
+  // end leave the loop on a full block with no successor yet.
+  IOLoop loop;
+  std::shared_ptr<RemoteScheduler> remote = loop.remote();
+  std::vector<int> seen;
+  int expected = 0;
+  for (int batch : {256, 1, 255, 512, 256, 3, 253, 257}) {
+    for (int i = 0; i < batch; ++i) {
+      const int value = expected + i;
+      ASSERT_TRUE(remote->post([&seen, value] { seen.push_back(value); }));
+    }
+    expected += batch;
+    run_until(loop, [&] { return static_cast<int>(seen.size()) == expected; });
+  }
+  ASSERT_EQ(seen.size(), static_cast<size_t>(expected));
+  for (int i = 0; i < expected; ++i) ASSERT_EQ(seen[i], i);
+}
+
+TEST(LoopInboxTest, CloseDestroysQueuedCrossThreadClosuresOnTheClosingThread) {
+  // Some closures ran (the loop is part-way into a block), more are queued
+  // across block boundaries when the loop is closed.
+  std::atomic<int> destroyed{0};
+  std::atomic<int> elsewhere{0};
+  int ran = 0;
+  IOLoop loop;
+  const std::thread::id me = std::this_thread::get_id();
+  auto post_from_another_thread = [&](int n) {
+    std::thread poster([&] {
+      for (int i = 0; i < n; ++i) {
+        ASSERT_TRUE(loop.add_callback(
+            [&ran, tracker = ThreadTracker(&destroyed, &elsewhere, me)] { ++ran; }));
+      }
+    });
+    poster.join();
+  };
+  post_from_another_thread(100);
+  run_until(loop, [&] { return ran == 100; });
+  post_from_another_thread(600);
+  EXPECT_EQ(destroyed.load(), 100);
+  loop.close();
+  EXPECT_EQ(ran, 100);
+  EXPECT_EQ(destroyed.load(), 700);
+  EXPECT_EQ(elsewhere.load(), 0);
+  EXPECT_FALSE(loop.add_callback([] {}));
+}
+
+TEST(LoopInboxTest, AThreadThatNeverStopsPostingDoesNotStarveTimers) {
+  // Each callback is slower than a post, so a loop that ran the inbox until
+  // it found it empty would never get back to its timers.
+  IOLoop loop;
+  std::atomic<bool> stop_posting{false};
+  std::thread poster([&] {
+    while (!stop_posting.load(std::memory_order_relaxed)) {
+      loop.add_callback([] {
+        volatile int sink = 0;
+        for (int i = 0; i < 2000; ++i) sink = sink + i;
+      });
+    }
+  });
+  bool fired = loop.run_sync([&] {
+    Future<bool> f;
+    loop.call_later(absl::Milliseconds(1), [f]() mutable { f.set_result(true); });
+    return f;
+  });
+  stop_posting.store(true, std::memory_order_relaxed);
+  poster.join();
+  EXPECT_TRUE(fired);
+}
+
+TEST(LoopInboxTest, MemoryIsReleasedAfterABurstTheLoopRunsWhileItArrives) {
+  constexpr int kBurst = 300000;
+  IOLoop loop;
+  std::atomic<bool> posted{false};
+  int ran = 0;
+  std::thread poster([&] {
+    for (int i = 0; i < kBurst; ++i) loop.add_callback([&ran] { ++ran; });
+    posted.store(true);
+  });
+  run_until(loop, [&] { return posted.load() && ran == kBurst; });
+  poster.join();
+  for (int i = 0; i < 3; ++i) loop.run_sync([] {});
+  EXPECT_LT(loop.stats().retained_queue_bytes, size_t{2} << 20);
 }
 
 }  // namespace
