@@ -78,7 +78,9 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
       max_queue_size_(options.max_queue_size),
       thread_name_prefix_(prefix_or_default(std::move(options.thread_name_prefix))),
       initializer_(std::move(options.initializer)),
-      max_spinners_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2)) {}
+      max_spinners_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2)),
+      back_(&stub_),
+      front_(&stub_) {}
 
 ThreadPoolExecutor::~ThreadPoolExecutor() {
   if (on_pool_thread()) {
@@ -92,35 +94,116 @@ ThreadPoolExecutor::~ThreadPoolExecutor() {
 
 bool ThreadPoolExecutor::on_pool_thread() const { return tls_pool == this; }
 
-void ThreadPoolExecutor::check_accepting_locked() const {
+void ThreadPoolExecutor::throw_not_accepting() const {
   if (broken_) {
     throw BrokenExecutorError(
         "A thread initializer failed, the thread pool is not usable anymore");
   }
-  if (shutdown_) throw ExecutorShutdownError();
+  throw ExecutorShutdownError();
 }
 
-void ThreadPoolExecutor::link_locked(Task* task) {
-  task->next_ = nullptr;
-  if (tail_ == nullptr) {
-    head_ = task;
-  } else {
-    tail_->next_ = task;
+// Vyukov's push: one exchange claims the back of the queue, then the link
+// from the previous task makes the new one reachable. Until that link is
+// written a worker may find the queue "busy" (pop_locked's retry).
+// seq_cst: a submit pushes and then reads available_; a worker registers
+// in available_ and then reads back_ (queue_looks_empty). Of two such
+// sequences at least one sees the other, so a task is never left queued
+// with every worker asleep and none claimed.
+void ThreadPoolExecutor::push(Task* task) {
+  link(task).store(nullptr, std::memory_order_relaxed);
+  Task* prev = back_.exchange(task, std::memory_order_seq_cst);
+  link(prev).store(task, std::memory_order_release);
+}
+
+// Takes the oldest task. Returns nullptr with `retry` false when the queue
+// is empty, and with `retry` true when a push is half done (its task, or
+// one behind it, is not reachable yet: only the pusher can finish that).
+// A task is only handed out once its successor is known, so front_ always
+// points at a queued task or at stub_, which is pushed behind the last
+// task before that one is handed out.
+ThreadPoolExecutor::Task* ThreadPoolExecutor::pop_locked(bool& retry) {
+  retry = false;
+  Task* front = front_;
+  Task* next = link(front).load(std::memory_order_acquire);
+  if (front == &stub_) {
+    if (next == nullptr) return nullptr;
+    front_ = front = next;
+    next = link(front).load(std::memory_order_acquire);
   }
-  tail_ = task;
-  ++queued_;
-  queued_hint_.store(queued_, std::memory_order_relaxed);
+  if (next == nullptr) {
+    if (back_.load(std::memory_order_acquire) != front) {
+      retry = true;
+      return nullptr;
+    }
+    push(&stub_);
+    next = link(front).load(std::memory_order_acquire);
+    if (next == nullptr) {
+      retry = true;  // a submit exchanged in between us and the stub
+      return nullptr;
+    }
+  }
+  front_ = next;
+  return front;
 }
 
-ThreadPoolExecutor::Task* ThreadPoolExecutor::unlink_locked() {
-  Task* task = head_;
-  if (task == nullptr) return nullptr;
-  head_ = task->next_;
-  if (head_ == nullptr) tail_ = nullptr;
-  task->next_ = nullptr;
-  --queued_;
-  queued_hint_.store(queued_, std::memory_order_relaxed);
-  return task;
+// Claims an available worker for a task just queued: a poller if any, else
+// a sleeper, whom the caller wakes.
+// Returns kSpinner, kSleeper, or 0 when every worker is busy or between
+// states (such a worker looks at the queue before it polls or sleeps).
+uint64_t ThreadPoolExecutor::claim_available() {
+  uint64_t a = available_.load(std::memory_order_seq_cst);
+  for (;;) {
+    uint64_t kind = (a & (kSleeper - 1)) != 0 ? kSpinner : a != 0 ? kSleeper : 0;
+    if (kind == 0) return 0;
+    if (available_.compare_exchange_weak(a, a - kind, std::memory_order_seq_cst)) return kind;
+  }
+}
+
+// A worker takes back its own registration as `kind`. False when submits
+// have claimed every worker registered so: one of those claims is this
+// worker's (claims are anonymous), so it must act on it.
+bool ThreadPoolExecutor::unclaim(uint64_t kind) {
+  const uint64_t mask = kind == kSpinner ? kSleeper - 1 : ~(kSleeper - 1);
+  uint64_t a = available_.load(std::memory_order_seq_cst);
+  for (;;) {
+    if ((a & mask) == 0) return false;
+    if (available_.compare_exchange_weak(a, a - kind, std::memory_order_seq_cst)) return true;
+  }
+}
+
+void ThreadPoolExecutor::wake_sleeper() {
+  {
+    std::lock_guard<std::mutex> lock(sleep_mu_);
+    ++wakeups_;
+  }
+  work_cv_.notify_one();
+}
+
+// Sleeps until a submit claims this worker (or shutdown). Registers as a
+// sleeper first, then looks at the queue once more: a submit that pushed
+// before the registration may have found nobody to claim.
+void ThreadPoolExecutor::sleep() {
+  available_.fetch_add(kSleeper, std::memory_order_seq_cst);
+  if (!queue_looks_empty() && unclaim(kSleeper)) return;
+  std::unique_lock<std::mutex> lock(sleep_mu_);
+  work_cv_.wait(lock, [&] { return wakeups_ > 0 || stopping_; });
+  if (wakeups_ > 0) {
+    --wakeups_;
+  } else {
+    // Shutting down. Had a submit claimed us, its token just goes unused.
+    unclaim(kSleeper);
+  }
+}
+
+// Called after shutdown_ or broken_ is set: sleepers get up, drain what
+// they must and exit.
+void ThreadPoolExecutor::stop_workers() {
+  {
+    std::lock_guard<std::mutex> lock(sleep_mu_);
+    stopping_ = true;
+  }
+  work_cv_.notify_all();
+  room_cv_.notify_all();
 }
 
 // Starts worker number started_. Under mu_, so that shutdown, which
@@ -129,70 +212,94 @@ ThreadPoolExecutor::Task* ThreadPoolExecutor::unlink_locked() {
 // could ever run the task); with some workers running, a failed start is
 // logged and the queue waits for them.
 void ThreadPoolExecutor::spawn_locked() {
-  int index = started_;
+  int index = started_.load(std::memory_order_relaxed);
   try {
     threads_.emplace_back([this, index] { worker_main(index); });
-    ++started_;
+    started_.store(index + 1, std::memory_order_release);
   } catch (const std::system_error& e) {
-    if (started_ == 0) throw;
+    if (index == 0) throw;
     log(LogLevel::kWarning,
         std::string("ThreadPoolExecutor: could not start another worker: ") + e.what());
   }
 }
 
-// Decides who runs `task`: an idle worker (woken after mu_ is released, when
-// this returns true), a new worker, or a busy one once it is free. Takes
-// the task only after a needed worker has started.
-bool ThreadPoolExecutor::enqueue_locked(TaskPtr& task) {
-  bool wake = false;
-  if (spinning_ > claims_) {
-    ++claims_;
-  } else if (idle_ > 0) {
-    --idle_;
-    ++wakeups_;
-    wake = true;
-  } else if (started_ < max_workers_) {
-    spawn_locked();
+// Under mu_: queues `task` and finds it a worker: an available one,
+// claimed (returns true when it is a sleeper, which the caller wakes after
+// releasing mu_); else a new one while there is room for one; else a busy
+// one once it is free. The claim comes after the push, as in
+// try_execute_unlocked: a worker registering as available at the same
+// time either is claimed or sees the task. The first worker starts before
+// the push, so that if it cannot start the task is not queued (and no
+// claim is needed: it looks at the queue under mu_ once it runs).
+bool ThreadPoolExecutor::hand_over_locked(TaskPtr& task) {
+  const int started = started_.load(std::memory_order_relaxed);
+  if (started == 0) spawn_locked();
+  push(task.release());
+  if (max_queue_size_ != 0) ++queued_;
+  if (started == 0) return false;
+  uint64_t claimed = claim_available();
+  if (claimed == 0 && started < max_workers_ && !shutdown_ && !broken_) spawn_locked();
+  return claimed == kSleeper;
+}
+
+// The common case, without mu_: an unbounded pool whose workers have all
+// started. Returns false (task untouched) when the caller must take mu_.
+bool ThreadPoolExecutor::try_execute_unlocked(TaskPtr& task) {
+  if (max_queue_size_ != 0 || started_.load(std::memory_order_acquire) < max_workers_) {
+    return false;
   }
-  link_locked(task.release());
-  return wake;
+  {
+    std::lock_guard<SpinLock> lock(submit_mu_);
+    check_accepting_locked();
+    ++submitted_;
+    push(task.release());
+  }
+  // Claimed after the push: a claimed poller looks at the queue after the
+  // claim, so it finds the task (or a worker took it already).
+  if (claim_available() == kSleeper) wake_sleeper();
+  return true;
 }
 
 void ThreadPoolExecutor::execute(TaskPtr task) {
+  if (!try_execute_unlocked(task)) execute_locked(task, nullptr);
+}
+
+void ThreadPoolExecutor::execute_without_blocking(TaskPtr task,
+                                                  absl::AnyInvocable<void()> on_admitted) {
+  if (try_execute_unlocked(task) || execute_locked(task, &on_admitted)) {
+    if (on_admitted) on_admitted();
+  }
+}
+
+// The submit path under mu_: while workers are still to be started, and
+// for bounded pools. When the queue is full, parks the task if
+// `on_admitted` is given (returns false: the worker that makes room admits
+// it), else waits for room. Returns true once the task is queued.
+bool ThreadPoolExecutor::execute_locked(TaskPtr& task, absl::AnyInvocable<void()>* on_admitted) {
   bool wake;
   {
     std::unique_lock<QueueMutex> lock(mu_);
     check_accepting_locked();
     if (!room_locked()) {
+      if (on_admitted != nullptr) {
+        // The queue is full, so workers exist and are busy: one of them
+        // admits the task when it takes the next one off the queue.
+        parked_.push_back(Parked{task.release(), std::move(*on_admitted)});
+        std::lock_guard<SpinLock> submit_lock(submit_mu_);
+        ++submitted_;
+        return false;
+      }
       ++room_waiters_;
       room_cv_.wait(lock, [&] { return shutdown_ || broken_ || room_locked(); });
       --room_waiters_;
       check_accepting_locked();
     }
-    wake = enqueue_locked(task);
+    wake = hand_over_locked(task);
+    std::lock_guard<SpinLock> submit_lock(submit_mu_);
     ++submitted_;
   }
-  if (wake) work_cv_.notify_one();
-}
-
-void ThreadPoolExecutor::execute_without_blocking(TaskPtr task,
-                                                  absl::AnyInvocable<void()> on_admitted) {
-  bool wake;
-  {
-    std::lock_guard<QueueMutex> lock(mu_);
-    check_accepting_locked();
-    if (!room_locked()) {
-      // The queue is full, so workers exist and are busy: one of them
-      // admits the task when it takes the next one off the queue.
-      parked_.push_back(Parked{task.release(), std::move(on_admitted)});
-      ++submitted_;
-      return;
-    }
-    wake = enqueue_locked(task);
-    ++submitted_;
-  }
-  if (wake) work_cv_.notify_one();
-  if (on_admitted) on_admitted();
+  if (wake) wake_sleeper();
+  return true;
 }
 
 void ThreadPoolExecutor::worker_main(int index) {
@@ -215,27 +322,15 @@ void ThreadPoolExecutor::worker_main(int index) {
   std::unique_lock<QueueMutex> lock(mu_);
   bool spun = false;
   for (;;) {
-    if (Task* task = unlink_locked()) {
+    bool retry;
+    if (Task* task = pop_locked(retry)) {
       spun = false;
       ++running_;
-      // Taking a task frees a queue slot: it goes to the oldest parked task
-      // first, else to a blocked submitter.
-      absl::AnyInvocable<void()> admitted;
-      bool wake_worker = false;
-      bool wake_submitter = false;
-      if (!parked_.empty()) {
-        Parked p = std::move(parked_.front());
-        parked_.pop_front();
-        TaskPtr next(p.task);
-        wake_worker = enqueue_locked(next);
-        admitted = std::move(p.on_admitted);
-      } else if (room_waiters_ > 0) {
-        wake_submitter = true;
+      if (max_queue_size_ != 0) {
+        make_room_locked(lock);
+      } else {
+        lock.unlock();
       }
-      lock.unlock();
-      if (wake_worker) work_cv_.notify_one();
-      if (wake_submitter) room_cv_.notify_one();
-      if (admitted) admitted();
       // No lock while the task runs, nor while it is destroyed: both run
       // user code, which may submit more work.
       bool ran = task->run();
@@ -249,38 +344,61 @@ void ThreadPoolExecutor::worker_main(int index) {
       }
       continue;
     }
+    if (retry) {
+      // A submit is between its exchange and its link, a few instructions
+      // unless it was preempted there: let it run.
+      lock.unlock();
+      std::this_thread::yield();
+      lock.lock();
+      continue;
+    }
     if (shutdown_ || broken_) break;
-    // Spin once between sleeps. A spinning worker counts as available: a
-    // submit that sees spinning_ > claims_ claims it (no wake, no new
-    // worker), and the spinner then loops back to the queue. At most
-    // max_spinners_ spin at once: a spinner burns a core that the loop
-    // thread, or a worker with real work, may need (on 2 cores, letting
-    // both workers of W3's fan-out spin made it up to 3x slower than one).
+    // Poll once between sleeps. A poller counts as available: a submit
+    // claims it (no wake, no new worker), and the poller then looks at the
+    // queue again, claimed or not (an unclaimed one also sees a task pushed
+    // while it registered). At most max_spinners_ poll at once: a poller
+    // burns a core that the loop thread, or a worker with real work, may
+    // need (on 2 cores, letting both workers of W3's fan-out poll made it
+    // up to 3x slower than one).
     if (!spun && spinning_ < max_spinners_) {
       spun = true;
       ++spinning_;
+      available_.fetch_add(kSpinner, std::memory_order_seq_cst);
       lock.unlock();
-      for (int i = 0; i < kSpinIterations; ++i) {
-        if (queued_hint_.load(std::memory_order_relaxed) != 0) break;
-        cpu_relax();
-      }
+      for (int i = 0; i < kSpinIterations && queue_looks_empty(); ++i) cpu_relax();
+      unclaim(kSpinner);
       lock.lock();
       --spinning_;
-      if (claims_ > 0) {
-        --claims_;
-        continue;
-      }
-      if (head_ != nullptr) continue;
+      continue;
     }
     spun = false;
-    ++idle_;
-    work_cv_.wait(lock, [&] { return wakeups_ > 0 || shutdown_ || broken_; });
-    if (wakeups_ > 0) {
-      --wakeups_;  // the submitter that left it already took us off idle_
-    } else {
-      --idle_;
-    }
+    lock.unlock();
+    sleep();
+    lock.lock();
   }
+}
+
+// Bounded pools: a worker took a task off the queue, which frees a slot:
+// it goes to the oldest parked task first, else to a blocked submitter.
+// Releases mu_.
+void ThreadPoolExecutor::make_room_locked(std::unique_lock<QueueMutex>& lock) {
+  --queued_;
+  absl::AnyInvocable<void()> admitted;
+  bool wake_worker = false;
+  bool wake_submitter = false;
+  if (!parked_.empty()) {
+    Parked p = std::move(parked_.front());
+    parked_.pop_front();
+    TaskPtr next(p.task);
+    wake_worker = hand_over_locked(next);
+    admitted = std::move(p.on_admitted);
+  } else if (room_waiters_ > 0) {
+    wake_submitter = true;
+  }
+  lock.unlock();
+  if (wake_worker) wake_sleeper();
+  if (wake_submitter) room_cv_.notify_one();
+  if (admitted) admitted();
 }
 
 // Python's _initializer_failed: mark the pool broken and fail everything
@@ -290,13 +408,16 @@ void ThreadPoolExecutor::break_pool(std::exception_ptr cause) {
   std::deque<Parked> parked;
   {
     std::lock_guard<QueueMutex> lock(mu_);
+    std::lock_guard<SpinLock> submit_lock(submit_mu_);
     broken_ = true;
-    while (Task* t = unlink_locked()) queued.push_back(t);
+    // No push is half done: submits push under submit_mu_, workers under mu_.
+    bool retry;
+    while (Task* t = pop_locked(retry)) queued.push_back(t);
     parked.swap(parked_);
+    queued_ = 0;
     failed_ += queued.size() + parked.size();
   }
-  work_cv_.notify_all();
-  room_cv_.notify_all();
+  stop_workers();
   std::exception_ptr error = std::make_exception_ptr(BrokenExecutorError(
       "A thread initializer failed, the thread pool is not usable anymore: " +
       describe_exception(cause)));
@@ -316,15 +437,18 @@ ShutdownReport ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
   std::deque<Parked> parked;
   {
     std::lock_guard<QueueMutex> lock(mu_);
+    std::lock_guard<SpinLock> submit_lock(submit_mu_);
     shutdown_ = true;
     if (cancel_futures) {
-      while (Task* t = unlink_locked()) queued.push_back(t);
+      // No push is half done: submits push under submit_mu_, workers under mu_.
+      bool retry;
+      while (Task* t = pop_locked(retry)) queued.push_back(t);
       parked.swap(parked_);
+      queued_ = 0;
       cancelled_ += queued.size() + parked.size();
     }
   }
-  work_cv_.notify_all();
-  room_cv_.notify_all();
+  stop_workers();
   for (Task* t : queued) {
     t->cancel();
     t->dispose();
@@ -353,13 +477,15 @@ ShutdownReport ThreadPoolExecutor::shutdown(bool wait, bool cancel_futures) {
 }
 
 ShutdownReport ThreadPoolExecutor::snapshot_locked() const {
+  std::lock_guard<SpinLock> submit_lock(submit_mu_);
   ShutdownReport r;
   r.submitted = submitted_;
   r.completed = completed_;
   r.cancelled = cancelled_;
   r.failed = failed_;
   r.running = running_;
-  r.queued = queued_ + parked_.size();
+  // Queued or parked: everything accepted and not yet taken by a worker.
+  r.queued = submitted_ - completed_ - cancelled_ - failed_ - running_;
   return r;
 }
 
@@ -368,14 +494,10 @@ ShutdownReport ThreadPoolExecutor::stats() const {
   return snapshot_locked();
 }
 
-int ThreadPoolExecutor::thread_count() const {
-  std::lock_guard<QueueMutex> lock(mu_);
-  return started_;
-}
+int ThreadPoolExecutor::thread_count() const { return started_.load(std::memory_order_acquire); }
 
 int ThreadPoolExecutor::idle_workers() const {
-  std::lock_guard<QueueMutex> lock(mu_);
-  return idle_;
+  return static_cast<int>(available_.load(std::memory_order_acquire) / kSleeper);
 }
 
 bool ThreadPoolExecutor::broken() const {

@@ -26,8 +26,14 @@
 // Costs: submit takes the task (callable + arguments) and its future's
 // shared state from recycled memory (futures/internal/recycler.h: blocks
 // freed on a worker come back to the submitting thread in batches, without
-// the malloc arena lock); the queue is intrusive. Marking a task running
-// and completing a future nobody waits on take no lock (an atomic status
+// the malloc arena lock); the queue is intrusive. Once every worker has
+// started, an unbounded pool's submit does not take the workers' lock: it
+// links the task in with one atomic exchange (the queue is lock-free on
+// the submitting side) under a spin lock that only submitters and shutdown
+// take, then hands the task to a polling worker if one is free, else wakes
+// a sleeping one, else leaves it to the busy workers (when all are busy,
+// a submit touches nothing the workers write). Marking a task running and
+// completing a future nobody waits on take no lock (an atomic status
 // word). No lock is held while a task runs. A submit that wakes a sleeping
 // worker costs one futex wake; one worker per two cores polls the queue
 // briefly before it sleeps, so a steady stream of tasks mostly avoids that
@@ -41,13 +47,14 @@
 #ifndef EDDY_EXECUTOR_THREAD_POOL_EXECUTOR_H_
 #define EDDY_EXECUTOR_THREAD_POOL_EXECUTOR_H_
 
-#include <atomic>
 #include <pthread.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -123,27 +130,10 @@ class ThreadPoolExecutor final : public Executor {
     absl::AnyInvocable<void()> on_admitted;
   };
 
-  void worker_main(int index);
-  void check_accepting_locked() const;
-  bool room_locked() const { return max_queue_size_ == 0 || (queued_ < max_queue_size_ && parked_.empty()); }
-  bool enqueue_locked(TaskPtr& task);
-  void link_locked(Task* task);
-  Task* unlink_locked();
-  void spawn_locked();
-  void break_pool(std::exception_ptr error);
-  ShutdownReport snapshot_locked() const;
-  bool on_pool_thread() const;
-
-  const int max_workers_;
-  const size_t max_queue_size_;
-  const std::string thread_name_prefix_;
-  const absl::AnyInvocable<void() const> initializer_;
-  const int max_spinners_;  // workers allowed to poll the queue at once
-
   // glibc's adaptive mutex: a contended lock spins briefly before it
-  // sleeps in the kernel. The queue lock is held for a few dozen
-  // instructions at a time, so the producer and the workers mostly get it
-  // without a futex round trip (W1: 3 threads on one lock).
+  // sleeps in the kernel. The workers' lock is held for a few dozen
+  // instructions at a time, so they mostly get it without a futex round
+  // trip.
   class QueueMutex {
    public:
     QueueMutex() {
@@ -164,32 +154,127 @@ class ThreadPoolExecutor final : public Executor {
     pthread_mutex_t mu_;
   };
 
+  // A test-and-test-and-set lock, for submit_mu_: held for a few dozen
+  // instructions, by submitters (one, usually) and the rare shutdown. Two
+  // plain atomic operations where a pthread mutex call costs ~30
+  // instructions each way.
+  class SpinLock {
+   public:
+    void lock() {
+      while (locked_.exchange(true, std::memory_order_acquire)) {
+        while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
+      }
+    }
+    void unlock() { locked_.store(false, std::memory_order_release); }
+
+   private:
+    std::atomic<bool> locked_{false};
+  };
+
+  // The queue's permanent node (see push()); never run.
+  class Stub final : public Task {
+   public:
+    bool run() noexcept override { return false; }
+    void cancel() noexcept override {}
+    void fail(std::exception_ptr) noexcept override {}
+    void dispose() noexcept override {}
+  };
+
+  // available_ packs the workers a submit may hand its task to without
+  // starting one: pollers (spinning) in the low half, sleepers in the high
+  // half, each counted until a submit claims it.
+  static constexpr uint64_t kSpinner = 1;
+  static constexpr uint64_t kSleeper = uint64_t{1} << 32;
+
+  // Task::next_, the queue link: written by a submitter, read by workers.
+  static std::atomic_ref<Task*> link(Task* task) { return std::atomic_ref<Task*>(task->next_); }
+
+  void worker_main(int index);
+  void check_accepting_locked() const {
+    if (shutdown_ || broken_) [[unlikely]] throw_not_accepting();
+  }
+  [[noreturn]] void throw_not_accepting() const;
+  bool room_locked() const { return max_queue_size_ == 0 || (queued_ < max_queue_size_ && parked_.empty()); }
+  bool try_execute_unlocked(TaskPtr& task);
+  bool execute_locked(TaskPtr& task, absl::AnyInvocable<void()>* on_admitted);
+  bool hand_over_locked(TaskPtr& task);
+  void push(Task* task);
+  Task* pop_locked(bool& retry);
+  bool queue_looks_empty() const { return back_.load(std::memory_order_seq_cst) == &stub_; }
+  uint64_t claim_available();
+  bool unclaim(uint64_t kind);
+  void make_room_locked(std::unique_lock<QueueMutex>& lock);
+  void wake_sleeper();
+  void sleep();
+  void stop_workers();
+  void spawn_locked();
+  void break_pool(std::exception_ptr error);
+  ShutdownReport snapshot_locked() const;
+  bool on_pool_thread() const;
+
+  const int max_workers_;
+  const size_t max_queue_size_;
+  const std::string thread_name_prefix_;
+  const absl::AnyInvocable<void() const> initializer_;
+  const int max_spinners_;  // workers allowed to poll the queue at once
+
+  // Lock order: mu_, then submit_mu_, then sleep_mu_. The fields are
+  // grouped by who writes them, 64 bytes of padding between groups, so
+  // that a submit does not miss in the cache on the workers' counters.
+  // (Padding, not alignas: pools live on stacks too, which ASan's fake
+  // stack does not over-align.)
+  using Pad = std::byte[64];
+
+  // Submitters. submit_mu_ orders submits against shutdown and break_pool,
+  // so that a submit either fails or links its task in before the workers
+  // can see shutdown_ and exit.
+  mutable SpinLock submit_mu_;
+  uint64_t submitted_ = 0;          // guarded by submit_mu_
+  // Written under mu_ and submit_mu_ both, so either lock reads them.
+  bool shutdown_ = false;
+  bool broken_ = false;
+  // Guarded by mu_; read without it by submits, to skip mu_ once it has
+  // reached max_workers_ (it never decreases).
+  std::atomic<int> started_{0};
+
+  // The queue: Vyukov's intrusive multi-producer queue through Task::next_.
+  // Submitters link tasks in at back_ without a lock; workers take them
+  // from front_ under mu_. stub_ keeps the list from ever being empty, so a
+  // push never touches front_.
+  Pad pad1_{};
+  std::atomic<Task*> back_;
+  Stub stub_;
+
+  // Written by workers as they start and stop polling or sleeping, and by
+  // submits that claim one of them (decremented: two quick submits never
+  // count the same worker twice). A claimed poller looks at the queue when
+  // it stops polling; a claimed sleeper gets a token in wakeups_.
+  Pad pad2_{};
+  std::atomic<uint64_t> available_{0};
+
+  // Workers. mu_ guards taking tasks off the queue, the counters and the
+  // worker bookkeeping; submits take it only while workers are still being
+  // started, or when the queue is bounded.
+  Pad pad3_{};
   mutable QueueMutex mu_;
-  std::condition_variable_any work_cv_;  // workers wait here for wakeups_
-  std::condition_variable_any room_cv_;  // blocked submitters wait for room
-  // The queue: an intrusive FIFO through Task::next_. Guarded by mu_.
-  Task* head_ = nullptr;
-  Task* tail_ = nullptr;
-  size_t queued_ = 0;
-  std::deque<Parked> parked_;       // waiting for room; guarded by mu_
-  // Idle accounting: a submit that finds idle_ > 0 claims one idle worker
-  // (idle_ -= 1) and leaves it a wake-up token, so two quick submits never
-  // count the same sleeping worker twice and start a thread when needed.
-  int idle_ = 0;                    // guarded by mu_
-  int wakeups_ = 0;                 // guarded by mu_
-  int spinning_ = 0;                // workers polling before sleep; guarded by mu_
-  int claims_ = 0;                  // spinners claimed by submits; <= spinning_
-  std::atomic<size_t> queued_hint_{0};  // queued_, readable without mu_ by spinners
-  int room_waiters_ = 0;            // guarded by mu_
-  bool shutdown_ = false;           // guarded by mu_
-  bool broken_ = false;             // guarded by mu_
-  std::vector<std::thread> threads_;  // guarded by mu_; joined under join_mu_
-  int started_ = 0;                 // guarded by mu_; never decreases
-  uint64_t submitted_ = 0;          // counters guarded by mu_
-  uint64_t completed_ = 0;
+  Task* front_;                     // guarded by mu_
+  uint64_t completed_ = 0;          // counters guarded by mu_
   uint64_t cancelled_ = 0;
   uint64_t failed_ = 0;
   uint64_t running_ = 0;
+  int spinning_ = 0;                // workers polling; guarded by mu_
+  int room_waiters_ = 0;            // guarded by mu_
+  size_t queued_ = 0;               // bounded pools only; guarded by mu_
+  std::deque<Parked> parked_;       // waiting for room; guarded by mu_
+  std::vector<std::thread> threads_;  // guarded by mu_; joined under join_mu_
+  std::condition_variable_any room_cv_;  // blocked submitters wait for room
+
+  // Sleepers wait on work_cv_ for a wake-up token.
+  Pad pad4_{};
+  std::mutex sleep_mu_;
+  int wakeups_ = 0;                 // guarded by sleep_mu_
+  bool stopping_ = false;           // guarded by sleep_mu_: sleepers wake for good
+  std::condition_variable work_cv_;
 
   // Serialises joining, so concurrent waiting shutdowns all return after
   // every worker has exited. Never taken by a worker.
