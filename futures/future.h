@@ -33,7 +33,6 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
-#include <optional>
 #include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <string>
@@ -237,7 +236,8 @@ class FutureState : public Recycled {
   void waiter_to_callback() {
     Waiter w = std::exchange(waiter_, Waiter{});
     first_callback_ = [this, w](Future<T>&) mutable {
-      // Run inline because the loop is gone: so is the frame.
+      // Callbacks run inline only once the loop is gone, and the frame
+      // with it: then there is nothing to resume.
       if (scheduler() != nullptr) w();
     };
   }

@@ -288,10 +288,10 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     }
   }
 
-  struct NoValues {};
+  struct Unused {};
   using Values = std::conditional_t<kEager && !std::is_void_v<T>,
-                                    std::vector<std::optional<MultiValue<T>>>, NoValues>;
-  using Slots = std::conditional_t<kEager, NoValues, std::vector<HeldState<T>>>;
+                                    std::vector<std::optional<MultiValue<T>>>, Unused>;
+  using Slots = std::conditional_t<kEager, Unused, std::vector<HeldState<T>>>;
 
   FutureState<Result>* result_;  // one reference, released in the destructor
   [[no_unique_address]] Values values_;  // copyable T: in input order, filled on arrival

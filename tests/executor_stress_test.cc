@@ -16,14 +16,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "gtest/gtest.h"
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define EDDY_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define EDDY_SANITIZED 1
-#endif
-#endif
+#include "tests/executor_test_util.h"
 
 namespace eddy {
 namespace {

@@ -9,6 +9,16 @@
 #include <mutex>
 #include <thread>
 
+// Defined in sanitizer builds (TSan, ASan), where stress tests run fewer
+// rounds: the instrumented code is several times slower.
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define EDDY_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define EDDY_SANITIZED 1
+#endif
+#endif
+
 namespace eddy::testing {
 
 // Closed until open(); wait() blocks until then. Also counts the threads

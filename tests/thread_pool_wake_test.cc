@@ -18,14 +18,6 @@
 #include "gtest/gtest.h"
 #include "tests/executor_test_util.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define EDDY_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define EDDY_SANITIZED 1
-#endif
-#endif
-
 namespace eddy {
 namespace {
 
