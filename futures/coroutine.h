@@ -62,10 +62,12 @@ namespace internal {
 inline constexpr int kMaxEagerDepth = 64;
 inline thread_local int eager_depth = 0;
 
-// The part of every eddy coroutine promise that awaiters talk to.
-class PromiseBase {
+// The part of every eddy coroutine promise that awaiters talk to. It is
+// the coroutine's CoroutineWaiter: a future it awaits posts resume(this).
+class PromiseBase : public CoroutineWaiter {
  public:
   PromiseBase() {
+    resume = &resume_waiter;
     if (Scheduler* s = Scheduler::current()) {
       anchor_ = s->anchor();
       anchor_->add_ref();
@@ -88,17 +90,27 @@ class PromiseBase {
   // Called by an awaiter just before the coroutine suspends on something
   // that will resume it: the loop owns the frame until resume, and
   // cancelling the coroutine's future calls `cancel(ctx)`.
+  //
+  // The frame joins the loop's owned list at its first such suspension and
+  // stays there until it is destroyed (every await on one list walk would
+  // cost more than the await's own work); `suspended_` tells the loop, if it
+  // goes away, whether the frame is waiting on one of eddy's awaiters (then
+  // it is destroyed) or running or suspended elsewhere (then it is left
+  // alone, as a frame the loop never owned).
   void on_suspend(std::coroutine_handle<> frame, void (*cancel)(void*), void* ctx) {
     end_eager();
     frame_ = frame;
-    if (Scheduler* s = scheduler()) s->own(&node_);
-    arm_cancel(cancel, ctx);
+    suspended_ = true;
+    if (!node_.linked()) {
+      if (Scheduler* s = scheduler()) s->own(&node_);
+    }
+    if (cancel_hook_ != nullptr) *cancel_hook_ = CancelHook{cancel, ctx};
   }
 
   // Called by an awaiter's resume path, on the loop thread.
   void on_resume() {
-    Scheduler::disown(&node_);
-    arm_cancel(nullptr, nullptr);
+    suspended_ = false;
+    if (cancel_hook_ != nullptr) *cancel_hook_ = CancelHook{};
   }
 
   std::coroutine_handle<> frame() const { return frame_; }
@@ -116,18 +128,34 @@ class PromiseBase {
   }
 
  protected:
-  virtual void arm_cancel(void (*cancel)(void*), void* ctx) = 0;
+  // Where on_suspend() arms the cancellation of the coroutine's future:
+  // its state's cancel hook, which outlives the promise's every await.
+  void set_cancel_hook_slot(CancelHook* slot) { cancel_hook_ = slot; }
 
  private:
   struct Node : OwnedNode {
     PromiseBase* owner;
   };
-  // The loop is going away with this coroutine suspended on it.
-  static void drop_frame(OwnedNode* node) { static_cast<Node*>(node)->owner->frame_.destroy(); }
+  // A future this coroutine awaits as its waiter completed (on the loop,
+  // which is alive, so the frame is too).
+  static void resume_waiter(void* self) {
+    auto* p = static_cast<PromiseBase*>(static_cast<CoroutineWaiter*>(self));
+    p->on_resume();
+    p->frame_.resume();
+  }
+
+  // The loop is going away: a coroutine suspended on one of eddy's
+  // awaiters goes with it (see on_suspend).
+  static void drop_frame(OwnedNode* node) {
+    PromiseBase* p = static_cast<Node*>(node)->owner;
+    if (p->suspended_) p->frame_.destroy();
+  }
 
   SchedulerAnchor* anchor_ = nullptr;
+  CancelHook* cancel_hook_ = nullptr;
   Node node_;
   std::coroutine_handle<> frame_;
+  bool suspended_ = false;
   bool counted_eager_ = false;
 };
 
@@ -196,7 +224,9 @@ class FuturePromiseBase : public PromiseBase {
   // this constructor from the coroutine), so an exception it leaves
   // unretrieved is logged naming the coroutine.
   explicit FuturePromiseBase(SourceLocation where = SourceLocation::current())
-      : result_(where) {}
+      : result_(where) {
+    this->set_cancel_hook_slot(&state()->cancel_hook());
+  }
 
   Future<T> get_return_object() { return result_; }
 
@@ -239,10 +269,6 @@ class FuturePromiseBase : public PromiseBase {
   FutureState<T>* state() { return FutureAccess::state(result_); }
 
  private:
-  void arm_cancel(void (*cancel)(void*), void* ctx) override {
-    state()->set_cancel_hook(CancelHook{cancel, ctx});
-  }
-
   Future<T> result_;
 };
 
@@ -283,7 +309,9 @@ class FutureAwaiter {
     FutureState<T>* state = FutureAccess::state(future_);
     if (PromiseBase* p = eddy_promise(h)) {
       p->on_suspend(h, &cancel_awaited, state);
-      if (!state->try_set_waiter(&resume_direct, p, p->anchor())) state->add_callback(Resumer(p));
+      if (!state->try_set_waiter(p, p->anchor())) [[unlikely]] {
+        resume_by_callback(state, p);
+      }
     } else {
       state->add_callback([h](Future<T>&) { h.resume(); });
     }
@@ -300,12 +328,9 @@ class FutureAwaiter {
   }
 
  private:
-  // The future's direct waiter (FutureState::try_set_waiter): runs on the
-  // loop, which is alive, so the frame is too.
-  static void resume_direct(void* promise) {
-    PromiseBase* p = static_cast<PromiseBase*>(promise);
-    p->on_resume();
-    p->frame().resume();
+  // Out of line: the common await above keeps a small frame.
+  [[gnu::noinline]] static void resume_by_callback(FutureState<T>* state, PromiseBase* p) {
+    state->add_callback(Resumer(p));
   }
 
   static void cancel_awaited(void* state) {

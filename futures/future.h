@@ -77,6 +77,13 @@ struct CancelHook {
   void* ctx = nullptr;
 };
 
+// A coroutine suspended on a future (FutureState::try_set_waiter): when the
+// future completes it posts resume(this) to its loop. The coroutine's
+// promise is one, so the future stores a single pointer.
+struct CoroutineWaiter {
+  void (*resume)(void* self) = nullptr;
+};
+
 [[noreturn]] void throw_wrong_thread(const char* op);
 [[noreturn]] void throw_no_state(const char* op);
 [[noreturn]] void throw_invalid(const char* op, const char* why);
@@ -96,8 +103,12 @@ class FutureState : public Recycled {
     }
   }
   ~FutureState() {
-    if (status_ == FutureStatus::kValue) value_.~Stored<T>();
-    if (status_ == FutureStatus::kException && !retrieved_) log_unretrieved(error_, created_);
+    if (status_ == FutureStatus::kValue) {
+      value_.~Stored<T>();
+    } else if (status_ == FutureStatus::kException) [[unlikely]] {
+      if (!retrieved_) log_unretrieved(error_, created_);
+      error_.~exception_ptr();
+    }
     if (anchor_ != nullptr) anchor_->release();
   }
 
@@ -132,7 +143,7 @@ class FutureState : public Recycled {
   }
   bool try_set_exception(std::exception_ptr e) {
     if (done()) return false;
-    error_ = std::move(e);
+    std::construct_at(&error_, std::move(e));
     status_ = FutureStatus::kException;
     cancel_hook_ = {};
     complete();
@@ -151,7 +162,7 @@ class FutureState : public Recycled {
 
   void add_callback(Callback cb) {
     // A coroutine waiter registered earlier keeps its place in the order.
-    if (waiter_.resume != nullptr) waiter_to_callback();
+    if (waiter_ != nullptr) waiter_to_callback();
     // The first callback lives in the state itself: the common single
     // callback costs no allocation beyond the state.
     if (!first_callback_) {
@@ -164,7 +175,7 @@ class FutureState : public Recycled {
   }
 
   // A suspended coroutine waiting for this future, registered in place of a
-  // callback: on completion `resume(ctx)` is posted to the loop as it is,
+  // callback: on completion `w->resume(w)` is posted to the loop as it is,
   // without the callback machinery (the per-turn run of every callback, a
   // closure owning the state). It is the common await, so it is worth a
   // path of its own.
@@ -174,12 +185,12 @@ class FutureState : public Recycled {
   // destroys the coroutine's frame when it goes away, and drops queued
   // resumes unrun, so a posted resume never outlives its frame. Returns
   // false (and changes nothing) otherwise; the caller then adds a callback.
-  bool try_set_waiter(void (*resume)(void*), void* ctx, SchedulerAnchor* anchor) {
-    if (done() || first_callback_ || waiter_.resume != nullptr || anchor_ == nullptr ||
+  bool try_set_waiter(CoroutineWaiter* w, SchedulerAnchor* anchor) {
+    if (done() || first_callback_ || waiter_ != nullptr || anchor_ == nullptr ||
         anchor != anchor_ || anchor_->get() == nullptr) {
       return false;
     }
-    waiter_ = Waiter{resume, ctx};
+    waiter_ = w;
     return true;
   }
 
@@ -191,7 +202,7 @@ class FutureState : public Recycled {
   // not throw. Only as the first callback; after others it is an ordinary
   // callback, which keeps the order of registration.
   void add_inline_callback(Callback cb) {
-    if (done() || first_callback_ || waiter_.resume != nullptr) {
+    if (done() || first_callback_ || waiter_ != nullptr) {
       add_callback(std::move(cb));
       return;
     }
@@ -200,26 +211,25 @@ class FutureState : public Recycled {
   }
 
   FutureStatus status() const { return status_; }
+  // For a loop that polls one future after every turn (run_sync).
+  const FutureStatus& status_ref() const { return status_; }
   Stored<T>& value() { return value_; }
+  // Only while status() is kException.
   const std::exception_ptr& error() const { return error_; }
   void mark_retrieved() { retrieved_ = true; }
   void set_cancel_hook(CancelHook hook) { cancel_hook_ = hook; }
+  // Reset whenever the future completes; a coroutine arms it in place.
+  CancelHook& cancel_hook() { return cancel_hook_; }
   const SourceLocation& created() const { return created_; }
   Scheduler* scheduler() const { return anchor_ != nullptr ? anchor_->get() : nullptr; }
 
  private:
-  struct Waiter {
-    void (*resume)(void*) = nullptr;
-    void* ctx = nullptr;
-    void operator()() { resume(ctx); }
-  };
-
   void complete() {
-    if (waiter_.resume != nullptr) [[likely]] {
-      Waiter w = std::exchange(waiter_, Waiter{});
+    if (waiter_ != nullptr) [[likely]] {
+      CoroutineWaiter* w = std::exchange(waiter_, nullptr);
       // With its loop gone, the waiting frame is gone too (see
       // try_set_waiter): nothing to resume.
-      if (Scheduler* s = scheduler()) s->post(w);
+      if (Scheduler* s = scheduler()) s->post_resume(w->resume, w);
       return;
     }
     if (inline_first_) [[unlikely]] {
@@ -234,11 +244,11 @@ class FutureState : public Recycled {
   // Another callback arrives after a coroutine waiter: the waiter becomes
   // an ordinary first callback, so that the order of registration holds.
   void waiter_to_callback() {
-    Waiter w = std::exchange(waiter_, Waiter{});
-    first_callback_ = [this, w](Future<T>&) mutable {
+    CoroutineWaiter* w = std::exchange(waiter_, nullptr);
+    first_callback_ = [this, w](Future<T>&) {
       // Callbacks run inline only once the loop is gone, and the frame
       // with it: then there is nothing to resume.
-      if (scheduler() != nullptr) w();
+      if (scheduler() != nullptr) w->resume(w);
     };
   }
 
@@ -265,8 +275,8 @@ class FutureState : public Recycled {
   [[gnu::noinline]] void destroy() { delete this; }
 
   // Compact, and what every step of a future's life touches first (a
-  // multi() over a million futures walks them all several times): 128 bytes
-  // for a Future<int64_t>.
+  // multi() over a million futures walks them all several times): 96 bytes
+  // for a Future<int64_t> (where SourceLocation is one pointer).
   uint32_t refs_ = 1;
   FutureStatus status_ = FutureStatus::kPending;
   bool retrieved_ = false;
@@ -277,13 +287,13 @@ class FutureState : public Recycled {
   // Invariant: more_callbacks_ is empty (or null) whenever first_callback_ is.
   // (AnyInvocable is 16-byte aligned: here it needs no padding.)
   Callback first_callback_;
-  Waiter waiter_;  // at most one; never together with callbacks
+  CoroutineWaiter* waiter_ = nullptr;  // at most one; never together with callbacks
   union {
-    Stored<T> value_;  // alive exactly when status_ == kValue
+    Stored<T> value_;          // alive exactly when status_ == kValue
+    std::exception_ptr error_;  // alive exactly when status_ == kException
   };
   std::unique_ptr<std::vector<Callback>> more_callbacks_;
   CancelHook cancel_hook_;
-  std::exception_ptr error_;
   SourceLocation created_;
 };
 

@@ -311,13 +311,19 @@ Future<Result> start_multi(Container& children, QuietExceptions quiet,
                            SourceLocation where) {
   auto* block = new MultiBlock<T, Result>(children.size(), std::move(quiet), where);
   BlockRef<MultiBlock<T, Result>> setup(block);
+  // `children` is multi()'s own copy: each handle is released right after
+  // its child is watched, while the child's state is in cache, instead of
+  // in one more walk over every child when the container is destroyed
+  // (at a million children, a cache miss per child).
   size_t i = 0;
   for (auto& child : children) {
     if constexpr (requires { typename Container::mapped_type; }) {
       block->add_key(child.first);
-      block->watch(i++, child.second);
+      auto taken = std::move(child.second);
+      block->watch(i++, taken);
     } else {
-      block->watch(i++, child);
+      auto taken = std::move(child);
+      block->watch(i++, taken);
     }
   }
   Future<Result> result = block->result();

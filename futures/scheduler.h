@@ -92,6 +92,13 @@ class Scheduler {
   // returning. Called only on the scheduler's thread.
   virtual void post(absl::AnyInvocable<void()> fn) = 0;
 
+  // As post([=] { resume(ctx); }), for the hottest post there is: a
+  // suspended coroutine's resume when the future it awaits completes. Two
+  // words, nothing to destroy, so an implementation may queue them without
+  // building a closure. Like every queued post it is dropped unrun when the
+  // scheduler detaches (the frames it would resume are destroyed then).
+  virtual void post_resume(void (*resume)(void*), void* ctx) { post(Resume{resume, ctx}); }
+
   // The thread-safe door into this scheduler.
   virtual std::shared_ptr<RemoteScheduler> remote() = 0;
 
@@ -112,6 +119,13 @@ class Scheduler {
   static void disown(internal::OwnedNode* node) noexcept;
 
  protected:
+  // post_resume()'s closure, for implementations that build it in place.
+  struct Resume {
+    void (*resume)(void*);
+    void* ctx;
+    void operator()() const { resume(ctx); }
+  };
+
   // Makes `s` (or none) current on the calling thread.
   static void set_current(Scheduler* s) noexcept { current_ = s; }
 

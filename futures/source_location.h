@@ -1,14 +1,15 @@
 // SourceLocation: where a future, callback or timer was created, for log
 // lines ("exception was never retrieved ... created at file:line").
 //
-// std::source_location would do, but clang 14 cannot compile libstdc++ 12's
-// <source_location> (it lacks __builtin_source_location). The builtins
-// below exist in both compilers, cost nothing at run time, and, used as a
-// default argument, record the caller's location:
+// Where the compiler supports std::source_location (g++) it is one pointer
+// inside; clang 14 cannot compile libstdc++ 12's <source_location> (it
+// lacks __builtin_source_location), so there it is three fields filled by
+// builtins that exist in both compilers. Either way it costs nothing at run
+// time and, used as a default argument, records the caller's location:
 //
 //   void add_callback(Fn fn, eddy::SourceLocation where = eddy::SourceLocation::current());
 //
-// Threading: a plain value (pointers to static strings).
+// Threading: a plain value (pointers to static data).
 #ifndef EDDY_FUTURES_SOURCE_LOCATION_H_
 #define EDDY_FUTURES_SOURCE_LOCATION_H_
 
@@ -18,6 +19,35 @@
 #endif
 
 namespace eddy {
+
+#if defined(__cpp_lib_source_location)
+
+// One pointer (to the compiler's static record of the call site), where
+// std::source_location exists (g++): every future, callback and timer
+// carries one.
+class SourceLocation {
+ public:
+  // An empty location: line() == 0.
+  constexpr SourceLocation() = default;
+
+  static constexpr SourceLocation current(
+      std::source_location loc = std::source_location::current()) noexcept {
+    return SourceLocation(loc);
+  }
+
+  // From std::source_location.
+  constexpr SourceLocation(const std::source_location& loc) noexcept  // NOLINT(runtime/explicit)
+      : loc_(loc) {}
+
+  constexpr const char* file_name() const noexcept { return loc_.file_name(); }
+  constexpr const char* function_name() const noexcept { return loc_.function_name(); }
+  constexpr uint_least32_t line() const noexcept { return loc_.line(); }
+
+ private:
+  std::source_location loc_;
+};
+
+#else
 
 class SourceLocation {
  public:
@@ -34,12 +64,6 @@ class SourceLocation {
     return loc;
   }
 
-#if defined(__cpp_lib_source_location)
-  // Where std::source_location exists (g++), it converts.
-  constexpr SourceLocation(const std::source_location& loc) noexcept  // NOLINT(runtime/explicit)
-      : file_(loc.file_name()), function_(loc.function_name()), line_(loc.line()) {}
-#endif
-
   constexpr const char* file_name() const noexcept { return file_; }
   constexpr const char* function_name() const noexcept { return function_; }
   constexpr uint_least32_t line() const noexcept { return line_; }
@@ -49,6 +73,8 @@ class SourceLocation {
   const char* function_ = "";
   uint_least32_t line_ = 0;
 };
+
+#endif
 
 }  // namespace eddy
 

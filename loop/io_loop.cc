@@ -100,8 +100,10 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
   from = SpareBlocks();
 }
 
-// Appends `fn` to `chain`, taking a new block from `spare` when the tail is full.
-inline void chain_push(TaskChain& chain, SpareBlocks& spare, Task&& fn) {
+// Appends a task made from `fn` (a Task, or a callable built into one in
+// place) to `chain`, taking a new block from `spare` when the tail is full.
+template <class F>
+inline void chain_push(TaskChain& chain, SpareBlocks& spare, F&& fn) {
   TaskBlock* b = chain.tail;
   if (b == nullptr || b->full()) [[unlikely]] {
     TaskBlock* fresh = take_block(spare);
@@ -112,7 +114,7 @@ inline void chain_push(TaskChain& chain, SpareBlocks& spare, Task&& fn) {
     }
     chain.tail = b = fresh;
   }
-  ::new (static_cast<void*>(b->slot(b->end))) Task(std::move(fn));
+  ::new (static_cast<void*>(b->slot(b->end))) Task(std::forward<F>(fn));
   ++b->end;
 }
 
@@ -728,7 +730,7 @@ void IOLoop::start() {
   RunScope scope(this, "start");
   for (;;) {
     run_iteration(/*may_block=*/true);
-    if (stop_requested_.exchange(false, std::memory_order_acq_rel)) return;
+    if (take_stop_request()) return;
   }
 }
 
@@ -738,8 +740,9 @@ void IOLoop::stop() {
   if (!in_scheduler_thread()) inbox_->wake();
 }
 
-IOLoop::RunOutcome IOLoop::run_until(absl::FunctionRef<bool()> done,
+IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
                                      std::optional<absl::Duration> timeout) {
+  auto done = [watched] { return watched == nullptr || *watched != internal::FutureStatus::kPending; };
   bool timed_out = false;
   TimeoutHandle timer;
   if (timeout) timer = call_later(*timeout, [&timed_out] { timed_out = true; });
@@ -749,15 +752,14 @@ IOLoop::RunOutcome IOLoop::run_until(absl::FunctionRef<bool()> done,
     ~RemoveTimer() { loop->remove_timeout(*timer); }
   } remove_timer{this, &timer};
   // done() is asked once per iteration: its answer after one iteration is
-  // still its answer before the next (nothing runs in between), and it is
-  // an indirect call on every turn of run_sync's loop.
+  // still its answer before the next (nothing runs in between).
   bool finished = done();
   for (;;) {
     run_iteration(/*may_block=*/!finished && !timed_out);
     finished = done();
     if (finished) return RunOutcome::kDone;
     if (timed_out) return RunOutcome::kTimedOut;
-    if (stop_requested_.exchange(false, std::memory_order_acq_rel)) return RunOutcome::kStopped;
+    if (take_stop_request()) return RunOutcome::kStopped;
   }
 }
 
@@ -1079,6 +1081,16 @@ void IOLoop::post(absl::AnyInvocable<void()> fn) {
     fn = locate(std::move(fn), internal::ActivityKind::kFutureCallback, SourceLocation());
   }
   internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
+}
+
+void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
+  if (closed_) return;
+  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
+    post(Resume{resume, ctx});
+    return;
+  }
+  // Built in its slot: no closure to construct, move and destroy on the way.
+  internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx});
 }
 
 absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()> fn,

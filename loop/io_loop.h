@@ -466,6 +466,7 @@ class IOLoop final : public Scheduler {
   // Scheduler: same-thread post (the add_callback fast path; Futures use
   // it), the cross-thread inbox, and the owner-thread test.
   void post(absl::AnyInvocable<void()> fn) override;
+  void post_resume(void (*resume)(void*), void* ctx) override;
   std::shared_ptr<RemoteScheduler> remote() override;
   bool in_scheduler_thread() const override {
     return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
@@ -504,9 +505,18 @@ class IOLoop final : public Scheduler {
   [[noreturn]] static void throw_stopped();
   [[noreturn]] static void throw_run_sync_timeout(absl::Duration timeout);
 
-  // Runs iterations until done() holds after one (at least one runs, not
-  // waiting if done() already holds), `timeout` passes, or stop() is called.
-  RunOutcome run_until(absl::FunctionRef<bool()> done, std::optional<absl::Duration> timeout);
+  // Runs iterations until `watched` is done after one (at least one runs,
+  // not waiting if it is done already; nullptr: done at once), `timeout`
+  // passes, or stop() is called. The status is read in place (it is asked
+  // after every iteration; a call through a predicate cost more than it).
+  RunOutcome run_until(const internal::FutureStatus* watched,
+                       std::optional<absl::Duration> timeout);
+  // stop() was called: clears the request. A plain load first, since the
+  // exchange is a locked instruction on every turn.
+  bool take_stop_request() {
+    return stop_requested_.load(std::memory_order_relaxed) &&
+           stop_requested_.exchange(false, std::memory_order_acq_rel);
+  }
   void run_iteration(bool may_block);
   // Blocks in epoll for at most `wait_ns` (-1: forever); returns the number
   // of events in events_.
@@ -624,23 +634,23 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
     return finish_run_sync(f, timeout);
   } else if constexpr (std::is_void_v<R>) {
     fn();
-    run_until([] { return true; }, std::nullopt);
+    run_until(nullptr, std::nullopt);
   } else {
     R value = fn();
-    run_until([] { return true; }, std::nullopt);
+    run_until(nullptr, std::nullopt);
     return value;
   }
 }
 
 template <class T>
 T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
-  switch (run_until([&f] { return f.done(); }, timeout)) {
+  switch (run_until(&internal::FutureAccess::state(f)->status_ref(), timeout)) {
     case RunOutcome::kDone:
       break;
     case RunOutcome::kTimedOut:
       // As Tornado: cancel, and give the cancellation one iteration to
       // reach whatever produces the future (a coroutine's pending await).
-      if (f.cancel()) run_until([] { return true; }, std::nullopt);
+      if (f.cancel()) run_until(nullptr, std::nullopt);
       throw_run_sync_timeout(*timeout);
     case RunOutcome::kStopped:
       throw_stopped();

@@ -3,6 +3,7 @@
 // co_await, stack depth, move-only values, destruction with the loop.
 #include "eddy/futures/coroutine.h"
 
+#include <coroutine>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -542,6 +543,49 @@ TEST(CoroutineLifetimeTest, LoopDestroyedWithAResumeQueued) {
   }
   EXPECT_EQ(alive, 0);
   EXPECT_FALSE(result.done());
+}
+
+// An awaitable eddy knows nothing about: it parks the handle for the test
+// to resume by hand.
+struct ForeignAwait {
+  std::coroutine_handle<>* parked;
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> h) noexcept { *parked = h; }
+  void await_resume() const noexcept {}
+};
+
+// The loop keeps a frame from its first await until the frame ends, but
+// destroys it only while it waits on one of eddy's awaiters: a frame parked
+// elsewhere after an earlier await is left alone, as one that never awaited
+// on the loop is, and can still finish.
+TEST(CoroutineLifetimeTest, AFrameParkedOnAForeignAwaitableOutlivesTheLoop) {
+  int alive = 0;
+  bool finished = false;
+  std::coroutine_handle<> parked;
+  Future<int> g;
+  Future<int> result;
+  auto body = [&]() -> Future<int> {
+    Counted c(&alive);
+    int v = co_await g;  // the loop owns the frame while it waits here
+    co_await ForeignAwait{&parked};
+    finished = true;
+    co_return v + 1;
+  };
+  {
+    ManualScheduler loop;
+    g = Future<int>();
+    result = body();
+    g.set_result(1);
+    loop.run_pending();
+    ASSERT_TRUE(parked);
+    EXPECT_EQ(alive, 1);
+  }
+  EXPECT_EQ(alive, 1) << "a frame parked on a foreign awaitable was destroyed with the loop";
+  parked.resume();
+  EXPECT_TRUE(finished);
+  EXPECT_EQ(alive, 0);
+  ASSERT_TRUE(result.done());
+  EXPECT_EQ(result.result(), 2);
 }
 
 // --- Depth. ---

@@ -6,71 +6,19 @@
 #include <utility>
 #include <vector>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define EDDY_RECYCLER_BYPASS 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define EDDY_RECYCLER_BYPASS 1
-#endif
-#endif
-#ifndef EDDY_RECYCLER_BYPASS
-#define EDDY_RECYCLER_BYPASS 0
-#endif
-
 namespace eddy::internal {
+namespace recycler {
+
+constinit thread_local ThreadCache t_cache{};
+
 namespace {
 
-constexpr size_t kClasses = kMaxRecycled / kRecycleGranule;
-// A thread keeps about this many bytes per size class before it hands half
-// of them to the central list, within [kMinLocal, kMaxLocal] blocks.
-constexpr size_t kLocalBytes = 32 * 1024;
-constexpr uint32_t kMinLocal = 32;
-constexpr uint32_t kMaxLocal = 512;
 constexpr size_t kCentralMaxBytes = size_t{4} << 20;
 
-constexpr size_t class_of(size_t size) {
-  return size == 0 ? 0 : (size - 1) / kRecycleGranule;
-}
-constexpr size_t class_size(size_t c) { return (c + 1) * kRecycleGranule; }
-constexpr uint32_t compute_local_max(size_t c) {
-  size_t n = kLocalBytes / class_size(c);
-  return static_cast<uint32_t>(n < kMinLocal ? kMinLocal : n > kMaxLocal ? kMaxLocal : n);
-}
-struct LocalMaxTable {
-  uint32_t v[kClasses];
-  constexpr LocalMaxTable() : v() {
-    for (size_t c = 0; c < kClasses; ++c) v[c] = compute_local_max(c);
-  }
-};
-constexpr LocalMaxTable kLocalMaxTable;
-// No division on the free path: a table lookup.
-constexpr uint32_t local_max(size_t c) { return kLocalMaxTable.v[c]; }
-
-struct FreeBlock {
-  FreeBlock* next;
-};
-
-struct FreeList {
-  FreeBlock* head = nullptr;
-  uint32_t count = 0;
-};
-
-enum : uint8_t { kUnused = 0, kLive = 1, kDead = 2 };
-
-// Trivially destructible, so it stays usable while the thread exits (other
-// thread_local destructors may still free blocks; they go to operator
-// delete once the cache is dead).
 // Fresh blocks are counted per thread and published in batches: an atomic
 // add per fresh block was a tenth of the time of a burst of fresh
 // allocations (a million futures alive at once).
 constexpr uint32_t kFreshBatch = 64;
-
-struct ThreadCache {
-  FreeList lists[kClasses];
-  uint32_t fresh_unpublished;
-  uint8_t state;
-};
-constinit thread_local ThreadCache t_cache{};
 
 struct Central {
   std::mutex mu;
@@ -162,7 +110,9 @@ void* fresh_block(size_t c) {
   return ::operator new(class_size(c));
 }
 
-[[gnu::noinline]] void* allocate_slow(size_t c) {
+}  // namespace
+
+void* allocate_slow(size_t c) {
   if (t_cache.state == kUnused) start_cache();
   if (t_cache.state == kDead) return fresh_block(c);
   FreeList& local = t_cache.lists[c];
@@ -174,9 +124,21 @@ void* fresh_block(size_t c) {
   return b;
 }
 
+// The thread's cache is not started yet, or already flushed (the thread is
+// exiting).
+void deallocate_slow(void* p, size_t c) noexcept {
+  if (t_cache.state == kUnused) {
+    start_cache();
+    recycled_deallocate(p, class_size(c));
+    return;
+  }
+  ::operator delete(p);
+  g_released.fetch_add(1, std::memory_order_relaxed);
+}
+
 // The local list of class c outgrew local_max(c): the oldest half of it
 // (the far end of the stack, coldest in cache) goes to the central list.
-[[gnu::noinline]] void spill(size_t c) {
+void spill(size_t c) noexcept {
   FreeList& local = t_cache.lists[c];
   const uint32_t keep = local_max(c) / 2;
   FreeBlock* last_kept = local.head;
@@ -187,44 +149,10 @@ void* fresh_block(size_t c) {
   push_central(c, out);
 }
 
-}  // namespace
-
-void* recycled_allocate(size_t size) {
-  if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) return ::operator new(size);
-  const size_t c = class_of(size);
-  FreeList& local = t_cache.lists[c];
-  if (FreeBlock* b = local.head) [[likely]] {
-    local.head = b->next;
-    --local.count;
-    return b;
-  }
-  return allocate_slow(c);
-}
-
-void recycled_deallocate(void* p, size_t size) noexcept {
-  if (p == nullptr) return;
-  if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) {
-    ::operator delete(p);
-    return;
-  }
-  if (t_cache.state != kLive) [[unlikely]] {
-    if (t_cache.state == kUnused) {
-      start_cache();
-    } else {
-      ::operator delete(p);
-      g_released.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-  }
-  const size_t c = class_of(size);
-  FreeList& local = t_cache.lists[c];
-  auto* b = static_cast<FreeBlock*>(p);
-  b->next = local.head;
-  local.head = b;
-  if (++local.count > local_max(c)) [[unlikely]] spill(c);
-}
+}  // namespace recycler
 
 RecyclerStats recycler_stats() {
+  using namespace recycler;
   RecyclerStats s;
   s.fresh = g_fresh.load(std::memory_order_relaxed);
   s.released = g_released.load(std::memory_order_relaxed);

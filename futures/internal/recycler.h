@@ -27,15 +27,26 @@
 #include <cstdint>
 #include <new>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define EDDY_RECYCLER_BYPASS 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDDY_RECYCLER_BYPASS 1
+#endif
+#endif
+#ifndef EDDY_RECYCLER_BYPASS
+#define EDDY_RECYCLER_BYPASS 0
+#endif
+
 namespace eddy::internal {
 
 inline constexpr size_t kRecycleGranule = 32;
 inline constexpr size_t kMaxRecycled = 512;
 
 // Memory for `size` bytes, aligned as operator new(size) is.
-void* recycled_allocate(size_t size);
+inline void* recycled_allocate(size_t size);
 // Gives back memory from recycled_allocate(size), with the same size.
-void recycled_deallocate(void* p, size_t size) noexcept;
+inline void recycled_deallocate(void* p, size_t size) noexcept;
 
 // Counters for tests and benchmarks (process-wide).
 struct RecyclerStats {
@@ -46,6 +57,84 @@ struct RecyclerStats {
   uint64_t central_bytes = 0;  // bytes on the central lists now
 };
 RecyclerStats recycler_stats();
+
+// The per-thread cache behind the two functions above. Their fast paths (a
+// pop or a push on this thread's list) are inline: with the size known at
+// compile time they are a handful of instructions, where a call into the
+// library cost more than the list operation (every future's life pays both).
+namespace recycler {
+
+inline constexpr size_t kClasses = kMaxRecycled / kRecycleGranule;
+// A thread keeps about this many bytes per size class before it hands half
+// of them to the central list, within [kMinLocal, kMaxLocal] blocks.
+inline constexpr size_t kLocalBytes = 32 * 1024;
+inline constexpr uint32_t kMinLocal = 32;
+inline constexpr uint32_t kMaxLocal = 512;
+
+constexpr size_t class_of(size_t size) { return size == 0 ? 0 : (size - 1) / kRecycleGranule; }
+constexpr size_t class_size(size_t c) { return (c + 1) * kRecycleGranule; }
+constexpr uint32_t local_max(size_t c) {
+  size_t n = kLocalBytes / class_size(c);
+  return static_cast<uint32_t>(n < kMinLocal ? kMinLocal : n > kMaxLocal ? kMaxLocal : n);
+}
+
+struct FreeBlock {
+  FreeBlock* next;
+};
+
+struct FreeList {
+  FreeBlock* head = nullptr;
+  uint32_t count = 0;
+};
+
+enum : uint8_t { kUnused = 0, kLive = 1, kDead = 2 };
+
+// Trivially destructible, so it stays usable while the thread exits (other
+// thread_local destructors may still free blocks; they go to operator
+// delete once the cache is dead).
+struct ThreadCache {
+  FreeList lists[kClasses];
+  uint32_t fresh_unpublished;
+  uint8_t state;
+};
+extern constinit thread_local ThreadCache t_cache;
+
+// The slow paths (recycler.cc).
+void* allocate_slow(size_t c);
+void deallocate_slow(void* p, size_t c) noexcept;
+void spill(size_t c) noexcept;
+
+}  // namespace recycler
+
+inline void* recycled_allocate(size_t size) {
+  if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) return ::operator new(size);
+  const size_t c = recycler::class_of(size);
+  recycler::FreeList& local = recycler::t_cache.lists[c];
+  if (recycler::FreeBlock* b = local.head) [[likely]] {
+    local.head = b->next;
+    --local.count;
+    return b;
+  }
+  return recycler::allocate_slow(c);
+}
+
+inline void recycled_deallocate(void* p, size_t size) noexcept {
+  if (p == nullptr) return;
+  if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) {
+    ::operator delete(p);
+    return;
+  }
+  const size_t c = recycler::class_of(size);
+  if (recycler::t_cache.state != recycler::kLive) [[unlikely]] {
+    recycler::deallocate_slow(p, c);
+    return;
+  }
+  recycler::FreeList& local = recycler::t_cache.lists[c];
+  auto* b = static_cast<recycler::FreeBlock*>(p);
+  b->next = local.head;
+  local.head = b;
+  if (++local.count > recycler::local_max(c)) [[unlikely]] recycler::spill(c);
+}
 
 // Base class giving a type (and the types derived from it, through a
 // virtual destructor) recycled operator new/delete. Over-aligned types use
