@@ -145,8 +145,9 @@ struct Recycled {
   static void* operator new(size_t size, std::align_val_t align) {
     return ::operator new(size, align);
   }
-  static void operator delete(void* p, size_t size, std::align_val_t align) noexcept {
-    ::operator delete(p, size, align);
+  static void operator delete(void* p, size_t, std::align_val_t align) noexcept {
+    // Unsized: clang enables sized deallocation only with -fsized-deallocation.
+    ::operator delete(p, align);
   }
 };
 
@@ -167,7 +168,7 @@ struct RecyclingAllocator {
   }
   void deallocate(T* p, size_t n) noexcept {
     if constexpr (alignof(T) > __STDCPP_DEFAULT_NEW_ALIGNMENT__) {
-      ::operator delete(p, n * sizeof(T), std::align_val_t(alignof(T)));
+      ::operator delete(p, std::align_val_t(alignof(T)));
     } else {
       recycled_deallocate(p, n * sizeof(T));
     }
