@@ -61,6 +61,8 @@ struct TaskBlock {
   }
 };
 
+inline bool TaskChain::empty() const { return head == nullptr || head->begin == head->end; }
+
 // Emptied blocks are reused (no allocation in the steady state), but a burst
 // of millions of posts must not pin its memory forever: each pool keeps at
 // most this many (512 KiB of tasks) and frees the rest.
@@ -102,18 +104,24 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
 
 // Appends a task made from `fn` (a Task, or a callable built into one in
 // place) to `chain`, taking a new block from `spare` when the tail is full.
+// Out of line: a chain keeps its last block when it drains (see
+// chain_run_batch), so this runs once per kCapacity posts, and the pushes
+// stay small.
+[[gnu::noinline]] TaskBlock* chain_grow(TaskChain& chain, SpareBlocks& spare) {
+  TaskBlock* fresh = take_block(spare);
+  if (chain.tail == nullptr) {
+    chain.head = fresh;
+  } else {
+    chain.tail->next = fresh;
+  }
+  chain.tail = fresh;
+  return fresh;
+}
+
 template <class F>
 inline void chain_push(TaskChain& chain, SpareBlocks& spare, F&& fn) {
   TaskBlock* b = chain.tail;
-  if (b == nullptr || b->full()) [[unlikely]] {
-    TaskBlock* fresh = take_block(spare);
-    if (b == nullptr) {
-      chain.head = fresh;
-    } else {
-      b->next = fresh;
-    }
-    chain.tail = b = fresh;
-  }
+  if (b == nullptr || b->full()) [[unlikely]] b = chain_grow(chain, spare);
   ::new (static_cast<void*>(b->slot(b->end))) Task(std::forward<F>(fn));
   ++b->end;
 }
@@ -124,35 +132,52 @@ size_t chain_size(const TaskChain& chain) {
   return n;
 }
 
-// Runs (with `run(task)`) and destroys the tasks of `chain` in order; the
-// emptied blocks go to `spare`. The chain stays consistent throughout, so
-// whatever is left is still dropped properly if `run` throws.
+// Runs (with `run(task)`) and destroys the tasks queued on `chain` when it
+// is called, in order; what they post joins the same chain behind them and
+// waits for the next call. Blocks emptied before the last go to `spare`; the
+// last, once drained, is rewound and kept, so a loop turning over a few
+// callbacks at a time reuses one block in place. Keeps the chain's
+// invariant (the head block holds tasks, or is the only block) and stays
+// consistent throughout, so whatever is left is still dropped properly if
+// `run` throws.
 template <class Run>
-inline void chain_consume(TaskChain& chain, SpareBlocks& spare, Run&& run) {
-  while (TaskBlock* b = chain.head) {
-    while (b->begin < b->end) {
+inline void chain_run_batch(TaskChain& chain, SpareBlocks& spare, Run&& run) {
+  TaskBlock* const last = chain.tail;
+  const uint32_t last_end = last->end;
+  for (;;) {
+    TaskBlock* b = chain.head;
+    // Blocks before the last were full when the batch was taken, and
+    // nothing is added to them.
+    const uint32_t stop = b == last ? last_end : b->end;
+    while (b->begin < stop) {
       Task* t = b->slot(b->begin);
       run(*t);
       std::destroy_at(t);
       ++b->begin;
     }
+    if (b->begin < b->end) return;  // the last block: the rest is the next batch
+    if (b == chain.tail) {
+      b->begin = b->end = 0;
+      return;
+    }
     chain.head = b->next;
-    if (chain.head == nullptr) chain.tail = nullptr;
     recycle(spare, b);
+    if (b == last) return;
   }
 }
 
 // Destroys the tasks of `chain` without running them and frees its blocks;
 // true if there were any. The chain is detached first: destructors may post.
 bool chain_drop(TaskChain& chain) {
-  if (chain.empty()) return false;
+  if (chain.head == nullptr) return false;
+  const bool any = !chain.empty();
   TaskChain doomed = chain;
   chain = TaskChain();
   for (TaskBlock* b = doomed.head; b != nullptr;) {
     for (uint32_t i = b->begin; i < b->end; ++i) std::destroy_at(b->slot(i));
     delete std::exchange(b, b->next);
   }
-  return true;
+  return any;
 }
 
 // The inbox's lock, which serializes the posters (the loop takes it only to
@@ -607,7 +632,6 @@ void IOLoop::close_now() {
     detach_scheduler();
     bool any = false;
     any |= internal::chain_drop(callbacks_);
-    any |= internal::chain_drop(running_batch_);
     if (!timers_.storage_empty()) {
       timers_.clear();
       any = true;
@@ -1029,12 +1053,11 @@ void IOLoop::run_due_timers() {
 }
 
 void IOLoop::run_callbacks() {
-  // Take the batch: what these callbacks post goes to callbacks_ and waits
-  // for the next iteration. Each callback is destroyed (its captures die)
-  // right after it runs, before the next one runs.
+  // The callbacks queued by now: what they post waits for the next
+  // iteration. Each callback is destroyed (its captures die) right after it
+  // runs, before the next one runs.
   if (!callbacks_.empty()) {
-    std::swap(running_batch_, callbacks_);
-    internal::chain_consume(running_batch_, spare_blocks_, [this](internal::Task& fn) {
+    internal::chain_run_batch(callbacks_, spare_blocks_, [this](internal::Task& fn) {
       run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
     });
   }

@@ -220,11 +220,13 @@ class LoopCompleter {
 
 // A FIFO of queued callbacks in fixed-size blocks (see io_loop.cc): a push
 // constructs the callback in place and queued callbacks never move; each
-// runs where it was queued and is destroyed right after it runs.
+// runs where it was queued and is destroyed right after it runs. The head
+// block holds callbacks unless it is the only block (a drained chain keeps
+// its last block).
 struct TaskChain {
   TaskBlock* head = nullptr;
   TaskBlock* tail = nullptr;
-  bool empty() const { return head == nullptr; }
+  bool empty() const;
 };
 
 // Emptied blocks kept for reuse, up to a bound.
@@ -582,7 +584,6 @@ class IOLoop final : public Scheduler {
   int timer_fd_ = -1;
   int64_t timer_fd_deadline_ = 0;  // armed for this MonotonicTime (ns); 0: not armed
   internal::TaskChain callbacks_;      // queued on this thread
-  internal::TaskChain running_batch_;  // phase 6's batch (swapped with callbacks_)
   internal::SpareBlocks spare_blocks_;  // for callbacks_
   internal::SpareBlocks remote_spare_;  // the inbox's emptied blocks, on their way back to it
   // The last iteration that ran posts from other threads (0: none yet).

@@ -76,6 +76,35 @@ TEST(IOLoopTest, CallbacksPostedByCallbacksRunOnTheNextIteration) {
   EXPECT_EQ(second_iteration, first_iteration + 1);
 }
 
+// Batches larger than one of the queue's blocks (256 callbacks), whose
+// callbacks post as they run, so that the block the batch ends in fills up
+// and the queue grows while it is being run: every batch still runs
+// exactly what was queued before it started, in order.
+TEST(IOLoopTest, BatchesSpanningBlocksKeepOrderAndIterationBoundaries) {
+  IOLoop loop;
+  constexpr int kFirst = 600;
+  std::vector<std::pair<uint64_t, int>> ran;  // (iteration, id)
+  for (int i = 0; i < kFirst; ++i) {
+    loop.add_callback([&, i] {
+      ran.emplace_back(loop.stats().iterations, i);
+      loop.add_callback([&, i] { ran.emplace_back(loop.stats().iterations, kFirst + i); });
+    });
+  }
+  run_until(loop, [&] { return ran.size() == 2 * kFirst; });
+  ASSERT_EQ(ran.size(), 2u * kFirst);
+  const uint64_t first = ran[0].first;
+  for (int i = 0; i < 2 * kFirst; ++i) {
+    EXPECT_EQ(ran[i].second, i);
+    EXPECT_EQ(ran[i].first, i < kFirst ? first : first + 1) << "callback " << i;
+  }
+  EXPECT_EQ(loop.stats().callbacks, 0u);
+  // The drained queue takes new callbacks as before.
+  bool again = false;
+  loop.add_callback([&] { again = true; });
+  EXPECT_EQ(loop.stats().callbacks, 1u);
+  run_until(loop, [&] { return again; });
+}
+
 TEST(IOLoopTest, SelfRepostingCallbackDoesNotStarveTimers) {
   IOLoop loop;
   int reposts = 0;
