@@ -216,6 +216,15 @@ class SpinLock {
   std::atomic<bool> locked_{false};
 };
 
+// Batching a stream of posts (Inbox::take_limit): a take of this many
+// closures marks a stream; the loop then lets up to kBatchTarget (one block)
+// build, waiting at most kBatchRounds * kBatchSpins pauses (~2.5 us on a
+// 20 ns pause) per turn.
+constexpr uint64_t kStreamTake = 2;
+constexpr uint64_t kBatchTarget = TaskBlock::kCapacity;
+constexpr int kBatchSpins = 32;
+constexpr int kBatchRounds = 4;
+
 // The loop's cross-thread door: a queue of task blocks with many producers
 // (serialized by mu_) and one consumer (the loop) that never takes mu_ to
 // read, and an eventfd that wakes the loop.
@@ -339,6 +348,7 @@ class Inbox final : public RemoteScheduler {
   // posters' line would take it from them on every post.
   void spin_for_post(int spins) {
     if (maybe_nonempty()) return;
+    last_take_ = 0;  // a gap: whatever comes next is not a stream (take_limit)
     // A full fence between raising the flag and the second look: a post
     // published before it is seen now, a later one sees the flag (but for
     // the poster's own store-load reordering, which the occasional look at
@@ -367,6 +377,7 @@ class Inbox final : public RemoteScheduler {
               !stop_requested.load(std::memory_order_acquire);
       polling_ = block;
     }
+    last_take_ = 0;  // as in spin_for_post
     free_blocks(excess);
     return block;
   }
@@ -379,10 +390,33 @@ class Inbox final : public RemoteScheduler {
     if (drained) signalled_ = false;
   }
 
-  // Loop thread: the published position, for consume(). What is published
-  // later waits for the next call, so a producer that keeps posting cannot
-  // hold the loop in one batch.
-  uint64_t published() const { return published_.load(std::memory_order_acquire); }
+  // Loop thread: the position up to which consume() runs closures on this
+  // turn; what is published later waits for the next turn, so a producer
+  // that keeps posting cannot hold the loop in one batch. Equal to
+  // consumed() when nothing is waiting.
+  //
+  // When the previous take was a stream (kStreamTake or more closures, with
+  // no gap since: see spin_for_post) and some but fewer than kBatchTarget
+  // are waiting, the loop lets the batch build for a moment first, if
+  // `may_wait` (nothing of its own is queued). A loop that trails its
+  // posters closely takes a few closures per turn, and each take pulls the
+  // posters' line and the slot lines they are still writing across cores:
+  // several transfers per line, paid mostly by the posters, who then have
+  // to take the lines back. A bigger take moves each line once. A lone post
+  // (the last take was 0 or 1) never waits.
+  uint64_t take_limit(bool may_wait) {
+    uint64_t limit = published_.load(std::memory_order_acquire);
+    const uint64_t waiting = limit - consumed_;
+    const bool stream = may_wait && last_take_ >= kStreamTake;
+    if (stream && waiting != 0 && waiting < kBatchTarget) [[unlikely]] {
+      limit = wait_for_batch(limit);
+    }
+    last_take_ = limit - consumed_;
+    return limit;
+  }
+
+  // Loop thread: what consume() has reached.
+  uint64_t consumed() const { return consumed_; }
 
   // Loop thread: runs (with `run(task)`, which must not throw) and destroys
   // the closures up to position `limit`, in order; emptied blocks go to
@@ -470,6 +504,21 @@ class Inbox final : public RemoteScheduler {
     return false;
   }
 
+  // Loop thread: waits up to kBatchRounds rounds of kBatchSpins pauses for
+  // more posts after `seen`, looking at published_ only between rounds (each
+  // look takes the posters' line from them). Stops early once kBatchTarget
+  // closures wait, or when a round brought nothing: the stream paused (or its
+  // poster lost its CPU), and waiting longer would only delay what came.
+  [[gnu::noinline]] uint64_t wait_for_batch(uint64_t seen) {
+    for (int round = 0; round < kBatchRounds; ++round) {
+      for (int i = 0; i < kBatchSpins; ++i) cpu_relax();
+      const uint64_t now = published_.load(std::memory_order_acquire);
+      if (now == seen || now - consumed_ >= kBatchTarget) return now;
+      seen = now;
+    }
+    return seen;
+  }
+
   // Loop thread (or the destructor), once no producer can publish.
   void drop_unrun() {
     const uint64_t end = published_.load(std::memory_order_acquire);
@@ -518,6 +567,7 @@ class Inbox final : public RemoteScheduler {
   alignas(64) TaskBlock* head_;
   uint32_t head_pos_ = 0;    // the next slot of head_ to run
   uint64_t consumed_ = 0;    // closures run (or dropped) so far
+  uint64_t last_take_ = 0;   // closures the last take_limit() allowed
   // Raised by the loop while it spins for a post, lowered by the next post.
   alignas(64) std::atomic<bool> spinning_{false};
   alignas(64) const int fd_;
@@ -1061,11 +1111,13 @@ void IOLoop::run_callbacks() {
       run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
     });
   }
-  // The inbox's closures published by now; later ones wait for the next
-  // iteration.
-  if (inbox_->maybe_nonempty()) {
+  // The inbox's closures published by now (or a moment later: see
+  // take_limit; not while callbacks of our own are queued); later ones wait
+  // for the next iteration.
+  const uint64_t limit = inbox_->take_limit(callbacks_.empty());
+  if (limit != inbox_->consumed()) {
     last_remote_iteration_ = iterations_;
-    inbox_->consume(inbox_->published(), remote_spare_, [this](internal::Task& fn) {
+    inbox_->consume(limit, remote_spare_, [this](internal::Task& fn) {
       run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
     });
     // Emptied blocks go back at once: the posters would otherwise allocate.
