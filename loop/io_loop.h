@@ -34,7 +34,11 @@
 //      then, in FIFO order per posting thread. Callbacks posted meanwhile
 //      (from any thread) run on the next iteration, so a callback that
 //      re-posts itself, or a thread that never stops posting, never starves
-//      I/O and timers.
+//      I/O and timers. While other threads stream posts (the last turn took
+//      two or more of them) and nothing of its own is queued, the loop lets
+//      a batch gather for at most ~2.5 us before taking it: taking a few
+//      closures at a time bounces every cache line between the cores. A
+//      lone post is never held back.
 //   7. If stop() was called, return from start().
 // Futures bound to the loop post their callbacks through the same queue
 // (IOLoop implements eddy::Scheduler), so they run in phase 6 too.
