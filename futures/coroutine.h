@@ -107,10 +107,12 @@ class PromiseBase : public CoroutineWaiter {
     if (cancel_hook_ != nullptr) *cancel_hook_ = CancelHook{cancel, ctx};
   }
 
-  // Called by an awaiter's resume path, on the loop thread.
-  void on_resume() {
+  // An awaiter's resume path, on the loop thread: disarms the cancel hook
+  // and resumes the frame.
+  void resume_frame() {
     suspended_ = false;
     if (cancel_hook_ != nullptr) *cancel_hook_ = CancelHook{};
+    frame_.resume();
   }
 
   std::coroutine_handle<> frame() const { return frame_; }
@@ -139,9 +141,7 @@ class PromiseBase : public CoroutineWaiter {
   // A future this coroutine awaits as its waiter completed (on the loop,
   // which is alive, so the frame is too).
   static void resume_waiter(void* self) {
-    auto* p = static_cast<PromiseBase*>(static_cast<CoroutineWaiter*>(self));
-    p->on_resume();
-    p->frame_.resume();
+    static_cast<PromiseBase*>(static_cast<CoroutineWaiter*>(self))->resume_frame();
   }
 
   // The loop is going away: a coroutine suspended on one of eddy's
@@ -182,9 +182,7 @@ class Resumer {
 
   void operator()() {
     if (!alive()) return;
-    PromiseBase* p = std::exchange(promise_, nullptr);
-    p->on_resume();
-    p->frame().resume();
+    std::exchange(promise_, nullptr)->resume_frame();
   }
   template <class F>
   void operator()(F&) {

@@ -102,11 +102,9 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
   from = SpareBlocks();
 }
 
-// Appends a task made from `fn` (a Task, or a callable built into one in
-// place) to `chain`, taking a new block from `spare` when the tail is full.
-// Out of line: a chain keeps its last block when it drains (see
-// chain_run_batch), so this runs once per kCapacity posts, and the pushes
-// stay small.
+// Gives `chain` a new tail block from `spare`. Out of line: a chain keeps
+// its last block when it drains (see chain_run_batch), so this runs once
+// per kCapacity posts, and the pushes stay small.
 [[gnu::noinline]] TaskBlock* chain_grow(TaskChain& chain, SpareBlocks& spare) {
   TaskBlock* fresh = take_block(spare);
   if (chain.tail == nullptr) {
@@ -118,6 +116,8 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
   return fresh;
 }
 
+// Appends a task made from `fn` (a Task, or a callable built into one in
+// place) to `chain`.
 template <class F>
 inline void chain_push(TaskChain& chain, SpareBlocks& spare, F&& fn) {
   TaskBlock* b = chain.tail;
@@ -816,7 +816,9 @@ void IOLoop::stop() {
 
 IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
                                      std::optional<absl::Duration> timeout) {
-  auto done = [watched] { return watched == nullptr || *watched != internal::FutureStatus::kPending; };
+  auto done = [watched] {
+    return watched == nullptr || *watched != internal::FutureStatus::kPending;
+  };
   bool timed_out = false;
   TimeoutHandle timer;
   if (timeout) timer = call_later(*timeout, [&timed_out] { timed_out = true; });
