@@ -145,7 +145,13 @@ WORKLOADS = [
         [Row("eddy list, 100k", "BM_MultiWide_List_Eddy/100000", EDDY),
          Row("eddy list, 1M", "BM_MultiWide_List_Eddy/1000000", "eddy-variant"),
          Row("eddy map, 100k", "BM_MultiWide_Map_Eddy/100000", "eddy-variant"),
-         Row("eddy map, 1M", "BM_MultiWide_Map_Eddy/1000000", "eddy-variant")],
+         Row("eddy map, 1M", "BM_MultiWide_Map_Eddy/1000000", "eddy-variant"),
+         Row("floor: new/delete, 100k", "BM_MultiWide_Floor_Malloc/100000", "baseline",
+             "list's passes over plain blocks of a state's size"),
+         Row("floor: new/delete, 1M", "BM_MultiWide_Floor_Malloc/1000000", "baseline"),
+         Row("floor: one array, 100k", "BM_MultiWide_Floor_Array/100000", "baseline",
+             "the same blocks placed in a preallocated array"),
+         Row("floor: one array, 1M", "BM_MultiWide_Floor_Array/1000000", "baseline")],
         "linear in N: time(1M) within 10x of time(100k), for list and map (no peer has multi)",
         extra=[("allocs_per_item", "allocs/child", "{:.2f}")]),
     Workload(
@@ -308,6 +314,14 @@ def verdicts(w, s):
                 met = x <= 10.0
                 out.append(("{}: time(1M) / time(100k) = {:.1f} (limit 10)".format(shape.lower(), x),
                             "met" if met else "MISSED", met))
+        # Context, not a target: the same ratio for the machine's floor.
+        for kind, label in (("Malloc", "new/delete"), ("Array", "one array")):
+            small = s.stat("BM_MultiWide_Floor_{}/100000".format(kind), "real_ns")
+            big = s.stat("BM_MultiWide_Floor_{}/1000000".format(kind), "real_ns")
+            if small and big:
+                x = big["median"] / small["median"]
+                out.append(("floor ({}): time(1M) / time(100k) = {:.1f}".format(label, x),
+                            "(for context) no eddy in it: caches against DRAM", None))
     elif w.wid == "W9":
         ready = s.stat("BM_AwaitReady_Eddy", w.metric)
         call = s.stat("BM_FunctionCall", w.metric)

@@ -11,10 +11,20 @@
 // Boost 1.80; libuv has none): W8 is read against its target, time(1M) /
 // time(100k) <= 10 for both shapes.
 //
+// The same binary measures the machine's floor for this shape: N heap
+// blocks the size of a future's state, made, referenced, written and freed
+// in the passes the list workload makes over its children, without eddy.
+// Once by operator new/delete, once placed in one preallocated array (no
+// allocator at all). Their time(1M) / time(100k) shows what "linear" can
+// mean here: at 100k the blocks stay in the CPU caches between passes, at
+// 1M they stream from DRAM on every pass.
+//
 // Look for: ns_per_item equal at both sizes (linear); map a constant
-// factor above vector.
+// factor above vector; eddy's ratio against the floor's.
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <new>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -70,6 +80,78 @@ EDDY_WORKLOAD(BM_MultiWide_List_Eddy)->Arg(kW8SmallChildren)->Arg(kW8Children);
 
 void BM_MultiWide_Map_Eddy(benchmark::State& state) { run_wide<wide_map>(state); }
 EDDY_WORKLOAD(BM_MultiWide_Map_Eddy)->Arg(kW8SmallChildren)->Arg(kW8Children);
+
+// --- the machine's floor ----------------------------------------------------
+
+constexpr size_t kStateBytes = sizeof(internal::FutureState<int64_t>);
+
+// Stands in for a future's state: a reference count, a value, the slot a
+// watcher writes, and the rest of the state's bytes.
+struct FloorBlock {
+  int64_t refs = 1;
+  int64_t value = 0;
+  int64_t* watcher = nullptr;
+  std::byte rest[kStateBytes - 3 * sizeof(int64_t)] = {};
+};
+static_assert(sizeof(FloorBlock) == kStateBytes);
+
+// wide_list's passes over its children: make them, copy the handles (a
+// reference each), watch each (write a slot pointer, drop the first
+// handle), resolve each (write the value, copy it to its slot), sum the
+// slots, drop the last handles (free).
+template <bool kArena>
+int64_t floor_list(int64_t n, FloorBlock* arena) {
+  std::vector<FloorBlock*> children(n);
+  for (int64_t i = 0; i < n; ++i) {
+    children[i] = kArena ? new (arena + i) FloorBlock() : new FloorBlock();
+  }
+  std::vector<FloorBlock*> handles = children;
+  for (FloorBlock* b : handles) ++b->refs;
+  std::vector<int64_t> slots(n);
+  for (int64_t i = 0; i < n; ++i) {
+    children[i]->watcher = &slots[i];
+    --children[i]->refs;
+  }
+  children = {};
+  benchmark::ClobberMemory();
+  for (int64_t i = 0; i < n; ++i) {
+    handles[i]->value = i;
+    *handles[i]->watcher = handles[i]->value;
+  }
+  benchmark::ClobberMemory();
+  int64_t sum = 0;
+  for (int64_t v : slots) sum += v;
+  for (FloorBlock* b : handles) {
+    if (--b->refs == 0) {
+      if constexpr (kArena) {
+        b->~FloorBlock();
+      } else {
+        delete b;
+      }
+    }
+  }
+  benchmark::ClobberMemory();
+  return sum;
+}
+
+template <bool kArena>
+void run_floor(benchmark::State& state) {
+  const int64_t n = scaled(state.range(0));
+  std::vector<FloorBlock> arena_storage(kArena ? n : 0);
+  int64_t sum = 0;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = floor_list<kArena>(n, arena_storage.data());
+  }
+  finish(state, n, allocs);
+  if (sum != n * (n - 1) / 2) state.SkipWithError("floor: wrong sum");
+}
+
+void BM_MultiWide_Floor_Malloc(benchmark::State& state) { run_floor<false>(state); }
+EDDY_WORKLOAD(BM_MultiWide_Floor_Malloc)->Arg(kW8SmallChildren)->Arg(kW8Children);
+
+void BM_MultiWide_Floor_Array(benchmark::State& state) { run_floor<true>(state); }
+EDDY_WORKLOAD(BM_MultiWide_Floor_Array)->Arg(kW8SmallChildren)->Arg(kW8Children);
 
 }  // namespace
 }  // namespace eddy::bench
