@@ -122,6 +122,36 @@ TEST(RecyclerTest, CentralListStaysBounded) {
       << "blocks beyond the bound go back to operator delete";
 }
 
+// A burst beyond the bound frees straight to operator delete while the
+// central list is full; once a thread takes a batch from it, there is room
+// again and freed blocks are kept for reuse, not released.
+TEST(RecyclerTest, AfterABurstBeyondTheBoundFreedBlocksAreKeptAgain) {
+  if (kBypassed) GTEST_SKIP() << "ASan build: recycling is off";
+  constexpr size_t kSize = 384;
+  constexpr int kBurst = 20000;  // ~7.7 MB, more than the central bound
+  constexpr int kLater = 1000;
+  std::vector<void*> burst;
+  for (int i = 0; i < kBurst; ++i) burst.push_back(recycled_allocate(kSize));
+  const uint64_t released_before_burst = recycler_stats().released;
+  std::thread([&] {
+    for (void* p : burst) recycled_deallocate(p, kSize);
+  }).join();
+  ASSERT_GT(recycler_stats().released, released_before_burst);
+  const uint64_t central_full = recycler_stats().central_bytes;
+
+  // This thread's list for the class is empty: these come from the central list.
+  std::vector<void*> later;
+  for (int i = 0; i < kLater; ++i) later.push_back(recycled_allocate(kSize));
+  ASSERT_LT(recycler_stats().central_bytes, central_full);
+
+  const uint64_t released_before_later = recycler_stats().released;
+  std::thread([&] {
+    for (void* p : later) recycled_deallocate(p, kSize);
+  }).join();
+  EXPECT_EQ(recycler_stats().released, released_before_later)
+      << "with room on the central list, freed blocks are kept, not released";
+}
+
 struct Widget : Recycled {
   explicit Widget(int v) : value(v) {}
   virtual ~Widget() = default;

@@ -53,7 +53,9 @@ struct RecyclerStats {
   // Blocks taken from operator new; a thread's count is published in
   // batches of 64 (and when it exits), so recent ones may not show yet.
   uint64_t fresh = 0;
-  uint64_t released = 0;     // blocks given back to operator delete
+  // Blocks given back to operator delete; a burst beyond the bounds
+  // (spill) publishes them in batches of 64 too.
+  uint64_t released = 0;
   uint64_t central_bytes = 0;  // bytes on the central lists now
 };
 RecyclerStats recycler_stats();
@@ -95,6 +97,7 @@ enum : uint8_t { kUnused = 0, kLive = 1, kDead = 2 };
 struct ThreadCache {
   FreeList lists[kClasses];
   uint32_t fresh_unpublished;
+  uint32_t released_unpublished;
   uint8_t state;
 };
 extern constinit thread_local ThreadCache t_cache;
