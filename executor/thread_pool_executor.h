@@ -220,22 +220,27 @@ class ThreadPoolExecutor final : public Executor {
 
   // Lock order: mu_, then submit_mu_, then sleep_mu_. The fields are
   // grouped by who writes them, 64 bytes of padding between groups, so
-  // that a submit does not miss in the cache on the workers' counters.
-  // (Padding, not alignas: pools live on stacks too, which ASan's fake
-  // stack does not over-align.)
+  // that a submit does not miss in the cache on the workers' counters, nor
+  // a worker on the submitters'. (Padding, not alignas: pools live on
+  // stacks too, which ASan's fake stack does not over-align.)
   using Pad = std::byte[64];
 
-  // Submitters. submit_mu_ orders submits against shutdown and break_pool,
-  // so that a submit either fails or links its task in before the workers
-  // can see shutdown_ and exit.
-  mutable SpinLock submit_mu_;
-  uint64_t submitted_ = 0;          // guarded by submit_mu_
+  // Read by everybody, rarely written: beside the constants above.
   // Written under mu_ and submit_mu_ both, so either lock reads them.
   bool shutdown_ = false;
   bool broken_ = false;
   // Guarded by mu_; read without it by submits, to skip mu_ once it has
   // reached max_workers_ (it never decreases).
   std::atomic<int> started_{0};
+
+  // Submitters. submit_mu_ orders submits against shutdown and break_pool,
+  // so that a submit either fails or links its task in before the workers
+  // can see shutdown_ and exit. On a line of its own: the workers read the
+  // fields above whenever the queue runs dry, which would take away the
+  // line that every submit writes.
+  Pad pad0_{};
+  mutable SpinLock submit_mu_;
+  uint64_t submitted_ = 0;          // guarded by submit_mu_
 
   // The queue: Vyukov's intrusive multi-producer queue through Task::next_.
   // Submitters link tasks in at back_ without a lock; workers take them

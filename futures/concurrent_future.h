@@ -29,6 +29,7 @@
 #include <optional>
 #include "eddy/futures/source_location.h"
 #include <stdexcept>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -57,18 +58,43 @@ enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, 
 [[noreturn]] void throw_concurrent_timeout(const char* op, absl::Duration timeout);
 
 // The state word: the status in the low bits, plus kListeners once a
-// callback or a blocked waiter has registered (under mu). Transitions are
-// compare-and-swap on the word, so marking a task running, reading a done
-// future and completing a future nobody listens to take no lock; a
-// completion that finds kListeners takes mu to hand out the callbacks and
-// wake the waiters. A registrar sets kListeners under mu *after* adding
-// itself and re-checks the status it replaced: a completion that got in
-// first left the registrar to run (or stop waiting) on its own.
+// callback or a blocked waiter has registered (under the state's lock).
+// Transitions are compare-and-swap on the word, so marking a task running,
+// reading a done future and completing a future nobody listens to take no
+// lock; a completion that finds kListeners takes the lock to hand out the
+// callbacks and the waiters. A registrar sets kListeners under the lock
+// *after* adding itself and re-checks the status it replaced: a completion
+// that got in first left the registrar to run (or stop waiting) on its own.
 inline constexpr uint8_t kStatusMask = 0x7;
 inline constexpr uint8_t kListeners = 0x8;
 
+// A thread blocked in result()/exception(), linked into its future's state
+// under the state's lock. Each waiter brings its own mutex and condition
+// variable (they live on the waiter's stack), so that a state, built and
+// destroyed for every submitted task, holds neither: they took 88 of its
+// bytes, and std::condition_variable's destructor is an atomic
+// read-modify-write even when nobody ever waited.
+struct ConcurrentWaiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool woken = false;                 // guarded by mu
+  ConcurrentWaiter* next = nullptr;   // guarded by the state's lock
+
+  // Called by the completion that took this waiter off the list. Under mu,
+  // so the waiter cannot see `woken` and destroy itself before the notify.
+  void wake() {
+    std::lock_guard<std::mutex> lock(mu);
+    woken = true;
+    cv.notify_one();
+  }
+};
+
+// Reference counted by its ConcurrentFuture handles (intrusive: one count,
+// and no control block beside the state). 96 bytes for small T: the
+// producer of a task writes all of it into a recycled block, which is
+// often still in a worker's cache, so every line counts.
 template <class T>
-class ConcurrentState {
+class ConcurrentState : public Recycled {
  public:
   using Callback = absl::AnyInvocable<void(ConcurrentFuture<T>&)>;
 
@@ -82,24 +108,46 @@ class ConcurrentState {
 
   static ConcurrentStatus status(uint8_t w) { return static_cast<ConcurrentStatus>(w & kStatusMask); }
 
+  // Drops one handle's reference; the last one frees the state. A sole
+  // owner (the common last release, e.g. a worker dropping a finished task
+  // whose submitter dropped its handle) skips the read-modify-write: nobody
+  // else can add a reference without a handle.
+  void release() noexcept {
+    if (refs.load(std::memory_order_acquire) == 1 ||
+        refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      delete this;
+    }
+  }
+
+  // The lock guarding the listeners (waiters, callbacks): held for a few
+  // pointer moves by registrars and by the completion that hands them out,
+  // never while a callback runs or a waiter sleeps.
+  void lock() noexcept {
+    while (locked_.exchange(true, std::memory_order_acquire)) {
+      while (locked_.load(std::memory_order_relaxed)) std::this_thread::yield();
+    }
+  }
+  void unlock() noexcept { locked_.store(false, std::memory_order_release); }
+
   std::atomic<uint8_t> word{static_cast<uint8_t>(ConcurrentStatus::kPending)};
-  std::mutex mu;
-  std::condition_variable cv;        // signalled only while waiters > 0
-  int waiters = 0;                   // guarded by mu
-  std::optional<Stored<T>> value_;   // written once by the completion that won, then read-only
-  std::exception_ptr error_;         // likewise
-  // Guarded by mu. The first callback is stored inline (the common single
-  // callback, e.g. the loop's delivery, costs no allocation); invariant:
-  // more_callbacks is empty whenever first_callback is.
-  Callback first_callback;
-  std::vector<Callback> more_callbacks;
   std::atomic<bool> retrieved_{false};
+  std::atomic<bool> locked_{false};
+  std::atomic<uint32_t> refs{1};
+  std::exception_ptr error_;         // written once by the completion that won, then read-only
   SourceLocation created_;
   // The loop whose thread must run to complete this future (set by
   // IOLoop::run_in_loop before the future is shared; read-only after). A
   // wait without timeout while that loop is current would deadlock, so
   // result()/exception() throw instead. Compared, never dereferenced.
   const Scheduler* completed_on = nullptr;
+  ConcurrentWaiter* waiters = nullptr;  // guarded by the lock; woken by the completion
+  // Guarded by the lock. The first callback is stored inline (the common
+  // single callback, e.g. the loop's delivery, costs no allocation), the
+  // rest behind a pointer; invariant: there are none of those whenever
+  // first_callback is empty.
+  std::unique_ptr<std::vector<Callback>> more_callbacks;
+  std::optional<Stored<T>> value_;   // like error_
+  Callback first_callback;
 };
 
 [[noreturn]] void throw_concurrent_deadlock(const char* op);
@@ -127,8 +175,28 @@ class ConcurrentFuture {
 
   // A pending future. `where` names it in the "never retrieved" log line.
   ConcurrentFuture(SourceLocation where = SourceLocation::current())
-      : state_(std::allocate_shared<internal::ConcurrentState<T>>(
-            internal::RecyclingAllocator<internal::ConcurrentState<T>>(), where)) {}
+      : state_(new internal::ConcurrentState<T>(where)) {}
+
+  ConcurrentFuture(const ConcurrentFuture& other) noexcept : state_(other.state_) {
+    if (state_ != nullptr) state_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  ConcurrentFuture(ConcurrentFuture&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {}
+  ConcurrentFuture& operator=(const ConcurrentFuture& other) noexcept {
+    if (other.state_ != nullptr) other.state_->refs.fetch_add(1, std::memory_order_relaxed);
+    if (state_ != nullptr) state_->release();
+    state_ = other.state_;
+    return *this;
+  }
+  ConcurrentFuture& operator=(ConcurrentFuture&& other) noexcept {
+    if (this != &other) {
+      if (state_ != nullptr) state_->release();
+      state_ = std::exchange(other.state_, nullptr);
+    }
+    return *this;
+  }
+  ~ConcurrentFuture() {
+    if (state_ != nullptr) state_->release();
+  }
 
   bool done() const { return internal::is_done(status()); }
   bool cancelled() const { return status() == internal::ConcurrentStatus::kCancelled; }
@@ -202,12 +270,15 @@ class ConcurrentFuture {
       cb = [fn = std::forward<F>(fn)](ConcurrentFuture<T>&) mutable { fn(); };
     }
     if (!done()) {
-      std::lock_guard<std::mutex> lock(state_->mu);
+      std::lock_guard<internal::ConcurrentState<T>> lock(*state_);
       const bool first = !state_->first_callback;
       if (first) {
         state_->first_callback = std::move(cb);
       } else {
-        state_->more_callbacks.push_back(std::move(cb));
+        if (!state_->more_callbacks) {
+          state_->more_callbacks = std::make_unique<std::vector<decltype(cb)>>();
+        }
+        state_->more_callbacks->push_back(std::move(cb));
       }
       const uint8_t was = state_->word.fetch_or(internal::kListeners, std::memory_order_acq_rel);
       if (!internal::is_done(internal::ConcurrentState<T>::status(was))) return;
@@ -217,8 +288,8 @@ class ConcurrentFuture {
         cb = std::move(state_->first_callback);
         state_->first_callback = nullptr;
       } else {
-        cb = std::move(state_->more_callbacks.back());
-        state_->more_callbacks.pop_back();
+        cb = std::move(state_->more_callbacks->back());
+        state_->more_callbacks->pop_back();
       }
     }
     invoke(cb);
@@ -302,7 +373,8 @@ class ConcurrentFuture {
 
   // Claims the future (pending or running -> completing), stores the
   // outcome, then publishes it; the listeners, if any registered, are told
-  // under mu. A future another completion has claimed counts as done here.
+  // under the lock. A future another completion has claimed counts as done
+  // here.
   template <class Store>
   bool try_complete(Store&& store, internal::ConcurrentStatus to) {
     uint8_t w = state_->word.load(std::memory_order_acquire);
@@ -324,36 +396,38 @@ class ConcurrentFuture {
     return true;
   }
 
-  // After a completion that found listeners: wakes the blocked waiters and
-  // runs the callbacks, unlocked (a callback may call back into this
-  // future).
+  // After a completion that found listeners: takes the blocked waiters and
+  // the callbacks under the lock, then wakes the waiters and runs the
+  // callbacks unlocked (a callback may call back into this future).
   void notify_listeners() {
+    internal::ConcurrentWaiter* waiters;
     Callbacks callbacks;
     {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      callbacks = take_and_notify();
+      std::lock_guard<internal::ConcurrentState<T>> lock(*state_);
+      waiters = std::exchange(state_->waiters, nullptr);
+      callbacks.first = std::move(state_->first_callback);
+      state_->first_callback = nullptr;
+      callbacks.more = std::move(state_->more_callbacks);
+    }
+    while (waiters != nullptr) {
+      // Read before the wake: the waiter may be gone right after it.
+      internal::ConcurrentWaiter* next = waiters->next;
+      waiters->wake();
+      waiters = next;
     }
     run(callbacks);
   }
 
   struct Callbacks {
     typename internal::ConcurrentState<T>::Callback first;
-    std::vector<typename internal::ConcurrentState<T>::Callback> more;
+    std::unique_ptr<std::vector<typename internal::ConcurrentState<T>::Callback>> more;
   };
-
-  // Under mu: wakes the blocked waiters and hands the callbacks out, to be
-  // run unlocked (a callback may call back into this future).
-  Callbacks take_and_notify() {
-    if (state_->waiters > 0) state_->cv.notify_all();
-    Callbacks out{std::move(state_->first_callback), std::move(state_->more_callbacks)};
-    state_->first_callback = nullptr;
-    state_->more_callbacks.clear();
-    return out;
-  }
 
   void run(Callbacks& callbacks) {
     if (callbacks.first) invoke(callbacks.first);
-    for (auto& cb : callbacks.more) invoke(cb);
+    if (callbacks.more) {
+      for (auto& cb : *callbacks.more) invoke(cb);
+    }
   }
 
   void invoke(typename internal::ConcurrentState<T>::Callback& cb) {
@@ -372,29 +446,48 @@ class ConcurrentFuture {
         state_->completed_on == Scheduler::current()) {
       internal::throw_concurrent_deadlock(op);
     }
-    std::unique_lock<std::mutex> lock(state_->mu);
-    ++state_->waiters;
-    const uint8_t was = state_->word.fetch_or(internal::kListeners, std::memory_order_acq_rel);
-    if (internal::is_done(internal::ConcurrentState<T>::status(was))) {
-      --state_->waiters;
-      return internal::ConcurrentState<T>::status(was);
+    internal::ConcurrentWaiter self;
+    {
+      std::lock_guard<internal::ConcurrentState<T>> lock(*state_);
+      self.next = state_->waiters;
+      state_->waiters = &self;
+      const uint8_t was = state_->word.fetch_or(internal::kListeners, std::memory_order_acq_rel);
+      if (internal::is_done(internal::ConcurrentState<T>::status(was))) {
+        state_->waiters = self.next;
+        return internal::ConcurrentState<T>::status(was);
+      }
     }
+    std::unique_lock<std::mutex> lock(self.mu);
+    auto woken = [&] { return self.woken; };
     auto is_done = [&] { return internal::is_done(status()); };
-    bool finished = true;
     if (!timeout || *timeout == absl::InfiniteDuration()) {
-      state_->cv.wait(lock, is_done);
-    } else {
-      finished = state_->cv.wait_for(lock, absl::ToChronoNanoseconds(*timeout), is_done);
-    }
-    --state_->waiters;
-    if (!finished) {
+      self.cv.wait(lock, woken);
+    } else if (!self.cv.wait_for(lock, absl::ToChronoNanoseconds(*timeout), woken)) {
       lock.unlock();
-      internal::throw_concurrent_timeout(op, *timeout);
+      bool unlinked = false;
+      {
+        std::lock_guard<internal::ConcurrentState<T>> state_lock(*state_);
+        for (internal::ConcurrentWaiter** p = &state_->waiters; *p != nullptr; p = &(*p)->next) {
+          if (*p == &self) {
+            *p = self.next;
+            unlinked = true;
+            break;
+          }
+        }
+      }
+      if (!unlinked) {
+        // A completion took the list as we timed out: it is done, and about
+        // to wake us (`self` must outlive that).
+        lock.lock();
+        self.cv.wait(lock, woken);
+      } else if (!is_done()) {
+        internal::throw_concurrent_timeout(op, *timeout);
+      }
     }
     return status();
   }
 
-  std::shared_ptr<internal::ConcurrentState<T>> state_;
+  internal::ConcurrentState<T>* state_;  // owns one reference; null once moved from
 };
 
 // Copies a's outcome into b (a loop future) once a is done, unless b is done
