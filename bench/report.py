@@ -43,11 +43,12 @@ EDDY = "eddy"
 class Row:
     """One contender of a workload: a benchmark in the workload's binary."""
 
-    def __init__(self, label, bench, role, note=""):
+    def __init__(self, label, bench, role, note="", vs=None):
         self.label = label  # shown in the table
         self.bench = bench  # benchmark name without Google Benchmark's suffixes
         self.role = role  # "eddy", "eddy-variant", "peer", "baseline"
         self.note = note
+        self.vs = vs  # a peer's eddy counterpart, when not the workload's eddy row
 
 
 class Workload:
@@ -163,7 +164,8 @@ WORKLOADS = [
          Row("Asio: await post", "BM_CoroutineAwait_Asio", "peer", "co_await asio::post(use_awaitable)"),
          Row("baseline: one loop callback", "BM_LoopCallback_Eddy", "baseline", "chain of add_callback"),
          Row("eddy: await ready", "BM_AwaitReady_Eddy", "eddy-variant", "co_await of a done Future"),
-         Row("Asio: await ready", "BM_AwaitReady_Asio", "peer", "co_await of an awaitable that co_returns"),
+         Row("Asio: await ready", "BM_AwaitReady_Asio", "peer", "co_await of an awaitable that co_returns "
+             "(ratio against eddy's ready await)", vs="BM_AwaitReady_Eddy"),
          Row("baseline: call + branch", "BM_FunctionCall", "baseline", "non-inlined call, test result")],
         "ready await <= a function call plus a branch; a loop-resolved await <= one loop "
         "callback on top of the callback that resolves it (<= 2x the baseline)",
@@ -355,8 +357,9 @@ def workload_table(w, s):
         if not st:
             continue
         ratio = None
-        if r.role in ("peer", "peer-variant") and e and e["median"]:
-            ratio = st["median"] / e["median"]
+        against = s.stat(r.vs, w.metric) if r.vs else e
+        if r.role in ("peer", "peer-variant") and against and against["median"]:
+            ratio = st["median"] / against["median"]
         cells = [("**{}**".format(r.label) if r.role == EDDY else r.label),
                  fmt(st["median"]), "{}..{}".format(fmt(st["min"]), fmt(st["max"])),
                  fmt_ratio(ratio) if r.role in ("peer", "peer-variant") else ""]
