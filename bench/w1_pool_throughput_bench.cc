@@ -1,9 +1,11 @@
 // W1 pool_throughput: one producer submits 1,000,000 tiny tasks to a pool
 // of workers() threads, then waits for all of them.
 //
-// Every contender runs the same task (count down a std::latch the producer
-// waits on) on a pool of the same size, started and warmed up before the
-// clock starts:
+// Every contender runs on a pool of the same size, started and warmed up
+// before the clock starts. eddy and Asio run the same task (count down a
+// std::latch the producer waits on); libuv's work callback is empty, and
+// its after-work callbacks count on the loop thread instead (no atomic
+// shared by the workers):
 //   Eddy   ThreadPoolExecutor::submit from the benchmark thread; the
 //          returned ConcurrentFuture is dropped (fire and forget).
 //   Asio   asio::post to an asio::thread_pool.
@@ -12,8 +14,9 @@
 //          (libuv has no other way to learn that work finished).
 //
 // Look for: ns_per_item at or below the faster peer's; allocs_per_item
-// (eddy: the task and its future's state, 2) flat across repetitions;
-// cpu_time well above real_time means workers spin while idle.
+// (eddy: at most 2, the task and its future's state, mostly recycled) flat
+// across repetitions; cpu_time well above real_time means workers spin
+// while idle.
 #include <cstdint>
 #include <latch>
 #include <vector>
