@@ -386,7 +386,7 @@ template <class F, class... A>
 auto Executor::submit(CancellationToken token, F&& fn, A&&... args) {
   auto task = internal::make_call_task(std::move(token), std::forward<F>(fn),
                                        std::forward<A>(args)...);
-  ConcurrentFuture<internal::call_result_t<F, A...>> future = task->future();
+  auto future = internal::ConcurrentAccess::share_unpublished(task->future());
   execute(std::move(task));
   return future;
 }
@@ -401,7 +401,7 @@ auto Executor::submit_from_loop(F&& fn, A&&... args) {
   }
   auto task = internal::make_call_task(CancellationToken(), std::forward<F>(fn),
                                        std::forward<A>(args)...);
-  ConcurrentFuture<R> future = task->future();
+  ConcurrentFuture<R> future = internal::ConcurrentAccess::share_unpublished(task->future());
   Future<ConcurrentFuture<R>> admitted;
   // The admission may be signalled from a pool thread; the loop Future is
   // completed on its own thread through a delivery.

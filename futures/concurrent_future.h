@@ -159,6 +159,17 @@ struct ConcurrentAccess {
   static ConcurrentState<T>& state(const ConcurrentFuture<T>& f) {
     return *f.state_;
   }
+  // A second handle on a state that no other thread can see yet (an
+  // executor's task, before it is queued): the count goes up with a plain
+  // store, not a locked instruction, which on the submitting thread would
+  // wait for every store before it (the task's and the state's, often
+  // misses) to drain.
+  template <class T>
+  static ConcurrentFuture<T> share_unpublished(const ConcurrentFuture<T>& f) {
+    ConcurrentState<T>* s = f.state_;
+    s->refs.store(s->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    return ConcurrentFuture<T>(s, typename ConcurrentFuture<T>::Adopt{});
+  }
 };
 
 inline bool is_done(ConcurrentStatus s) {
@@ -299,22 +310,26 @@ class ConcurrentFuture {
   // returns false if it was cancelled (the task must then be skipped).
   // Throws InvalidStateError if it is already running or done.
   bool set_running_or_notify_cancel() {
-    uint8_t w = state_->word.load(std::memory_order_acquire);
+    // The first attempt guesses "pending, no listeners" instead of loading
+    // the word: a worker's first touch of a state another thread just built
+    // is then one exclusive fetch of its line, not a shared fetch followed
+    // by an upgrade (two trips between cores).
+    uint8_t w = static_cast<uint8_t>(internal::ConcurrentStatus::kPending);
     for (;;) {
+      const uint8_t to =
+          static_cast<uint8_t>(internal::ConcurrentStatus::kRunning) | (w & internal::kListeners);
+      if (state_->word.compare_exchange_strong(w, to, std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
+        return true;
+      }
       switch (internal::ConcurrentState<T>::status(w)) {
         case internal::ConcurrentStatus::kPending:
-          break;
+          continue;  // a listener arrived: try again with its bit
         case internal::ConcurrentStatus::kCancelled:
           return false;
         default:
           internal::throw_concurrent_invalid("set_running_or_notify_cancel",
                                              "the future is already running or done");
-      }
-      const uint8_t to =
-          static_cast<uint8_t>(internal::ConcurrentStatus::kRunning) | (w & internal::kListeners);
-      if (state_->word.compare_exchange_weak(w, to, std::memory_order_acq_rel,
-                                             std::memory_order_acquire)) {
-        return true;
       }
     }
   }
@@ -367,6 +382,10 @@ class ConcurrentFuture {
   }
 
  private:
+  struct Adopt {};
+  // Takes over one reference the caller already counted.
+  ConcurrentFuture(internal::ConcurrentState<T>* state, Adopt) noexcept : state_(state) {}
+
   internal::ConcurrentStatus status() const {
     return internal::ConcurrentState<T>::status(state_->word.load(std::memory_order_acquire));
   }
