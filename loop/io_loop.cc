@@ -119,9 +119,21 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
 // Appends a task made from `fn` (a Task, or a callable built into one in
 // place) to `chain`.
 template <class F>
+[[gnu::noinline]] void chain_push_grow(TaskChain& chain, SpareBlocks& spare, F&& fn) {
+  TaskBlock* b = chain_grow(chain, spare);
+  ::new (static_cast<void*>(b->slot(b->end))) Task(std::forward<F>(fn));
+  ++b->end;
+}
+
+// The common case makes no call (a new block is a tail call), so that the
+// posting functions it is inlined into need no frame of their own.
+template <class F>
 inline void chain_push(TaskChain& chain, SpareBlocks& spare, F&& fn) {
   TaskBlock* b = chain.tail;
-  if (b == nullptr || b->full()) [[unlikely]] b = chain_grow(chain, spare);
+  if (b == nullptr || b->full()) [[unlikely]] {
+    chain_push_grow(chain, spare, std::forward<F>(fn));
+    return;
+  }
   ::new (static_cast<void*>(b->slot(b->end))) Task(std::forward<F>(fn));
   ++b->end;
 }
@@ -1129,19 +1141,25 @@ void IOLoop::run_callbacks() {
 
 // --- callbacks -----------------------------------------------------------------
 
+// The same-thread post inline, everything else out of line: the common
+// case then needs no stack frame (no temporary closure, no stack canary).
+// closed_ is only read on the loop's own thread.
 bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
-  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
-    return add_located_callback(std::move(fn), where);
-  }
-  if (in_scheduler_thread()) {
-    if (closed_) return false;
+  if (!record_locations_.load(std::memory_order_relaxed) && in_scheduler_thread() && !closed_)
+      [[likely]] {
     internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
     return true;
   }
+  return add_callback_slow(std::move(fn), where);
+}
+
+bool IOLoop::add_callback_slow(absl::AnyInvocable<void()>&& fn, const SourceLocation& where) {
+  if (record_locations_.load(std::memory_order_relaxed)) return add_located_callback(std::move(fn), where);
+  if (in_scheduler_thread()) return false;  // closed: fn dies unrun in the caller
   return inbox_->push(std::move(fn));
 }
 
-bool IOLoop::add_located_callback(absl::AnyInvocable<void()> fn, const SourceLocation& where) {
+bool IOLoop::add_located_callback(absl::AnyInvocable<void()>&& fn, const SourceLocation& where) {
   if (in_scheduler_thread()) {
     if (closed_) return false;
     internal::chain_push(callbacks_, spare_blocks_,
@@ -1152,22 +1170,33 @@ bool IOLoop::add_located_callback(absl::AnyInvocable<void()> fn, const SourceLoc
 }
 
 void IOLoop::post(absl::AnyInvocable<void()> fn) {
-  // After close() nothing will ever run it: drop it now (on this thread).
-  if (closed_) return;
-  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
-    fn = locate(std::move(fn), internal::ActivityKind::kFutureCallback, SourceLocation());
+  if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
+    internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
+    return;
   }
-  internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
+  post_slow(std::move(fn));
+}
+
+void IOLoop::post_slow(absl::AnyInvocable<void()>&& fn) {
+  // After close() nothing will ever run it: it dies unrun in post().
+  if (closed_) return;
+  internal::chain_push(callbacks_, spare_blocks_,
+                       locate(std::move(fn), internal::ActivityKind::kFutureCallback,
+                              SourceLocation()));
 }
 
 void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
-  if (closed_) return;
-  if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
-    post(Resume{resume, ctx});
+  if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
+    // Built in its slot: no closure to construct, move and destroy on the way.
+    internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx});
     return;
   }
-  // Built in its slot: no closure to construct, move and destroy on the way.
-  internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx});
+  post_resume_slow(resume, ctx);
+}
+
+void IOLoop::post_resume_slow(void (*resume)(void*), void* ctx) {
+  if (closed_) return;
+  post(Resume{resume, ctx});
 }
 
 absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()> fn,

@@ -553,8 +553,14 @@ class IOLoop final : public Scheduler {
   void note_activity(internal::ActivityKind kind, const SourceLocation& where);
   // add_callback while locations are recorded: out of line, so that the
   // common case keeps a small frame.
-  [[gnu::noinline]] bool add_located_callback(absl::AnyInvocable<void()> fn,
+  [[gnu::noinline]] bool add_located_callback(absl::AnyInvocable<void()>&& fn,
                                               const SourceLocation& where);
+  // add_callback's, post_resume's and post's uncommon cases (another thread, the
+  // loop closed, locations recorded), out of line for the same reason.
+  [[gnu::noinline]] bool add_callback_slow(absl::AnyInvocable<void()>&& fn,
+                                           const SourceLocation& where);
+  [[gnu::noinline]] void post_resume_slow(void (*resume)(void*), void* ctx);
+  [[gnu::noinline]] void post_slow(absl::AnyInvocable<void()>&& fn);
   void retire_handlers();
   void close_now();
 
