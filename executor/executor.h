@@ -96,7 +96,9 @@ class Executor {
   // outcome). A task disposed of unsettled cancels its future, so a task
   // an executor drops never leaves a future pending forever.
   // Task records come from recycled memory (futures/internal/recycler.h):
-  // they are made on the submitting thread and freed on a worker.
+  // they are made on the submitting thread and freed on a worker, or, for
+  // submit()'s tasks, which hold their future's state, on whichever thread
+  // drops the last reference to it.
   class Task : public internal::Recycled {
    public:
     Task() = default;
@@ -294,29 +296,31 @@ decltype(auto) invoke_call(Fn& fn, CancellationToken& token, Args&... args) {
   }
 }
 
+// A submitted call and its future's state, in one block: a submit
+// allocates once, and the producer's stores into the task and into the
+// state fall on adjacent lines. The block lives as long as the longer of
+// the task (which holds a reference of its own until dispose()) and the
+// returned futures; the call itself (callable, arguments, token) is
+// destroyed by dispose(), right after the task ran or was dropped, so that
+// the user's captures do not live as long as the future.
 template <class R, class Fn, class... Args>
-class CallTask final : public Executor::Task {
+class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> {
  public:
   template <class F, class... A>
   CallTask(CancellationToken token, F&& fn, A&&... args)
-      : token_(std::move(token)), fn_(std::forward<F>(fn)), args_(std::forward<A>(args)...) {}
-
-  // Unsettled means dropped by its executor: do not leave the future
-  // pending forever.
-  ~CallTask() override {
-    if (!settled_) future_.cancel();
-  }
+      : EmbeddedConcurrentState<R>(SourceLocation::current()),
+        call_(std::move(token), std::forward<F>(fn), std::forward<A>(args)...),
+        future_(ConcurrentAccess::adopt<R>(*this)) {}
 
   const ConcurrentFuture<R>& future() const { return future_; }
 
   bool run() noexcept override {
-    settled_ = true;
-    if (token_.cancel_requested()) {
+    if (call_.token.cancel_requested()) {
       future_.cancel();
       return false;
     }
-    if (!future_.set_running_or_notify_cancel()) return false;
-    if (token_.expired()) {
+    if (!start()) return false;
+    if (call_.token.expired()) {
       future_.try_set_exception(std::make_exception_ptr(
           TimeoutError("the offloaded call's deadline passed before it started")));
       return false;
@@ -334,28 +338,65 @@ class CallTask final : public Executor::Task {
     return true;
   }
 
-  void cancel() noexcept override {
-    settled_ = true;
-    future_.cancel();
-  }
+  void cancel() noexcept override { future_.cancel(); }
 
   void fail(std::exception_ptr error) noexcept override {
-    settled_ = true;
     future_.try_set_exception(std::move(error));
   }
 
- private:
-  decltype(auto) invoke() {
-    return std::apply(
-        [this](Args&... args) -> decltype(auto) { return invoke_call(fn_, token_, args...); },
-        args_);
+  // A future still pending means the task was dropped unsettled by its
+  // executor (settling it always completes or cancels the future): do not
+  // leave it pending forever. Then the call goes, and with the task's
+  // reference the block, unless a future still holds it.
+  void dispose() noexcept override {
+    future_.cancel();
+    call_.~Call();
+    ConcurrentFuture<R> last_use_of_this = std::move(future_);
   }
 
-  ConcurrentFuture<R> future_;
-  CancellationToken token_;
-  bool settled_ = false;
-  Fn fn_;
-  std::tuple<Args...> args_;
+ private:
+  struct Call {
+    template <class F, class... A>
+    Call(CancellationToken token, F&& fn, A&&... args)
+        : token(std::move(token)), fn(std::forward<F>(fn)), args(std::forward<A>(args)...) {}
+
+    CancellationToken token;
+    // Often empty (no arguments, a captureless lambda): then they take no
+    // room, which keeps the task within its size class.
+    [[no_unique_address]] Fn fn;
+    [[no_unique_address]] std::tuple<Args...> args;
+  };
+
+  // Only free_block() destroys a task, once dispose() has destroyed call_
+  // and dropped future_.
+  ~CallTask() override {}
+
+  void free_block() noexcept override { delete this; }
+
+  // False when the call must not run: its future was cancelled, or the
+  // user already completed it with set_result()/set_exception() (the
+  // future is theirs to settle; the call is then skipped, and counted as
+  // never run, instead of throwing out of a worker).
+  bool start() noexcept {
+    try {
+      return future_.set_running_or_notify_cancel();
+    } catch (const InvalidStateError&) {
+      return false;
+    }
+  }
+
+  decltype(auto) invoke() {
+    return std::apply(
+        [this](Args&... args) -> decltype(auto) {
+          return invoke_call(call_.fn, call_.token, args...);
+        },
+        call_.args);
+  }
+
+  union {
+    Call call_;  // destroyed by dispose()
+  };
+  ConcurrentFuture<R> future_;  // the task's own reference; empty after dispose()
 };
 
 // Library-internal access to the protected hand-over (the loop bridge).

@@ -89,10 +89,16 @@ struct ConcurrentWaiter {
   }
 };
 
+template <class T>
+class EmbeddedConcurrentState;
+
 // Reference counted by its ConcurrentFuture handles (intrusive: one count,
 // and no control block beside the state). 96 bytes for small T: the
 // producer of a task writes all of it into a recycled block, which is
 // often still in a worker's cache, so every line counts.
+// A state is either a block of its own (ConcurrentFuture's constructor),
+// freed by its last release(), or part of a larger object
+// (EmbeddedConcurrentState), which its last release() asks to free itself.
 template <class T>
 class ConcurrentState : public Recycled {
  public:
@@ -115,7 +121,11 @@ class ConcurrentState : public Recycled {
   void release() noexcept {
     if (refs.load(std::memory_order_acquire) == 1 ||
         refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      delete this;
+      if (embedded_) {
+        static_cast<EmbeddedConcurrentState<T>*>(this)->free_block();
+      } else {
+        delete this;
+      }
     }
   }
 
@@ -132,6 +142,9 @@ class ConcurrentState : public Recycled {
   std::atomic<uint8_t> word{static_cast<uint8_t>(ConcurrentStatus::kPending)};
   std::atomic<bool> retrieved_{false};
   std::atomic<bool> locked_{false};
+  // Set before the state is shared, read-only after. In the byte that
+  // padding left free beside the flags, so the state does not grow.
+  const bool embedded_ = false;
   std::atomic<uint32_t> refs{1};
   std::exception_ptr error_;         // written once by the completion that won, then read-only
   SourceLocation created_;
@@ -148,6 +161,31 @@ class ConcurrentState : public Recycled {
   std::unique_ptr<std::vector<Callback>> more_callbacks;
   std::optional<Stored<T>> value_;   // like error_
   Callback first_callback;
+
+ protected:
+  struct Embedded {};
+  ConcurrentState(SourceLocation created, Embedded) : embedded_(true), created_(created) {}
+};
+
+// A ConcurrentState inside a larger object, so that the two take one
+// allocation: an executor's task embeds its future's state (one block per
+// submit instead of two). Handles count references to it as to any state;
+// the last release() calls free_block() instead of deleting the state. The
+// owner counts its own reference too if it must outlive the handles (a
+// task until it has run), and frees the object, state included, in
+// free_block().
+template <class T>
+class EmbeddedConcurrentState : public ConcurrentState<T> {
+ protected:
+  explicit EmbeddedConcurrentState(SourceLocation created)
+      : ConcurrentState<T>(created, typename ConcurrentState<T>::Embedded{}) {}
+  ~EmbeddedConcurrentState() = default;
+
+ private:
+  friend class ConcurrentState<T>;
+  // Destroys the object and frees its memory. Called once, by the last
+  // release(), on whichever thread that happens.
+  virtual void free_block() noexcept = 0;
 };
 
 [[noreturn]] void throw_concurrent_deadlock(const char* op);
@@ -158,6 +196,12 @@ struct ConcurrentAccess {
   template <class T>
   static ConcurrentState<T>& state(const ConcurrentFuture<T>& f) {
     return *f.state_;
+  }
+  // A handle that takes over the reference the state was created with (an
+  // EmbeddedConcurrentState's owner's own).
+  template <class T>
+  static ConcurrentFuture<T> adopt(ConcurrentState<T>& s) {
+    return ConcurrentFuture<T>(&s, typename ConcurrentFuture<T>::Adopt{});
   }
   // A second handle on a state that no other thread can see yet (an
   // executor's task, before it is queued): the count goes up with a plain

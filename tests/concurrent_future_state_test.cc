@@ -146,5 +146,45 @@ TEST(ConcurrentStateTest, FurtherCallbacksRunInOrderOnce) {
   EXPECT_EQ(order, (std::vector<int>{0, 1, 2, 3, 4}));
 }
 
+// A state embedded in a larger object: handles count it as any state, and
+// the last release, on whichever thread, asks the owner to free the whole
+// object, once. The owner's own reference keeps it alive past the handles.
+class Owner final : public internal::EmbeddedConcurrentState<Tracked> {
+ public:
+  static inline std::atomic<int> freed{0};
+  Owner() : internal::EmbeddedConcurrentState<Tracked>(SourceLocation::current()) {}
+  ConcurrentFuture<Tracked> own() { return internal::ConcurrentAccess::adopt<Tracked>(*this); }
+
+ private:
+  void free_block() noexcept override {
+    ++freed;
+    delete this;
+  }
+};
+
+TEST(ConcurrentStateTest, EmbeddedStateFreesItsOwnerWithTheLastHandle) {
+  for (int round = 0; round < 200; ++round) {
+    Owner::freed = 0;
+    ConcurrentFuture<Tracked> own = (new Owner)->own();
+    ConcurrentFuture<Tracked> shared = internal::ConcurrentAccess::share_unpublished(own);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 3; ++t) {
+      threads.emplace_back([copy = shared]() mutable {
+        EXPECT_EQ(copy.result().v, 4);
+        copy = ConcurrentFuture<Tracked>();
+      });
+    }
+    shared = ConcurrentFuture<Tracked>();
+    own.set_result(Tracked(4));
+    own = ConcurrentFuture<Tracked>();
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(Owner::freed.load(), 1);
+    ASSERT_EQ(Tracked::live.load(), 0);
+  }
+  // A plain state still frees itself.
+  { ConcurrentFuture<Tracked> plain; }
+  EXPECT_EQ(Owner::freed.load(), 1);
+}
+
 }  // namespace
 }  // namespace eddy

@@ -1,0 +1,263 @@
+// A submitted task and its future's state share one block: the block lives
+// until the last of the task and the future handles lets go of it, on any
+// thread, while the call's captures go as soon as the executor is done with
+// the task (run, cancelled, failed or dropped), even if a future lives on.
+// ASan builds give every block to operator new/delete, so they check these
+// lifetimes exactly.
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <latch>
+#include <memory>
+#include <new>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "eddy/executor/executor.h"
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/internal/recycler.h"
+#include "gtest/gtest.h"
+
+#if EDDY_RECYCLER_BYPASS
+// Counts this thread's operator new calls: with the recycler bypassed, each
+// block a submit takes is one.
+namespace {
+thread_local int64_t t_news = 0;
+}  // namespace
+void* operator new(size_t size) {
+  ++t_news;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+#endif
+
+namespace eddy {
+namespace {
+
+// A capture whose lifetime the tests watch: destroyed() once the last copy
+// of capture() is gone.
+struct Witness {
+  std::shared_ptr<std::atomic<bool>> flag = std::make_shared<std::atomic<bool>>(false);
+  std::shared_ptr<int> capture() {
+    return std::shared_ptr<int>(new int(0), [flag = flag](int* p) {
+      delete p;
+      flag->store(true);
+    });
+  }
+  bool destroyed() const { return flag->load(); }
+};
+
+// Counts live instances, to see when the block (which holds the value) goes.
+struct Tracked {
+  static inline std::atomic<int> live{0};
+  int v;
+  explicit Tracked(int v) : v(v) { ++live; }
+  Tracked(const Tracked& o) : v(o.v) { ++live; }
+  Tracked(Tracked&& o) noexcept : v(o.v) { ++live; }
+  ~Tracked() { --live; }
+};
+
+// Keeps the tasks it is given, unsettled, until drop() (or its destruction)
+// disposes of them: an executor that loses its queue.
+class KeepingExecutor final : public Executor {
+ public:
+  ShutdownReport shutdown(bool, bool) override { return {}; }
+  void drop() { tasks_.clear(); }
+  Task* last() const { return tasks_.back().get(); }
+
+ protected:
+  void execute(TaskPtr task) override { tasks_.push_back(std::move(task)); }
+
+ private:
+  std::vector<TaskPtr> tasks_;
+};
+
+// A pool of one worker, held busy until release(): what is submitted
+// meanwhile stays queued.
+struct BlockedPool {
+  std::latch started{1};
+  std::latch gate{1};
+  ThreadPoolExecutor pool{1};  // after the latches: joins before they go
+  ConcurrentFuture<void> blocker = pool.submit([this] {
+    started.count_down();
+    gate.wait();
+  });
+  BlockedPool() { started.wait(); }
+  ~BlockedPool() { release(); }
+  void release() {
+    if (!released) gate.count_down();
+    released = true;
+  }
+  bool released = false;
+};
+
+TEST(ExecutorTaskBlockTest, TheStateIsPartOfTheTask) {
+  KeepingExecutor executor;
+  auto fn = [] { return 1; };
+  ConcurrentFuture<int> f = executor.submit(fn);
+  using Call = internal::CallTask<int, decltype(fn)>;
+  const auto* task = reinterpret_cast<const char*>(static_cast<Call*>(executor.last()));
+  const auto* state = reinterpret_cast<const char*>(&internal::ConcurrentAccess::state(f));
+  // A state of its own would be another live object, never inside the task.
+  EXPECT_GE(state, task);
+  EXPECT_LE(state + sizeof(internal::ConcurrentState<int>), task + sizeof(Call));
+  executor.drop();
+  EXPECT_TRUE(f.cancelled());
+}
+
+TEST(ExecutorTaskBlockTest, OneAllocationPerSubmit) {
+#if EDDY_RECYCLER_BYPASS
+  InlineExecutor executor;
+  std::vector<ConcurrentFuture<int>> futures;
+  futures.reserve(3);
+  for (int i = 0; i < 3; ++i) {
+    const int64_t before = t_news;
+    futures.push_back(executor.submit([i] { return i; }));
+    EXPECT_EQ(t_news - before, 1) << "the task and its future's state in one block";
+  }
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(futures[i].result(), i);
+#else
+  GTEST_SKIP() << "blocks come from the recycler's caches: counted in ASan builds only";
+#endif
+}
+
+TEST(ExecutorTaskBlockTest, FutureOutlivesTheExecutorAndTheTask) {
+  Witness w;
+  ConcurrentFuture<Tracked> f;
+  {
+    ThreadPoolExecutor pool(2);
+    f = pool.submit([c = w.capture()] { return Tracked(7); });
+  }
+  EXPECT_TRUE(w.destroyed()) << "the call went with the task, not with the future";
+  ConcurrentFuture<Tracked> copy = f;
+  f = ConcurrentFuture<Tracked>();
+  EXPECT_EQ(copy.result().v, 7);
+  EXPECT_EQ(Tracked::live.load(), 1);
+  copy = ConcurrentFuture<Tracked>();
+  EXPECT_EQ(Tracked::live.load(), 0) << "the block went with the last handle";
+}
+
+TEST(ExecutorTaskBlockTest, FutureDroppedBeforeTheTaskRuns) {
+  std::atomic<int> ran{0};
+  Witness w;
+  {
+    BlockedPool blocked;
+    blocked.pool.submit([&ran, c = w.capture()] { return Tracked(++ran); });
+    EXPECT_FALSE(w.destroyed());
+    blocked.release();
+    blocked.pool.shutdown(/*wait=*/true);
+    EXPECT_TRUE(w.destroyed());
+  }
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_EQ(Tracked::live.load(), 0) << "the worker freed the block";
+}
+
+TEST(ExecutorTaskBlockTest, QueuedTaskCancelledByShutdownDropsItsCall) {
+  Witness w;
+  BlockedPool blocked;
+  ConcurrentFuture<int> f = blocked.pool.submit([c = w.capture()] { return 1; });
+  blocked.pool.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  EXPECT_TRUE(f.cancelled());
+  EXPECT_TRUE(w.destroyed()) << "while a future still holds the block";
+  blocked.release();
+  blocked.pool.shutdown(/*wait=*/true);
+  EXPECT_THROW(f.result(), CancelledError);
+}
+
+TEST(ExecutorTaskBlockTest, QueuedTaskWhoseFutureWasCancelledDropsItsCall) {
+  Witness w;
+  std::atomic<bool> ran{false};
+  BlockedPool blocked;
+  ConcurrentFuture<int> f = blocked.pool.submit([&ran, c = w.capture()] {
+    ran = true;
+    return 1;
+  });
+  EXPECT_TRUE(f.cancel());
+  EXPECT_FALSE(w.destroyed()) << "still queued";
+  blocked.release();
+  blocked.pool.shutdown(/*wait=*/true);
+  EXPECT_TRUE(w.destroyed()) << "the worker skipped the task and dropped its call";
+  EXPECT_FALSE(ran.load());
+  EXPECT_TRUE(f.cancelled());
+}
+
+TEST(ExecutorTaskBlockTest, TaskDroppedUnsettledCancelsItsFuture) {
+  Witness w;
+  KeepingExecutor executor;
+  ConcurrentFuture<Tracked> f = executor.submit([c = w.capture()] { return Tracked(1); });
+  ConcurrentFuture<Tracked> g = f;
+  bool called = false;
+  g.add_done_callback([&called](ConcurrentFuture<Tracked>& done) { called = done.cancelled(); });
+  executor.drop();
+  EXPECT_TRUE(called);
+  EXPECT_TRUE(w.destroyed());
+  f = ConcurrentFuture<Tracked>();
+  EXPECT_TRUE(g.cancelled());
+}
+
+TEST(ExecutorTaskBlockTest, ExceptionsReachResult) {
+  ThreadPoolExecutor pool(2);
+  ConcurrentFuture<int> f = pool.submit([]() -> int { throw std::runtime_error("boom"); });
+  EXPECT_THROW(f.result(), std::runtime_error);
+  ConcurrentFuture<void> g = pool.submit([] { throw std::logic_error("void boom"); });
+  EXPECT_NE(g.exception(), nullptr);
+  EXPECT_THROW(g.result(), std::logic_error);
+}
+
+// Copies of a submitted future dropped on several threads while the task
+// runs and after: the block is freed once, by whichever thread is last.
+TEST(ExecutorTaskBlockTest, CopiesReleasedOnSeveralThreads) {
+  ThreadPoolExecutor pool(2);
+  for (int round = 0; round < 300; ++round) {
+    std::atomic<int> seen{0};
+    {
+      ConcurrentFuture<Tracked> f = pool.submit([round] { return Tracked(round); });
+      std::vector<std::thread> threads;
+      for (int t = 0; t < 3; ++t) {
+        threads.emplace_back([copy = f, &seen, round, t]() mutable {
+          if (t == 0) {
+            copy = ConcurrentFuture<Tracked>();  // maybe before the task ran
+            return;
+          }
+          ConcurrentFuture<Tracked> mine = std::move(copy);
+          if (mine.result().v == round) ++seen;
+        });
+      }
+      f = ConcurrentFuture<Tracked>();
+      for (auto& t : threads) t.join();
+    }
+    EXPECT_EQ(seen.load(), 2);
+  }
+  pool.shutdown(/*wait=*/true);
+  EXPECT_EQ(Tracked::live.load(), 0);
+}
+
+// A user may settle a submitted future themselves while the task is still
+// queued. The worker then skips the call (counted as never run) instead of
+// throwing out of the task, which would end the process.
+TEST(ExecutorTaskBlockTest, FutureSettledByTheUserBeforeTheTaskRunsSkipsTheCall) {
+  ThreadPoolExecutor pool(1);
+  std::latch release(1);
+  ConcurrentFuture<void> blocker = pool.submit([&release] { release.wait(); });
+  std::atomic<bool> ran{false};
+  ConcurrentFuture<int> f = pool.submit([&ran] {
+    ran = true;
+    return 1;
+  });
+  f.set_result(42);
+  release.count_down();
+  blocker.result();
+  ShutdownReport report = pool.shutdown(/*wait=*/true);
+  EXPECT_FALSE(ran.load());
+  EXPECT_EQ(f.result(), 42);
+  EXPECT_EQ(report.completed, 1u);  // the blocker
+  EXPECT_EQ(report.cancelled, 1u);  // the skipped call
+}
+
+}  // namespace
+}  // namespace eddy
