@@ -10,19 +10,12 @@
 #include "absl/time/time.h"
 #include "eddy/futures/concurrent_future.h"
 #include "gtest/gtest.h"
+#include "tests/live_count.h"
 
 namespace eddy {
 namespace {
 
-// Counts live instances, to see when the state (which holds one) goes.
-struct Tracked {
-  static inline std::atomic<int> live{0};
-  int v;
-  explicit Tracked(int v) : v(v) { ++live; }
-  Tracked(const Tracked& o) : v(o.v) { ++live; }
-  Tracked(Tracked&& o) noexcept : v(o.v) { ++live; }
-  ~Tracked() { --live; }
-};
+using testing::Tracked;
 
 // Every submitted task builds one: what a producer writes per task. (Where
 // SourceLocation is one pointer, as under g++.)

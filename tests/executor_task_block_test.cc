@@ -20,6 +20,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/internal/recycler.h"
 #include "gtest/gtest.h"
+#include "tests/live_count.h"
 
 #if EDDY_RECYCLER_BYPASS
 // Counts this thread's operator new calls: with the recycler bypassed, each
@@ -52,15 +53,7 @@ struct Witness {
   bool destroyed() const { return flag->load(); }
 };
 
-// Counts live instances, to see when the block (which holds the value) goes.
-struct Tracked {
-  static inline std::atomic<int> live{0};
-  int v;
-  explicit Tracked(int v) : v(v) { ++live; }
-  Tracked(const Tracked& o) : v(o.v) { ++live; }
-  Tracked(Tracked&& o) noexcept : v(o.v) { ++live; }
-  ~Tracked() { --live; }
-};
+using testing::Tracked;
 
 // Keeps the tasks it is given, unsettled, until drop() (or its destruction)
 // disposes of them: an executor that loses its queue.

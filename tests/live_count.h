@@ -1,0 +1,22 @@
+// Tracked: a value that counts its live instances, so that a test can see
+// when a future's state (which holds one) is destroyed. Tests that use it
+// start by asserting that no instance is live.
+#ifndef EDDY_TESTS_LIVE_COUNT_H_
+#define EDDY_TESTS_LIVE_COUNT_H_
+
+#include <atomic>
+
+namespace eddy::testing {
+
+struct Tracked {
+  static inline std::atomic<int> live{0};
+  int v;
+  explicit Tracked(int v) : v(v) { ++live; }
+  Tracked(const Tracked& o) : v(o.v) { ++live; }
+  Tracked(Tracked&& o) noexcept : v(o.v) { ++live; }
+  ~Tracked() { --live; }
+};
+
+}  // namespace eddy::testing
+
+#endif  // EDDY_TESTS_LIVE_COUNT_H_
