@@ -24,6 +24,13 @@
 #if defined(__SANITIZE_THREAD__) && !defined(BOOST_ASIO_DISABLE_FENCED_BLOCK)
 #define BOOST_ASIO_DISABLE_FENCED_BLOCK 1
 #endif
+// Boost 1.74 turns on co_await support for clang only with the Coroutines
+// TS (<experimental/coroutine>); clang 14 in C++20 mode has the standard
+// coroutines that the same code uses under g++ (--config=clang builds W9).
+#if defined(__clang__) && !defined(BOOST_ASIO_HAS_CO_AWAIT) && \
+    defined(__cpp_impl_coroutine) && __cpp_impl_coroutine >= 201902
+#define BOOST_ASIO_HAS_CO_AWAIT 1
+#endif
 #include <boost/asio.hpp>
 
 namespace eddy::bench {

@@ -238,7 +238,7 @@ class ThreadPoolExecutor final : public Executor {
   // can see shutdown_ and exit. On a line of its own: the workers read the
   // fields above whenever the queue runs dry, which would take away the
   // line that every submit writes.
-  Pad pad0_{};
+  [[maybe_unused]] Pad pad0_{};
   mutable SpinLock submit_mu_;
   uint64_t submitted_ = 0;          // guarded by submit_mu_
 
@@ -246,7 +246,7 @@ class ThreadPoolExecutor final : public Executor {
   // Submitters link tasks in at back_ without a lock; workers take them
   // from front_ under mu_. stub_ keeps the list from ever being empty, so a
   // push never touches front_.
-  Pad pad1_{};
+  [[maybe_unused]] Pad pad1_{};
   std::atomic<Task*> back_;
   Stub stub_;
 
@@ -254,13 +254,13 @@ class ThreadPoolExecutor final : public Executor {
   // submits that claim one of them (decremented: two quick submits never
   // count the same worker twice). A claimed poller looks at the queue when
   // it stops polling; a claimed sleeper gets a token in wakeups_.
-  Pad pad2_{};
+  [[maybe_unused]] Pad pad2_{};
   std::atomic<uint64_t> available_{0};
 
   // Workers. mu_ guards taking tasks off the queue, the counters and the
   // worker bookkeeping; submits take it only while workers are still being
   // started, or when the queue is bounded.
-  Pad pad3_{};
+  [[maybe_unused]] Pad pad3_{};
   mutable QueueMutex mu_;
   Task* front_;                     // guarded by mu_
   uint64_t completed_ = 0;          // counters guarded by mu_
@@ -275,7 +275,7 @@ class ThreadPoolExecutor final : public Executor {
   std::condition_variable_any room_cv_;  // blocked submitters wait for room
 
   // Sleepers wait on work_cv_ for a wake-up token.
-  Pad pad4_{};
+  [[maybe_unused]] Pad pad4_{};
   std::mutex sleep_mu_;
   int wakeups_ = 0;                 // guarded by sleep_mu_
   bool stopping_ = false;           // guarded by sleep_mu_: sleepers wake for good

@@ -233,10 +233,14 @@ TEST_F(FanOutTest, ZeroMaxInFlightThrowsInvalidArgument) {
 }
 
 TEST_F(FanOutTest, ViewsAndNonVectorRangesWork) {
+  // clang 14 cannot instantiate libstdc++ 12's iota_view (its concepts
+  // fail inside the library); clang 15 and g++ can.
+#if !defined(__clang__) || __clang_major__ >= 15
   Future<std::vector<int>> squares =
       fan_out(std::views::iota(0, 5), 2, [](int i) { return i * i; });
   ASSERT_TRUE(squares.done());
   EXPECT_EQ(squares.result(), (std::vector<int>{0, 1, 4, 9, 16}));
+#endif
 
   std::list<std::string> words = {"a", "bb", "ccc"};
   Future<std::vector<size_t>> sizes =
