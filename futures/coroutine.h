@@ -16,15 +16,19 @@
 //     next loop turn, so deep recursion cannot overflow the stack.)
 //   - co_return resolves the returned Future; an exception escaping the
 //     body fails it with that exception, type preserved.
-//   - co_await accepts Future<T> (yields T& for an lvalue future, T moved
-//     out for an rvalue), ConcurrentFuture<T> (completed on any thread,
-//     resumed on the awaiting loop's thread), and std::vector, std::map,
+//   - co_await accepts Future<T> (yields T& for an lvalue future, T for an
+//     rvalue: moved out when that handle was the last one, else copied),
+//     ConcurrentFuture<T> (completed on any thread, resumed on the
+//     awaiting loop's thread), and std::vector, std::map,
 //     absl::flat_hash_map and std::tuple of futures (awaited in parallel
 //     with multi() semantics; see multi.h). Awaiting a future that is
 //     already done does not suspend.
 //   - Cancelling the returned Future cancels the future the coroutine is
 //     suspended on and throws CancelledError at that co_await; the body may
-//     catch it and clean up (its later co_return is ignored).
+//     catch it and clean up (its later co_return is ignored). A
+//     cancellation that finds no await to take it (the coroutine is
+//     running, or the future it awaited is done and its resume queued) is
+//     kept for the next co_await that suspends, as asyncio's Task does.
 //
 // Threading: a coroutine belongs to the loop current when it was called and
 // always resumes on that loop's thread. Its returned Future is an ordinary
@@ -97,23 +101,36 @@ class PromiseBase : public CoroutineWaiter {
   // goes away, whether the frame is waiting on one of eddy's awaiters (then
   // it is destroyed) or running or suspended elsewhere (then it is left
   // alone, as a frame the loop never owned).
-  void on_suspend(std::coroutine_handle<> frame, void (*cancel)(void*), void* ctx) {
+  //
+  // `cancel(ctx)` returns false when it could not reach the awaited work
+  // (the awaited future is done already, its resume queued): the
+  // cancellation is then kept (see take_cancel_pending) instead of lost.
+  void on_suspend(std::coroutine_handle<> frame, bool (*cancel)(void*), void* ctx) {
     end_eager();
     frame_ = frame;
     suspended_ = true;
     if (!node_.linked()) {
       if (Scheduler* s = scheduler()) s->own(&node_);
     }
-    if (cancel_hook_ != nullptr) *cancel_hook_ = CancelHook{cancel, ctx};
+    cancel_fn_ = cancel;
+    cancel_ctx_ = ctx;
   }
 
-  // An awaiter's resume path, on the loop thread: disarms the cancel hook
-  // and resumes the frame.
+  // An awaiter's resume path, on the loop thread: resumes the frame. From
+  // now until its next suspension a cancellation cannot reach any await,
+  // so it is kept for that one (asyncio's Task._must_cancel).
   void resume_frame() {
     suspended_ = false;
-    if (cancel_hook_ != nullptr) *cancel_hook_ = CancelHook{};
+    cancel_fn_ = nullptr;
     frame_.resume();
   }
+
+  // True (once) if the coroutine's future was cancelled while no await
+  // could take the cancellation: the awaiter about to suspend then cancels
+  // what it awaits, so CancelledError is thrown at that co_await. The
+  // awaiters test cancel_pending() first: the common path only loads.
+  bool cancel_pending() const { return cancel_pending_; }
+  bool take_cancel_pending() { return std::exchange(cancel_pending_, false); }
 
   std::coroutine_handle<> frame() const { return frame_; }
 
@@ -130,9 +147,12 @@ class PromiseBase : public CoroutineWaiter {
   }
 
  protected:
-  // Where on_suspend() arms the cancellation of the coroutine's future:
-  // its state's cancel hook, which outlives the promise's every await.
-  void set_cancel_hook_slot(CancelHook* slot) { cancel_hook_ = slot; }
+  // Arms the cancellation of the coroutine's future (its state's cancel
+  // hook) once, for the coroutine's whole life: cancel() then reaches
+  // on_cancel, which passes it to the current await, if any (on_suspend
+  // names it), or keeps it for the next one. The promise's owner disarms
+  // it when the frame dies before the future.
+  void arm_cancel_hook(CancelHook* slot) { *slot = CancelHook{&on_cancel, this}; }
 
  private:
   struct Node : OwnedNode {
@@ -144,6 +164,11 @@ class PromiseBase : public CoroutineWaiter {
     static_cast<PromiseBase*>(static_cast<CoroutineWaiter*>(self))->resume_frame();
   }
 
+  static void on_cancel(void* self) {
+    auto* p = static_cast<PromiseBase*>(self);
+    if (p->cancel_fn_ == nullptr || !p->cancel_fn_(p->cancel_ctx_)) p->cancel_pending_ = true;
+  }
+
   // The loop is going away: a coroutine suspended on one of eddy's
   // awaiters goes with it (see on_suspend).
   static void drop_frame(OwnedNode* node) {
@@ -152,11 +177,13 @@ class PromiseBase : public CoroutineWaiter {
   }
 
   SchedulerAnchor* anchor_ = nullptr;
-  CancelHook* cancel_hook_ = nullptr;
   Node node_;
   std::coroutine_handle<> frame_;
+  bool (*cancel_fn_)(void*) = nullptr;  // the current suspension's canceller
+  void* cancel_ctx_ = nullptr;
   bool suspended_ = false;
   bool counted_eager_ = false;
+  bool cancel_pending_ = false;
 };
 
 // Resumes a suspended eddy coroutine unless its loop has been destroyed
@@ -223,8 +250,14 @@ class FuturePromiseBase : public PromiseBase {
   // unretrieved is logged naming the coroutine.
   explicit FuturePromiseBase(SourceLocation where = SourceLocation::current())
       : result_(where) {
-    this->set_cancel_hook_slot(&state()->cancel_hook());
+    this->arm_cancel_hook(&state()->cancel_hook());
   }
+
+  // The frame may die before its future: a loop destroyed it while it was
+  // suspended, and the caller still holds the future. The cancel hook armed
+  // in the future's state points into this frame; a later cancel() must
+  // find nothing to call.
+  ~FuturePromiseBase() { state()->cancel_hook() = CancelHook{}; }
 
   Future<T> get_return_object() { return result_; }
 
@@ -238,8 +271,18 @@ class FuturePromiseBase : public PromiseBase {
         }
         return false;
       }
-      void await_suspend(std::coroutine_handle<> h) { DeferredStart{p}.await_suspend(h); }
-      void await_resume() const noexcept {}
+      void await_suspend(std::coroutine_handle<> h) {
+        deferred = true;
+        DeferredStart{p}.await_suspend(h);
+      }
+      // A deferred start is a suspension like any other: if the future was
+      // cancelled while it waited for its turn, CancelledError is thrown
+      // here (and ends the coroutine quietly, see unhandled_exception)
+      // instead of running the body of a coroutine nobody wants any more.
+      void await_resume() const {
+        if (deferred && p->take_cancel_pending()) throw CancelledError();
+      }
+      bool deferred = false;
     };
     return Start{this};
   }
@@ -307,6 +350,9 @@ class FutureAwaiter {
     FutureState<T>* state = FutureAccess::state(future_);
     if (PromiseBase* p = eddy_promise(h)) {
       p->on_suspend(h, &cancel_awaited, state);
+      // Cancelled while it ran: this await takes the cancellation (the
+      // future's callbacks then resume us with CancelledError).
+      if (p->cancel_pending()) [[unlikely]] take_cancellation(p, state);
       if (!state->try_set_waiter(p, p->anchor())) [[unlikely]] {
         resume_by_callback(state, p);
       }
@@ -319,6 +365,13 @@ class FutureAwaiter {
     if constexpr (std::is_void_v<T>) {
       future_.result();
     } else if constexpr (kMoveOut) {
+      // An rvalue handle does not make the state ours: other handles (a
+      // cache of in-flight work, other awaiters) may still read the value,
+      // so it is moved out only when this is the last handle, and copied
+      // otherwise (a move-only T has no choice).
+      if constexpr (std::is_copy_constructible_v<T>) {
+        if (!FutureAccess::state(future_)->unique()) return T(future_.result());
+      }
       return T(std::move(future_.result()));
     } else {
       return future_.result();  // T&
@@ -331,10 +384,16 @@ class FutureAwaiter {
     state->add_callback(Resumer(p));
   }
 
-  static void cancel_awaited(void* state) {
+  [[gnu::noinline]] static void take_cancellation(PromiseBase* p, FutureState<T>* state) {
+    p->take_cancel_pending();
+    state->try_cancel();
+  }
+
+  static bool cancel_awaited(void* state) {
     // Runs inside cancel() of the coroutine's own future. The awaited
     // future's callbacks then resume us with CancelledError on a later turn.
-    static_cast<FutureState<T>*>(state)->try_cancel();
+    // False when it is done already (our resume is queued with its outcome).
+    return static_cast<FutureState<T>*>(state)->try_cancel();
   }
 
   Future<T> future_;
@@ -408,6 +467,11 @@ class ConcurrentAwaiter {
     p->on_suspend(h, &on_cancel, slot_);
     auto delivery = make_delivery(s, [ref = SlotRef(slot_)]() mutable { ref.fire(false); });
     future_.add_done_callback([d = std::move(delivery)]() mutable { d.deliver(); });
+    // Cancelled while it ran: this await takes the cancellation.
+    if (p->cancel_pending()) [[unlikely]] {
+      p->take_cancel_pending();
+      on_cancel(slot_);
+    }
   }
 
   decltype(auto) await_resume() {
@@ -427,10 +491,11 @@ class ConcurrentAwaiter {
   // The coroutine's future was cancelled while we wait: cancel the work if
   // it is still queued, and resume with CancelledError on the next turn
   // whether or not it could be (a running task's late result is dropped).
-  static void on_cancel(void* ctx) {
+  static bool on_cancel(void* ctx) {
     auto* slot = static_cast<ConcurrentAwaitSlot*>(ctx);
     slot->cancel_source(slot->source);
     slot->scheduler->post([ref = SlotRef(slot)]() mutable { ref.fire(true); });
+    return true;
   }
 
   ConcurrentFuture<T> future_;

@@ -113,6 +113,8 @@ class FutureState : public Recycled {
   }
 
   void add_ref() { ++refs_; }
+  // True when a single handle (or internal reference) holds the state.
+  bool unique() const { return refs_ == 1; }
   void release() {
     if (--refs_ == 0) [[unlikely]] destroy();
   }

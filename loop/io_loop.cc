@@ -845,7 +845,14 @@ IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
   for (;;) {
     run_iteration(/*may_block=*/!finished && !timed_out);
     finished = done();
-    if (finished) return RunOutcome::kDone;
+    if (finished) {
+      // A stop() made during this run was meant for it, and the run is
+      // over: left pending, it would end the next start() or run_sync()
+      // after one iteration (asyncio's run_forever, under Tornado, clears
+      // its stopping flag on the way out too).
+      take_stop_request();
+      return RunOutcome::kDone;
+    }
     if (timed_out) return RunOutcome::kTimedOut;
     if (take_stop_request()) return RunOutcome::kStopped;
   }

@@ -62,10 +62,16 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
         // Done but its callbacks not yet run: the chained outcome is on
         // its way and wins.
         if (f.done()) return;
-        result.set_exception(make_timeout_error(budget));
-        if (options.cancel_on_timeout) {
-          f.cancel();
-          if (also_cancel) also_cancel();
+        // The caller may have cancelled the result: that is not a timeout
+        // (no TimeoutError to set, nothing to cancel), and set_exception
+        // would throw InvalidStateError into the loop's log. Tornado's
+        // timeout_callback checks result.done() too.
+        if (!result.done()) {
+          result.set_exception(make_timeout_error(budget));
+          if (options.cancel_on_timeout) {
+            f.cancel();
+            if (also_cancel) also_cancel();
+          }
         }
         // In case it goes on to fail, log it (Tornado's error_callback).
         f.add_done_callback([quiet = std::move(options.quiet)](Future<T>& late) {
