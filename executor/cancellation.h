@@ -52,10 +52,16 @@ class Deadline {
   constexpr Deadline() = default;
   static constexpr Deadline none() { return Deadline(); }
   // `timeout` from now. A negative or zero timeout has already passed;
-  // absl::InfiniteDuration() means none.
+  // absl::InfiniteDuration(), or a timeout past the clock's range, means
+  // none.
   static Deadline after(absl::Duration timeout) {
-    if (timeout == absl::InfiniteDuration()) return Deadline();
-    return Deadline(Clock::now() + absl::ToChronoNanoseconds(timeout));
+    const Clock::time_point now = Clock::now();
+    // Saturate: now + a timeout past ~292 years (absl::Seconds(INT64_MAX),
+    // 1000 years) overflows the clock's int64 nanoseconds and wrapped into
+    // the past, so the deadline had passed at once. (Negative timeouts
+    // cannot overflow: now is positive.)
+    if (timeout >= absl::FromChrono(Clock::time_point::max() - now)) return Deadline();
+    return Deadline(now + absl::ToChronoNanoseconds(timeout));
   }
   // At `when` on the steady clock.
   static constexpr Deadline at(Clock::time_point when) { return Deadline(when); }

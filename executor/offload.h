@@ -17,7 +17,14 @@
 //     is dropped safely: nothing runs on a dead loop and nothing loop-side
 //     is touched off the loop thread (counted in
 //     offload_stats().late_completions_dropped). The call itself is not
-//     stopped.
+//     stopped;
+//   - the callable and its arguments (what the task holds) are destroyed
+//     on the loop thread, when the outcome is delivered, not on the worker:
+//     a `self` passed as a std::shared_ptr may be the last reference to an
+//     object that owns the very pool (run_on_executor's `executor` member),
+//     and a pool cannot be destroyed on one of its own workers. So pass a
+//     resource whose release blocks (a connection to close) by reference,
+//     or move it into the call and let it go there.
 //
 // Threading: offloads are started on the loop's thread; the call runs
 // wherever the executor runs it; the Future completes on the loop thread.
@@ -175,9 +182,15 @@ class OffloadTask final : public Executor::Task {
     if (outcome_ == Outcome::kException && error_) log_unretrieved(error_, created_);
   }
 
-  // The settling thread: the call's resources go now, then the loop hears.
+  // The settling thread: the loop hears. The call (callable, arguments)
+  // is destroyed on the loop thread, in deliver(), not here: it may hold
+  // the last reference to an object that owns this very pool (a
+  // run_on_executor `self` as a std::shared_ptr, with its `executor`
+  // member, when the caller dropped its own reference meanwhile), and a
+  // pool destroyed on one of its own workers cannot join it and aborts.
+  // (If the loop is gone first, the call goes with the last reference,
+  // wherever that is dropped.)
   void complete() noexcept {
-    call_.reset();
     // A failed post destroys the Completion here, which releases its
     // reference; the loop side is then dropped by the dying loop.
     remote_->post(Completion(this));
@@ -190,6 +203,7 @@ class OffloadTask final : public Executor::Task {
       return;
     }
     Scheduler::disown(&node_);
+    call_.reset();  // here, on the loop thread: see complete()
     FutureState<R>* state = FutureAccess::state(loop_side_->target);
     if (state->done()) {
       // Cancelled from the loop while it ran: the outcome is not wanted.
@@ -202,7 +216,15 @@ class OffloadTask final : public Executor::Task {
           if constexpr (std::is_void_v<R>) {
             state->try_set_value();
           } else {
-            state->try_set_value(std::move(*value_));
+            // A value whose move (or copy) throws: fail the Future with
+            // that, as run() does when the first move throws. Escaping
+            // from here would leave the Future pending forever and this
+            // task unreleased.
+            try {
+              state->try_set_value(std::move(*value_));
+            } catch (...) {
+              state->try_set_exception(std::current_exception());
+            }
           }
           break;
         case Outcome::kException:
@@ -256,7 +278,7 @@ class OffloadTask final : public Executor::Task {
   Outcome outcome_ = Outcome::kNone;  // kNone until settled (the executor's side)
   std::shared_ptr<RemoteScheduler> remote_;
   CancellationToken token_;
-  std::optional<std::tuple<Fn, Args...>> call_;  // reset once settled
+  std::optional<std::tuple<Fn, Args...>> call_;  // reset on delivery (see complete())
   std::optional<Stored<R>> value_;
   std::exception_ptr error_;        // moved into the Future on delivery
   SourceLocation created_;           // the Future's, for the log line

@@ -408,13 +408,18 @@ class ConcurrentFuture {
   }
 
   // As set_result / set_exception, but return false instead of throwing
-  // when the future is already done (an executor racing a cancel).
+  // when the future is already done (an executor racing a cancel). They
+  // still throw what set_result / set_exception throw otherwise (a value
+  // whose copy fails, a null exception).
   template <class... A>
   bool try_set_result(A&&... args) {
     return try_complete([&] { state_->value_.emplace(std::forward<A>(args)...); },
                         internal::ConcurrentStatus::kValue);
   }
   bool try_set_exception(std::exception_ptr e) {
+    // A null exception would make result() call rethrow_exception(nullptr),
+    // which terminates: refuse it as set_exception does.
+    if (!e) throw std::invalid_argument("try_set_exception: the exception_ptr is null");
     return try_complete([&] { state_->error_ = std::move(e); },
                         internal::ConcurrentStatus::kException);
   }
@@ -441,8 +446,9 @@ class ConcurrentFuture {
   template <class Store>
   bool try_complete(Store&& store, internal::ConcurrentStatus to) {
     uint8_t w = state_->word.load(std::memory_order_acquire);
+    internal::ConcurrentStatus s;
     for (;;) {
-      internal::ConcurrentStatus s = internal::ConcurrentState<T>::status(w);
+      s = internal::ConcurrentState<T>::status(w);
       if (s != internal::ConcurrentStatus::kPending && s != internal::ConcurrentStatus::kRunning) {
         return false;
       }
@@ -453,7 +459,21 @@ class ConcurrentFuture {
         break;
       }
     }
-    store();
+    try {
+      store();
+    } catch (...) {
+      // The value's copy or move threw (emplace leaves value_ empty). Give
+      // the claim back, keeping any listener that registered meanwhile:
+      // left kCompleting, the future would look running forever and refuse
+      // every later completion (an executor's try_set_exception of this
+      // very exception included), so its waiters would never wake.
+      uint8_t cur = state_->word.load(std::memory_order_relaxed);
+      while (!state_->word.compare_exchange_weak(
+          cur, static_cast<uint8_t>(s) | (cur & internal::kListeners), std::memory_order_release,
+          std::memory_order_relaxed)) {
+      }
+      throw;
+    }
     const uint8_t was = state_->word.exchange(static_cast<uint8_t>(to), std::memory_order_acq_rel);
     if (was & internal::kListeners) notify_listeners();
     return true;
@@ -523,9 +543,17 @@ class ConcurrentFuture {
     std::unique_lock<std::mutex> lock(self.mu);
     auto woken = [&] { return self.woken; };
     auto is_done = [&] { return internal::is_done(status()); };
-    if (!timeout || *timeout == absl::InfiniteDuration()) {
+    // An absolute deadline, saturated: wait_for(d) adds d to now() and
+    // wraps into the past for anything past ~292 years (e.g.
+    // absl::Seconds(INT64_MAX)), which timed out at once. A deadline past
+    // the clock's range is no deadline.
+    using Clock = std::chrono::steady_clock;
+    const Clock::time_point start = Clock::now();
+    const bool forever =
+        !timeout || *timeout >= absl::FromChrono(Clock::time_point::max() - start);
+    if (forever) {
       self.cv.wait(lock, woken);
-    } else if (!self.cv.wait_for(lock, absl::ToChronoNanoseconds(*timeout), woken)) {
+    } else if (!self.cv.wait_until(lock, start + absl::ToChronoNanoseconds(*timeout), woken)) {
       lock.unlock();
       bool unlinked = false;
       {
@@ -566,7 +594,7 @@ void chain_future(ConcurrentFuture<T> a, Future<T> b) {
         "outcome has no thread to be delivered on (create it while a loop is current)");
   }
   auto handle = internal::make_delivery(s, [a, b]() mutable {
-    internal::copy_outcome(a, internal::FutureAccess::state(b));
+    internal::copy_outcome(a, internal::FutureAccess::state(b));  // a copy that throws fails b
   });
   a.add_done_callback([handle = std::move(handle)]() mutable { handle.deliver(); });
 }
@@ -582,10 +610,18 @@ void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
       b.try_set_exception(std::move(e));
     } else if constexpr (std::is_void_v<T>) {
       b.try_set_result();
-    } else if constexpr (std::is_copy_constructible_v<T>) {
-      b.try_set_result(done.result());
     } else {
-      b.try_set_result(std::move(done.result()));
+      // A value whose copy throws fails b with that instead of leaving it
+      // pending forever (the throw would only be logged as a callback's).
+      try {
+        if constexpr (std::is_copy_constructible_v<T>) {
+          b.try_set_result(done.result());
+        } else {
+          b.try_set_result(std::move(done.result()));
+        }
+      } catch (...) {
+        b.try_set_exception(std::current_exception());
+      }
     }
   });
 }

@@ -597,10 +597,18 @@ bool copy_outcome(From& from, FutureState<T>* to) {
   if (e) return to->try_set_exception(std::move(e));
   if constexpr (std::is_void_v<T>) {
     return to->try_set_value();
-  } else if constexpr (std::is_copy_constructible_v<T>) {
-    return to->try_set_value(from.result());
   } else {
-    return to->try_set_value(std::move(from.result()));
+    // A value whose copy throws fails `to` with that instead of leaving it
+    // pending forever (the throw would only reach a callback's log line).
+    try {
+      if constexpr (std::is_copy_constructible_v<T>) {
+        return to->try_set_value(from.result());
+      } else {
+        return to->try_set_value(std::move(from.result()));
+      }
+    } catch (...) {
+      return to->try_set_exception(std::current_exception());
+    }
   }
 }
 

@@ -195,7 +195,13 @@ class LoopCompleter {
   template <class... A>
   void set_value(A&&... args) {
     armed_ = false;
-    f_.try_set_result(std::forward<A>(args)...);
+    try {
+      f_.try_set_result(std::forward<A>(args)...);
+    } catch (...) {
+      // The value's copy threw (the future is left as it was): fail it
+      // with that, or a thread waiting on it would hang.
+      f_.try_set_exception(std::current_exception());
+    }
   }
   void set_exception(std::exception_ptr e) {
     armed_ = false;
