@@ -711,17 +711,15 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // and the future finishes first. It must not hold `f` itself: f's state
   // holds the delivery handle, and the cycle would keep both alive until the
   // loop closes even after every other handle on f is gone. The completing
-  // thread puts the done future in `cell` before delivering; the inbox's
-  // publication (a release store the loop reads with acquire) orders that
-  // write before the loop reads it.
-  auto cell = std::make_shared<std::optional<ConcurrentFuture<T>>>();
-  auto delivery = internal::make_delivery(this, [cell, cb = std::forward<F>(cb)]() mutable {
-    internal::call_with_future(cb, **cell);
-  });
-  f.add_done_callback([cell = std::move(cell), delivery = std::move(delivery)](
-                          ConcurrentFuture<T>& done) mutable {
-    cell->emplace(done);
-    delivery.deliver();
+  // thread hands the done future to the delivery instead, in the delivery's
+  // own block: one recycled block per call, and a done-callback small
+  // enough to be stored in the state without an allocation.
+  auto delivery = internal::make_delivery_with<ConcurrentFuture<T>>(
+      this, [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
+        internal::call_with_future(cb, done);
+      });
+  f.add_done_callback([delivery = std::move(delivery)](ConcurrentFuture<T>& done) mutable {
+    delivery.deliver(done);
   });
 }
 

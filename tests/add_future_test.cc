@@ -3,13 +3,16 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/multi.h"
 #include "eddy/loop/io_loop.h"
 #include "gtest/gtest.h"
+#include "tests/live_count.h"
 #include "tests/loop_test_util.h"
 
 namespace eddy {
@@ -18,6 +21,7 @@ namespace {
 using testing::Event;
 using testing::Probe;
 using testing::ProbeLog;
+using testing::Tracked;
 
 class AddFutureTest : public ::testing::Test {
  protected:
@@ -96,6 +100,50 @@ TEST_F(AddFutureTest, ConcurrentFailureReachesTheCallback) {
   loop.run_sync([&] { return done; });
   worker.join();
   EXPECT_EQ(what, "bad");
+}
+
+TEST_F(AddFutureTest, TheCallbackGetsTheSameFutureAndNothingHoldsItAfterwards) {
+  ASSERT_EQ(Tracked::live.load(), 0);
+  std::vector<Future<void>> done(3);
+  std::vector<int> got;
+  {
+    std::vector<ConcurrentFuture<Tracked>> cfs(3);
+    for (int i = 0; i < 3; ++i) {
+      loop.add_future(cfs[i], [&, i, expected = cfs[i]](ConcurrentFuture<Tracked>& f) {
+        EXPECT_TRUE(f == expected);  // the future itself, not a copy of its value
+        got.push_back(f.result().v);
+        done[i].set_result();
+      });
+    }
+    std::thread worker([&] {
+      for (int i = 2; i >= 0; --i) cfs[i].set_result(Tracked(10 + i));
+    });
+    loop.run_sync([&] { return multi(done); });
+    worker.join();
+  }
+  EXPECT_EQ(got, (std::vector<int>{12, 11, 10}));
+  // Each callback (and its copy of the future) died after it ran, and the
+  // future handed to it went with the delivery: no handle kept the values.
+  EXPECT_EQ(Tracked::live.load(), 0);
+}
+
+TEST(AddFutureLifetimeTest, FutureCompletedAfterTheLoopWentIsNotKeptAlive) {
+  ASSERT_EQ(Tracked::live.load(), 0);
+  ConcurrentFuture<Tracked> cf;
+  bool ran = false;
+  {
+    IOLoop loop;
+    loop.make_current();
+    loop.add_future(cf, [&ran] { ran = true; });
+    IOLoop::clear_current();
+  }
+  std::thread worker([cf]() mutable { cf.set_result(Tracked(1)); });
+  worker.join();
+  EXPECT_EQ(Tracked::live.load(), 1);  // cf still holds its value
+  cf = ConcurrentFuture<Tracked>();
+  // The delivery that could not post let go of the done future it was handed.
+  EXPECT_EQ(Tracked::live.load(), 0);
+  EXPECT_FALSE(ran);
 }
 
 TEST(AddFutureLifetimeTest, CallbackDiesOnTheLoopThreadWhenTheLoopGoesFirst) {

@@ -12,13 +12,20 @@
 //     on the loop thread, and the handle later only releases memory.
 // The control block is reference counted with atomics (the loop side and
 // the handle side); it never touches the payload off the loop thread.
-// Costs one allocation.
+// Costs one (recycled) allocation.
+//
+// make_delivery_with<Arg>() makes a handle whose deliver(arg) hands the
+// payload an argument from the delivering thread: payload(arg) on the loop.
+// The argument travels in the same block (written before the post, read
+// after it, destroyed with the block on whichever side lets go last), so
+// a callback that needs the done future costs no second allocation.
 #ifndef EDDY_FUTURES_INTERNAL_DELIVERY_H_
 #define EDDY_FUTURES_INTERNAL_DELIVERY_H_
 
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <type_traits>
 #include <utility>
 
 #include "eddy/futures/internal/recycler.h"
@@ -26,15 +33,20 @@
 
 namespace eddy::internal {
 
-template <class Fn>
+// The Arg of a delivery without an argument.
+struct NoDeliveryArg {};
+
+template <class Fn, class Arg = NoDeliveryArg>
 class DeliveryHandle;
 
-template <class Fn>
+template <class Fn, class Arg = NoDeliveryArg>
 class DeliveryBlock : public Recycled {
  private:
-  friend class DeliveryHandle<Fn>;
+  friend class DeliveryHandle<Fn, Arg>;
   template <class F>
   friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
+  template <class A, class F>
+  friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, F payload);
 
   struct Node : OwnedNode {
     DeliveryBlock* owner;
@@ -67,7 +79,13 @@ class DeliveryBlock : public Recycled {
       Fn payload = std::move(*d->payload_);
       d->payload_.reset();
       d->release();  // the loop side's reference; ref keeps d alive
-      if (run) payload();
+      if (run) {
+        if constexpr (std::is_same_v<Arg, NoDeliveryArg>) {
+          payload();
+        } else {
+          payload(*d->arg_);
+        }
+      }
     });
   }
 
@@ -91,10 +109,16 @@ class DeliveryBlock : public Recycled {
   std::atomic<int> refs_{2};       // loop side + handle side
   std::shared_ptr<RemoteScheduler> remote_;
   std::optional<Fn> payload_;      // loop thread only
+  // Written by the handle side before it posts, read by the posted closure
+  // on the loop (the inbox's publication orders the two); destroyed with
+  // the block.
+  [[no_unique_address]] std::conditional_t<std::is_same_v<Arg, NoDeliveryArg>, NoDeliveryArg,
+                                           std::optional<Arg>>
+      arg_;
 };
 
 // The delivering side: move-only, usable from any thread.
-template <class Fn>
+template <class Fn, class Arg>
 class DeliveryHandle {
  public:
   DeliveryHandle(DeliveryHandle&& o) noexcept : block_(std::exchange(o.block_, nullptr)) {}
@@ -109,27 +133,50 @@ class DeliveryHandle {
 
   // Runs the payload on the loop thread during a later turn, unless the
   // loop is gone. At most once.
-  void deliver() {
+  void deliver()
+    requires std::is_same_v<Arg, NoDeliveryArg>
+  {
     if (block_ != nullptr) std::exchange(block_, nullptr)->post(true);
+  }
+
+  // The same, handing the payload `arg` (copied or moved here, on the
+  // delivering thread). If the copy throws, nothing is posted yet: the
+  // handle still holds the block, and its destructor posts the payload's
+  // destruction.
+  template <class A>
+    requires(!std::is_same_v<Arg, NoDeliveryArg>)
+  void deliver(A&& arg) {
+    if (block_ == nullptr) return;
+    block_->arg_.emplace(std::forward<A>(arg));
+    std::exchange(block_, nullptr)->post(true);
   }
 
  private:
   template <class F>
   friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
-  explicit DeliveryHandle(DeliveryBlock<Fn>* b) : block_(b) {}
+  template <class A, class F>
+  friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, F payload);
+  explicit DeliveryHandle(DeliveryBlock<Fn, Arg>* b) : block_(b) {}
 
   // Not delivered: the payload must still die on the loop thread.
   void reset() {
     if (block_ != nullptr) std::exchange(block_, nullptr)->post(false);
   }
 
-  DeliveryBlock<Fn>* block_;
+  DeliveryBlock<Fn, Arg>* block_;
 };
 
 // Loop thread (`scheduler` runs here). See the file comment.
 template <class Fn>
 DeliveryHandle<Fn> make_delivery(Scheduler* scheduler, Fn payload) {
   return DeliveryHandle<Fn>(new DeliveryBlock<Fn>(scheduler, std::move(payload)));
+}
+
+// Loop thread. The same, for a payload called as payload(Arg&) with what
+// the handle's deliver(arg) hands it.
+template <class Arg, class Fn>
+DeliveryHandle<Fn, Arg> make_delivery_with(Scheduler* scheduler, Fn payload) {
+  return DeliveryHandle<Fn, Arg>(new DeliveryBlock<Fn, Arg>(scheduler, std::move(payload)));
 }
 
 }  // namespace eddy::internal
