@@ -11,6 +11,9 @@
 // behaviour. If it fails after the timeout, its exception is logged unless
 // its type is in `quiet` (CancelledError always is). If it is already done
 // when the timer fires (its callbacks not yet run), its outcome wins.
+// Cancelling the result does not cancel the wrapped future (as Tornado);
+// the timer goes at once, and a later failure of the wrapped future is
+// logged as after a timeout.
 //
 // A ConcurrentFuture is accepted too: it is bridged onto the loop first
 // (with cancel_on_timeout, cancelling reaches it only while it is queued,
@@ -49,12 +52,25 @@ namespace internal {
 void log_failure_after_timeout(const std::exception_ptr& e);
 std::exception_ptr make_timeout_error(absl::Duration timeout);
 
+// Tornado's error_callback: a wrapped future that fails when nobody waits
+// for it any more (the result timed out or was cancelled) is logged,
+// unless its exception is quiet.
+template <class T>
+void log_if_failed_unobserved(Future<T>& late, const QuietExceptions& quiet) {
+  if (late.cancelled()) return;
+  std::exception_ptr e = late.exception();
+  if (e == nullptr || quiet.contains(e)) return;
+  if (QuietExceptions::of<CancelledError>().contains(e)) return;
+  log_failure_after_timeout(e);
+}
+
 template <class T>
 Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
                           TimeoutOptions options, absl::AnyInvocable<void()> also_cancel) {
   const absl::Duration budget = deadline - loop.time();
   Future<T> result;
   chain_future(f, result);
+  QuietExceptions quiet = options.quiet;
   TimeoutHandle timer = loop.call_at(
       deadline,
       [result, f, budget, options = std::move(options),
@@ -62,10 +78,12 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
         // Done but its callbacks not yet run: the chained outcome is on
         // its way and wins.
         if (f.done()) return;
-        // The caller may have cancelled the result: that is not a timeout
-        // (no TimeoutError to set, nothing to cancel), and set_exception
-        // would throw InvalidStateError into the loop's log. Tornado's
-        // timeout_callback checks result.done() too.
+        // The caller cancelled the result (its callback, which drops this
+        // timer, had not run yet): not a timeout, nothing to set or
+        // cancel (set_exception would throw InvalidStateError into the
+        // loop's log; Tornado's timeout_callback checks result.done()
+        // too), and f's own callback logs a late failure.
+        if (result.cancelled()) return;
         if (!result.done()) {
           result.set_exception(make_timeout_error(budget));
           if (options.cancel_on_timeout) {
@@ -75,16 +93,23 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
         }
         // In case it goes on to fail, log it (Tornado's error_callback).
         f.add_done_callback([quiet = std::move(options.quiet)](Future<T>& late) {
-          if (late.cancelled()) return;
-          std::exception_ptr e = late.exception();
-          if (e == nullptr || quiet.contains(e)) return;
-          if (QuietExceptions::of<CancelledError>().contains(e)) return;
-          log_failure_after_timeout(e);
+          log_if_failed_unobserved(late, quiet);
         });
       });
-  // Finished first: drop the timer (and what it holds) at once. LoopRef,
-  // because the loop may be gone by the time f completes.
-  f.add_done_callback([loop_ref = LoopRef(&loop), timer] {
+  // Finished first: drop the timer (and what it holds: f, result, the
+  // options) at once. LoopRef, because the loop may be gone by the time f
+  // completes. If the caller cancelled the result, nobody sees f's outcome:
+  // a failure is logged, as the timer would have arranged at the deadline.
+  f.add_done_callback([loop_ref = LoopRef(&loop), timer, result,
+                       quiet = std::move(quiet)](Future<T>& done) mutable {
+    if (IOLoop* l = loop_ref.get()) l->remove_timeout(timer);
+    if (result.cancelled()) log_if_failed_unobserved(done, quiet);
+  });
+  // The caller cancelled the result: the timer has nothing left to do, so
+  // it (and the futures it holds) goes now, not at the deadline. This
+  // callback holds no future: no cycle with f's callbacks above.
+  result.add_done_callback([loop_ref = LoopRef(&loop), timer](Future<T>& r) {
+    if (!r.cancelled()) return;
     if (IOLoop* l = loop_ref.get()) l->remove_timeout(timer);
   });
   return result;

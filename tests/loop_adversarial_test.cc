@@ -94,6 +94,67 @@ TEST_F(AdversarialTest, WithTimeoutResultCancelledThenTheWrappedFutureFailsLate)
   EXPECT_EQ(log.count("InvalidStateError"), 0u);
 }
 
+// A caller that gives up on a long timeout (cancels the result) must not
+// leave the timer, and the futures it holds, queued until the deadline: a
+// loop that does this for every request would grow for an hour.
+TEST_F(AdversarialTest, WithTimeoutResultCancelledDropsItsTimerAtOnce) {
+  const size_t before = loop.stats().timers;
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Hours(1), f);
+  EXPECT_EQ(loop.stats().timers, before + 1);
+  EXPECT_TRUE(r.cancel());
+  drain();
+  EXPECT_EQ(loop.stats().timers, before);
+  EXPECT_FALSE(f.done());  // not cancelled: Tornado semantics
+}
+
+// The same for a ConcurrentFuture, whose bridge holds the pool side.
+TEST_F(AdversarialTest, WithTimeoutOnAConcurrentFutureCancelledDropsItsTimer) {
+  const size_t before = loop.stats().timers;
+  ConcurrentFuture<int> cf;
+  Future<int> r = with_timeout(absl::Hours(1), cf, TimeoutOptions{{}, /*cancel_on_timeout=*/true});
+  r.cancel();
+  drain();
+  EXPECT_EQ(loop.stats().timers, before);
+  EXPECT_FALSE(cf.done());
+  cf.set_result(1);
+  drain();
+}
+
+// A failure after the caller cancelled, before the deadline, is logged once
+// (as Tornado logs it at the deadline), and a success is not.
+TEST_F(AdversarialTest, WithTimeoutResultCancelledThenTheWrappedFutureFailsBeforeTheDeadline) {
+  LogCapture log;
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(10), f);
+  r.cancel();
+  drain();
+  f.set_exception(std::make_exception_ptr(std::runtime_error("early failure")));
+  drain();
+  advance(absl::Seconds(20));
+  EXPECT_EQ(log.count("early failure"), 1u) << (log.size() ? log.lines()[0] : "");
+
+  Future<int> g;
+  Future<int> r2 = with_timeout(absl::Seconds(10), g);
+  r2.cancel();
+  g.set_result(1);
+  advance(absl::Seconds(20));
+  EXPECT_EQ(log.size(), 1u) << (log.size() ? log.lines()[0] : "");
+}
+
+// A timeout the caller did not cancel still logs a late failure once.
+TEST_F(AdversarialTest, WithTimeoutTimedOutThenTheWrappedFutureFailsIsLoggedOnce) {
+  LogCapture log;
+  Future<int> f;
+  Future<int> r = with_timeout(absl::Seconds(1), f);
+  advance(absl::Seconds(2));
+  EXPECT_TRUE(r.done());
+  EXPECT_THROW(r.result(), TimeoutError);
+  f.set_exception(std::make_exception_ptr(std::runtime_error("late failure")));
+  drain();
+  EXPECT_EQ(log.count("late failure"), 1u) << (log.size() ? log.lines()[0] : "");
+}
+
 // --- run_sync ------------------------------------------------------------------
 
 // A stop() issued while run_sync runs belongs to that run (asyncio clears
