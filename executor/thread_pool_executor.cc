@@ -275,16 +275,22 @@ void ThreadPoolExecutor::execute_without_blocking(TaskPtr task,
 // for bounded pools. When the queue is full, parks the task if
 // `on_admitted` is given (returns false: the worker that makes room admits
 // it), else waits for room. Returns true once the task is queued.
+// A submit from one of this pool's own threads parks too, instead of
+// waiting: a task that waits for room only its own pool can make would
+// deadlock the pool once every worker does it (a task fanning out
+// subtasks). Parked, it keeps its place in submission order.
 bool ThreadPoolExecutor::execute_locked(TaskPtr& task, absl::AnyInvocable<void()>* on_admitted) {
   bool wake;
   {
     std::unique_lock<QueueMutex> lock(mu_);
     check_accepting_locked();
     if (!room_locked()) {
-      if (on_admitted != nullptr) {
+      if (on_admitted != nullptr || on_pool_thread()) {
         // The queue is full, so workers exist and are busy: one of them
         // admits the task when it takes the next one off the queue.
-        parked_.push_back(Parked{task.release(), std::move(*on_admitted)});
+        absl::AnyInvocable<void()> admitted;
+        if (on_admitted != nullptr) admitted = std::move(*on_admitted);
+        parked_.push_back(Parked{task.release(), std::move(admitted)});
         std::lock_guard<SpinLock> submit_lock(submit_mu_);
         ++submitted_;
         return false;

@@ -22,6 +22,9 @@
 // Beyond Python: an optional queue bound (Options::max_queue_size), under
 // which submit() blocks for room and submit_from_loop() parks the task
 // instead (see executor.h for which to use where), and a ShutdownReport.
+// A submit() from one of the pool's own threads (a task fanning out
+// subtasks) parks the task rather than block: a full pool whose workers
+// all wait for room would never make any.
 //
 // Costs: submit takes the task (callable + arguments) and its future's
 // shared state from recycled memory (futures/internal/recycler.h: blocks
@@ -83,7 +86,10 @@ class ThreadPoolExecutor final : public Executor {
     absl::AnyInvocable<void() const> initializer = {};
     // At most this many tasks wait in the queue (not counting running
     // ones); 0 means unbounded. When full, submit() blocks until there is
-    // room and submit_from_loop() / run_in_executor park the task.
+    // room and submit_from_loop() / run_in_executor park the task, as does
+    // a submit() from one of the pool's own threads (blocking there could
+    // deadlock the pool). Parked tasks are admitted in order as room
+    // appears.
     size_t max_queue_size = 0;
   };
 

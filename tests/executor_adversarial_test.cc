@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -368,6 +369,70 @@ TEST(ExecutorAdversarialTest, InitializerFailingWhileSubmitsAreInFlightLosesNoth
 }
 
 // --- bounded queues, parked tasks and shutdown ---------------------------------
+
+// A task that fans out subtasks onto its own full, bounded pool: with every
+// worker waiting for room only a worker could make, the pool deadlocked
+// (the test timed out). Now the pool's own submits park, in order.
+TEST(ExecutorAdversarialTest, ATaskSubmittingToItsOwnFullPoolDoesNotDeadlockIt) {
+  ThreadPoolExecutor pool({.max_workers = 1, .max_queue_size = 1});
+  std::mutex mu;
+  std::vector<int> order;
+  auto record = [&](int v) {
+    std::lock_guard<std::mutex> lock(mu);
+    order.push_back(v);
+  };
+  std::vector<ConcurrentFuture<void>> children;
+  auto parent = pool.submit([&] {
+    for (int i = 0; i < 4; ++i) children.push_back(pool.submit([&, i] { record(i); }));
+    record(-1);
+  });
+  // A failure would otherwise hang the test until Bazel's timeout.
+  ASSERT_NO_THROW(parent.result(absl::Seconds(30))) << "the pool deadlocked itself";
+  for (auto& c : children) ASSERT_NO_THROW(c.result(absl::Seconds(30)));
+  EXPECT_EQ(order, (std::vector<int>{-1, 0, 1, 2, 3})) << "subtasks run in submission order";
+  ShutdownReport r = pool.shutdown();
+  EXPECT_EQ(r.completed, 5u);
+}
+
+// The same with two workers, each task splitting into two until a depth:
+// every worker is a submitter at once.
+TEST(ExecutorAdversarialTest, RecursiveFanOutOnABoundedPoolCompletes) {
+  ThreadPoolExecutor pool({.max_workers = 2, .max_queue_size = 2});
+  std::atomic<int> leaves{0};
+  std::function<void(int)> split = [&](int depth) {
+    if (depth == 0) {
+      leaves.fetch_add(1);
+      return;
+    }
+    pool.submit(split, depth - 1);
+    pool.submit(split, depth - 1);
+  };
+  pool.submit(split, 8);
+  ASSERT_TRUE(wait_until([&] { return leaves.load() == 256; }))
+      << "stuck at " << leaves.load() << " of 256 leaves";
+  pool.shutdown();
+}
+
+// A submit() from outside the pool still blocks for room (the bound is
+// back-pressure for producers), while the pool's own submits park.
+TEST(ExecutorAdversarialTest, OutsideSubmitStillBlocksWhileTheQueueIsFull) {
+  ThreadPoolExecutor pool({.max_workers = 1, .max_queue_size = 1});
+  Gate gate;
+  auto running = pool.submit([&] { gate.wait(); });
+  gate.wait_arrived(1);
+  auto queued = pool.submit([] {});
+  std::atomic<bool> submitted{false};
+  std::thread producer([&] {
+    pool.submit([] {});
+    submitted = true;
+  });
+  absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(submitted.load());
+  gate.open();
+  producer.join();
+  EXPECT_TRUE(submitted.load());
+}
+
 
 // Parked by submit_from_loop, then the pool is destroyed without
 // cancel_futures: the parked task is admitted, runs, and the loop hears of
