@@ -22,7 +22,7 @@
 //     on the loop thread, when the outcome is delivered, not on the worker:
 //     a `self` passed as a std::shared_ptr may be the last reference to an
 //     object that owns the very pool (run_on_executor's `executor` member),
-//     and a pool cannot be destroyed on one of its own workers. So pass a
+//     and the loop thread is where its caller expects it to go. So pass a
 //     resource whose release blocks (a connection to close) by reference,
 //     or move it into the call and let it go there.
 //
@@ -186,8 +186,9 @@ class OffloadTask final : public Executor::Task {
   // is destroyed on the loop thread, in deliver(), not here: it may hold
   // the last reference to an object that owns this very pool (a
   // run_on_executor `self` as a std::shared_ptr, with its `executor`
-  // member, when the caller dropped its own reference meanwhile), and a
-  // pool destroyed on one of its own workers cannot join it and aborts.
+  // member, when the caller dropped its own reference meanwhile). A pool
+  // destroyed on one of its own workers copes (see ~ThreadPoolExecutor),
+  // but the object's other members expect their owner's thread.
   // (If the loop is gone first, the call goes with the last reference,
   // wherever that is dropped.)
   void complete() noexcept {

@@ -37,6 +37,10 @@ inline void cpu_relax() {
 
 // The pool whose worker this thread is, for the own-thread checks.
 thread_local const ThreadPoolExecutor* tls_pool = nullptr;
+// Set on a worker whose own pool was destroyed by the task it is running
+// (see destroy_from_own_worker): when the task returns, the worker must
+// leave without touching the pool.
+thread_local bool tls_pool_gone = false;
 
 std::atomic<int> pool_counter{0};
 
@@ -82,15 +86,82 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
       back_(&stub_),
       front_(&stub_) {}
 
+// Runs a task popped under `lock` (held on entry and, normally, on return).
+// Returns false, with `lock` released and the pool gone, if the task
+// destroyed the pool: the caller must then not touch `this`.
+// Inlined: it is the worker's hot path.
+[[gnu::always_inline]] inline bool ThreadPoolExecutor::run_popped(
+    std::unique_lock<QueueMutex>& lock, Task* task) {
+  ++running_;
+  if (max_queue_size_ != 0) {
+    make_room_locked(lock);
+  } else {
+    lock.unlock();
+  }
+  // No lock while the task runs, nor while it is destroyed: both run
+  // user code, which may submit more work, or drop the pool.
+  bool ran = task->run();
+  task->dispose();
+  if (tls_pool_gone) return false;
+  lock.lock();
+  --running_;
+  if (ran) {
+    ++completed_;
+  } else {
+    ++cancelled_;
+  }
+  return true;
+}
+
 ThreadPoolExecutor::~ThreadPoolExecutor() {
   if (on_pool_thread()) {
-    std::fprintf(stderr,
-                 "eddy: a ThreadPoolExecutor is being destroyed by one of its own tasks; "
-                 "a worker cannot join itself. Aborting.\n");
-    std::abort();
+    destroy_from_own_worker();
+    return;
   }
   shutdown(/*wait=*/true, /*cancel_futures=*/false);
 }
+
+// One of the pool's tasks dropped the last reference to whatever owns the
+// pool (run_on_executor's object, a shared_ptr captured by a submitted
+// lambda). The destructor still does what shutdown(wait=true) does, as far
+// as a worker can: it runs what is queued (here, since the other workers
+// may be busy or absent), joins the other workers, and lets go of its own
+// thread, which leaves as soon as the task returns (worker_main checks
+// tls_pool_gone before it touches the pool again).
+void ThreadPoolExecutor::destroy_from_own_worker() {
+  shutdown(/*wait=*/false, /*cancel_futures=*/false);
+  {
+    std::unique_lock<QueueMutex> lock(mu_);
+    for (;;) {
+      bool retry;
+      if (Task* task = pop_locked(retry)) {
+        run_popped(lock, task);
+        continue;
+      }
+      if (!retry) break;
+      lock.unlock();
+      std::this_thread::yield();
+      lock.lock();
+    }
+  }
+  std::vector<std::thread> threads;
+  {
+    std::lock_guard<std::mutex> join_lock(join_mu_);
+    {
+      std::lock_guard<QueueMutex> lock(mu_);
+      threads.swap(threads_);
+    }
+  }
+  for (std::thread& t : threads) {
+    if (t.get_id() == std::this_thread::get_id()) {
+      t.detach();
+    } else {
+      t.join();
+    }
+  }
+  tls_pool_gone = true;
+}
+
 
 bool ThreadPoolExecutor::on_pool_thread() const { return tls_pool == this; }
 
@@ -310,6 +381,7 @@ bool ThreadPoolExecutor::execute_locked(TaskPtr& task, absl::AnyInvocable<void()
 
 void ThreadPoolExecutor::worker_main(int index) {
   tls_pool = this;
+  tls_pool_gone = false;
   pthread_setname_np(pthread_self(), thread_name(thread_name_prefix_, index).c_str());
 
   if (initializer_) {
@@ -331,23 +403,7 @@ void ThreadPoolExecutor::worker_main(int index) {
     bool retry;
     if (Task* task = pop_locked(retry)) {
       spun = false;
-      ++running_;
-      if (max_queue_size_ != 0) {
-        make_room_locked(lock);
-      } else {
-        lock.unlock();
-      }
-      // No lock while the task runs, nor while it is destroyed: both run
-      // user code, which may submit more work.
-      bool ran = task->run();
-      task->dispose();
-      lock.lock();
-      --running_;
-      if (ran) {
-        ++completed_;
-      } else {
-        ++cancelled_;
-      }
+      if (!run_popped(lock, task)) return;  // the task destroyed the pool
       continue;
     }
     if (retry) {

@@ -43,10 +43,12 @@
 // without the pollers taking the cores the loop needs.
 //
 // Threading: every method is safe from any thread. Tasks, their
-// ConcurrentFuture callbacks and the initializer run on pool threads. The
-// destructor, and shutdown(wait=true), must not run on a pool thread (a
-// worker cannot join itself): from a pool thread, shutdown() does not wait,
-// and the destructor aborts with a message.
+// ConcurrentFuture callbacks and the initializer run on pool threads.
+// From a pool thread, shutdown() does not wait (a worker cannot join
+// itself). The destructor may run on a pool thread (a task that drops the
+// last reference to the pool's owner): it then runs the queued tasks on
+// that thread, joins the other workers, and the worker leaves when the
+// task returns.
 #ifndef EDDY_EXECUTOR_THREAD_POOL_EXECUTOR_H_
 #define EDDY_EXECUTOR_THREAD_POOL_EXECUTOR_H_
 
@@ -102,8 +104,10 @@ class ThreadPoolExecutor final : public Executor {
   explicit ThreadPoolExecutor(int max_workers = 0);
   explicit ThreadPoolExecutor(Options options);
 
-  // shutdown(wait=true): runs what is queued and joins. Aborts with a
-  // message when called on one of this pool's threads.
+  // shutdown(wait=true): runs what is queued and joins. On one of this
+  // pool's own threads (a task dropped the last reference to the pool's
+  // owner) it runs the queued tasks on that thread, joins the other
+  // workers, and that worker leaves once its task returns.
   ~ThreadPoolExecutor() override;
 
   // See Executor::shutdown. From one of this pool's own threads `wait` is
@@ -196,6 +200,8 @@ class ThreadPoolExecutor final : public Executor {
   static std::atomic_ref<Task*> link(Task* task) { return std::atomic_ref<Task*>(task->next_); }
 
   void worker_main(int index);
+  bool run_popped(std::unique_lock<QueueMutex>& lock, Task* task);
+  void destroy_from_own_worker();
   void check_accepting_locked() const {
     if (shutdown_ || broken_) [[unlikely]] throw_not_accepting();
   }

@@ -318,6 +318,88 @@ TEST(ExecutorAdversarialTest, WaitingShutdownFromADoneCallbackOnAWorkerDoesNotDe
   pool.reset();
 }
 
+// --- a pool destroyed by its own task ----------------------------------------
+
+// An object that owns its pool, as run_on_executor's users write it.
+struct PoolOwner {
+  explicit PoolOwner(int workers) : pool(workers) {}
+  ThreadPoolExecutor pool;
+};
+
+// A submitted lambda holds the last shared_ptr to the pool's owner; it dies
+// when the task is disposed, on the worker. That aborted the process ("a
+// worker cannot join itself"). Now the destructor runs the queued work on
+// that worker, joins the others, and the worker leaves.
+TEST(ExecutorAdversarialTest, APoolDestroyedWhenItsTaskDropsTheLastReferenceDoesNotAbort) {
+  for (int workers : {1, 2, 4}) {
+    auto owner = std::make_shared<PoolOwner>(workers);
+    Gate gate;
+    std::atomic<int> queued_ran{0};
+    ConcurrentFuture<int> first = owner->pool.submit([o = owner, &gate] {
+      gate.wait();
+      return 1;
+    });
+    gate.wait_arrived(1);
+    std::vector<ConcurrentFuture<int>> queued;
+    for (int i = 0; i < 5; ++i) {
+      queued.push_back(owner->pool.submit([&queued_ran, i] {
+        queued_ran.fetch_add(1);
+        return i;
+      }));
+    }
+    std::weak_ptr<PoolOwner> watch = owner;
+    owner.reset();  // the running task's capture is the last reference now
+    gate.open();
+    EXPECT_EQ(first.result(absl::Seconds(60)), 1);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(queued[i].result(absl::Seconds(60)), i);
+    EXPECT_EQ(queued_ran.load(), 5) << "the destructor still runs what was queued";
+    ASSERT_TRUE(wait_until([&] { return watch.expired(); }));
+  }
+}
+
+// The same when the task's body itself drops the last reference while it
+// runs (the destructor runs inside run(), not in dispose()).
+TEST(ExecutorAdversarialTest, APoolDestroyedInsideItsRunningTaskFinishesThatTask) {
+  auto owner = std::make_shared<PoolOwner>(2);
+  Gate gate;
+  std::atomic<bool> after_destroy{false};
+  ConcurrentFuture<int> f = owner->pool.submit([o = owner, &gate, &after_destroy]() mutable {
+    gate.wait();
+    o.reset();  // ~ThreadPoolExecutor here, on this worker
+    after_destroy = true;
+    return 7;
+  });
+  gate.wait_arrived(1);
+  ConcurrentFuture<int> behind = owner->pool.submit([] { return 8; });
+  owner.reset();
+  gate.open();
+  EXPECT_EQ(f.result(absl::Seconds(60)), 7);
+  EXPECT_TRUE(after_destroy.load());
+  EXPECT_EQ(behind.result(absl::Seconds(60)), 8);
+}
+
+// A bounded pool with parked tasks, destroyed from its own task: the parked
+// tasks are admitted and run too.
+TEST(ExecutorAdversarialTest, ABoundedPoolDestroyedByItsTaskRunsItsParkedTasks) {
+  struct BoundedOwner {
+    ThreadPoolExecutor pool{ThreadPoolExecutor::Options{.max_workers = 1, .max_queue_size = 1}};
+  };
+  auto bounded = std::make_shared<BoundedOwner>();
+  Gate gate;
+  std::vector<ConcurrentFuture<int>> children;
+  ConcurrentFuture<void> first = bounded->pool.submit([b = bounded, &gate, &children] {
+    gate.wait();
+    // Parked: the queue holds one and this is the pool's own thread.
+    for (int i = 0; i < 3; ++i) children.push_back(b->pool.submit([i] { return i; }));
+  });
+  gate.wait_arrived(1);
+  bounded.reset();
+  gate.open();
+  first.result(absl::Seconds(60));
+  ASSERT_EQ(children.size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(children[i].result(absl::Seconds(60)), i);
+}
+
 // --- a failing initializer under concurrent submits -------------------------
 
 TEST(ExecutorAdversarialTest, InitializerFailingWhileSubmitsAreInFlightLosesNothing) {
