@@ -320,7 +320,9 @@ class IOLoop final : public Scheduler {
   // An exception thrown by fn propagates. With a `timeout`, on expiry the
   // future is cancelled (as Tornado's run_sync) and TimeoutError is thrown.
   // Throws InvalidStateError if the loop is already running (nested) or
-  // closed, or if stop() is called before the future is done.
+  // closed, or if stop() is called before the future is done. A stop()
+  // made during a run that finishes anyway (the future done in the same
+  // iteration) is consumed with that run: it does not end the next one.
   template <class F>
   auto run_sync(F&& fn, std::optional<absl::Duration> timeout = std::nullopt)
       -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type;
