@@ -318,6 +318,53 @@ TEST(ExecutorAdversarialTest, WaitingShutdownFromADoneCallbackOnAWorkerDoesNotDe
   pool.reset();
 }
 
+// --- a user's completion racing the worker that starts the task ---------------
+
+// A value whose move number `poison` blocks until released and then
+// throws.
+struct MoveThrowsLate {
+  static inline Gate* release = nullptr;
+  int v = 0;
+  int poison = 0;  // moves left before the throwing one
+  explicit MoveThrowsLate(int v, int poison = 0) : v(v), poison(poison) {}
+  MoveThrowsLate(const MoveThrowsLate& o) = default;
+  MoveThrowsLate(MoveThrowsLate&& o) : v(o.v), poison(o.poison > 0 ? o.poison - 1 : 0) {
+    if (o.poison == 1) {
+      release->wait();  // counts as arrived: the claim is held
+      throw std::runtime_error("move failed");
+    }
+  }
+};
+
+// The user's set_result claims the queued task's future, the worker tries
+// to start the task meanwhile, then the user's store throws and hands the
+// claim back. The worker used to take "claimed" for "done" and skip the
+// task: the future stayed pending forever. Now it waits for the outcome
+// and runs the task.
+TEST(ExecutorAdversarialTest, AThrowingSetResultRacingTheWorkerDoesNotLoseTheTask) {
+  Gate release, hold;
+  MoveThrowsLate::release = &release;
+  ThreadPoolExecutor pool(1);
+  auto blocker = pool.submit([&] { hold.wait(); });
+  hold.wait_arrived(1);
+  ConcurrentFuture<MoveThrowsLate> f = pool.submit([] { return MoveThrowsLate(42); });
+  std::thread user([&] {
+    // The prvalue initializes set_result's parameter in place: the one
+    // move is the store into the state.
+    EXPECT_THROW(f.set_result(MoveThrowsLate(7, /*poison=*/1)), std::runtime_error);
+  });
+  release.wait_arrived(1);  // the user's set_result holds the claim
+  hold.open();              // the worker finishes the blocker and reaches f's task
+  // Not a timing assertion: whether the worker gets there before the
+  // release or after, the task must run.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  release.open();
+  user.join();
+  EXPECT_EQ(f.result(absl::Seconds(20)).v, 42) << "the task was skipped";
+  ShutdownReport r = pool.shutdown();
+  EXPECT_EQ(r.completed, 2u);
+}
+
 // --- a pool destroyed by its own task ----------------------------------------
 
 // An object that owns its pool, as run_on_executor's users write it.
