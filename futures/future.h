@@ -225,6 +225,16 @@ class FutureState : public Recycled {
   const SourceLocation& created() const { return created_; }
   Scheduler* scheduler() const { return anchor_ != nullptr ? anchor_->get() : nullptr; }
 
+  // Nobody can ever receive this future's outcome: its loop is gone (and
+  // with it any coroutine frame awaiting it), or no handle but the
+  // caller's, no callback and no awaiting coroutine are left. The sync
+  // primitives skip such waiters instead of handing them an item, a lock
+  // or a wake-up that would be lost.
+  bool unreachable() const {
+    if (anchor_ != nullptr && anchor_->get() == nullptr) return true;
+    return refs_ == 1 && !first_callback_ && waiter_ == nullptr;
+  }
+
  private:
   void complete() {
     if (waiter_ != nullptr) [[likely]] {

@@ -698,6 +698,76 @@ TEST(AdversarialLifetimeTest, CancellingACoroutinesFutureAfterItsLoopDestroyedTh
 }
 
 
+// --- waiters nobody can receive any more -------------------------------------------
+
+// A consumer suspended in q.get() is destroyed with its loop; the queue
+// lives on and is used from another loop. The dead getter used to take the
+// next item, which was lost.
+TEST(AdversarialLifetimeTest, AQueueGetterWhoseLoopWentDoesNotSwallowTheNextItem) {
+  Queue<int> q;
+  Condition cond;
+  bool resumed = false;
+  {
+    IOLoop loop;
+    loop.make_current();
+    auto consumer = [&]() -> Future<void> {
+      co_await q.get();
+      resumed = true;
+    };
+    auto sleeper = [&]() -> Future<void> {
+      co_await cond.wait();
+      resumed = true;
+    };
+    Future<void> c = consumer();
+    Future<void> w = sleeper();
+    loop.run_sync([] {});
+    IOLoop::clear_current();
+  }
+  IOLoop other;
+  other.make_current();
+  q.put_nowait(7);
+  EXPECT_EQ(q.qsize(), 1u) << "the item went to a getter nobody can receive";
+  EXPECT_EQ(q.get_nowait(), 7);
+  // notify(1) must reach a live waiter, not the dead one.
+  bool woken = false;
+  auto live = [&]() -> Future<void> {
+    co_await cond.wait();
+    woken = true;
+  };
+  Future<void> l = live();
+  cond.notify(1);
+  other.run_sync([&] { return l; });
+  EXPECT_TRUE(woken);
+  EXPECT_FALSE(resumed);
+  IOLoop::clear_current();
+}
+
+// A get() whose future the caller dropped (no callback, no await) does not
+// take an item either; one with a callback does.
+TEST_F(AdversarialTest, DroppedGettersAreSkippedButGettersWithCallbacksAreServed) {
+  Queue<int> q;
+  (void)q.get();  // dropped: nobody can receive
+  int got = 0;
+  q.get().add_done_callback([&](Future<int>& f) { got = f.result(); });
+  q.put_nowait(1);
+  q.put_nowait(2);
+  drain();
+  EXPECT_EQ(got, 1);
+  EXPECT_EQ(q.qsize(), 1u);
+  EXPECT_EQ(q.get_nowait(), 2);
+}
+
+// A put() whose future the caller dropped still puts its item when room
+// appears (fire and forget), as in Tornado.
+TEST_F(AdversarialTest, ADroppedPutStillPutsItsItem) {
+  Queue<int> q(1);
+  q.put_nowait(1);
+  (void)q.put(2);  // waits for room; its future is dropped
+  EXPECT_EQ(q.get_nowait(), 1);
+  drain();
+  EXPECT_EQ(q.get_nowait(), 2);
+}
+
 // --- cancellation that arrives while a coroutine is not suspended -----------------
 
 // A consumer's get() is answered and, in the same turn, the consumer is

@@ -12,6 +12,12 @@
 // An entry is a Future<X>, or a struct whose `waiter` member is one (a
 // queue's putters carry their item along).
 //
+// A bare Future entry (a getter, an acquirer, a condition's waiter) that
+// nobody can receive any more counts as finished too: the coroutine that
+// awaited it was destroyed with its loop, or its future was dropped
+// without a callback. Handing it an item or a lock would lose them. A
+// putter whose future was dropped still puts its item (fire and forget).
+//
 // Not for users. Threading: the loop's thread only, like the futures.
 #ifndef EDDY_SYNC_INTERNAL_WAITER_QUEUE_H_
 #define EDDY_SYNC_INTERNAL_WAITER_QUEUE_H_
@@ -51,7 +57,7 @@ class WaiterQueue {
 
   // Drops finished waiters from the front (Tornado's _consume_expired).
   void drop_finished_front() {
-    while (!entries_.empty() && waiter_of(entries_.front()).done()) entries_.pop_front();
+    while (!entries_.empty() && finished(entries_.front())) entries_.pop_front();
   }
 
   // True when a pending waiter is at the front (after dropping finished
@@ -67,7 +73,7 @@ class WaiterQueue {
   // How many waiters are still pending. Linear: for diagnostics and tests.
   size_t live_count() const {
     return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(),
-                                             [](const Entry& e) { return !waiter_of(e).done(); }));
+                                             [](const Entry& e) { return !finished(e); }));
   }
 
   // Entries stored, finished ones included (tests of the sweeping).
@@ -95,8 +101,17 @@ class WaiterQueue {
   }
 
  private:
+  static bool finished(const Entry& e) {
+    if (waiter_of(e).done()) return true;
+    if constexpr (requires { e.waiter; }) {
+      return false;
+    } else {
+      return FutureAccess::state(e)->unreachable();
+    }
+  }
+
   void sweep() {
-    std::erase_if(entries_, [](const Entry& e) { return waiter_of(e).done(); });
+    std::erase_if(entries_, [](const Entry& e) { return finished(e); });
     sweep_at_ = std::max(kMinSweep, 2 * entries_.size());
   }
 
