@@ -51,7 +51,11 @@
 // NDEBUG) a call from another thread throws InvalidStateError naming the
 // method. Every callback, timer and handler runs on the loop's thread. To
 // post from a thread that may outlive the loop, keep remote(): it answers
-// false instead of touching a destroyed loop.
+// false instead of touching a destroyed loop. A hand-off is not a lock:
+// while another thread is starting the loop, its creator is still the
+// owner to add_callback(), whose owner path takes no lock. So the creator
+// posts through remote() until it knows the loop runs elsewhere (a
+// callback posted that way has run).
 //
 // Lifetime: destroying (or close()-ing) a loop destroys, on the calling
 // thread and without running them, every queued callback, pending timer and

@@ -272,6 +272,12 @@ TEST(LoopInboxTest, APostToASleepingLoopIsNeverLost) {
   // A lost wake-up hangs the test.
   IOLoop loop;
   std::thread runner([&] { loop.start(); });
+  // This thread created the loop, so it owns it until the runner's start()
+  // takes it over: post through remote() until then (add_callback from the
+  // owner takes the unlocked path, which races the runner's start).
+  std::atomic<bool> running{false};
+  ASSERT_TRUE(loop.remote()->post([&running] { running.store(true, std::memory_order_release); }));
+  while (!running.load(std::memory_order_acquire)) std::this_thread::yield();
   for (int round = 0; round < 2000; ++round) {
     std::atomic<bool> done{false};
     ASSERT_TRUE(loop.add_callback([&done] { done.store(true, std::memory_order_release); }));
