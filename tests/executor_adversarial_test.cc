@@ -542,27 +542,6 @@ TEST(ExecutorAdversarialTest, RecursiveFanOutOnABoundedPoolCompletes) {
   pool.shutdown();
 }
 
-// A submit() from outside the pool still blocks for room (the bound is
-// back-pressure for producers), while the pool's own submits park.
-TEST(ExecutorAdversarialTest, OutsideSubmitStillBlocksWhileTheQueueIsFull) {
-  ThreadPoolExecutor pool({.max_workers = 1, .max_queue_size = 1});
-  Gate gate;
-  auto running = pool.submit([&] { gate.wait(); });
-  gate.wait_arrived(1);
-  auto queued = pool.submit([] {});
-  std::atomic<bool> submitted{false};
-  std::thread producer([&] {
-    pool.submit([] {});
-    submitted = true;
-  });
-  absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_FALSE(submitted.load());
-  gate.open();
-  producer.join();
-  EXPECT_TRUE(submitted.load());
-}
-
-
 // Parked by submit_from_loop, then the pool is destroyed without
 // cancel_futures: the parked task is admitted, runs, and the loop hears of
 // its admission on a later turn.
