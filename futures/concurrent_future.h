@@ -371,24 +371,24 @@ class ConcurrentFuture {
           continue;  // a listener arrived: try again with its bit
         case internal::ConcurrentStatus::kCancelled:
           return false;
-        case internal::ConcurrentStatus::kCompleting:
+        case internal::ConcurrentStatus::kCompleting: {
           // Somebody is completing the pending future (a user's set_result
           // racing this start). Wait for the outcome: if storing it throws,
           // the future is pending again and the task must still run, not be
           // skipped as done (its future would then stay pending forever).
+          internal::ConcurrentStatus now;
           do {
             std::this_thread::yield();
             w = state_->word.load(std::memory_order_acquire);
-          } while (internal::ConcurrentState<T>::status(w) ==
-                   internal::ConcurrentStatus::kCompleting);
-          if (internal::ConcurrentState<T>::status(w) == internal::ConcurrentStatus::kPending) {
+            now = internal::ConcurrentState<T>::status(w);
+          } while (now == internal::ConcurrentStatus::kCompleting);
+          if (now == internal::ConcurrentStatus::kPending) {
             continue;  // the claim was handed back: start it after all
           }
-          if (internal::ConcurrentState<T>::status(w) == internal::ConcurrentStatus::kCancelled) {
-            return false;
-          }
+          if (now == internal::ConcurrentStatus::kCancelled) return false;
           internal::throw_concurrent_invalid("set_running_or_notify_cancel",
                                              "the future is already done");
+        }
         default:
           internal::throw_concurrent_invalid("set_running_or_notify_cancel",
                                              "the future is already running or done");
