@@ -232,8 +232,15 @@ class FutureState : public Recycled {
   // or a wake-up that would be lost.
   bool unreachable() const {
     if (anchor_ != nullptr && anchor_->get() == nullptr) return true;
-    return refs_ == 1 && !first_callback_ && waiter_ == nullptr;
+    return sole_reader();
   }
+
+  // No handle but the caller's, no callback still to run and no awaiting
+  // coroutine: nobody else can read the value after the caller. Inside a
+  // callback, the caller's handle is the one it was given, and the
+  // callbacks after it in the same turn count as readers (run_callbacks
+  // holds a reference for them).
+  bool sole_reader() const { return refs_ == 1 && !first_callback_ && waiter_ == nullptr; }
 
  private:
   void complete() {
@@ -269,7 +276,7 @@ class FutureState : public Recycled {
   void schedule_callbacks() {
     Scheduler* s = scheduler();
     if (s == nullptr) {
-      run_callbacks();
+      run_callbacks_here();
       return;
     }
     if (run_scheduled_) return;
@@ -281,7 +288,9 @@ class FutureState : public Recycled {
   }
 
   struct ScheduledRun;
-  void run_callbacks();
+  // Runs the callbacks with `self`, the runner's one handle.
+  void run_callbacks(Future<T>& self);
+  void run_callbacks_here();  // with a handle of its own
   // Out of line, so that the handle copies around every await stay small
   // enough to inline.
   [[gnu::noinline]] void destroy() { delete this; }
@@ -487,9 +496,12 @@ class Future {
   //
   //   eddy::Future<size_t> n = fetch(url).then([](Page& p) { return p.body.size(); });
   //
-  // fn is called as fn(T&) (or fn(T&&), the value moved out, when it only
-  // takes an rvalue; fn() for Future<void>) on this future's loop, in the
-  // turn its callbacks run. It may return U (the result is Future<U>), void
+  // fn is called as fn(T&) (or fn(T&&) when it only takes an rvalue; fn()
+  // for Future<void>) on this future's loop, in the turn its callbacks run.
+  // fn(T&&) gets the value moved out when nothing else can read it later
+  // (no other handle, no callback after this one: the usual
+  // `make().then(...)`), and a copy otherwise (a move-only T is moved
+  // regardless: keep no other reader of it). It may return U (the result is Future<U>), void
   // (Future<void>) or a Future<V>, which is flattened: the result is a
   // Future<V> that completes when that one does.
   //   - If fn throws, the result fails with that exception.
@@ -547,7 +559,7 @@ struct FutureState<T>::ScheduledRun {
   void operator()() {
     FutureState* s = FutureAccess::state(self);
     s->run_scheduled_ = false;
-    s->run_callbacks();
+    s->run_callbacks(self);
   }
   Future<T> self;
 };
@@ -562,19 +574,32 @@ void invoke_callback(absl::AnyInvocable<void(Future<T>&)>& cb, Future<T>& self) 
 }
 
 template <class T>
-void FutureState<T>::run_callbacks() {
-  Future<T> self = FutureAccess::share(this);
+void FutureState<T>::run_callbacks(Future<T>& self) {
   // A callback may add callbacks; they join the next round of this loop
   // rather than recursing.
   while (first_callback_) {
     Callback first = std::move(first_callback_);
     first_callback_ = nullptr;
     std::unique_ptr<std::vector<Callback>> more = std::move(more_callbacks_);
-    invoke_callback(first, self);
-    if (more != nullptr) {
-      for (Callback& cb : *more) invoke_callback(cb, self);
+    if (more == nullptr || more->empty()) {
+      invoke_callback(first, self);
+      continue;
     }
+    // The callbacks taken out of the state still have to read the value:
+    // a reference held for them until the last one runs keeps a then(T&&)
+    // before them from moving it out (see sole_reader()).
+    add_ref();
+    invoke_callback(first, self);
+    for (size_t i = 0; i + 1 < more->size(); ++i) invoke_callback((*more)[i], self);
+    release();  // never the last reference: `self` holds one
+    invoke_callback(more->back(), self);
   }
+}
+
+template <class T>
+void FutureState<T>::run_callbacks_here() {
+  Future<T> self = FutureAccess::share(this);
+  run_callbacks(self);
 }
 
 template <class T>
@@ -680,12 +705,23 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
       return;
     }
     try {
-      auto call = [&]() -> decltype(auto) {
+      // By value: a reference fn returns into a copy made below must not
+      // outlive the copy.
+      auto call = [&]() -> typename Traits::Returned {
         if constexpr (std::is_void_v<T>) {
           return fn();
         } else if constexpr (Traits::kByRef) {
           return fn(from->value());
         } else {
+          // Moved out only when nobody else can read it afterwards (another
+          // handle, a later callback); a copy otherwise, unless T cannot be
+          // copied.
+          if constexpr (std::is_copy_constructible_v<T>) {
+            if (!from->sole_reader()) {
+              T copy(from->value());
+              return fn(std::move(copy));
+            }
+          }
           return fn(std::move(from->value()));
         }
       };

@@ -151,6 +151,30 @@ TEST(CoroutineTest, MoveOnlyValuesPassThroughAwaitAndReturn) {
   EXPECT_EQ(*f.result(), 42);
 }
 
+TEST(CoroutineTest, AnRvalueThenOnACoroutinesResultTakesItWithoutACopy) {
+  ManualScheduler loop;
+  Future<void> gate;
+  const char* made = nullptr;
+  auto fetch = [&]() -> Future<std::string> {
+    co_await gate;
+    std::string page(4096, 'p');
+    made = page.data();
+    co_return page;
+  };
+  const char* seen = nullptr;
+  Future<size_t> size = fetch().then([&](std::string&& page) {
+    std::string mine = std::move(page);
+    seen = mine.data();
+    return mine.size();
+  });
+  gate.set_result();
+  loop.run_pending();
+  loop.run_pending();
+  ASSERT_TRUE(size.done());
+  EXPECT_EQ(size.result(), 4096u);
+  EXPECT_EQ(seen, made) << "the coroutine's value was copied on its way to fn";
+}
+
 TEST(CoroutineTest, InterleavingStartNowAwaitLater) {
   ManualScheduler loop;
   Future<int> slow;

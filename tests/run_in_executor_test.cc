@@ -139,6 +139,27 @@ TEST(RunInExecutorTest, MoveOnlyArgumentsAndResultsCrossBothWays) {
   EXPECT_EQ(*r, 42);
 }
 
+TEST(RunInExecutorTest, AnRvalueThenTakesTheResultWithoutACopy) {
+  // `run_in_executor(...).then(fn(T&&))` is the chaining form of an
+  // offload: the result crosses from the pool into fn by moves only.
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  std::atomic<const char*> made{nullptr};
+  Future<bool> same_buffer =
+      loop.run_in_executor(&pool,
+                           [&made] {
+                             std::string page(4096, 'p');
+                             made = page.data();
+                             return page;
+                           })
+          .then([&made](std::string&& page) {
+            std::string mine = std::move(page);
+            return mine.data() == made.load();
+          });
+  EXPECT_TRUE(loop.run_sync([same_buffer] { return same_buffer; }));
+}
+
 TEST(RunInExecutorTest, NullExecutorMeansTheLoopsDefaultPool) {
   IOLoop loop;
   loop.make_current();

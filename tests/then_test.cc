@@ -1,6 +1,7 @@
 // Future<T>::then: value chains, void on either side, exceptions from fn and
 // from the source, cancellation both ways, flattening returned futures,
-// move-only values, where fn runs.
+// move-only values, when an rvalue fn gets the value moved and when a copy,
+// where fn runs.
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -174,6 +175,94 @@ TEST(ThenTest, MoveOnlyValuesGoToAnRvalueFn) {
   EXPECT_EQ(out.result(), 5);
   EXPECT_EQ(peek.result(), 6);
   EXPECT_NE(by_ref.result(), nullptr) << "an lvalue fn leaves the value in place";
+}
+
+// A long string: its buffer is on the heap, so a move leaves the source
+// empty and keeps the buffer, and a copy makes a new one.
+std::string long_text() { return std::string(100, 'x'); }
+
+TEST(ThenTest, AnRvalueFnGetsACopyWhileAnotherHandleCanStillReadTheValue) {
+  ManualScheduler loop;
+  Future<std::string> source;
+  std::string taken;
+  Future<void> out = source.then([&](std::string&& v) { taken = std::move(v); });
+  source.set_result(long_text());
+  loop.run_pending();
+  ASSERT_TRUE(out.done());
+  EXPECT_EQ(taken, long_text());
+  EXPECT_EQ(source.result(), long_text()) << "the caller's handle still reads the value";
+}
+
+TEST(ThenTest, AnRvalueFnGetsACopyWhenALaterCallbackReadsTheValue) {
+  ManualScheduler loop;
+  Future<std::string> source;
+  std::string taken;
+  std::string seen_later;
+  Future<void> out = source.then([&](std::string&& v) { taken = std::move(v); });
+  source.add_done_callback([&](Future<std::string>& f) { seen_later = f.result(); });
+  source.set_result(long_text());
+  source = Future<std::string>();  // only the scheduled run holds the state now
+  loop.run_pending();
+  EXPECT_EQ(taken, long_text());
+  EXPECT_EQ(seen_later, long_text());
+}
+
+TEST(ThenTest, AnRvalueFnGetsACopyWhenAnEarlierCallbackAddsAReader) {
+  ManualScheduler loop;
+  Future<std::string> source;
+  std::string taken;
+  std::string seen_later;
+  source.add_done_callback([&](Future<std::string>& f) {
+    f.add_done_callback([&](Future<std::string>& g) { seen_later = g.result(); });
+  });
+  Future<void> out = source.then([&](std::string&& v) { taken = std::move(v); });
+  source.set_result(long_text());
+  source = Future<std::string>();
+  loop.run_pending();
+  loop.run_pending();
+  EXPECT_EQ(taken, long_text());
+  EXPECT_EQ(seen_later, long_text());
+}
+
+TEST(ThenTest, AnRvalueFnGetsTheValueMovedWhenNothingElseCanReadIt) {
+  ManualScheduler loop;
+  Future<std::string> source;
+  const char* buffer = nullptr;
+  const char* seen = nullptr;
+  int earlier_ran = 0;
+  // A callback before it does not read after it: the value still moves.
+  source.add_done_callback([&] { ++earlier_ran; });
+  Future<void> out = source.then([&](std::string&& v) {
+    std::string mine = std::move(v);
+    seen = mine.data();
+  });
+  std::string text = long_text();
+  buffer = text.data();
+  source.set_result(std::move(text));
+  source = Future<std::string>();
+  loop.run_pending();
+  EXPECT_EQ(earlier_ran, 1);
+  EXPECT_TRUE(out.done());
+  EXPECT_EQ(seen, buffer) << "the value was copied, not moved";
+}
+
+TEST(ThenTest, AFutureMadeAndChainedInOneExpressionMovesItsValue) {
+  ManualScheduler loop;
+  Future<std::string> source;
+  const char* buffer = nullptr;
+  const char* seen = nullptr;
+  auto make = [&] { return source; };
+  Future<size_t> out = make().then([&](std::string&& v) {
+    seen = v.data();
+    return v.size();
+  });
+  std::string text = long_text();
+  buffer = text.data();
+  source.set_result(std::move(text));
+  source = Future<std::string>();
+  loop.run_pending();
+  EXPECT_EQ(out.result(), 100u);
+  EXPECT_EQ(seen, buffer);
 }
 
 TEST(ThenTest, WithoutALoopFnRunsInsideSetResult) {
