@@ -1,7 +1,10 @@
 #include "eddy/loop/io_loop.h"
 
 #include <errno.h>
+#include <linux/membarrier.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -771,7 +774,7 @@ void IOLoop::make_current() {
   if (running_.load(std::memory_order_relaxed) && !in_scheduler_thread()) {
     throw InvalidStateError("IOLoop::make_current: the loop is running on another thread");
   }
-  owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  take_ownership();
   t_current_loop = this;
   set_current(this);
   sticky_current_ = true;
@@ -780,6 +783,54 @@ void IOLoop::make_current() {
 void IOLoop::clear_current() noexcept {
   if (t_current_loop != nullptr && Scheduler::current() == t_current_loop) set_current(nullptr);
   t_current_loop = nullptr;
+}
+
+// --- hand-off ----------------------------------------------------------------
+
+namespace {
+
+// A full memory barrier executed by every running thread of this process
+// before it returns (the "heavy" side of an asymmetric fence): Linux's
+// membarrier(PRIVATE_EXPEDITED), or, where that is missing, a permission
+// change on a page of our own, whose TLB shoot-down interrupts every CPU
+// running one of our threads.
+void heavy_barrier() {
+  static const bool have_membarrier =
+      ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  if (have_membarrier &&
+      ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) {
+    return;
+  }
+  static std::mutex mu;
+  static char* page = [] {
+    void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : static_cast<char*>(p);
+  }();
+  std::lock_guard<std::mutex> lock(mu);
+  if (page != nullptr && ::mprotect(page, 4096, PROT_READ | PROT_WRITE) == 0) {
+    *static_cast<volatile char*>(page) = 1;  // the page is now mapped and dirty
+    if (::mprotect(page, 4096, PROT_READ) == 0) return;
+  }
+  // Neither: nothing to fall back on but this thread's own fence. The old
+  // owner's post could then race; no Linux this library builds on lacks
+  // both (membarrier is 4.14+).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+}  // namespace
+
+// The old owner posts with owner_posting_ raised and reads owner_ after
+// raising it (add_callback). We store owner_, run a barrier on every thread,
+// then wait for the flag to fall. Either the old owner's raise was before
+// the barrier (so we see it, and wait for its push), or its read of owner_
+// was after it (so it sees us, and takes the inbox). This costs the owner's
+// post two plain stores, and the hand-off a system call.
+void IOLoop::take_ownership() {
+  const std::thread::id me = std::this_thread::get_id();
+  if (owner_.load(std::memory_order_relaxed) == me) return;
+  owner_.store(me, std::memory_order_relaxed);
+  heavy_barrier();
+  while (owner_posting_.load(std::memory_order_acquire)) std::this_thread::yield();
 }
 
 // --- running -----------------------------------------------------------------
@@ -794,7 +845,7 @@ IOLoop::RunScope::RunScope(IOLoop* loop, const char* op) : loop_(loop) {
   loop->check_open(op);
   // Running the loop makes this thread its owner (a loop may be created on
   // one thread and run on another), and the loop current here.
-  loop->owner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
+  loop->take_ownership();
   loop->running_.store(true, std::memory_order_relaxed);
   previous_loop_ = t_current_loop;
   previous_scheduler_ = Scheduler::current();
@@ -1152,10 +1203,14 @@ void IOLoop::run_callbacks() {
 // case then needs no stack frame (no temporary closure, no stack canary).
 // closed_ is only read on the loop's own thread.
 bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
-  if (!record_locations_.load(std::memory_order_relaxed) && in_scheduler_thread() && !closed_)
-      [[likely]] {
-    internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
-    return true;
+  const std::thread::id me = std::this_thread::get_id();
+  if (!record_locations_.load(std::memory_order_relaxed) &&
+      owner_.load(std::memory_order_relaxed) == me && !closed_) [[likely]] {
+    OwnerPost post(this);
+    if (post.still_owner(me)) [[likely]] {
+      internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
+      return true;
+    }
   }
   return add_callback_slow(std::move(fn), where);
 }
@@ -1168,10 +1223,13 @@ bool IOLoop::add_callback_slow(absl::AnyInvocable<void()>&& fn, const SourceLoca
 
 bool IOLoop::add_located_callback(absl::AnyInvocable<void()>&& fn, const SourceLocation& where) {
   if (in_scheduler_thread()) {
-    if (closed_) return false;
-    internal::chain_push(callbacks_, spare_blocks_,
-                         locate(std::move(fn), internal::ActivityKind::kCallback, where));
-    return true;
+    OwnerPost post(this);
+    if (post.still_owner(std::this_thread::get_id())) {
+      if (closed_) return false;
+      internal::chain_push(callbacks_, spare_blocks_,
+                           locate(std::move(fn), internal::ActivityKind::kCallback, where));
+      return true;
+    }
   }
   return inbox_->push(locate(std::move(fn), internal::ActivityKind::kRemoteCallback, where));
 }

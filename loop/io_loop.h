@@ -51,11 +51,11 @@
 // NDEBUG) a call from another thread throws InvalidStateError naming the
 // method. Every callback, timer and handler runs on the loop's thread. To
 // post from a thread that may outlive the loop, keep remote(): it answers
-// false instead of touching a destroyed loop. A hand-off is not a lock:
-// while another thread is starting the loop, its creator is still the
-// owner to add_callback(), whose owner path takes no lock. So the creator
-// posts through remote() until it knows the loop runs elsewhere (a
-// callback posted that way has run).
+// false instead of touching a destroyed loop. A loop may be handed to
+// another thread (created here, started there) while its creator keeps
+// calling add_callback(): the thread taking it over waits for a post the
+// creator is making on its owner path, and the creator's later posts go
+// through the cross-thread inbox, in order.
 //
 // Lifetime: destroying (or close()-ing) a loop destroys, on the calling
 // thread and without running them, every queued callback, pending timer and
@@ -508,6 +508,32 @@ class IOLoop final : public Scheduler {
     Scheduler* previous_scheduler_;
   };
 
+  // Brackets a push on add_callback()'s unlocked owner path: raises
+  // owner_posting_, then re-reads the owner (see take_ownership()).
+  class OwnerPost {
+   public:
+    explicit OwnerPost(IOLoop* loop) : loop_(loop) {
+      loop_->owner_posting_.store(true, std::memory_order_relaxed);
+      // The compiler keeps the raise before the re-read; the CPU's store
+      // buffer is take_ownership()'s barrier's business.
+      std::atomic_signal_fence(std::memory_order_seq_cst);
+    }
+    ~OwnerPost() { loop_->owner_posting_.store(false, std::memory_order_release); }
+    OwnerPost(const OwnerPost&) = delete;
+    OwnerPost& operator=(const OwnerPost&) = delete;
+    bool still_owner(std::thread::id me) const {
+      return loop_->owner_.load(std::memory_order_relaxed) == me;
+    }
+
+   private:
+    IOLoop* loop_;
+  };
+
+  // Makes the calling thread the owner. From another thread (a hand-off),
+  // first waits out an add_callback() the old owner may be making on its
+  // unlocked path; its later posts then go through the inbox.
+  void take_ownership();
+
   void check_owner(const char* op) const {
 #if EDDY_THREAD_CHECKS
     if (!in_scheduler_thread()) throw_wrong_thread(op);
@@ -594,6 +620,9 @@ class IOLoop final : public Scheduler {
   std::shared_ptr<Clock> clock_;
   std::atomic<bool> running_{false};  // atomic: start() on a foreign thread reads it
   bool closed_ = false;
+  // Raised by the owner thread around add_callback()'s unlocked push; a
+  // thread taking the loop over waits for it to fall (take_ownership()).
+  std::atomic<bool> owner_posting_{false};
   bool sticky_current_ = false;  // make_current() was called: keep it current after a run
   std::atomic<bool> stop_requested_{false};
   uint64_t iterations_ = 0;
