@@ -501,9 +501,9 @@ class Future {
   // fn(T&&) gets the value moved out when nothing else can read it later
   // (no other handle, no callback after this one: the usual
   // `make().then(...)`), and a copy otherwise (a move-only T is moved
-  // regardless: keep no other reader of it). It may return U (the result is Future<U>), void
-  // (Future<void>) or a Future<V>, which is flattened: the result is a
-  // Future<V> that completes when that one does.
+  // regardless: keep no other reader of it). fn may return U (the result
+  // is Future<U>), void (Future<void>) or a Future<V>, which is flattened:
+  // the result is a Future<V> that completes when that one does.
   //   - If fn throws, the result fails with that exception.
   //   - If this future fails, fn is not called and the result fails with the
   //     same exception (this future's exception counts as retrieved).
