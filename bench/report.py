@@ -73,7 +73,12 @@ WORKLOADS = [
         [Row("eddy", "BM_PoolThroughput_Eddy", EDDY, "ThreadPoolExecutor::submit, the task counts down a latch"),
          Row("eddy, from the loop", "BM_PoolThroughput_EddyLoop", "eddy-variant",
              "libuv's shape: IOLoop::add_future(submit()), counted on the loop"),
+         Row("eddy, the pool's own wait", "BM_PoolThroughput_EddyShutdown", "eddy-variant",
+             "no counter in the task: shutdown(wait=true), as Python's `with ThreadPoolExecutor()`"),
          Row("Asio", "BM_PoolThroughput_Asio", "peer", "asio::post to asio::thread_pool, the same latch task"),
+         Row("Asio, the pool's own wait", "BM_PoolThroughput_AsioJoin", "peer-variant",
+             "no counter in the task: thread_pool::join() (against eddy's own wait)",
+             vs="BM_PoolThroughput_EddyShutdown"),
          Row("libuv", "BM_PoolThroughput_Libuv", "peer", "uv_queue_work, after-work counts on the loop")],
         "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
         extra=[("allocs_per_item", "allocs/task", "{:.2f}")]),
@@ -286,6 +291,12 @@ def verdicts(w, s):
                 # shape, a million futures in flight on the loop.
                 out.append(("libuv / eddy from the loop (the same shape) = {}".format(
                     fmt_ratio(uv["median"] / loop_row["median"])), "(for context)", None))
+            own = s.stat("BM_PoolThroughput_EddyShutdown", w.metric)
+            if own and uv and own["median"]:
+                # Also not the verdict: the pools without the latch in the
+                # task, each waiting for all in its own way.
+                out.append(("libuv / eddy with the pool's own wait (no counter in the task) = {}".format(
+                    fmt_ratio(uv["median"] / own["median"])), "(for context)", None))
         if w.wid == "W6":
             el = s.stat("BM_Timers_Eddy", "last_late_ms")
             al = s.stat("BM_Timers_Asio", "last_late_ms")
