@@ -319,7 +319,13 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
       future_.cancel();
       return false;
     }
-    if (!start()) return false;
+    // Fire and forget (the submitter dropped its future, nothing listens):
+    // nobody can cancel the call or see the future's states, so it runs
+    // without marking the future running and completes it with plain
+    // stores, three locked instructions fewer per task. A failure still
+    // goes through the usual completion, which logs it if never retrieved.
+    const bool unobserved = ConcurrentAccess::unobserved(future_);
+    if (!unobserved && !start()) return false;
     if (call_.token.expired()) {
       future_.try_set_exception(std::make_exception_ptr(
           TimeoutError("the offloaded call's deadline passed before it started")));
@@ -328,9 +334,9 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
     try {
       if constexpr (std::is_void_v<R>) {
         invoke();
-        future_.try_set_result();
+        settle(unobserved);
       } else {
-        future_.try_set_result(invoke());
+        settle(unobserved, invoke());
       }
     } catch (...) {
       future_.try_set_exception(std::current_exception());
@@ -382,6 +388,15 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
       return future_.set_running_or_notify_cancel();
     } catch (const InvalidStateError&) {
       return false;
+    }
+  }
+
+  template <class... V>
+  void settle(bool unobserved, V&&... value) {
+    if (unobserved) {
+      ConcurrentAccess::complete_unobserved(future_, std::forward<V>(value)...);
+    } else {
+      future_.try_set_result(std::forward<V>(value)...);
     }
   }
 

@@ -214,6 +214,27 @@ struct ConcurrentAccess {
     s->refs.store(s->refs.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     return ConcurrentFuture<T>(s, typename ConcurrentFuture<T>::Adopt{});
   }
+  // True when `f` is the only handle on a pending state and nothing
+  // listens to it (no callback, no waiter): nobody can then read, cancel
+  // or complete the future but the caller, until it makes another handle.
+  // The acquire load pairs with the release of the last other handle, so
+  // a listener registered before that release shows in the word.
+  template <class T>
+  static bool unobserved(const ConcurrentFuture<T>& f) {
+    const ConcurrentState<T>* s = f.state_;
+    return s->refs.load(std::memory_order_acquire) == 1 &&
+           s->word.load(std::memory_order_relaxed) ==
+               static_cast<uint8_t>(ConcurrentStatus::kPending);
+  }
+  // Completes an unobserved() future with a value, without the atomic
+  // claim and publish a completion otherwise makes (no other thread can
+  // look). Throws what the value's construction throws, leaving it pending.
+  template <class T, class... A>
+  static void complete_unobserved(const ConcurrentFuture<T>& f, A&&... args) {
+    ConcurrentState<T>* s = f.state_;
+    s->value_.emplace(std::forward<A>(args)...);
+    s->word.store(static_cast<uint8_t>(ConcurrentStatus::kValue), std::memory_order_relaxed);
+  }
 };
 
 inline bool is_done(ConcurrentStatus s) {

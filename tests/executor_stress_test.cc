@@ -1,9 +1,10 @@
 // ThreadPoolExecutor under contention: 8 submitting threads, random cancels
-// (right after submit, and of older futures that may already be running)
-// and a concurrent shutdown(cancel_futures). Every task is accounted for
-// exactly once: it ran once and its future has a value, or it never ran and
-// its future was cancelled, or its submit threw. Bounded and clean under
-// tsan; the task count shrinks under sanitizers (EDDY_STRESS_TASKS overrides).
+// (right after submit, and of older futures that may already be running),
+// futures dropped right after submit (fire and forget) and a concurrent
+// shutdown(cancel_futures). Every task is accounted for exactly once: it
+// ran once and its future has a value, or it never ran and its future was
+// cancelled, or its submit threw. Bounded and clean under tsan; the task
+// count shrinks under sanitizers (EDDY_STRESS_TASKS overrides).
 #include <atomic>
 #include <cstdint>
 #include <cstdlib>
@@ -32,7 +33,10 @@ int tasks_per_thread() {
 #endif
 }
 
-enum Outcome : uint8_t { kNone = 0, kValue = 1, kCancelled = 2, kRejected = 3 };
+// kDropped: fire and forget, the future dropped right after submit (its
+// task may already be running): it runs once, unless a shutdown with
+// cancel_futures finds it still queued.
+enum Outcome : uint8_t { kNone = 0, kValue = 1, kCancelled = 2, kRejected = 3, kDropped = 4 };
 
 struct Ledger {
   explicit Ledger(size_t n) : runs(n), outcomes(n), callbacks(n) {}
@@ -63,6 +67,10 @@ void run_stress(bool with_shutdown) {
           continue;
         }
         accepted.fetch_add(1, std::memory_order_relaxed);
+        if (rng() % 4 == 0) {
+          ledger.outcomes[id] = kDropped;
+          continue;
+        }
         f->add_done_callback([&ledger, id](ConcurrentFuture<void>& done) {
           ledger.callbacks[id].fetch_add(1);
           ledger.outcomes[id] = done.cancelled() ? kCancelled : kValue;
@@ -98,6 +106,12 @@ void run_stress(bool with_shutdown) {
       ASSERT_EQ(runs, 0);
       ASSERT_EQ(ledger.callbacks[id].load(), 0);
       ++rejected;
+      continue;
+    }
+    if (outcome == kDropped) {
+      ASSERT_EQ(ledger.callbacks[id].load(), 0);
+      if (!with_shutdown) ASSERT_EQ(runs, 1) << "fire-and-forget task " << id << " never ran";
+      ++(runs == 1 ? ran : cancelled);
       continue;
     }
     ASSERT_EQ(ledger.callbacks[id].load(), 1) << "task " << id << " lost or completed twice";

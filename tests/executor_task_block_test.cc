@@ -21,6 +21,7 @@
 #include "eddy/futures/internal/recycler.h"
 #include "gtest/gtest.h"
 #include "tests/live_count.h"
+#include "tests/log_capture.h"
 
 #if EDDY_RECYCLER_BYPASS
 // Counts this thread's operator new calls: with the recycler bypassed, each
@@ -53,6 +54,7 @@ struct Witness {
   bool destroyed() const { return flag->load(); }
 };
 
+using testing::LogCapture;
 using testing::Tracked;
 
 // Keeps the tasks it is given, unsettled, until drop() (or its destruction)
@@ -148,6 +150,58 @@ TEST(ExecutorTaskBlockTest, FutureDroppedBeforeTheTaskRuns) {
   }
   EXPECT_EQ(ran.load(), 1);
   EXPECT_EQ(Tracked::live.load(), 0) << "the worker freed the block";
+}
+
+// A task whose future nobody holds any more runs without the future's
+// atomic protocol (nobody can look). What a user could still see of it
+// must not change: a failure is logged, a callback runs, a value that
+// cannot be stored fails the future instead of vanishing.
+TEST(ExecutorTaskBlockTest, AFailureOfADroppedFutureIsLoggedAsNeverRetrieved) {
+  LogCapture log;
+  {
+    BlockedPool blocked;
+    blocked.pool.submit([]() -> int { throw std::runtime_error("dropped and failed"); });
+    blocked.release();
+    blocked.pool.shutdown(/*wait=*/true);
+  }
+  EXPECT_EQ(log.count("dropped and failed"), 1u);
+  EXPECT_EQ(log.count("never retrieved"), 1u);
+}
+
+TEST(ExecutorTaskBlockTest, ACallbackOnADroppedFutureStillRuns) {
+  std::atomic<int> got{0};
+  {
+    BlockedPool blocked;
+    ConcurrentFuture<int> f = blocked.pool.submit([] { return 7; });
+    f.add_done_callback([&got](ConcurrentFuture<int>& done) { got = done.result(); });
+    f = ConcurrentFuture<int>();  // only the task holds the state now
+    blocked.release();
+    blocked.pool.shutdown(/*wait=*/true);
+  }
+  EXPECT_EQ(got.load(), 7) << "the callback registered before the drop ran";
+}
+
+// A value whose move constructor throws: the store into the state fails.
+struct MoveThrows {
+  MoveThrows() = default;
+  MoveThrows(MoveThrows&&) { throw std::runtime_error("the value could not be stored"); }
+};
+
+TEST(ExecutorTaskBlockTest, ADroppedFutureWhoseValueCannotBeStoredLogsTheFailure) {
+  LogCapture log;
+  std::atomic<int> ran{0};
+  {
+    BlockedPool blocked;
+    blocked.pool.submit([&ran] {
+      ++ran;
+      return MoveThrows();
+    });
+    blocked.release();
+    ShutdownReport r = blocked.pool.shutdown(/*wait=*/true);
+    EXPECT_EQ(r.completed, 2u);
+  }
+  EXPECT_EQ(ran.load(), 1);
+  EXPECT_EQ(log.count("the value could not be stored"), 1u);
 }
 
 TEST(ExecutorTaskBlockTest, QueuedTaskCancelledByShutdownDropsItsCall) {
