@@ -75,12 +75,14 @@ EDDY_WORKLOAD(BM_PoolThroughput_Eddy);
 void BM_PoolThroughput_EddyShutdown(benchmark::State& state) {
   const int64_t n = scaled(kW1Tasks);
   uint64_t allocs = allocations();
+  uint64_t completed = 0;
   for (auto _ : state) {
     ThreadPoolExecutor pool(workers());
     for (int64_t i = 0; i < n; ++i) pool.submit([] {});
-    pool.shutdown();
+    completed = pool.shutdown().completed;
   }
   finish(state, n, allocs);
+  if (completed != static_cast<uint64_t>(n)) state.SkipWithError("eddy: not every task ran");
 }
 EDDY_WORKLOAD(BM_PoolThroughput_EddyShutdown);
 
