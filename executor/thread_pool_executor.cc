@@ -1,6 +1,7 @@
 #include "eddy/executor/thread_pool_executor.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
@@ -80,6 +81,7 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
       max_queue_size_(options.max_queue_size),
       thread_name_prefix_(prefix_or_default(std::move(options.thread_name_prefix))),
       initializer_(std::move(options.initializer)),
+      batch_scheduling_(options.batch_scheduling),
       max_spinners_(std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / 2)),
       back_(&stub_),
       front_(&stub_) {}
@@ -381,6 +383,14 @@ void ThreadPoolExecutor::worker_main(int index) {
   tls_pool = this;
   tls_pool_gone = false;
   pthread_setname_np(pthread_self(), thread_name(thread_name_prefix_, index).c_str());
+#ifdef SCHED_BATCH
+  if (batch_scheduling_) {
+    // Best effort (see Options::batch_scheduling): without it the pool
+    // works the same, only its wake-ups may preempt the submitter.
+    sched_param param{};
+    (void)pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
+  }
+#endif
 
   if (initializer_) {
     try {

@@ -93,6 +93,21 @@ class ThreadPoolExecutor final : public Executor {
     // deadlock the pool). Parked tasks are admitted in order as room
     // appears.
     size_t max_queue_size = 0;
+    // Workers run under Linux's SCHED_BATCH policy: the same share of the
+    // CPU as any thread at nice 0, but a worker that wakes up does not
+    // preempt the thread running on the core it lands on (that waits for
+    // the next scheduler tick instead). On a machine with more busy
+    // threads than cores, the thread a woken worker would preempt is most
+    // often the one that just handed it work, the loop: without this, the
+    // loop stalls for a worker's whole turn each time it wakes one (W1 and
+    // W3 in bench/ ran at half speed in that mode). A worker still runs at
+    // once on an idle core. Set before the initializer runs, which may
+    // change it; threads a task starts inherit it. false keeps the
+    // scheduler's default policy (for tasks that must preempt other
+    // CPU-bound threads of the process the moment they are woken). Where
+    // the policy is unavailable (another OS, a sandbox that forbids it),
+    // workers keep the default policy.
+    bool batch_scheduling = true;
   };
 
   // min(32, hardware threads + 4), as Python: the pool is meant for
@@ -228,6 +243,7 @@ class ThreadPoolExecutor final : public Executor {
   const size_t max_queue_size_;
   const std::string thread_name_prefix_;
   const absl::AnyInvocable<void() const> initializer_;
+  const bool batch_scheduling_;
   const int max_spinners_;  // workers allowed to poll the queue at once
 
   // Lock order: mu_, then submit_mu_, then sleep_mu_. The fields are

@@ -5,6 +5,7 @@
 #include "eddy/executor/thread_pool_executor.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <memory>
@@ -200,6 +201,42 @@ TEST(ThreadPoolExecutorTest, InitializerRunsOnEachWorkerBeforeItsTasks) {
   EXPECT_TRUE(a.result());
   EXPECT_TRUE(b.result());
   EXPECT_EQ(calls.load(), 2);
+}
+
+// Whether this machine lets a thread take SCHED_BATCH (a sandbox may not).
+bool batch_policy_available() {
+  bool ok = false;
+  std::thread probe([&ok] {
+    sched_param param{};
+    ok = pthread_setschedparam(pthread_self(), SCHED_BATCH, &param) == 0;
+  });
+  probe.join();
+  return ok;
+}
+
+TEST(ThreadPoolExecutorTest, WorkersRunUnderBatchSchedulingByDefault) {
+  if (!batch_policy_available()) GTEST_SKIP() << "SCHED_BATCH is not available here";
+  const int submitter_policy = sched_getscheduler(0);
+  ThreadPoolExecutor pool(1);
+  EXPECT_EQ(pool.submit([] { return sched_getscheduler(0); }).result(), SCHED_BATCH);
+  EXPECT_EQ(sched_getscheduler(0), submitter_policy) << "the submitting thread keeps its policy";
+}
+
+TEST(ThreadPoolExecutorTest, BatchSchedulingOffKeepsTheDefaultPolicy) {
+  ThreadPoolExecutor pool({.max_workers = 1, .batch_scheduling = false});
+  EXPECT_EQ(pool.submit([] { return sched_getscheduler(0); }).result(), SCHED_OTHER);
+}
+
+TEST(ThreadPoolExecutorTest, InitializerRunsAfterThePolicyIsSetAndMayChangeIt) {
+  if (!batch_policy_available()) GTEST_SKIP() << "SCHED_BATCH is not available here";
+  std::atomic<int> seen_by_initializer{-1};
+  ThreadPoolExecutor pool({.max_workers = 1, .initializer = [&seen_by_initializer] {
+                             seen_by_initializer = sched_getscheduler(0);
+                             sched_param param{};
+                             pthread_setschedparam(pthread_self(), SCHED_OTHER, &param);
+                           }});
+  EXPECT_EQ(pool.submit([] { return sched_getscheduler(0); }).result(), SCHED_OTHER);
+  EXPECT_EQ(seen_by_initializer.load(), SCHED_BATCH);
 }
 
 TEST(ThreadPoolExecutorTest, InitializerFailureBreaksThePool) {
