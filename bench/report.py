@@ -159,7 +159,10 @@ WORKLOADS = [
          Row("floor: new/delete, 1M", "BM_MultiWide_Floor_Malloc/1000000", "baseline"),
          Row("floor: one array, 100k", "BM_MultiWide_Floor_Array/100000", "baseline",
              "the same blocks placed in a preallocated array"),
-         Row("floor: one array, 1M", "BM_MultiWide_Floor_Array/1000000", "baseline")],
+         Row("floor: one array, 1M", "BM_MultiWide_Floor_Array/1000000", "baseline"),
+         Row("floor: std::map, 100k", "BM_MultiWide_Floor_Map/100000", "baseline",
+             "map's passes over the same blocks, std::map in and out"),
+         Row("floor: std::map, 1M", "BM_MultiWide_Floor_Map/1000000", "baseline")],
         "linear in N: time(1M) within 10x of time(100k), for list and map (no peer has multi)",
         extra=[("allocs_per_item", "allocs/child", "{:.2f}")]),
     Workload(
@@ -339,7 +342,7 @@ def verdicts(w, s):
                 out.append(("{}: time(1M) / time(100k) = {:.1f} (limit 10)".format(shape.lower(), x),
                             "met" if met else "MISSED", met))
         # Context, not a target: the same ratio for the machine's floor.
-        for kind, label in (("Malloc", "new/delete"), ("Array", "one array")):
+        for kind, label in (("Malloc", "new/delete"), ("Array", "one array"), ("Map", "std::map")):
             small = s.stat("BM_MultiWide_Floor_{}/100000".format(kind), "real_ns")
             big = s.stat("BM_MultiWide_Floor_{}/1000000".format(kind), "real_ns")
             if small and big:

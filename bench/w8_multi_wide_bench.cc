@@ -15,9 +15,11 @@
 // blocks the size of a future's state, made, referenced, written and freed
 // in the passes the list workload makes over its children, without eddy.
 // Once by operator new/delete, once placed in one preallocated array (no
-// allocator at all). Their time(1M) / time(100k) shows what "linear" can
-// mean here: at 100k the blocks stay in the CPU caches between passes, at
-// 1M they stream from DRAM on every pass.
+// allocator at all), and once with the map workload's passes (the same
+// blocks, a std::map of them in, a std::map of values out). Their
+// time(1M) / time(100k) shows what "linear" can mean here: at 100k the
+// blocks stay in the CPU caches between passes, at 1M they stream from
+// DRAM on every pass.
 //
 // Look for: ns_per_item equal at both sizes (linear); map a constant
 // factor above vector; eddy's ratio against the floor's.
@@ -152,6 +154,58 @@ EDDY_WORKLOAD(BM_MultiWide_Floor_Malloc)->Arg(kW8SmallChildren)->Arg(kW8Children
 
 void BM_MultiWide_Floor_Array(benchmark::State& state) { run_floor<true>(state); }
 EDDY_WORKLOAD(BM_MultiWide_Floor_Array)->Arg(kW8SmallChildren)->Arg(kW8Children);
+
+// wide_map's passes, without eddy: the blocks and their handles, a
+// std::map of them (a reference each), the keys and slots (watch each,
+// drop the map), resolve each, a std::map of the results, sum it, drop the
+// last handles and the result map.
+int64_t floor_map(int64_t n) {
+  std::vector<FloorBlock*> handles(n);
+  for (int64_t i = 0; i < n; ++i) handles[i] = new FloorBlock();
+  std::map<int64_t, FloorBlock*> children;
+  for (int64_t i = 0; i < n; ++i) {
+    children.emplace_hint(children.end(), i, handles[i]);
+    ++handles[i]->refs;
+  }
+  std::vector<int64_t> keys(n);
+  std::vector<int64_t> slots(n);
+  size_t j = 0;
+  for (auto& [key, block] : children) {
+    keys[j] = key;
+    block->watcher = &slots[j];
+    --block->refs;
+    ++j;
+  }
+  children = {};
+  benchmark::ClobberMemory();
+  for (int64_t i = 0; i < n; ++i) {
+    handles[i]->value = i;
+    *handles[i]->watcher = handles[i]->value;
+  }
+  benchmark::ClobberMemory();
+  std::map<int64_t, int64_t> values;
+  for (int64_t k = 0; k < n; ++k) values.emplace_hint(values.end(), keys[k], slots[k]);
+  int64_t sum = 0;
+  for (const auto& [key, v] : values) sum += v;
+  for (FloorBlock* b : handles) {
+    if (--b->refs == 0) delete b;
+  }
+  values = {};
+  benchmark::ClobberMemory();
+  return sum;
+}
+
+void BM_MultiWide_Floor_Map(benchmark::State& state) {
+  const int64_t n = scaled(state.range(0));
+  int64_t sum = 0;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = floor_map(n);
+  }
+  finish(state, n, allocs);
+  if (sum != n * (n - 1) / 2) state.SkipWithError("floor: wrong sum");
+}
+EDDY_WORKLOAD(BM_MultiWide_Floor_Map)->Arg(kW8SmallChildren)->Arg(kW8Children);
 
 }  // namespace
 }  // namespace eddy::bench
