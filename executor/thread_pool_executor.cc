@@ -384,7 +384,9 @@ void ThreadPoolExecutor::worker_main(int index) {
   tls_pool_gone = false;
   pthread_setname_np(pthread_self(), thread_name(thread_name_prefix_, index).c_str());
 #ifdef SCHED_BATCH
-  if (batch_scheduling_) {
+  // Only from the default policy: a worker that inherited a real-time or
+  // idle policy from the thread that started it (a submitter) keeps it.
+  if (batch_scheduling_ && sched_getscheduler(0) == SCHED_OTHER) {
     // Best effort (see Options::batch_scheduling): without it the pool
     // works the same, only its wake-ups may preempt the submitter.
     sched_param param{};

@@ -102,11 +102,14 @@ class ThreadPoolExecutor final : public Executor {
     // loop stalls for a worker's whole turn each time it wakes one (W1 and
     // W3 in bench/ ran at half speed in that mode). A worker still runs at
     // once on an idle core. Set before the initializer runs, which may
-    // change it; threads a task starts inherit it. false keeps the
-    // scheduler's default policy (for tasks that must preempt other
-    // CPU-bound threads of the process the moment they are woken). Where
-    // the policy is unavailable (another OS, a sandbox that forbids it),
-    // workers keep the default policy.
+    // change it; threads a task starts inherit it. Only a worker under the
+    // default policy (SCHED_OTHER) changes: workers start on the thread
+    // that submits, and inherit its policy, so a pool fed from a
+    // real-time (or SCHED_IDLE) thread keeps that policy. false keeps the
+    // inherited policy always (for tasks that must preempt other CPU-bound
+    // threads of the process the moment they are woken). Where the policy
+    // is unavailable (another OS, a sandbox that forbids it), workers keep
+    // the default policy.
     bool batch_scheduling = true;
   };
 

@@ -227,6 +227,24 @@ TEST(ThreadPoolExecutorTest, BatchSchedulingOffKeepsTheDefaultPolicy) {
   EXPECT_EQ(pool.submit([] { return sched_getscheduler(0); }).result(), SCHED_OTHER);
 }
 
+TEST(ThreadPoolExecutorTest, WorkersStartedFromARealTimeThreadStayRealTime) {
+  if (!batch_policy_available()) GTEST_SKIP() << "SCHED_BATCH is not available here";
+  // Workers start on the submitting thread and inherit its policy; one the
+  // user chose is left alone. A real-time policy needs privileges: Bazel's
+  // sandbox lacks them (skipped), the test binary run as root has them.
+  int policy = -1;
+  std::thread submitter([&policy] {
+    sched_param param{};
+    param.sched_priority = sched_get_priority_min(SCHED_RR);
+    if (pthread_setschedparam(pthread_self(), SCHED_RR, &param) != 0) return;
+    ThreadPoolExecutor pool(1);
+    policy = pool.submit([] { return sched_getscheduler(0); }).result();
+  });
+  submitter.join();
+  if (policy == -1) GTEST_SKIP() << "SCHED_RR needs privileges this process lacks";
+  EXPECT_EQ(policy, SCHED_RR);
+}
+
 TEST(ThreadPoolExecutorTest, InitializerRunsAfterThePolicyIsSetAndMayChangeIt) {
   if (!batch_policy_available()) GTEST_SKIP() << "SCHED_BATCH is not available here";
   std::atomic<int> seen_by_initializer{-1};
