@@ -79,7 +79,9 @@ WORKLOADS = [
          Row("Asio, the pool's own wait", "BM_PoolThroughput_AsioJoin", "peer-variant",
              "no counter in the task: thread_pool::join() (against eddy's own wait)",
              vs="BM_PoolThroughput_EddyShutdown"),
-         Row("libuv", "BM_PoolThroughput_Libuv", "peer", "uv_queue_work, after-work counts on the loop")],
+         Row("libuv", "BM_PoolThroughput_Libuv", "peer", "uv_queue_work, after-work counts on the loop"),
+         Row("machine: one cache line there and back", "BM_PoolThroughput_LineRoundTrip", "baseline",
+             "ns per round trip, not per task: two threads bounce one atomic (this VM: ~90 or ~390)")],
         "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
         extra=[("allocs_per_item", "allocs/task", "{:.2f}")]),
     Workload(
@@ -294,6 +296,13 @@ def verdicts(w, s):
                 # shape, a million futures in flight on the loop.
                 out.append(("libuv / eddy from the loop (the same shape) = {}".format(
                     fmt_ratio(uv["median"] / loop_row["median"])), "(for context)", None))
+            line = s.stat("BM_PoolThroughput_LineRoundTrip", w.metric)
+            if line:
+                # The machine's state during W1, which moves eddy's rows
+                # about 2x and libuv's hardly (see FINDINGS, eleventh pass).
+                out.append(("one cache line between the cores and back = {:.0f} ns ({:.0f}..{:.0f})".format(
+                    line["median"], line["min"], line["max"]),
+                    "(for context) this VM: ~90 ns or ~390 ns; eddy's rows run ~2x longer at ~390", None))
             own = s.stat("BM_PoolThroughput_EddyShutdown", w.metric)
             if own and uv and own["median"]:
                 # Also not the verdict: the pools without the latch in the

@@ -35,8 +35,10 @@
 // shape, the delivery; recycled unless a burst outgrows the recyclers)
 // flat across repetitions; cpu_time well above real_time means workers
 // spin while idle.
+#include <atomic>
 #include <cstdint>
 #include <latch>
+#include <thread>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -166,6 +168,39 @@ void BM_PoolThroughput_Libuv(benchmark::State& state) {
   if (remaining != 0) state.SkipWithError("libuv: not every task came back");
 }
 EDDY_WORKLOAD(BM_PoolThroughput_Libuv);
+
+// Not a contender: the machine's state while W1 ran. Two threads bounce one
+// cache line (an atomic counter) 200,000 times; the figure is one round
+// trip. This VM shows two placements of its two vCPUs, ~90 ns and ~390 ns
+// per round trip, lasting minutes each; every task in W1 moves its block
+// from the submitting core to a worker's and back, so eddy's rows (not
+// libuv's, which are bound by system calls) run about twice as long in the
+// slow one.
+constexpr int64_t kLineRoundTrips = 200'000;
+
+void BM_PoolThroughput_LineRoundTrip(benchmark::State& state) {
+  const int64_t n = scaled(kLineRoundTrips);
+  alignas(64) std::atomic<int64_t> line{0};
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    line.store(0, std::memory_order_relaxed);
+    std::thread other([&line, n] {
+      for (int64_t i = 0; i < n; ++i) {
+        while (line.load(std::memory_order_acquire) != 2 * i + 1) {
+        }
+        line.store(2 * i + 2, std::memory_order_release);
+      }
+    });
+    for (int64_t i = 0; i < n; ++i) {
+      line.store(2 * i + 1, std::memory_order_release);
+      while (line.load(std::memory_order_acquire) != 2 * i + 2) {
+      }
+    }
+    other.join();
+  }
+  finish(state, n, allocs);
+}
+EDDY_WORKLOAD(BM_PoolThroughput_LineRoundTrip);
 
 }  // namespace
 }  // namespace eddy::bench
