@@ -1,6 +1,7 @@
 #include "eddy/futures/internal/recycler.h"
 
 #include <atomic>
+#include <cstring>
 #include <mutex>
 #include <new>
 #include <utility>
@@ -21,10 +22,27 @@ constexpr size_t kCentralMaxBytes = size_t{4} << 20;
 // alive at once).
 constexpr uint32_t kStatsBatch = 64;
 
+// Empty arrays kept per class for the next spills; beyond it they are
+// freed (a burst's many batches, once taken, would otherwise leave as many
+// arrays behind for good).
+constexpr size_t kMaxSpares = 16;
+
+// Blocks in transit between threads: an array of local_max(c) slots, the
+// first `count` of them holding blocks. The arrays circulate with the
+// blocks: a thread that takes a batch keeps its array as its own free list
+// and leaves its old, empty one on the central list as a spare, which the
+// next spill fills. So the steady state allocates no arrays, and moving a
+// batch copies no pointers on the taking side.
+struct Batch {
+  void** slots = nullptr;
+  uint32_t count = 0;
+};
+
 struct Central {
   std::mutex mu;
-  std::vector<FreeList> batches;  // guarded by mu
-  size_t bytes = 0;               // guarded by mu
+  std::vector<Batch> batches;  // guarded by mu
+  std::vector<void**> spares;  // empty arrays; guarded by mu
+  size_t bytes = 0;            // guarded by mu
   // A hint, read without mu: a thread whose own list ran dry during a burst
   // of fresh allocations does not take mu just to find the list empty.
   std::atomic<bool> nonempty{false};
@@ -44,59 +62,77 @@ std::atomic<uint64_t> g_fresh{0};
 std::atomic<uint64_t> g_released{0};
 std::atomic<uint64_t> g_central_bytes{0};
 
-void release_list(FreeList list) {
-  uint64_t n = 0;
-  for (FreeBlock* b = list.head; b != nullptr;) {
-    FreeBlock* next = b->next;
-    ::operator delete(static_cast<void*>(b));
-    b = next;
-    ++n;
+void** new_slots(size_t c) { return new (std::nothrow) void*[local_max(c)]; }
+
+void count_released_one() {
+  if (t_cache.state != kLive) {
+    g_released.fetch_add(1, std::memory_order_relaxed);
+  } else if (++t_cache.released_unpublished == kStatsBatch) {
+    g_released.fetch_add(kStatsBatch, std::memory_order_relaxed);
+    t_cache.released_unpublished = 0;
   }
-  g_released.fetch_add(n, std::memory_order_relaxed);
 }
 
-void push_central(size_t c, FreeList list) {
-  if (list.count == 0) return;
-  const size_t bytes = size_t{list.count} * class_size(c);
-  Central& central = centrals()[c];
-  {
-    std::lock_guard<std::mutex> lock(central.mu);
-    if (central.bytes + bytes <= kCentralMaxBytes) {
-      central.batches.push_back(list);
-      central.bytes += bytes;
-      central.nonempty.store(true, std::memory_order_relaxed);
-      g_central_bytes.fetch_add(bytes, std::memory_order_relaxed);
-      return;
-    }
+// Under central.mu: files a batch. False, with nothing changed, when it
+// would pass the bound.
+bool file_batch_locked(size_t c, Central& central, Batch batch) {
+  const size_t bytes = size_t{batch.count} * class_size(c);
+  if (central.bytes + bytes > kCentralMaxBytes) {
     central.full.store(true, std::memory_order_relaxed);
+    return false;
   }
-  release_list(list);
+  central.batches.push_back(batch);
+  central.bytes += bytes;
+  central.nonempty.store(true, std::memory_order_relaxed);
+  g_central_bytes.fetch_add(bytes, std::memory_order_relaxed);
+  return true;
 }
 
-FreeList pop_central(size_t c) {
+// Takes a batch from the central list, leaving `spare` (an empty array, or
+// nullptr) there in exchange. {nullptr, 0} when there is none.
+Batch pop_central(size_t c, void** spare) {
   Central& central = centrals()[c];
   if (!central.nonempty.load(std::memory_order_relaxed)) return {};
   std::lock_guard<std::mutex> lock(central.mu);
   if (central.batches.empty()) return {};
-  FreeList list = central.batches.back();
+  Batch batch = central.batches.back();
   central.batches.pop_back();
   if (central.batches.empty()) central.nonempty.store(false, std::memory_order_relaxed);
   central.full.store(false, std::memory_order_relaxed);
-  const size_t bytes = size_t{list.count} * class_size(c);
+  const size_t bytes = size_t{batch.count} * class_size(c);
   central.bytes -= bytes;
   g_central_bytes.fetch_sub(bytes, std::memory_order_relaxed);
-  return list;
+  if (spare != nullptr) {
+    if (central.spares.size() < kMaxSpares) {
+      central.spares.push_back(spare);
+    } else {
+      delete[] spare;  // after a burst: more arrays than spills will want
+    }
+  }
+  return batch;
 }
 
-// Hands the thread's blocks to the central list when the thread exits.
+// Hands the thread's blocks to the central list when the thread exits
+// (within the bound; the rest go back to operator delete).
 struct CacheFlusher {
   ~CacheFlusher() {
     g_fresh.fetch_add(std::exchange(t_cache.fresh_unpublished, 0), std::memory_order_relaxed);
     g_released.fetch_add(std::exchange(t_cache.released_unpublished, 0), std::memory_order_relaxed);
     t_cache.state = kDead;
     for (size_t c = 0; c < kClasses; ++c) {
-      push_central(c, t_cache.lists[c]);
-      t_cache.lists[c] = {};
+      FreeList& local = t_cache.lists[c];
+      void** slots = std::exchange(local.slots, nullptr);
+      const uint32_t count = std::exchange(local.count, 0);
+      local.capacity = 0;
+      if (slots == nullptr) continue;
+      if (count != 0) {
+        Central& central = centrals()[c];
+        std::lock_guard<std::mutex> lock(central.mu);
+        if (file_batch_locked(c, central, Batch{slots, count})) continue;
+      }
+      for (uint32_t i = 0; i < count; ++i) ::operator delete(slots[i]);
+      g_released.fetch_add(count, std::memory_order_relaxed);
+      delete[] slots;
     }
   }
 };
@@ -118,61 +154,87 @@ void* fresh_block(size_t c) {
   return ::operator new(class_size(c));
 }
 
+// The thread's list of class c is full and `p` is being freed. The older
+// half of the list (the bottom of the stack, coldest in cache) goes to the
+// central list, in a spare array, and p joins the rest.
+//
+// Unless the central list is full: then this is a burst beyond the
+// recycler's bounds (a million futures dropped at once), and p goes
+// straight back to operator delete. Blocks then reach glibc in the order
+// the program frees them, as without a recycler: released in half-lists,
+// in stack order, they cost W8 at 1M children ~12 ns more per child to
+// free (28 -> 16 ns), mostly in glibc coalescing them later.
+void spill(size_t c, void* p) noexcept {
+  FreeList& local = t_cache.lists[c];
+  Central& central = centrals()[c];
+  const uint32_t half = local.count / 2;
+  bool moved = false;
+  if (!central.full.load(std::memory_order_relaxed)) {
+    std::lock_guard<std::mutex> lock(central.mu);
+    void** slots = nullptr;
+    if (!central.spares.empty()) {
+      slots = central.spares.back();
+      central.spares.pop_back();
+    } else {
+      slots = new_slots(c);
+    }
+    if (slots != nullptr) {
+      std::memcpy(slots, local.slots, size_t{half} * sizeof(void*));
+      moved = file_batch_locked(c, central, Batch{slots, half});
+      if (!moved) central.spares.push_back(slots);
+    }
+  }
+  if (!moved) {
+    ::operator delete(p);
+    count_released_one();
+    return;
+  }
+  std::memmove(local.slots, local.slots + half, size_t{local.count - half} * sizeof(void*));
+  local.count -= half;
+  local.slots[local.count++] = p;
+}
+
 }  // namespace
 
 void* allocate_slow(size_t c) {
   if (t_cache.state == kUnused) start_cache();
   if (t_cache.state == kDead) return fresh_block(c);
-  FreeList& local = t_cache.lists[c];
-  FreeList batch = pop_central(c);
-  if (batch.head == nullptr) return fresh_block(c);
-  FreeBlock* b = batch.head;
-  local.head = b->next;
+  FreeList& local = t_cache.lists[c];  // empty
+  Batch batch = pop_central(c, local.slots);
+  if (batch.count == 0) {
+    if (local.slots == nullptr && (local.slots = new_slots(c)) != nullptr) {
+      local.capacity = local_max(c);  // so that this thread keeps what it frees
+    }
+    return fresh_block(c);
+  }
+  local.slots = batch.slots;
+  local.capacity = local_max(c);
   local.count = batch.count - 1;
-  return b;
+  return local.slots[local.count];
 }
 
 // The thread's cache is not started yet, or already flushed (the thread is
-// exiting).
+// exiting), or this class has no array yet, or its list is full.
 void deallocate_slow(void* p, size_t c) noexcept {
-  if (t_cache.state == kUnused) {
-    start_cache();
-    recycled_deallocate(p, class_size(c));
+  if (t_cache.state == kUnused) start_cache();
+  if (t_cache.state == kDead) {
+    ::operator delete(p);
+    g_released.fetch_add(1, std::memory_order_relaxed);
     return;
   }
-  ::operator delete(p);
-  g_released.fetch_add(1, std::memory_order_relaxed);
-}
-
-// The local list of class c outgrew local_max(c): the oldest half of it
-// (the far end of the stack, coldest in cache) goes to the central list.
-//
-// Unless the central list is full: then this is a burst beyond the
-// recycler's bounds (a million futures dropped at once), and the block just
-// pushed goes straight back to operator delete. Blocks then reach glibc in
-// the order the program frees them, as without a recycler: released in
-// half-lists, in stack order, they cost W8 at 1M children ~12 ns more per
-// child to free (28 -> 16 ns), mostly in glibc coalescing them later.
-void spill(size_t c) noexcept {
   FreeList& local = t_cache.lists[c];
-  if (centrals()[c].full.load(std::memory_order_relaxed)) {
-    FreeBlock* b = local.head;
-    local.head = b->next;
-    --local.count;
-    ::operator delete(static_cast<void*>(b));
-    if (++t_cache.released_unpublished == kStatsBatch) {
-      g_released.fetch_add(kStatsBatch, std::memory_order_relaxed);
-      t_cache.released_unpublished = 0;
+  if (local.capacity == 0) {
+    local.slots = new_slots(c);
+    if (local.slots == nullptr) {
+      ::operator delete(p);
+      count_released_one();
+      return;
     }
+    local.capacity = local_max(c);
+    local.slots[local.count++] = p;
     return;
   }
-  const uint32_t keep = local_max(c) / 2;
-  FreeBlock* last_kept = local.head;
-  for (uint32_t i = 1; i < keep; ++i) last_kept = last_kept->next;
-  FreeList out{last_kept->next, local.count - keep};
-  last_kept->next = nullptr;
-  local.count = keep;
-  push_central(c, out);
+  spill(c, p);
 }
 
 }  // namespace recycler

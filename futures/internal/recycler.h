@@ -12,10 +12,20 @@
 // producer at the cost of a pointer pop. This is tcmalloc's transfer cache
 // in miniature.
 //
-// Bounds: a thread keeps at most kLocalMax blocks per class (half go to
-// the central list when it overflows); the central list keeps at most
-// kCentralMaxBytes per class and returns the rest to operator delete. A
-// thread's blocks go to the central list when it exits. Blocks above
+// The free lists are arrays of pointers, not lists linked through the
+// blocks: a block freed on another core is then handed out without reading
+// it. Linked through the blocks, every allocation first loaded the next
+// block's link from memory the freeing core last wrote: one cross-core
+// miss per allocation, each waiting for the one before (on a VM whose
+// cores are far apart, where a producer's submits spent most of their time
+// on that load; bench/FINDINGS.md, eleventh pass).
+//
+// Bounds: a thread keeps at most local_max(c) blocks per class (the older
+// half goes to the central list when it overflows), in an array of that
+// many pointers (at most 4 KB; ~24 KB for a thread that uses every class);
+// the central list keeps at most kCentralMaxBytes per class and returns the
+// rest to operator delete. A thread's blocks go to the central list when it
+// exits. Blocks above
 // kMaxRecycled bytes, and every block in AddressSanitizer builds (so that
 // it keeps catching use-after-free), go straight to operator new/delete.
 //
@@ -80,13 +90,14 @@ constexpr uint32_t local_max(size_t c) {
   return static_cast<uint32_t>(n < kMinLocal ? kMinLocal : n > kMaxLocal ? kMaxLocal : n);
 }
 
-struct FreeBlock {
-  FreeBlock* next;
-};
-
+// A thread's free blocks of one class: a stack of pointers in an array of
+// local_max(c) slots, taken on the thread's first use of the class (until
+// then, and after the thread's cache is flushed, capacity is 0 and every
+// call takes the slow path).
 struct FreeList {
-  FreeBlock* head = nullptr;
+  void** slots = nullptr;
   uint32_t count = 0;
+  uint32_t capacity = 0;
 };
 
 enum : uint8_t { kUnused = 0, kLive = 1, kDead = 2 };
@@ -105,7 +116,6 @@ extern constinit thread_local ThreadCache t_cache;
 // The slow paths (recycler.cc).
 void* allocate_slow(size_t c);
 void deallocate_slow(void* p, size_t c) noexcept;
-void spill(size_t c) noexcept;
 
 }  // namespace recycler
 
@@ -113,11 +123,7 @@ inline void* recycled_allocate(size_t size) {
   if (EDDY_RECYCLER_BYPASS || size > kMaxRecycled) return ::operator new(size);
   const size_t c = recycler::class_of(size);
   recycler::FreeList& local = recycler::t_cache.lists[c];
-  if (recycler::FreeBlock* b = local.head) [[likely]] {
-    local.head = b->next;
-    --local.count;
-    return b;
-  }
+  if (local.count != 0) [[likely]] return local.slots[--local.count];
   return recycler::allocate_slow(c);
 }
 
@@ -128,15 +134,12 @@ inline void recycled_deallocate(void* p, size_t size) noexcept {
     return;
   }
   const size_t c = recycler::class_of(size);
-  if (recycler::t_cache.state != recycler::kLive) [[unlikely]] {
-    recycler::deallocate_slow(p, c);
+  recycler::FreeList& local = recycler::t_cache.lists[c];
+  if (local.count < local.capacity) [[likely]] {
+    local.slots[local.count++] = p;
     return;
   }
-  recycler::FreeList& local = recycler::t_cache.lists[c];
-  auto* b = static_cast<recycler::FreeBlock*>(p);
-  b->next = local.head;
-  local.head = b;
-  if (++local.count > recycler::local_max(c)) [[unlikely]] recycler::spill(c);
+  recycler::deallocate_slow(p, c);
 }
 
 // Base class giving a type (and the types derived from it, through a
