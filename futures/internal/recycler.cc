@@ -64,7 +64,19 @@ std::atomic<uint64_t> g_central_bytes{0};
 
 void** new_slots(size_t c) { return new (std::nothrow) void*[local_max(c)]; }
 
-void count_released_one() {
+// Gives this thread's list of class c its array. False if none could be had
+// (then the list stays without one, and the caller does without).
+bool take_slots(size_t c) {
+  FreeList& local = t_cache.lists[c];
+  local.slots = new_slots(c);
+  if (local.slots == nullptr) return false;
+  local.capacity = local_max(c);
+  return true;
+}
+
+// A block the recycler does not keep goes back to operator delete, counted.
+void release_block(void* p) {
+  ::operator delete(p);
   if (t_cache.state != kLive) {
     g_released.fetch_add(1, std::memory_order_relaxed);
   } else if (++t_cache.released_unpublished == kStatsBatch) {
@@ -185,8 +197,7 @@ void spill(size_t c, void* p) noexcept {
     }
   }
   if (!moved) {
-    ::operator delete(p);
-    count_released_one();
+    release_block(p);
     return;
   }
   std::memmove(local.slots, local.slots + half, size_t{local.count - half} * sizeof(void*));
@@ -202,9 +213,7 @@ void* allocate_slow(size_t c) {
   FreeList& local = t_cache.lists[c];  // empty
   Batch batch = pop_central(c, local.slots);
   if (batch.count == 0) {
-    if (local.slots == nullptr && (local.slots = new_slots(c)) != nullptr) {
-      local.capacity = local_max(c);  // so that this thread keeps what it frees
-    }
+    if (local.slots == nullptr) take_slots(c);  // so that this thread keeps what it frees
     return fresh_block(c);
   }
   local.slots = batch.slots;
@@ -217,21 +226,13 @@ void* allocate_slow(size_t c) {
 // exiting), or this class has no array yet, or its list is full.
 void deallocate_slow(void* p, size_t c) noexcept {
   if (t_cache.state == kUnused) start_cache();
-  if (t_cache.state == kDead) {
-    ::operator delete(p);
-    g_released.fetch_add(1, std::memory_order_relaxed);
+  FreeList& local = t_cache.lists[c];
+  if (t_cache.state == kDead || (local.capacity == 0 && !take_slots(c))) {
+    release_block(p);
     return;
   }
-  FreeList& local = t_cache.lists[c];
-  if (local.capacity == 0) {
-    local.slots = new_slots(c);
-    if (local.slots == nullptr) {
-      ::operator delete(p);
-      count_released_one();
-      return;
-    }
-    local.capacity = local_max(c);
-    local.slots[local.count++] = p;
+  if (local.count < local.capacity) {
+    local.slots[local.count++] = p;  // the array was just taken
     return;
   }
   spill(c, p);

@@ -25,9 +25,9 @@
 // many pointers (at most 4 KB; ~24 KB for a thread that uses every class);
 // the central list keeps at most kCentralMaxBytes per class and returns the
 // rest to operator delete. A thread's blocks go to the central list when it
-// exits. Blocks above
-// kMaxRecycled bytes, and every block in AddressSanitizer builds (so that
-// it keeps catching use-after-free), go straight to operator new/delete.
+// exits. Blocks above kMaxRecycled bytes, and every block in
+// AddressSanitizer builds (so that it keeps catching use-after-free), go
+// straight to operator new/delete.
 //
 // Threading: every function is safe from any thread.
 #ifndef EDDY_FUTURES_INTERNAL_RECYCLER_H_
@@ -93,7 +93,8 @@ constexpr uint32_t local_max(size_t c) {
 // A thread's free blocks of one class: a stack of pointers in an array of
 // local_max(c) slots, taken on the thread's first use of the class (until
 // then, and after the thread's cache is flushed, capacity is 0 and every
-// call takes the slow path).
+// call takes the slow path). capacity is local_max(c) or 0: the free's fast
+// path then needs one comparison for "has an array" and "has room".
 struct FreeList {
   void** slots = nullptr;
   uint32_t count = 0;
