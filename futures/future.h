@@ -406,22 +406,12 @@ class Future {
   // Throws CancelledError if cancelled, InvalidStateError if still pending.
   std::add_lvalue_reference_t<T> result() const {
     internal::FutureState<T>* s = state("result");
-    switch (s->status()) {
-      case internal::FutureStatus::kValue:
-        if constexpr (std::is_void_v<T>) {
-          return;
-        } else {
-          return s->value();
-        }
-      case internal::FutureStatus::kException:
-        s->mark_retrieved();
-        std::rethrow_exception(s->error());
-      case internal::FutureStatus::kCancelled:
-        throw CancelledError();
-      case internal::FutureStatus::kPending:
-        break;
-    }
-    internal::throw_invalid("result", "the future is still pending");
+    // The value path stays a load and a compare wherever result() is
+    // inlined (every co_await resumes through it); the raising cases are
+    // out of line, so that the compiler's inlining choice does not depend
+    // on how many callers the program has.
+    if (s->status() != internal::FutureStatus::kValue) [[unlikely]] raise_result(s);
+    if constexpr (!std::is_void_v<T>) return s->value();
   }
 
   // The stored exception, or nullptr if the future has a value.
@@ -523,6 +513,22 @@ class Future {
   friend struct internal::FutureAccess;
   struct Adopt {};
   Future(internal::FutureState<T>* s, Adopt) noexcept : state_(s) {}
+
+  // result() of a future without a value: rethrows its exception, or
+  // throws CancelledError, or InvalidStateError while it is pending.
+  [[noreturn, gnu::noinline, gnu::cold]] static void raise_result(internal::FutureState<T>* s) {
+    switch (s->status()) {
+      case internal::FutureStatus::kException:
+        s->mark_retrieved();
+        std::rethrow_exception(s->error());
+      case internal::FutureStatus::kCancelled:
+        throw CancelledError();
+      case internal::FutureStatus::kValue:
+      case internal::FutureStatus::kPending:
+        break;
+    }
+    internal::throw_invalid("result", "the future is still pending");
+  }
 
   internal::FutureState<T>* state(const char* op) const {
     if (state_ == nullptr) internal::throw_no_state(op);
