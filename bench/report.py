@@ -175,6 +175,8 @@ WORKLOADS = [
         [Row("eddy: await loop-resolved", "BM_CoroutineAwait_Eddy", EDDY, "add_callback resolves, co_await"),
          Row("Asio: await post", "BM_CoroutineAwait_Asio", "peer", "co_await asio::post(use_awaitable)"),
          Row("baseline: one loop callback", "BM_LoopCallback_Eddy", "baseline", "chain of add_callback"),
+         Row("eddy: the same in callback style", "BM_FutureCallback_Eddy", "eddy-variant",
+             "the same Future and add_callback per step, next step in add_done_callback"),
          Row("eddy: await ready", "BM_AwaitReady_Eddy", "eddy-variant", "co_await of a done Future"),
          Row("Asio: await ready", "BM_AwaitReady_Asio", "peer", "co_await of an awaitable that co_returns "
              "(ratio against eddy's ready await)", vs="BM_AwaitReady_Eddy"),
@@ -376,6 +378,11 @@ def verdicts(w, s):
             met = x <= 2.0
             out.append(("loop-resolved await = {:.2f} loop callbacks (limit 2: the resolving one + 1)".format(x),
                         "met" if met else "MISSED", met))
+        styled = s.stat("BM_FutureCallback_Eddy", w.metric)
+        if e and cb and styled:
+            out.append(("callback style = {:.2f} loop callbacks; the coroutine adds {:.2f}".format(
+                            styled["median"] / cb["median"], (e["median"] - styled["median"]) / cb["median"]),
+                        "(for context) the same Future per step, no coroutine", None))
     return out
 
 

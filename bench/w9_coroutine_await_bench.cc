@@ -11,6 +11,11 @@
 //                             equivalent, and is one loop callback).
 //   LoopCallback_Eddy         baseline: a chain of loop callbacks, each
 //                             add_callback-ing the next (one loop callback).
+//   FutureCallback_Eddy       context: the await's work without the
+//                             coroutine, in callback style: the same Future
+//                             and resolving add_callback per step, and the
+//                             next step in the future's done callback (which
+//                             runs on a later turn, as the resume does).
 //   AwaitReady_Eddy           per await: co_await of a Future already done
 //                             (10x more awaits: each is a few ns).
 //   AwaitReady_Asio           per await: co_await of an awaitable that
@@ -99,6 +104,7 @@ class CallbackChain {
     remaining_ = n;
     loop_.add_callback([this] { step(); });
   }
+  bool ran(int64_t) const { return remaining_ == 0; }
 
  private:
   void step() {
@@ -112,11 +118,48 @@ class CallbackChain {
   int64_t remaining_ = 0;
 };
 
-void BM_LoopCallback_Eddy(benchmark::State& state) {
+// Context for the await: the same steps in callback style (Tornado's
+// add_future(f, callback) before coroutines). CoroutineAwait_Eddy over this
+// row is what the coroutine itself costs.
+class FutureCallbackChain {
+ public:
+  explicit FutureCallbackChain(IOLoop& loop) : loop_(loop) {}
+  void start(int64_t n) {
+    n_ = n;
+    i_ = 0;
+    sum_ = 0;
+    step();
+  }
+  bool ran(int64_t n) const { return sum_ == n * (n - 1) / 2; }
+
+ private:
+  void step() {
+    if (i_ == n_) {
+      loop_.stop();
+      return;
+    }
+    Future<int64_t> f;
+    loop_.add_callback([f, i = i_]() mutable { f.set_result(i); });
+    f.add_done_callback([this](Future<int64_t>& done) {
+      sum_ += done.result();
+      ++i_;
+      step();
+    });
+  }
+  IOLoop& loop_;
+  int64_t n_ = 0;
+  int64_t i_ = 0;
+  int64_t sum_ = 0;
+};
+
+// A chain of n steps per iteration: start(n) queues the first, and the loop
+// runs until the last one stops it.
+template <class Chain>
+void run_chain(benchmark::State& state) {
   const int64_t n = scaled(kW9Awaits);
   IOLoop loop;
   loop.make_current();
-  CallbackChain chain(loop);
+  Chain chain(loop);
   chain.start(1'000);
   loop.start();
   uint64_t allocs = allocations();
@@ -125,9 +168,15 @@ void BM_LoopCallback_Eddy(benchmark::State& state) {
     loop.start();
   }
   finish(state, n, allocs);
+  if (!chain.ran(n)) state.SkipWithError("the chain did not run every step");
   IOLoop::clear_current();
 }
+
+void BM_LoopCallback_Eddy(benchmark::State& state) { run_chain<CallbackChain>(state); }
 EDDY_WORKLOAD(BM_LoopCallback_Eddy);
+
+void BM_FutureCallback_Eddy(benchmark::State& state) { run_chain<FutureCallbackChain>(state); }
+EDDY_WORKLOAD(BM_FutureCallback_Eddy);
 
 // --- ready awaits --------------------------------------------------------------
 
