@@ -552,6 +552,8 @@ class ConcurrentFuture {
     }
   }
 
+  // Each callback gets a handle of its own, which it may keep by moving
+  // from it (IOLoop::add_future's delivery does).
   void invoke(typename internal::ConcurrentState<T>::Callback& cb) {
     ConcurrentFuture self = *this;
     try {

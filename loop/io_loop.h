@@ -746,15 +746,15 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // and the future finishes first. It must not hold `f` itself: f's state
   // holds the delivery handle, and the cycle would keep both alive until the
   // loop closes even after every other handle on f is gone. The completing
-  // thread hands the done future to the delivery instead, in the delivery's
-  // own block: one recycled block per call, and a done-callback small
+  // thread hands the done future to the delivery instead, in the closure
+  // it posts: one recycled block per call, and a done-callback small
   // enough to be stored in the state without an allocation.
   auto delivery = internal::make_delivery_with<ConcurrentFuture<T>>(
       this, [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
         internal::call_with_future(cb, done);
       });
   f.add_done_callback([delivery = std::move(delivery)](ConcurrentFuture<T>& done) mutable {
-    delivery.deliver(done);
+    delivery.deliver(std::move(done));  // a handle of this callback's own
   });
 }
 

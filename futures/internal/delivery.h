@@ -11,14 +11,19 @@
 //   - if the loop is destroyed first, detach_scheduler() drops the payload
 //     on the loop thread, and the handle later only releases memory.
 // The control block is reference counted with atomics (the loop side and
-// the handle side); it never touches the payload off the loop thread.
-// Costs one (recycled) allocation.
+// the handle side); it never touches the payload off the loop thread. In
+// the common order (delivered while the loop lives) the loop holds both
+// references when the posted closure runs, and frees the block without
+// touching the count. The delivering thread reads and writes nothing of
+// the block: the handle carries the scheduler's door, the posted closure
+// carries the reference. Costs one (recycled) allocation.
 //
 // make_delivery_with<Arg>() makes a handle whose deliver(arg) hands the
 // payload an argument from the delivering thread: payload(arg) on the loop.
-// The argument travels in the same block (written before the post, read
-// after it, destroyed with the block on whichever side lets go last), so
-// a callback that needs the done future costs no second allocation.
+// The argument travels in the posted closure (stored in the loop's queue
+// without an allocation when it is small, as a ConcurrentFuture handle
+// is), so a callback that needs the done future costs no second
+// allocation.
 #ifndef EDDY_FUTURES_INTERNAL_DELIVERY_H_
 #define EDDY_FUTURES_INTERNAL_DELIVERY_H_
 
@@ -66,29 +71,9 @@ class DeliveryBlock : public Recycled {
     d->release();  // the loop side's reference
   }
 
-  // Any thread; consumes the handle side's reference. The posted closure
-  // owns that reference: if the post fails, or the loop is destroyed with
-  // the closure still queued, the closure's destructor releases it.
-  void post(bool run) {
-    remote_->post([ref = Ref(this), run]() mutable {
-      DeliveryBlock* d = ref.get();
-      if (!d->node_.linked()) return;  // the loop dropped the payload already
-      Scheduler::disown(&d->node_);
-      // A plain local, not an optional: GCC 12 at -O1 reports a moved
-      // std::optional as maybe-uninitialized (bug 80635).
-      Fn payload = std::move(*d->payload_);
-      d->payload_.reset();
-      d->release();  // the loop side's reference; ref keeps d alive
-      if (run) {
-        if constexpr (std::is_same_v<Arg, NoDeliveryArg>) {
-          payload();
-        } else {
-          payload(*d->arg_);
-        }
-      }
-    });
-  }
-
+  // The handle side's reference, owned by the closure the handle posts: if
+  // the post fails, or the loop is destroyed with the closure still queued,
+  // the closure's destructor releases it.
   struct Ref {
     explicit Ref(DeliveryBlock* d) : d_(d) {}
     Ref(Ref&& o) noexcept : d_(std::exchange(o.d_, nullptr)) {}
@@ -97,9 +82,42 @@ class DeliveryBlock : public Recycled {
     ~Ref() {
       if (d_ != nullptr) d_->release();
     }
-    DeliveryBlock* get() const { return d_; }
     DeliveryBlock* d_;
   };
+
+  // The closures a handle posts. They carry everything the delivering
+  // thread hands over (the reference, the argument), so that thread reads
+  // and writes nothing of the block: its lines stay with the loop, which
+  // made the block and frees it.
+  template <bool kRun>
+  struct Posted {
+    Ref ref;
+    void operator()() { finish<kRun>(ref); }
+  };
+  struct PostedWith {
+    Ref ref;
+    Arg arg;
+    void operator()() { finish<true>(ref, arg); }
+  };
+
+  // Loop thread, in a posted closure. Unless the loop dropped the payload
+  // already (then `ref` frees the block when the closure dies), both
+  // references are this thread's: the loop side's (the node is still
+  // linked, and once disowned drop() never runs) and the handle side's, in
+  // `ref`. So the block is freed without touching its counter, and the
+  // payload runs (or, not delivered, dies) after.
+  template <bool kRun, class... A>
+  static void finish(Ref& ref, A&... arg) {
+    DeliveryBlock* d = ref.d_;
+    if (!d->node_.linked()) return;  // the loop dropped the payload already
+    // A plain local, not an optional: GCC 12 at -O1 reports a moved
+    // std::optional as maybe-uninitialized (bug 80635).
+    Fn payload = std::move(*d->payload_);
+    Scheduler::disown(&d->node_);
+    ref.d_ = nullptr;
+    delete d;
+    if constexpr (kRun) payload(arg...);
+  }
 
   void release() {
     if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -109,23 +127,24 @@ class DeliveryBlock : public Recycled {
   std::atomic<int> refs_{2};       // loop side + handle side
   std::shared_ptr<RemoteScheduler> remote_;
   std::optional<Fn> payload_;      // loop thread only
-  // Written by the handle side before it posts, read by the posted closure
-  // on the loop (the inbox's publication orders the two); destroyed with
-  // the block.
-  [[no_unique_address]] std::conditional_t<std::is_same_v<Arg, NoDeliveryArg>, NoDeliveryArg,
-                                           std::optional<Arg>>
-      arg_;
 };
 
-// The delivering side: move-only, usable from any thread.
+// The delivering side: move-only, usable from any thread. It keeps the
+// scheduler's door beside the block pointer (the block keeps the door
+// alive until the handle side's reference goes), so delivering touches
+// nothing of the block.
 template <class Fn, class Arg>
 class DeliveryHandle {
+  using Block = DeliveryBlock<Fn, Arg>;
+
  public:
-  DeliveryHandle(DeliveryHandle&& o) noexcept : block_(std::exchange(o.block_, nullptr)) {}
+  DeliveryHandle(DeliveryHandle&& o) noexcept
+      : block_(std::exchange(o.block_, nullptr)), remote_(o.remote_) {}
   DeliveryHandle& operator=(DeliveryHandle&& o) noexcept {
     if (this != &o) {
       reset();
       block_ = std::exchange(o.block_, nullptr);
+      remote_ = o.remote_;
     }
     return *this;
   }
@@ -136,19 +155,22 @@ class DeliveryHandle {
   void deliver()
     requires std::is_same_v<Arg, NoDeliveryArg>
   {
-    if (block_ != nullptr) std::exchange(block_, nullptr)->post(true);
+    if (block_ == nullptr) return;
+    remote_->post(typename Block::template Posted<true>{
+        typename Block::Ref(std::exchange(block_, nullptr))});
   }
 
   // The same, handing the payload `arg` (copied or moved here, on the
-  // delivering thread). If the copy throws, nothing is posted yet: the
-  // handle still holds the block, and its destructor posts the payload's
-  // destruction.
+  // delivering thread, and carried in the posted closure). If the copy
+  // throws, nothing is posted yet: the handle still holds the block, and
+  // its destructor posts the payload's destruction.
   template <class A>
     requires(!std::is_same_v<Arg, NoDeliveryArg>)
   void deliver(A&& arg) {
     if (block_ == nullptr) return;
-    block_->arg_.emplace(std::forward<A>(arg));
-    std::exchange(block_, nullptr)->post(true);
+    Arg copy(std::forward<A>(arg));
+    remote_->post(typename Block::PostedWith{typename Block::Ref(std::exchange(block_, nullptr)),
+                                             std::move(copy)});
   }
 
  private:
@@ -156,14 +178,17 @@ class DeliveryHandle {
   friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
   template <class A, class F>
   friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, F payload);
-  explicit DeliveryHandle(DeliveryBlock<Fn, Arg>* b) : block_(b) {}
+  explicit DeliveryHandle(Block* b) : block_(b), remote_(b->remote_.get()) {}
 
   // Not delivered: the payload must still die on the loop thread.
   void reset() {
-    if (block_ != nullptr) std::exchange(block_, nullptr)->post(false);
+    if (block_ == nullptr) return;
+    remote_->post(typename Block::template Posted<false>{
+        typename Block::Ref(std::exchange(block_, nullptr))});
   }
 
-  DeliveryBlock<Fn, Arg>* block_;
+  Block* block_;
+  RemoteScheduler* remote_;
 };
 
 // Loop thread (`scheduler` runs here). See the file comment.
