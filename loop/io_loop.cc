@@ -292,6 +292,12 @@ class Inbox final : public RemoteScheduler {
     head_ = tail_ = new TaskBlock;
   }
   ~Inbox() override {
+    // A poster that decided to wake the loop writes the eventfd after it
+    // unlocked mu_. If it holds no reference of its own (a delivery or an
+    // offload: the loop may run its closure, free it, and with it the last
+    // reference, the moment mu_ is free), this may run before that write:
+    // let it finish before the descriptor closes and the memory goes.
+    while (waking_.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     // The loop closes its inbox before it goes away (close_and_drop), so
     // normally nothing is left here; a loop whose constructor failed after
     // making its inbox never published anything either.
@@ -358,6 +364,7 @@ class Inbox final : public RemoteScheduler {
     {
       std::lock_guard<SpinLock> lock(mu_);
       if (polling_ && !signalled_) wake = signalled_ = true;
+      if (wake) waking_.fetch_add(1, std::memory_order_relaxed);
     }
     if (wake) write_waker();
   }
@@ -517,16 +524,21 @@ class Inbox final : public RemoteScheduler {
   // Under mu_, with room in the tail block: queues `task` and publishes it.
   // Returns true if the caller must write the eventfd (after unlocking).
   bool place_locked(Task&& task) {
+    // Decided, and counted in waking_, before the closure is published: the
+    // loop may run it (and drop the inbox's last reference) as soon as it
+    // sees it, and then must see the count too (see ~Inbox).
+    bool wake = false;
+    if (polling_ && !signalled_) [[unlikely]] {
+      signalled_ = true;
+      waking_.fetch_add(1, std::memory_order_relaxed);
+      wake = true;
+    }
     ::new (static_cast<void*>(tail_->slot(tail_end_))) Task(std::move(task));
     ++tail_end_;
     published_.store(published_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     // Read on every post, written only when the loop spins: stays in cache.
     if (spinning_.load(std::memory_order_relaxed)) spinning_.store(false, std::memory_order_relaxed);
-    if (polling_ && !signalled_) [[unlikely]] {
-      signalled_ = true;
-      return true;
-    }
-    return false;
+    return wake;
   }
 
   // Loop thread: waits up to kBatchRounds rounds of kBatchSpins iterations for
@@ -569,12 +581,15 @@ class Inbox final : public RemoteScheduler {
     return excess;
   }
 
+  // After a post or wake() that counted itself in waking_ under mu_. The
+  // release of waking_ is this poster's last touch of the inbox.
   void write_waker() {
     writes_.fetch_add(1, std::memory_order_relaxed);
     const uint64_t one = 1;
     // EAGAIN means the counter is saturated: the loop is already signalled.
     while (::write(fd_, &one, sizeof one) < 0 && errno == EINTR) {
     }
+    waking_.fetch_sub(1, std::memory_order_release);
   }
 
   // The producers' line: written on every post, read by the loop once per
@@ -597,6 +612,9 @@ class Inbox final : public RemoteScheduler {
   alignas(64) std::atomic<bool> spinning_{false};
   alignas(64) const int fd_;
   std::atomic<uint64_t> writes_{0};
+  // Posters between their decision to wake the loop (under mu_) and the
+  // end of their eventfd write: see ~Inbox.
+  std::atomic<uint32_t> waking_{0};
 };
 
 }  // namespace internal
