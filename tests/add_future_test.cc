@@ -1,4 +1,5 @@
 // add_future (loop and concurrent futures) and run_in_loop.
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <stdexcept>
@@ -83,6 +84,48 @@ TEST_F(AddFutureTest, AlreadyDoneConcurrentFutureStillCallsBackLater) {
   EXPECT_FALSE(ran);
   loop.run_sync([] {});
   EXPECT_TRUE(ran);
+}
+
+TEST_F(AddFutureTest, AlreadyDoneConcurrentFutureGetsItselfAndLetsGoAfterTheCallback) {
+  ASSERT_EQ(Tracked::live.load(), 0);
+  std::vector<int> got;
+  {
+    ConcurrentFuture<Tracked> done_first;
+    ConcurrentFuture<Tracked> pending;
+    loop.add_future(pending, [&got](ConcurrentFuture<Tracked>& f) { got.push_back(f.result().v); });
+    pending.set_result(Tracked(1));  // delivered through the loop's inbox
+    done_first.set_result(Tracked(2));
+    loop.add_future(done_first, [&got, expected = done_first](ConcurrentFuture<Tracked>& f) {
+      EXPECT_TRUE(f == expected);
+      got.push_back(f.result().v);
+    });
+    EXPECT_TRUE(got.empty());  // never inline
+    Future<void> both;
+    loop.add_callback([&] { loop.add_callback([&] { both.set_result(); }); });
+    loop.run_sync([&] { return both; });
+  }
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<int>{1, 2}));
+  EXPECT_EQ(Tracked::live.load(), 0);  // neither callback kept its future
+}
+
+TEST(AddFutureLifetimeTest, AlreadyDoneFuturesCallbackDiesUnrunOnTheLoopWhenTheLoopCloses) {
+  ASSERT_EQ(Tracked::live.load(), 0);
+  auto probes = std::make_shared<ProbeLog>();
+  bool ran = false;
+  std::thread::id loop_thread;
+  std::thread owner([&] {
+    loop_thread = std::this_thread::get_id();
+    IOLoop loop;
+    ConcurrentFuture<Tracked> cf;
+    cf.set_result(Tracked(1));
+    loop.add_future(cf, [&ran, p = Probe(probes)] { ran = true; });
+  });  // the loop goes before any iteration ran
+  owner.join();
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(probes->alive.load(), 0);
+  EXPECT_EQ(probes->destroyed_on(), loop_thread);
+  EXPECT_EQ(Tracked::live.load(), 0);
 }
 
 TEST_F(AddFutureTest, ConcurrentFailureReachesTheCallback) {
