@@ -80,7 +80,12 @@ char thread_state(pid_t tid) {
   return close_paren != nullptr && close_paren[1] == ' ' ? close_paren[2] : '?';
 }
 
-TEST(InboxWakeRaceTest, APosterStillWritingItsWakeWhenTheLoopGoesWritesToTheLoopsEventfd) {
+// One try. False when the poster's post did not have to wake the loop (it
+// was not asleep yet, on a busy machine), so no write was held.
+bool try_once(std::string* target_at_write) {
+  g_held.store(false);
+  g_released.store(false);
+  g_target_at_write.clear();
   const pid_t loop_tid = static_cast<pid_t>(::syscall(SYS_gettid));
   ConcurrentFuture<int> work;
   std::thread poster;
@@ -97,18 +102,27 @@ TEST(InboxWakeRaceTest, APosterStillWritingItsWakeWhenTheLoopGoesWritesToTheLoop
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
       t_hold_next_write = true;
       work.set_result(1);
+      t_hold_next_write = false;  // not held: the loop was awake
     });
-    // Looks every 20 ms: the delivery's own wake-up is held.
+    // Looks every 20 ms: the delivery's own wake-up may be held.
     loop.run_sync([&delivered]() -> Future<void> {
       while (!delivered) co_await sleep(absl::Milliseconds(20));
     });
-    ASSERT_TRUE(g_held.load()) << "the poster never wrote the eventfd: the loop was not asleep";
     IOLoop::clear_current();
   }  // the loop, its inbox and its eventfd go here (or wait for the poster)
   g_released.store(true);
   poster.join();
   EXPECT_TRUE(delivered);
-  EXPECT_EQ(g_target_at_write, "anon_inode:[eventfd]");
+  *target_at_write = g_target_at_write;
+  return g_held.load();
+}
+
+TEST(InboxWakeRaceTest, APosterStillWritingItsWakeWhenTheLoopGoesWritesToTheLoopsEventfd) {
+  std::string target;
+  bool held = false;
+  for (int attempt = 0; attempt < 5 && !held; ++attempt) held = try_once(&target);
+  ASSERT_TRUE(held) << "in 5 tries the poster never had to wake the loop: it was never asleep";
+  EXPECT_EQ(target, "anon_inode:[eventfd]");
 }
 
 }  // namespace
