@@ -110,7 +110,9 @@ void run_stress(bool with_shutdown) {
     }
     if (outcome == kDropped) {
       ASSERT_EQ(ledger.callbacks[id].load(), 0);
-      if (!with_shutdown) ASSERT_EQ(runs, 1) << "fire-and-forget task " << id << " never ran";
+      if (!with_shutdown) {
+        ASSERT_EQ(runs, 1) << "fire-and-forget task " << id << " never ran";
+      }
       ++(runs == 1 ? ran : cancelled);
       continue;
     }
