@@ -363,8 +363,10 @@ class Inbox final : public RemoteScheduler {
     bool wake = false;
     {
       std::lock_guard<SpinLock> lock(mu_);
-      if (polling_ && !signalled_) wake = signalled_ = true;
-      if (wake) waking_.fetch_add(1, std::memory_order_relaxed);
+      if (polling_ && !signalled_) {
+        wake = signalled_ = true;
+        waking_.fetch_add(1, std::memory_order_relaxed);  // see ~Inbox
+      }
     }
     if (wake) write_waker();
   }
