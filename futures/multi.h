@@ -179,7 +179,12 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     if constexpr (kEager) {
       try {
         if (s->status() != FutureStatus::kValue) {
-          failed_.reserve(failed_.size() + 1);
+          // Room first, so that nothing throws once the reference is
+          // taken; doubling, so that N failures cost O(N) (reserve(size+1)
+          // reallocates exactly, every time).
+          if (failed_.size() == failed_.capacity()) {
+            failed_.reserve(std::max<size_t>(8, 2 * failed_.capacity()));
+          }
           s->add_ref();
           failed_.emplace_back(i, s);
         } else if constexpr (!std::is_void_v<T>) {
@@ -202,6 +207,9 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
 
   // Raises the first failure in input order; logs the others.
   void note_failure(FutureState<T>* s, std::exception_ptr& first, bool abandoned) {
+    // A cancelled child that is not the one raised is not logged either:
+    // no CancelledError to make for it.
+    if ((first || abandoned) && s->status() == FutureStatus::kCancelled) return;
     std::exception_ptr e = failure_of(s);
     if (!e) return;
     if (!first && !abandoned) {

@@ -3,8 +3,11 @@
 // values, ConcurrentFuture children completed by other threads.
 #include "eddy/futures/multi.h"
 
+#include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -16,6 +19,19 @@
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+
+// Counts this thread's operator new calls, for the tests of how much work
+// multi() does per child (a count, not a timing: the machine is shared).
+namespace {
+thread_local int64_t t_news = 0;
+}  // namespace
+void* operator new(size_t size) {
+  ++t_news;
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace eddy {
 namespace {
@@ -657,6 +673,43 @@ TEST(MultiTest, WideFanOutOfPendingFutures) {
   ASSERT_TRUE(all.done());
   ASSERT_EQ(all.result().size(), static_cast<size_t>(kChildren));
   EXPECT_EQ(all.result().back(), kChildren - 1);
+}
+
+TEST(MultiTest, ManyFailingChildrenCostAFewAllocationsNotOnePerFailure) {
+  // Every child cancelled (a wide fan-out whose backend is down, or a
+  // cancelled fan_out()): noting the failures must stay linear. Counted in
+  // allocations, which a list grown one slot at a time makes one per
+  // failure (and quadratic copying with them).
+  ManualScheduler loop;
+  constexpr int kChildren = 20000;
+  std::vector<Future<int>> children(kChildren);
+  auto all = multi(children);
+  const int64_t before = t_news;
+  for (auto& c : children) c.cancel();
+  const int64_t news = t_news - before;
+  EXPECT_LT(news, 200) << "allocations while " << kChildren << " children failed";
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  EXPECT_THROW(all.result(), CancelledError);
+}
+
+TEST(MultiTest, ManyFailingVoidChildrenCostAFewAllocationsToo) {
+  // The same with failures: one exception shared by every child, quiet, so
+  // that neither the test nor the log allocates per child.
+  ManualScheduler loop;
+  LogCapture log;
+  constexpr int kChildren = 20000;
+  std::vector<Future<void>> children(kChildren);
+  auto all = multi(children, QuietExceptions::of<std::runtime_error>());
+  const std::exception_ptr e = boom("down");
+  const int64_t before = t_news;
+  for (auto& c : children) c.set_exception(e);
+  const int64_t news = t_news - before;
+  EXPECT_LT(news, 200) << "allocations while " << kChildren << " children failed";
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  EXPECT_EQ(all.exception(), e);
+  EXPECT_EQ(log.count(kMultiLog), 0u);
 }
 
 }  // namespace
