@@ -623,21 +623,36 @@ class ConcurrentFuture {
 };
 
 // Copies a's outcome into b (a loop future) once a is done, unless b is done
-// by then. The copy happens on b's loop thread, whichever thread completes a.
+// by then. The copy happens on b's loop thread, whichever thread completes a;
+// if a is done already, at once (b's callbacks still wait for a later turn),
+// so that a done ConcurrentFuture counts as done in multi() and
+// first_completed() as a done Future does.
 // Must be called on b's loop thread; throws InvalidStateError if b belongs to
 // no loop (there would be no thread to deliver onto).
 template <class T>
 void chain_future(ConcurrentFuture<T> a, Future<T> b) {
-  Scheduler* s = internal::FutureAccess::state(b)->scheduler();
+  internal::FutureState<T>* target = internal::FutureAccess::state(b);
+  Scheduler* s = target->scheduler();
   if (s == nullptr) {
     throw InvalidStateError(
         "chain_future: the target Future belongs to no loop, so a ConcurrentFuture's "
         "outcome has no thread to be delivered on (create it while a loop is current)");
   }
-  auto handle = internal::make_delivery(s, [a, b]() mutable {
-    internal::copy_outcome(a, internal::FutureAccess::state(b));  // a copy that throws fails b
+  if (a.done()) {
+    internal::copy_outcome(a, target);  // a copy that throws fails b
+    return;
+  }
+  // The payload holds b but not a: a's state holds the delivery handle, and
+  // the cycle would keep both (and whatever b's callbacks hold) alive until
+  // the loop closes if a were abandoned. The completing thread hands the
+  // done future over instead (as IOLoop::add_future does).
+  auto handle = internal::make_delivery_with<ConcurrentFuture<T>>(
+      s, [b](ConcurrentFuture<T>& done) mutable {
+        internal::copy_outcome(done, internal::FutureAccess::state(b));  // a copy that throws fails b
+      });
+  a.add_done_callback([handle = std::move(handle)](ConcurrentFuture<T>& done) mutable {
+    handle.deliver(std::move(done));  // a handle of this callback's own
   });
-  a.add_done_callback([handle = std::move(handle)]() mutable { handle.deliver(); });
 }
 
 // Copies a's outcome into b once a is done, unless b is done by then

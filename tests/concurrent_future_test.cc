@@ -326,6 +326,53 @@ TEST(ChainConcurrentTest, LoopDestroyedBeforeCompletionDropsTheDeliverySafely) {
   SUCCEED();
 }
 
+TEST(ChainConcurrentTest, AnAbandonedSourceFreesTheTargetAndItsCallbacks) {
+  // A producer that drops its promise without completing it: once every
+  // handle on `a` is gone, b and what b's callbacks hold go too, not when
+  // the loop closes (the delivery must not keep `a` alive from the loop).
+  ManualScheduler loop;
+  auto sentinel = std::make_shared<int>(0);
+  std::weak_ptr<int> weak = sentinel;
+  {
+    ConcurrentFuture<int> a;
+    Future<int> b;
+    b.add_done_callback([s = std::move(sentinel)](Future<int>&) {});
+    chain_future(a, b);
+  }
+  loop.run_pending();
+  EXPECT_TRUE(weak.expired());
+}
+
+TEST(ChainConcurrentTest, AnAlreadyDoneSourceIsCopiedAtOnce) {
+  // On b's loop thread with `a` done, there is nothing to wait for: b is
+  // done when chain_future returns (its callbacks still run on a later turn).
+  ManualScheduler loop;
+  ConcurrentFuture<int> a;
+  a.set_result(3);
+  Future<int> b;
+  bool called = false;
+  b.add_done_callback([&](Future<int>&) { called = true; });
+  chain_future(a, b);
+  ASSERT_TRUE(b.done());
+  EXPECT_EQ(b.result(), 3);
+  EXPECT_FALSE(called);
+  loop.run_pending();
+  EXPECT_TRUE(called);
+
+  ConcurrentFuture<int> c;
+  c.set_exception(std::make_exception_ptr(std::out_of_range("o")));
+  Future<int> d;
+  chain_future(c, d);
+  ASSERT_TRUE(d.done());
+  EXPECT_THROW(d.result(), std::out_of_range);
+
+  ConcurrentFuture<int> e;
+  e.cancel();
+  Future<int> g;
+  chain_future(e, g);
+  EXPECT_TRUE(g.cancelled());
+}
+
 TEST(ChainConcurrentTest, ConcurrentToConcurrent) {
   ConcurrentFuture<int> a, b;
   chain_future(a, b);

@@ -145,5 +145,32 @@ TEST(FirstCompletedTest, ConcurrentFutureChildrenCompletedByAThread) {
   loop.run_pending();
 }
 
+TEST(FirstCompletedTest, AnAlreadyDoneConcurrentFutureWinsAtOnce) {
+  // A ConcurrentFuture that is done is as done as a Future that is: it
+  // wins at once, ahead of a loop future completed afterwards.
+  ManualScheduler loop;
+  ConcurrentFuture<int> done;
+  done.set_result(1);
+  Future<int> local;
+  Future<size_t> first = first_completed(done, local);
+  ASSERT_TRUE(first.done());
+  EXPECT_EQ(first.result(), 0u);
+  local.set_result(2);
+  loop.run_pending();
+  EXPECT_EQ(first.result(), 0u);
+}
+
+TEST(FirstCompletedTest, AnAlreadyDoneConcurrentFutureInAListWinsInInputOrder) {
+  ManualScheduler loop;
+  std::vector<ConcurrentFuture<int>> children(3);
+  children[2].set_result(2);
+  children[1].set_result(1);
+  Future<size_t> first = first_completed(children);
+  ASSERT_TRUE(first.done());
+  EXPECT_EQ(first.result(), 1u);
+  children[0].set_result(0);
+  loop.run_pending();
+}
+
 }  // namespace
 }  // namespace eddy

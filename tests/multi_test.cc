@@ -632,6 +632,16 @@ TEST(MultiTest, ConcurrentFutureMapAndMixedTupleChildren) {
   EXPECT_EQ(std::get<1>(mixed.result()), 2);
 }
 
+TEST(MultiTest, AlreadyDoneConcurrentFutureChildrenResolveTheResultBeforeMultiReturns) {
+  ManualScheduler loop;
+  std::vector<ConcurrentFuture<int>> children(2);
+  children[0].set_result(10);
+  children[1].set_result(11);
+  auto all = multi(children);
+  ASSERT_TRUE(all.done());
+  EXPECT_EQ(all.result(), (std::vector<int>{10, 11}));
+}
+
 TEST(MultiTest, ConcurrentFutureChildrenNeedACurrentLoop) {
   ASSERT_EQ(Scheduler::current(), nullptr);
   std::vector<ConcurrentFuture<int>> children(1);
