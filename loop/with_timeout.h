@@ -15,9 +15,11 @@
 // the timer goes at once, and a later failure of the wrapped future is
 // logged as after a timeout.
 //
-// A ConcurrentFuture is accepted too: it is bridged onto the loop first
-// (with cancel_on_timeout, cancelling reaches it only while it is queued,
-// as ConcurrentFuture::cancel()).
+// A ConcurrentFuture is accepted too: it is bridged onto the loop first.
+// One that is done when the timer fires wins, even if its outcome has not
+// reached the loop yet. With cancel_on_timeout, cancelling reaches it only
+// while it is queued (ConcurrentFuture::cancel()); a task already running
+// goes on, and its late failure is logged as above.
 //
 // Threading: call on the current loop's thread; the futures must belong to
 // that loop. The result belongs to it too.
@@ -28,7 +30,6 @@
 #include <string>
 #include <utility>
 
-#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
@@ -64,20 +65,26 @@ void log_if_failed_unobserved(Future<T>& late, const QuietExceptions& quiet) {
   log_failure_after_timeout(e);
 }
 
-template <class T>
-Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
-                          TimeoutOptions options, absl::AnyInvocable<void()> also_cancel) {
+// `f` is the loop future whose outcome `result` gets; `source` is what the
+// caller wrapped: f itself, or the ConcurrentFuture f is bridged from. The
+// timer asks the source whether it is done (a ConcurrentFuture may be done
+// with its outcome still on the way to f) and cancels the source (a running
+// ConcurrentFuture cannot be cancelled: f then stays pending, and a late
+// failure still reaches f, where it is logged as below).
+template <class T, class Source>
+Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f, Source source,
+                          TimeoutOptions options) {
   const absl::Duration budget = deadline - loop.time();
   Future<T> result;
   chain_future(f, result);
   QuietExceptions quiet = options.quiet;
   TimeoutHandle timer = loop.call_at(
-      deadline,
-      [result, f, budget, options = std::move(options),
-       also_cancel = std::move(also_cancel)]() mutable {
-        // Done but its callbacks not yet run: the chained outcome is on
-        // its way and wins.
-        if (f.done()) return;
+      deadline, [result, f, source = std::move(source), budget,
+                 options = std::move(options)]() mutable {
+        // Done but its outcome not yet in f (f's callbacks not yet run, or
+        // a ConcurrentFuture's delivery still in the loop's inbox): the
+        // chained outcome is on its way and wins.
+        if (source.done()) return;
         // The caller cancelled the result (its callback, which drops this
         // timer, had not run yet): not a timeout, nothing to set or
         // cancel (set_exception would throw InvalidStateError into the
@@ -86,10 +93,7 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
         if (result.cancelled()) return;
         if (!result.done()) {
           result.set_exception(make_timeout_error(budget));
-          if (options.cancel_on_timeout) {
-            f.cancel();
-            if (also_cancel) also_cancel();
-          }
+          if (options.cancel_on_timeout) source.cancel();
         }
         // In case it goes on to fail, log it (Tornado's error_callback).
         f.add_done_callback([quiet = std::move(options.quiet)](Future<T>& late) {
@@ -122,7 +126,9 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f,
 template <class T>
 Future<T> with_timeout(MonotonicTime deadline, Future<T> f, TimeoutOptions options) {
   IOLoop& loop = IOLoop::current();
-  return internal::with_timeout_on(loop, deadline, std::move(f), std::move(options), nullptr);
+  Future<T> source = f;
+  return internal::with_timeout_on(loop, deadline, std::move(f), std::move(source),
+                                   std::move(options));
 }
 template <class T>
 Future<T> with_timeout(MonotonicTime deadline, Future<T> f, QuietExceptions quiet = {}) {
@@ -133,8 +139,9 @@ Future<T> with_timeout(MonotonicTime deadline, Future<T> f, QuietExceptions quie
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, Future<T> f, TimeoutOptions options) {
   IOLoop& loop = IOLoop::current();
-  return internal::with_timeout_on(loop, loop.time() + timeout, std::move(f), std::move(options),
-                                   nullptr);
+  Future<T> source = f;
+  return internal::with_timeout_on(loop, loop.time() + timeout, std::move(f), std::move(source),
+                                   std::move(options));
 }
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, Future<T> f, QuietExceptions quiet = {}) {
@@ -147,10 +154,8 @@ Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, TimeoutOpt
   IOLoop& loop = IOLoop::current();
   Future<T> bridged;
   chain_future(f, bridged);
-  absl::AnyInvocable<void()> also_cancel;
-  if (options.cancel_on_timeout) also_cancel = [f]() mutable { f.cancel(); };
-  return internal::with_timeout_on(loop, loop.time() + timeout, std::move(bridged),
-                                   std::move(options), std::move(also_cancel));
+  return internal::with_timeout_on(loop, loop.time() + timeout, std::move(bridged), std::move(f),
+                                   std::move(options));
 }
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, QuietExceptions quiet = {}) {

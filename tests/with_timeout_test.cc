@@ -154,6 +154,48 @@ TEST_F(WithTimeoutTest, AConcurrentFutureTimesOutToo) {
   EXPECT_TRUE(cf.cancelled());  // it was still queued, so cancel() reached it
 }
 
+TEST_F(WithTimeoutTest, AConcurrentFutureDoneWhenTheTimerFiresWins) {
+  // Done before the deadline, but its delivery is still in the loop's inbox
+  // when the timer is due (the loop was busy): its outcome wins, as a
+  // loop future's does.
+  ConcurrentFuture<int> cf;
+  Future<int> r = with_timeout(absl::Seconds(1), cf);
+  clock->advance(absl::Seconds(1));
+  std::thread([cf]() mutable { cf.set_result(5); }).join();
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 5);
+}
+
+TEST_F(WithTimeoutTest, ALateFailureOfARunningConcurrentFutureIsLoggedOnceUnlessQuiet) {
+  // cancel_on_timeout cannot stop a task that is already running: its
+  // later failure is reported as after any timeout (once, honouring
+  // `quiet`), not as an exception nobody retrieved.
+  WaitableLog log;
+  {
+    ConcurrentFuture<int> quiet;
+    ConcurrentFuture<int> loud;
+    ASSERT_TRUE(quiet.set_running_or_notify_cancel());
+    ASSERT_TRUE(loud.set_running_or_notify_cancel());
+    const TimeoutOptions options{QuietExceptions::of<std::invalid_argument>(),
+                                 /*cancel_on_timeout=*/true};
+    Future<int> r1 = with_timeout(absl::Seconds(1), quiet, options);
+    Future<int> r2 = with_timeout(absl::Seconds(1), loud, options);
+    advance(absl::Seconds(1));
+    EXPECT_THROW(r1.result(), TimeoutError);
+    EXPECT_THROW(r2.result(), TimeoutError);
+    EXPECT_FALSE(quiet.cancelled());
+    std::thread([quiet, loud]() mutable {
+      quiet.set_exception(std::make_exception_ptr(std::invalid_argument("quiet late failure")));
+      loud.set_exception(std::make_exception_ptr(std::runtime_error("loud late failure")));
+    }).join();
+    turn();
+  }
+  turn();
+  EXPECT_EQ(log.count("quiet late failure"), 0u) << log.joined();
+  EXPECT_EQ(log.count("loud late failure"), 1u) << log.joined();
+}
+
 TEST(WithTimeoutSteadyClockTest, TimesOutForReal) {
   IOLoop loop;
   EXPECT_THROW(loop.run_sync([] { return with_timeout(absl::Milliseconds(5), Future<int>()); }),
