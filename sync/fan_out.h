@@ -12,7 +12,9 @@
 //       [&](const Url& u) { return client.fetch(u); });      // returns Future<Page>
 //
 // On the loop, fn(item) is called on the loop thread with each item (as an
-// lvalue reference into the stored range) and may return Future<R>,
+// lvalue reference into the stored range; for a range that makes its items
+// on the fly, such as a transform view, a reference to the item made for
+// this call, which lives until the call is done) and may return Future<R>,
 // ConcurrentFuture<R> (its result is brought back to the loop) or a plain R
 // (or void: a synchronous call, in flight for no time). On a pool, fn(item)
 // runs on the executor's threads with a copy of the item, and returns R.
@@ -38,7 +40,8 @@
 //
 // Cost: one loop future per item, created up front (the result vector is
 // O(n) anyway), plus the multi() block; per call, one callback, and on a
-// pool the offload's task and delivery.
+// pool the offload's task and delivery (and, for a range that makes its
+// items on the fly and an fn that returns a future, the item's own block).
 //
 // Threading: call fan_out() on a loop thread with that loop current; the
 // result and every callback belong to that loop. With an executor, fn must
@@ -227,7 +230,16 @@ auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = 
   using R0 = std::remove_cvref_t<std::invoke_result_t<F&, Item>>;
   using R = typename internal::FanOutValue<R0>::type;
   auto launch = [fn = std::move(fn), where](Item item) mutable -> Future<R> {
-    if constexpr (internal::FanOutValue<R0>::kFuture) {
+    if constexpr (internal::FanOutValue<R0>::kFuture && !std::is_reference_v<Item> &&
+                  std::is_move_constructible_v<Item>) {
+      // The range makes its items on the fly (a transform view): fn's
+      // reference is to this one, which a coroutine fn may read after a
+      // co_await. It lives until the call is done.
+      auto kept = std::make_unique<Item>(std::move(item));
+      Future<R> call = internal::as_loop_future(std::invoke(fn, *kept), where);
+      if (!call.done()) call.add_done_callback([kept = std::move(kept)](Future<R>&) {});
+      return call;
+    } else if constexpr (internal::FanOutValue<R0>::kFuture) {
       return internal::as_loop_future(std::invoke(fn, item), where);
     } else if constexpr (std::is_void_v<R>) {
       std::invoke(fn, item);

@@ -249,6 +249,48 @@ TEST_F(FanOutTest, ViewsAndNonVectorRangesWork) {
   EXPECT_EQ(sizes.result(), (std::vector<size_t>{1, 2, 3}));
 }
 
+// A range that makes its items on the fly: *it is a new string each time,
+// not a reference into storage (as a transform view's).
+struct MadeOnTheFly {
+  struct iterator {
+    using value_type = std::string;
+    using difference_type = std::ptrdiff_t;
+    int i = 0;
+    std::string operator*() const { return "item number " + std::to_string(i) + " of the range"; }
+    iterator& operator++() {
+      ++i;
+      return *this;
+    }
+    iterator operator++(int) {
+      iterator before = *this;
+      ++i;
+      return before;
+    }
+    bool operator==(const iterator&) const = default;
+  };
+  int n = 0;
+  iterator begin() const { return iterator{0}; }
+  iterator end() const { return iterator{n}; }
+};
+static_assert(std::ranges::forward_range<MadeOnTheFly>);
+
+TEST_F(FanOutTest, ACoroutineKeepsItsItemAcrossItsAwaitsWhenTheRangeMakesItems) {
+  // fn's reference is to the item made for this call; it stays valid until
+  // the call is done, so a coroutine may read it after a co_await.
+  auto fn = [this](const std::string& item) -> Future<std::string> {
+    Future<void> gate;
+    loop_.add_callback([gate]() mutable { gate.set_result(); });
+    co_await gate;
+    co_return item + "!";
+  };
+  std::vector<std::string> out =
+      loop_.run_sync([&] { return fan_out(MadeOnTheFly{4}, 2, fn); });
+  ASSERT_EQ(out.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(out[i], "item number " + std::to_string(i) + " of the range!");
+  }
+}
+
 TEST_F(FanOutTest, ItemsOfAShutDownPoolFailWithExecutorShutdownError) {
   testing::LogCapture logs;
   ThreadPoolExecutor pool(1);
