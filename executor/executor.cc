@@ -9,26 +9,61 @@
 
 namespace eddy {
 
-ShutdownReport InlineExecutor::shutdown(bool /*wait*/, bool /*cancel_futures*/) {
-  shutdown_.store(true, std::memory_order_release);
+namespace {
+
+// The InlineExecutor calls the current thread is inside, innermost first: a
+// shutdown(wait=true) from inside a call must not wait for that call.
+struct InlineFrame {
+  const InlineExecutor* executor;
+  const InlineFrame* outer;
+};
+thread_local const InlineFrame* tls_inline_frames = nullptr;
+
+uint64_t calls_inside(const InlineExecutor* executor) {
+  uint64_t n = 0;
+  for (const InlineFrame* f = tls_inline_frames; f != nullptr; f = f->outer) {
+    if (f->executor == executor) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+ShutdownReport InlineExecutor::report_locked() const {
   ShutdownReport r;
-  // Read the outcome counters before submitted_ so that a concurrent submit
-  // can only make the report look busier, never lose a task.
-  r.completed = completed_.load(std::memory_order_acquire);
-  r.cancelled = cancelled_.load(std::memory_order_acquire);
-  r.running = running_.load(std::memory_order_acquire);
-  r.submitted = submitted_.load(std::memory_order_acquire);
+  r.submitted = submitted_;
+  r.completed = completed_;
+  r.cancelled = cancelled_;
+  r.running = running_;
   return r;
 }
 
+ShutdownReport InlineExecutor::shutdown(bool wait, bool /*cancel_futures*/) {
+  const uint64_t mine = wait ? calls_inside(this) : 0;
+  std::unique_lock<std::mutex> lock(mu_);
+  shutdown_ = true;
+  if (wait) idle_.wait(lock, [&] { return running_ <= mine; });
+  return report_locked();
+}
+
 void InlineExecutor::execute(TaskPtr task) {
-  if (shutdown_.load(std::memory_order_acquire)) throw ExecutorShutdownError();
-  submitted_.fetch_add(1, std::memory_order_acq_rel);
-  running_.fetch_add(1, std::memory_order_acq_rel);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutdown_) throw ExecutorShutdownError();
+    ++submitted_;
+    ++running_;
+  }
+  const InlineFrame frame{this, tls_inline_frames};
+  tls_inline_frames = &frame;
+  // run() does not throw (a task settles its own future); the frame and
+  // the counts are restored all the same.
   bool ran = task->run();
   task.reset();
-  (ran ? completed_ : cancelled_).fetch_add(1, std::memory_order_acq_rel);
-  running_.fetch_sub(1, std::memory_order_acq_rel);
+  tls_inline_frames = frame.outer;
+  std::lock_guard<std::mutex> lock(mu_);
+  ++(ran ? completed_ : cancelled_);
+  --running_;
+  if (shutdown_) idle_.notify_all();
 }
 
 namespace {

@@ -48,10 +48,12 @@
 
 #include <atomic>
 #include <concepts>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -203,19 +205,25 @@ class Executor {
 class InlineExecutor final : public Executor {
  public:
   InlineExecutor() = default;
-  // Later submits throw ExecutorShutdownError. Nothing is ever queued or
-  // running across calls, so `wait` and `cancel_futures` change nothing.
+  // Later submits throw ExecutorShutdownError. Nothing is ever queued, so
+  // `cancel_futures` changes nothing; with `wait`, returns once the calls
+  // running on other threads have finished (calls of this executor that
+  // the calling thread is inside, which shut it down, are not waited for).
   ShutdownReport shutdown(bool wait = true, bool cancel_futures = false) override;
 
  protected:
   void execute(TaskPtr task) override;
 
  private:
-  std::atomic<bool> shutdown_{false};
-  std::atomic<uint64_t> submitted_{0};
-  std::atomic<uint64_t> completed_{0};
-  std::atomic<uint64_t> cancelled_{0};
-  std::atomic<uint64_t> running_{0};
+  ShutdownReport report_locked() const;
+
+  mutable std::mutex mu_;
+  std::condition_variable idle_;  // running_ went down while shutting down
+  bool shutdown_ = false;
+  uint64_t submitted_ = 0;
+  uint64_t completed_ = 0;
+  uint64_t cancelled_ = 0;
+  uint64_t running_ = 0;
 };
 
 namespace internal {

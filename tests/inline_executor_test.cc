@@ -1,6 +1,7 @@
 // InlineExecutor (Tornado's DummyExecutor): the call runs inside submit, on
 // the submitting thread, and the returned future is already done.
 #include <atomic>
+#include <latch>
 #include <stdexcept>
 #include <thread>
 
@@ -63,6 +64,54 @@ TEST(InlineExecutorTest, SubmitFromLoopCompletesOnTheNextTurn) {
   loop.run_pending();
   ASSERT_TRUE(admitted.done());
   EXPECT_EQ(admitted.result().result(), 6);
+}
+
+TEST(InlineExecutorTest, AWaitingShutdownWaitsForACallRunningOnAnotherThread) {
+  // Safe from any thread: a call submitted on one thread is running when
+  // another shuts down with wait=true, which returns once it has finished.
+  InlineExecutor executor;
+  std::latch started(1);
+  std::atomic<bool> release{false};
+  std::atomic<bool> finished{false};
+  std::thread submitter([&] {
+    executor.submit([&] {
+      started.count_down();
+      while (!release.load()) std::this_thread::yield();
+      finished.store(true);
+    });
+  });
+  started.wait();
+  std::thread releaser([&] {
+    // Lets the call finish only once shutdown is under way; if shutdown
+    // did not wait, it would return first and the checks below would see
+    // the call still running.
+    for (;;) {
+      try {
+        executor.submit([] {});  // runs at once while shutdown has not begun
+      } catch (const ExecutorShutdownError&) {
+        break;
+      }
+      std::this_thread::yield();
+    }
+    release.store(true);
+  });
+  ShutdownReport r = executor.shutdown(/*wait=*/true);
+  EXPECT_TRUE(finished.load());
+  EXPECT_EQ(r.running, 0u);
+  EXPECT_GE(r.submitted, 1u);
+  EXPECT_EQ(r.completed, r.submitted);
+  submitter.join();
+  releaser.join();
+}
+
+TEST(InlineExecutorTest, AWaitingShutdownFromInsideItsOwnCallDoesNotWaitForItself) {
+  InlineExecutor executor;
+  ShutdownReport inner;
+  executor.submit([&] { inner = executor.shutdown(/*wait=*/true); });
+  EXPECT_EQ(inner.running, 1u) << "the call that asked is still running";
+  ShutdownReport after = executor.shutdown();
+  EXPECT_EQ(after.running, 0u);
+  EXPECT_EQ(after.completed, 1u);
 }
 
 }  // namespace
