@@ -39,9 +39,13 @@
 //     is done, the result is done when multi() returns. Children completed
 //     later, from callbacks on the loop, are fine too. The same future may
 //     be listed more than once.
-//   - The result completes inside the call that completes the last child
-//     (Tornado's completes one loop turn later); as for any future, its
-//     callbacks and a coroutine awaiting it still run on a later turn.
+//   - The result of a list or map completes inside the call that completes
+//     the last child (Tornado's completes one loop turn later), unless that
+//     child already had callbacks or a waiter when multi() was called (its
+//     callbacks keep their order, so multi's runs on their turn); the tuple
+//     form's always completes on the turn the last child's callbacks run.
+//     As for any future, the result's own callbacks and a coroutine
+//     awaiting it run on a later turn.
 //   - Children may be ConcurrentFutures: each is bridged onto the current
 //     loop first (chain_future), so its result arrives on the loop thread.
 //   - Void children: a vector or map of Future<void> gives a Future<void>;
