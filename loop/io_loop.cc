@@ -1424,9 +1424,11 @@ void IOLoop::set_blocking_log_threshold(absl::Duration threshold) {
   // From now on posts record where they come from (or stop doing so).
   record_locations_.store(!off, std::memory_order_relaxed);
   if (off) {
-    if (watchdog_busy_) {
+    if (watchdog_busy_ && retired_watchdog_ == nullptr) {
       retired_watchdog_ = std::move(watchdog_);  // the running callback's bracket still needs it
     } else {
+      // Not running, or one made inside this callback after the running
+      // one was retired (off, on, off): that one is in no bracket.
       watchdog_.reset();
     }
     return;

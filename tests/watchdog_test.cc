@@ -62,5 +62,29 @@ TEST(WatchdogTest, MaySwitchItselfOffFromInsideACallback) {
   EXPECT_TRUE(ran);
 }
 
+TEST(WatchdogTest, MaySwitchItselfOffTwiceOrOffOnOffFromInsideOneCallback) {
+  // The running callback's watchdog must survive until its bracket ends,
+  // however often it is switched inside (ASan: heap-use-after-free before).
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(50));
+  int ran = 0;
+  loop.add_callback([&] {
+    loop.set_blocking_log_threshold(absl::ZeroDuration());
+    loop.set_blocking_log_threshold(absl::ZeroDuration());
+    ++ran;
+  });
+  loop.add_callback([&] { loop.set_blocking_log_threshold(absl::Milliseconds(50)); });
+  loop.add_callback([&] {
+    loop.set_blocking_log_threshold(absl::ZeroDuration());
+    loop.set_blocking_log_threshold(absl::Milliseconds(50));
+    loop.set_blocking_log_threshold(absl::ZeroDuration());
+    ++ran;
+  });
+  loop.run_sync([] {});
+  loop.set_blocking_log_threshold(absl::Milliseconds(50));
+  loop.run_sync([&] { ++ran; });
+  EXPECT_EQ(ran, 3);
+}
+
 }  // namespace
 }  // namespace eddy
