@@ -1198,10 +1198,12 @@ void IOLoop::run_due_timers() {
   // phase going forever.
   const uint64_t limit = timers_.next_seq();
   absl::AnyInvocable<void()> fired;
+  timer_phase_now_ = now;
   while (timers_.pop_due(now, limit, &fired)) {
     run_guarded(internal::ActivityKind::kTimer, -1, SourceLocation(), fired);
     fired = nullptr;  // its captures die before the next timer runs
   }
+  timer_phase_now_.reset();
 }
 
 void IOLoop::run_callbacks() {
@@ -1334,6 +1336,9 @@ TimeoutHandle IOLoop::call_at_unchecked(MonotonicTime when, absl::AnyInvocable<v
                                         const SourceLocation& where) {
   if (record_locations_.load(std::memory_order_relaxed)) [[unlikely]] {
     fn = locate(std::move(fn), internal::ActivityKind::kTimer, where);
+  }
+  if (timer_phase_now_.has_value() && when < *timer_phase_now_) [[unlikely]] {
+    when = *timer_phase_now_;  // see timer_phase_now_
   }
   return TimeoutHandle(timers_.add(when, std::move(fn)));
 }

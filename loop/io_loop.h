@@ -27,8 +27,10 @@
 //   4. Run the handlers of the ready fds. A handler may add, update or
 //      remove any handler, itself included; events of a handler removed
 //      meanwhile are dropped.
-//   5. Fire due timers, earliest first and in scheduling order for equal
-//      deadlines; timers scheduled during this phase wait for the next one.
+//   5. Fire the timers due when the phase began, earliest first and in
+//      scheduling order for equal deadlines; timers scheduled during this
+//      phase wait for the next one (one scheduled in the past counts as due
+//      at the phase's time, after the timers already due).
 //   6. Run the callbacks queued before this phase began: this thread's, in
 //      FIFO order, then those other threads had posted to the inbox by
 //      then, in FIFO order per posting thread. Callbacks posted meanwhile
@@ -641,6 +643,11 @@ class IOLoop final : public Scheduler {
   uint64_t last_remote_iteration_ = 0;
 
   internal::TimerQueue timers_;
+  // While the timer phase runs: the time it fires timers for. A timer armed
+  // in the phase for an earlier time is armed for this one instead, so it
+  // sorts after every timer already due and cannot hold them back (the
+  // phase stops at the first timer armed during it).
+  std::optional<MonotonicTime> timer_phase_now_;
 
   absl::flat_hash_map<int, std::unique_ptr<internal::FdHandler>> handlers_;
   std::vector<std::unique_ptr<internal::FdHandler>> retired_handlers_;

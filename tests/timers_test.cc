@@ -1,5 +1,6 @@
 // Timers: ordering, cancellation (which leaves the heap at once), the manual clock.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -176,6 +177,39 @@ TEST(TimersTest, AZeroDelayTimerArmedByATimerWaitsForTheNextIteration) {
   EXPECT_EQ(fired, 1);
   m.turn();
   EXPECT_EQ(fired, 2);
+}
+
+TEST(TimersTest, APastTimerArmedByATimerDoesNotHoldBackTimersAlreadyDue) {
+  // C, armed in the past by A, waits for the next iteration; B, due when
+  // the phase began, still fires in this one (asyncio moves every due
+  // timer to its ready list before running any).
+  ManualLoop m;
+  std::vector<std::string> order;
+  m.loop.call_later(absl::ZeroDuration(), [&] {
+    order.push_back("A");
+    m.loop.call_later(absl::Seconds(-5), [&] { order.push_back("C"); });
+  });
+  m.loop.call_later(absl::ZeroDuration(), [&] { order.push_back("B"); });
+  m.turn();
+  EXPECT_EQ(order, (std::vector<std::string>{"A", "B"}));
+  m.turn();
+  EXPECT_EQ(order, (std::vector<std::string>{"A", "B", "C"}));
+}
+
+TEST(TimersTest, ATimerRearmingItselfInThePastDoesNotStarveTheOthers) {
+  ManualLoop m;
+  int rearmed = 0;
+  bool other = false;
+  std::function<void()> rearm = [&] {
+    ++rearmed;
+    m.loop.call_later(absl::Seconds(-1), [&] { rearm(); });
+  };
+  m.loop.call_later(absl::ZeroDuration(), [&] { rearm(); });
+  m.loop.call_later(absl::ZeroDuration(), [&] { other = true; });
+  m.turn();
+  m.turn();
+  EXPECT_TRUE(other);
+  EXPECT_EQ(rearmed, 2);
 }
 
 TEST(TimersTest, ThrowingTimerIsLoggedAndTheLoopGoesOn) {
