@@ -914,7 +914,11 @@ IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
   };
   bool timed_out = false;
   TimeoutHandle timer;
-  if (timeout) timer = call_later(*timeout, [&timed_out] { timed_out = true; });
+  // An infinite timeout is none (its timer could never fire, but would
+  // keep an auto-advancing ManualClock from idling).
+  if (timeout && *timeout != absl::InfiniteDuration()) {
+    timer = call_later(*timeout, [&timed_out] { timed_out = true; });
+  }
   struct RemoveTimer {
     IOLoop* loop;
     TimeoutHandle* timer;

@@ -9,6 +9,7 @@
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/concurrent_future.h"
 #include "eddy/loop/io_loop.h"
 #include "eddy/loop/manual_clock.h"
 #include "eddy/loop/sleep.h"
@@ -291,6 +292,35 @@ TEST(TimersTest, AutoAdvancingClockJumpsToTheNextTimerWhenIdle) {
   m.loop.run_sync([] { return sleep(absl::Hours(3)); });
   EXPECT_EQ(fired_at, (std::vector<absl::Duration>{absl::Hours(1), absl::Hours(2)}));
   EXPECT_EQ(m.loop.time() - start, absl::Hours(3));
+}
+
+// An auto-advancing clock jumps only to deadlines that can come: with a
+// timer at infinity left, the loop waits for the other thread's post, and
+// time stays where it was. The poster sleeps so that the loop is idle by
+// then (were it not, the test would check less, never fail wrongly).
+TEST(TimersTest, AutoAdvancingClockNeverJumpsToAnInfiniteDeadline) {
+  ManualLoop m(/*auto_advance=*/true);
+  const MonotonicTime start = m.loop.time();
+  m.loop.call_later(absl::InfiniteDuration(), [] {});
+  ConcurrentFuture<int> posted;
+  std::thread poster([posted]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    posted.set_result(1);
+  });
+  EXPECT_EQ(m.loop.run_sync([&] { return posted; }), 1);
+  poster.join();
+  EXPECT_EQ(m.loop.time(), start);
+}
+
+TEST(TimersTest, RunSyncWithAnInfiniteTimeoutOnAnAutoAdvancingClockDoesNotTimeOut) {
+  ManualLoop m(/*auto_advance=*/true);
+  ConcurrentFuture<int> posted;
+  std::thread poster([posted]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    posted.set_result(2);
+  });
+  EXPECT_EQ(m.loop.run_sync([&] { return posted; }, absl::InfiniteDuration()), 2);
+  poster.join();
 }
 
 TEST(TimersTest, TimerOnTheSteadyClockFiresNoEarlierThanItsDeadline) {
