@@ -25,10 +25,14 @@
 //     already done does not suspend.
 //   - Cancelling the returned Future cancels the future the coroutine is
 //     suspended on and throws CancelledError at that co_await; the body may
-//     catch it and clean up (its later co_return is ignored). A
-//     cancellation that finds no await to take it (the coroutine is
-//     running, or the future it awaited is done and its resume queued) is
-//     kept for the next co_await that suspends, as asyncio's Task does.
+//     catch it and clean up (its later co_return is ignored). An awaited
+//     ConcurrentFuture that is already running cannot be cancelled: the
+//     co_await throws CancelledError all the same, and the late result is
+//     dropped. A cancellation that finds no await to take it (the
+//     coroutine is running, or the future it awaited is done and its
+//     resume queued, a ConcurrentFuture's outcome on its way to the loop
+//     included) is kept for the next co_await that suspends, as asyncio's
+//     Task does.
 //
 // Threading: a coroutine belongs to the loop current when it was called and
 // always resumes on that loop's thread. Its returned Future is an ordinary
@@ -406,8 +410,13 @@ class FutureAwaiter {
 struct ConcurrentAwaitSlot {
   int refs = 1;
   bool fired = false;
+  // The await took a cancellation (on_cancel): it throws CancelledError
+  // whichever path resumes it, the cancellation's own or a result that
+  // reaches the loop first.
   bool cancelled = false;
-  void (*cancel_source)(void* source) = nullptr;  // cancels the ConcurrentFuture
+  // Cancels the ConcurrentFuture if it is still queued; false when it is
+  // done already (its outcome then is on its way to the loop).
+  bool (*cancel_source)(void* source) = nullptr;
   void* source = nullptr;
   Scheduler* scheduler = nullptr;  // the awaiting coroutine's loop
   Resumer resumer;
@@ -426,10 +435,9 @@ class SlotRef {
   ConcurrentAwaitSlot* get() const { return s_; }
 
   // Resumes the coroutine, once, from whichever path gets here first.
-  void fire(bool cancelled) {
+  void fire() {
     if (s_->fired) return;
     s_->fired = true;
-    s_->cancelled = cancelled;
     s_->resumer();
   }
 
@@ -465,12 +473,13 @@ class ConcurrentAwaiter {
     slot_->source = &future_;
     slot_->scheduler = s;
     p->on_suspend(h, &on_cancel, slot_);
-    auto delivery = make_delivery(s, [ref = SlotRef(slot_)]() mutable { ref.fire(false); });
+    auto delivery = make_delivery(s, [ref = SlotRef(slot_)]() mutable { ref.fire(); });
     future_.add_done_callback([d = std::move(delivery)]() mutable { d.deliver(); });
-    // Cancelled while it ran: this await takes the cancellation.
+    // Cancelled while it ran: this await takes the cancellation, unless the
+    // work finished meanwhile (then it stays pending for the next await, as
+    // it would had the await found the future done).
     if (p->cancel_pending()) [[unlikely]] {
-      p->take_cancel_pending();
-      on_cancel(slot_);
+      if (on_cancel(slot_)) p->take_cancel_pending();
     }
   }
 
@@ -486,15 +495,25 @@ class ConcurrentAwaiter {
   }
 
  private:
-  static void cancel_concurrent(void* f) { static_cast<ConcurrentFuture<T>*>(f)->cancel(); }
+  static bool cancel_concurrent(void* f) {
+    auto* future = static_cast<ConcurrentFuture<T>*>(f);
+    // cancel() is false for running work too, which is not done.
+    return future->cancel() || !future->done();
+  }
 
-  // The coroutine's future was cancelled while we wait: cancel the work if
-  // it is still queued, and resume with CancelledError on the next turn
-  // whether or not it could be (a running task's late result is dropped).
+  // The coroutine's future was cancelled while we wait. Work that is done
+  // already has its outcome on its way to the loop, its delivery perhaps
+  // queued ahead of anything we could post: as with a Future whose resume
+  // is queued, this await gets that outcome, and the cancellation is kept
+  // for the next await (false). Otherwise this await takes it: the work is
+  // cancelled if still queued, and the coroutine resumes with
+  // CancelledError on the next turn whether or not it could be (a running
+  // task's late result is dropped, even if it reaches the loop first).
   static bool on_cancel(void* ctx) {
     auto* slot = static_cast<ConcurrentAwaitSlot*>(ctx);
-    slot->cancel_source(slot->source);
-    slot->scheduler->post([ref = SlotRef(slot)]() mutable { ref.fire(true); });
+    if (!slot->cancel_source(slot->source)) return false;
+    slot->cancelled = true;
+    slot->scheduler->post([ref = SlotRef(slot)]() mutable { ref.fire(); });
     return true;
   }
 

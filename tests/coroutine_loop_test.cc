@@ -114,6 +114,78 @@ TEST(CoroutineLoopTest, CancellingAwaitedSleepThrowsCancelledErrorInTheCoroutine
   EXPECT_TRUE(caught);
 }
 
+// --- Cancelling a coroutine that awaits a ConcurrentFuture. ---
+
+// The pool's result is already in the loop's inbox when, earlier in the
+// same turn, the coroutine is cancelled (a timer, a shutdown cancelling
+// every task): the work is done and its value on its way. As with a loop
+// Future whose resume is queued, that await gets the value and the
+// cancellation ends the next await. It must not be lost: the coroutine's
+// future says cancelled, and a consumer that loops on pool work would
+// otherwise never stop.
+TEST(CoroutineLoopTest, ACancelArrivingWithThePoolResultInTheInboxEndsTheNextAwait) {
+  IOLoop loop;
+  loop.make_current();
+  ConcurrentFuture<int> work;
+  Future<int> next;
+  int got = 0;
+  bool saw_cancel = false;
+  bool ended = false;
+  auto body = [&]() -> Future<void> {
+    try {
+      got = co_await work;
+      co_await next;
+    } catch (const CancelledError&) {
+      saw_cancel = true;
+    }
+    ended = true;
+  };
+  Future<void> c = body();
+  std::thread([work]() mutable { work.set_result(1); }).join();  // the delivery waits in the inbox
+  loop.add_callback([&] { EXPECT_TRUE(c.cancel()); });  // the loop's own queue runs before its inbox
+  for (int turn = 0; turn < 10 && !ended; ++turn) loop.run_sync([] {});
+  EXPECT_TRUE(c.cancelled());
+  EXPECT_EQ(got, 1) << "the value that had arrived is not lost either";
+  EXPECT_TRUE(saw_cancel) << "the cancellation was lost: the body ran on";
+  EXPECT_TRUE(next.cancelled()) << "the next await did not take the cancellation";
+  IOLoop::clear_current();
+}
+
+// The work is running when the coroutine is cancelled: that await takes the
+// cancellation (CancelledError at once, the late result dropped), even when
+// the result reaches the loop, in the same turn, before the cancellation's
+// own resume does.
+TEST(CoroutineLoopTest, CancellingWhileThePoolRunsTheWorkThrowsAtThatAwaitEvenIfTheResultArrivesFirst) {
+  IOLoop loop;
+  loop.make_current();
+  ConcurrentFuture<int> work;
+  ASSERT_TRUE(work.set_running_or_notify_cancel());
+  bool resumed_with_value = false;
+  bool saw_cancel = false;
+  bool ended = false;
+  auto body = [&]() -> Future<void> {
+    try {
+      co_await work;
+      resumed_with_value = true;
+    } catch (const CancelledError&) {
+      saw_cancel = true;
+    }
+    ended = true;
+  };
+  Future<void> c = body();
+  loop.add_callback([&] {
+    EXPECT_TRUE(c.cancel());
+    EXPECT_FALSE(work.cancelled()) << "running work cannot be cancelled";
+    // Completed now, its delivery is in the inbox, which this turn runs.
+    std::thread([work]() mutable { work.set_result(1); }).join();
+  });
+  for (int turn = 0; turn < 10 && !ended; ++turn) loop.run_sync([] {});
+  EXPECT_TRUE(c.cancelled());
+  EXPECT_TRUE(saw_cancel) << "the cancellation was lost to the result";
+  EXPECT_FALSE(resumed_with_value);
+  IOLoop::clear_current();
+}
+
 struct Counted {
   explicit Counted(std::atomic<int>* alive) : alive_(alive) { alive_->fetch_add(1); }
   ~Counted() { alive_->fetch_sub(1); }
