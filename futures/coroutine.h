@@ -16,13 +16,15 @@
 //     next loop turn, so deep recursion cannot overflow the stack.)
 //   - co_return resolves the returned Future; an exception escaping the
 //     body fails it with that exception, type preserved.
-//   - co_await accepts Future<T> (yields T& for an lvalue future, T for an
-//     rvalue: moved out when that handle was the last one, else copied),
-//     ConcurrentFuture<T> (completed on any thread, resumed on the
-//     awaiting loop's thread), and std::vector, std::map,
-//     absl::flat_hash_map and std::tuple of futures (awaited in parallel
-//     with multi() semantics; see multi.h). Awaiting a future that is
-//     already done does not suspend.
+//   - co_await accepts Future<T> and ConcurrentFuture<T>, yielding T& for
+//     an lvalue future and T for an rvalue one: moved out when that handle
+//     was the last one, else copied (a move-only T is moved regardless:
+//     keep no other reader of it). A ConcurrentFuture completes on any
+//     thread and resumes the coroutine on the awaiting loop's thread.
+//     co_await also accepts std::vector, std::map, absl::flat_hash_map
+//     and std::tuple of futures (awaited in parallel with multi()
+//     semantics; see multi.h). Awaiting a future that is already done does
+//     not suspend.
 //   - Cancelling the returned Future cancels the future the coroutine is
 //     suspended on and throws CancelledError at that co_await; the body may
 //     catch it and clean up (its later co_return is ignored). An awaited
@@ -488,6 +490,14 @@ class ConcurrentAwaiter {
     if constexpr (std::is_void_v<T>) {
       future_.result();
     } else if constexpr (kMoveOut) {
+      // As for a Future: an rvalue handle does not make the state ours.
+      // Other handles (a cache of in-flight work, a thread blocked in
+      // result()) may still read the value, so it is moved out only when
+      // this is the last handle, and copied otherwise (a move-only T has no
+      // choice).
+      if constexpr (std::is_copy_constructible_v<T>) {
+        if (!may_take_value(future_)) return T(future_.result());
+      }
       return T(std::move(future_.result()));
     } else {
       return future_.result();

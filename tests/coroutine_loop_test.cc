@@ -186,6 +186,31 @@ TEST(CoroutineLoopTest, CancellingWhileThePoolRunsTheWorkThrowsAtThatAwaitEvenIf
   IOLoop::clear_current();
 }
 
+// --- Awaiting a shared ConcurrentFuture. ---
+
+// One thread blocks in result() while a coroutine awaits the same future
+// through an rvalue handle (a by-value getter): both read the value, and
+// neither takes it from the other. Under --config=tsan a move on the loop
+// thread shows as a race with the reader.
+TEST(CoroutineLoopTest, AnRvalueAwaitLeavesTheValueToAThreadBlockedInResult) {
+  IOLoop loop;
+  const std::string value(100, 'x');
+  ConcurrentFuture<std::string> shared;
+  std::string in_thread;
+  std::thread reader([shared, &in_thread] { in_thread = shared.result(); });
+  auto get = [&] { return shared; };
+  std::thread completer;
+  std::string in_coroutine = loop.run_sync([&]() -> Future<std::string> {
+    completer = std::thread([shared, &value]() mutable { shared.set_result(value); });
+    co_return co_await get();
+  });
+  completer.join();
+  reader.join();
+  EXPECT_EQ(in_coroutine, value);
+  EXPECT_EQ(in_thread, value);
+  EXPECT_EQ(shared.result(), value);
+}
+
 struct Counted {
   explicit Counted(std::atomic<int>* alive) : alive_(alive) { alive_->fetch_add(1); }
   ~Counted() { alive_->fetch_sub(1); }

@@ -486,6 +486,78 @@ TEST(CoroutineConcurrentTest, CancelWhileRunningResumesAtOnceAndDropsTheLateResu
   EXPECT_EQ(resumes, 1) << "the late result must not resume the coroutine again";
 }
 
+// A ConcurrentFuture shared by several holders (a cache of in-flight pool
+// work) is awaited through a by-value getter: an rvalue handle, but not the
+// only one. Taking the value out would leave an empty value to every other
+// holder, and race with any thread reading it.
+TEST(CoroutineConcurrentTest, AwaitingARvalueHandleToASharedConcurrentFutureLeavesTheValueToTheOthers) {
+  ManualScheduler loop;
+  const std::string value(100, 'x');
+  ConcurrentFuture<std::string> shared;
+  auto get = [&] { return shared; };
+  auto reader = [&]() -> Future<std::string> { co_return co_await get(); };
+  Future<std::string> a = reader();
+  Future<std::string> b = reader();
+  std::thread([shared, &value]() mutable { shared.set_result(value); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(a.done() && b.done());
+  EXPECT_EQ(a.result(), value);
+  EXPECT_EQ(b.result(), value);
+  EXPECT_EQ(shared.result(), value);
+  // Already done: the same holds without suspending.
+  Future<std::string> c = reader();
+  ASSERT_TRUE(c.done());
+  EXPECT_EQ(c.result(), value);
+  EXPECT_EQ(shared.result(), value);
+}
+
+struct CopyCounted {
+  CopyCounted() = default;
+  CopyCounted(const CopyCounted&) { ++copies; }
+  CopyCounted(CopyCounted&&) noexcept = default;
+  CopyCounted& operator=(const CopyCounted&) = default;
+  CopyCounted& operator=(CopyCounted&&) noexcept = default;
+  static inline int copies = 0;
+};
+
+// The only handle may still give its value away: no copy of a big result.
+TEST(CoroutineConcurrentTest, AwaitingTheOnlyHandleToAConcurrentFutureMovesTheValueOut) {
+  ManualScheduler loop;
+  CopyCounted::copies = 0;
+  ConcurrentFuture<CopyCounted> work;
+  ConcurrentFuture<CopyCounted> producer = work;
+  auto consume = [](ConcurrentFuture<CopyCounted> mine) -> Future<int> {
+    CopyCounted v = co_await std::move(mine);
+    (void)v;
+    co_return CopyCounted::copies;
+  };
+  Future<int> copies = consume(std::move(work));
+  // The producer's handle dies with its thread, before the join returns.
+  std::thread([p = std::move(producer)]() mutable { p.set_result(CopyCounted()); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(copies.done());
+  EXPECT_EQ(copies.result(), 0);
+}
+
+// A move-only value has no copy to leave behind: as with a Future, an rvalue
+// await moves it out even while other handles remain (keep no other reader
+// of it).
+TEST(CoroutineConcurrentTest, AnRvalueAwaitMovesAMoveOnlyValueOutEvenWhenShared) {
+  ManualScheduler loop;
+  ConcurrentFuture<std::unique_ptr<int>> work;
+  auto get = [&] { return work; };
+  auto body = [&]() -> Future<int> {
+    std::unique_ptr<int> p = co_await get();
+    co_return *p;
+  };
+  Future<int> r = body();
+  std::thread([work]() mutable { work.set_result(std::make_unique<int>(7)); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 7);
+  EXPECT_EQ(work.result(), nullptr);
+}
+
 // --- Lifetime. ---
 
 struct Counted {
