@@ -42,9 +42,12 @@
 //
 // Lifetime: a coroutine suspended on a loop that is destroyed is destroyed
 // with it (its frame freed, its locals' destructors run on the loop thread);
-// it is never resumed after that. A coroutine called with no loop current
-// resumes wherever its awaited future completes, and one that is never
-// resumed then leaks its frame, as a pending callback would.
+// it is never resumed after that. One that was running, or suspended on an
+// awaitable that is not eddy's, when its loop went is left alone, and from
+// then on behaves as one called with no loop current. A coroutine called
+// with no loop current resumes wherever its awaited future completes, and
+// one that is never resumed then leaks its frame, as a pending callback
+// would.
 #ifndef EDDY_FUTURES_COROUTINE_H_
 #define EDDY_FUTURES_COROUTINE_H_
 
@@ -196,9 +199,17 @@ class PromiseBase : public CoroutineWaiter {
 // (which destroyed the frame too). Holds its own reference to the anchor,
 // so it can tell even after the frame is gone. Two pointers: stored inline
 // in a future's callback without allocating.
+//
+// A frame whose loop is gone already (the loop left it alone: it was
+// running, or parked on a foreign awaitable) belongs to no loop any more,
+// and no loop can destroy it: like a coroutine called with no loop current
+// it is resumed unconditionally, wherever the awaited future completes.
+// (The check costs the common await nothing: that one registers the
+// promise as the future's waiter, not a Resumer.)
 class Resumer {
  public:
-  explicit Resumer(PromiseBase* p) : promise_(p), anchor_(p->anchor()) {
+  explicit Resumer(PromiseBase* p)
+      : promise_(p), anchor_(p->scheduler() != nullptr ? p->anchor() : nullptr) {
     if (anchor_ != nullptr) anchor_->add_ref();
   }
   Resumer(Resumer&& o) noexcept

@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -682,6 +683,43 @@ TEST(CoroutineLifetimeTest, AFrameParkedOnAForeignAwaitableOutlivesTheLoop) {
   EXPECT_EQ(alive, 0);
   ASSERT_TRUE(result.done());
   EXPECT_EQ(result.result(), 2);
+}
+
+// Such a frame, resumed after its loop is gone, may await eddy futures
+// again: with no loop to come back to, it resumes where each completes, as
+// a coroutine called with no loop current does, and finishes.
+TEST(CoroutineLifetimeTest, AFrameThatOutlivedItsLoopCanStillAwaitFutures) {
+  int alive = 0;
+  std::coroutine_handle<> parked;
+  Future<int> unbound;  // no loop current
+  std::optional<Future<int>> of_the_dead_loop;
+  Future<int> g;
+  Future<int> result;
+  auto body = [&]() -> Future<int> {
+    Counted c(&alive);
+    int v = co_await g;
+    co_await ForeignAwait{&parked};
+    v += co_await unbound;
+    v += co_await *of_the_dead_loop;
+    co_return v;
+  };
+  {
+    ManualScheduler loop;
+    g = Future<int>();
+    of_the_dead_loop.emplace();
+    result = body();
+    g.set_result(1);
+    loop.run_pending();
+    ASSERT_TRUE(parked);
+  }
+  parked.resume();
+  EXPECT_FALSE(result.done());
+  unbound.set_result(10);
+  EXPECT_FALSE(result.done()) << "resumed past an await whose future is pending";
+  of_the_dead_loop->set_result(100);
+  ASSERT_TRUE(result.done()) << "the frame never resumed: hung and leaked";
+  EXPECT_EQ(result.result(), 111);
+  EXPECT_EQ(alive, 0);
 }
 
 // --- Depth. ---
