@@ -297,7 +297,9 @@ class ConcurrentFuture {
 
   // Blocks until done (at most `timeout`), then returns a reference to the
   // value (shared by all handles; valid while any handle lives) or rethrows
-  // the stored exception.
+  // the stored exception. The library's consumers (an rvalue co_await,
+  // chain_future) take the value out only from the last handle, except a
+  // move-only one, which they move out regardless.
   // Throws CancelledError if cancelled, TimeoutError if not done in time.
   // Never call it without a timeout on a loop thread for work that needs
   // that loop to finish: it would wait forever (use add_future or co_await).

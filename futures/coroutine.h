@@ -427,8 +427,9 @@ struct ConcurrentAwaitSlot {
   // whichever path resumes it, the cancellation's own or a result that
   // reaches the loop first.
   bool cancelled = false;
-  // Cancels the ConcurrentFuture if it is still queued; false when it is
-  // done already (its outcome then is on its way to the loop).
+  // Cancels the ConcurrentFuture if it is still queued. False when it is
+  // done already (its outcome is then on its way to the loop), true when
+  // queued or running (then it cannot be cancelled, but is not done).
   bool (*cancel_source)(void* source) = nullptr;
   void* source = nullptr;
   Scheduler* scheduler = nullptr;  // the awaiting coroutine's loop
