@@ -242,6 +242,19 @@ inline bool is_done(ConcurrentStatus s) {
          s == ConcurrentStatus::kCancelled;
 }
 
+// (Declared in future.h.) True when `from` is the only handle on its state:
+// nobody else can then read the value, nor get a handle to read it (handles
+// are only made from handles), until the caller makes one, so the caller
+// may move the value out. A count above one may be a handle that is about
+// to go (a worker finishing the task): the value is then copied, which is
+// only slower. The acquire load pairs with the release of the last other
+// handle (release()'s fetch_sub), so whatever that holder read of the value
+// happened before the move.
+template <class T>
+bool may_take_value(const ConcurrentFuture<T>& from) {
+  return ConcurrentAccess::state(from).refs.load(std::memory_order_acquire) == 1;
+}
+
 }  // namespace internal
 
 template <class T>
@@ -284,7 +297,9 @@ class ConcurrentFuture {
 
   // Blocks until done (at most `timeout`), then returns a reference to the
   // value (shared by all handles; valid while any handle lives) or rethrows
-  // the stored exception.
+  // the stored exception. The library's consumers (an rvalue co_await,
+  // chain_future) take the value out only from the last handle, except a
+  // move-only one, which they move out regardless.
   // Throws CancelledError if cancelled, TimeoutError if not done in time.
   // Never call it without a timeout on a loop thread for work that needs
   // that loop to finish: it would wait forever (use add_future or co_await).
@@ -626,7 +641,10 @@ class ConcurrentFuture {
 // by then. The copy happens on b's loop thread, whichever thread completes a;
 // if a is done already, at once (b's callbacks still wait for a later turn),
 // so that a done ConcurrentFuture counts as done in multi() and
-// first_completed() as a done Future does.
+// first_completed() as a done Future does. The value is moved instead of
+// copied when no other handle on a is left by then. A move-only value,
+// which cannot be copied, is moved into b regardless: keep no other reader
+// of it.
 // Must be called on b's loop thread; throws InvalidStateError if b belongs to
 // no loop (there would be no thread to deliver onto).
 template <class T>
@@ -657,6 +675,8 @@ void chain_future(ConcurrentFuture<T> a, Future<T> b) {
 
 // Copies a's outcome into b once a is done, unless b is done by then
 // (b's waiters wake and its callbacks run on the thread that completes a).
+// A move-only value, which cannot be copied, is moved into b: keep no other
+// reader of it.
 template <class T>
 void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
   a.add_done_callback([b](ConcurrentFuture<T>& done) mutable {
@@ -669,6 +689,9 @@ void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
     } else {
       // A value whose copy throws fails b with that instead of leaving it
       // pending forever (the throw would only be logged as a callback's).
+      // Always a copy when it can be: the handle that completes `a` lives
+      // while its callbacks run, so `done` is never the last one
+      // (may_take_value), and that handle's owner may still read the value.
       try {
         if constexpr (std::is_copy_constructible_v<T>) {
           b.try_set_result(done.result());

@@ -16,19 +16,25 @@
 //     next loop turn, so deep recursion cannot overflow the stack.)
 //   - co_return resolves the returned Future; an exception escaping the
 //     body fails it with that exception, type preserved.
-//   - co_await accepts Future<T> (yields T& for an lvalue future, T for an
-//     rvalue: moved out when that handle was the last one, else copied),
-//     ConcurrentFuture<T> (completed on any thread, resumed on the
-//     awaiting loop's thread), and std::vector, std::map,
-//     absl::flat_hash_map and std::tuple of futures (awaited in parallel
-//     with multi() semantics; see multi.h). Awaiting a future that is
-//     already done does not suspend.
+//   - co_await accepts Future<T> and ConcurrentFuture<T>, yielding T& for
+//     an lvalue future and T for an rvalue one: moved out when that handle
+//     was the last one, else copied (a move-only T is moved regardless:
+//     keep no other reader of it). A ConcurrentFuture completes on any
+//     thread and resumes the coroutine on the awaiting loop's thread.
+//     co_await also accepts std::vector, std::map, absl::flat_hash_map
+//     and std::tuple of futures (awaited in parallel with multi()
+//     semantics; see multi.h). Awaiting a future that is already done does
+//     not suspend.
 //   - Cancelling the returned Future cancels the future the coroutine is
 //     suspended on and throws CancelledError at that co_await; the body may
-//     catch it and clean up (its later co_return is ignored). A
-//     cancellation that finds no await to take it (the coroutine is
-//     running, or the future it awaited is done and its resume queued) is
-//     kept for the next co_await that suspends, as asyncio's Task does.
+//     catch it and clean up (its later co_return is ignored). An awaited
+//     ConcurrentFuture that is already running cannot be cancelled: the
+//     co_await throws CancelledError all the same, and the late result is
+//     dropped. A cancellation that finds no await to take it (the
+//     coroutine is running, or the future it awaited is done and its
+//     resume queued, a ConcurrentFuture's outcome on its way to the loop
+//     included) is kept for the next co_await that suspends, as asyncio's
+//     Task does.
 //
 // Threading: a coroutine belongs to the loop current when it was called and
 // always resumes on that loop's thread. Its returned Future is an ordinary
@@ -36,9 +42,12 @@
 //
 // Lifetime: a coroutine suspended on a loop that is destroyed is destroyed
 // with it (its frame freed, its locals' destructors run on the loop thread);
-// it is never resumed after that. A coroutine called with no loop current
-// resumes wherever its awaited future completes, and one that is never
-// resumed then leaks its frame, as a pending callback would.
+// it is never resumed after that. One that was running, or suspended on an
+// awaitable that is not eddy's, when its loop went is left alone, and from
+// then on behaves as one called with no loop current. A coroutine called
+// with no loop current resumes wherever its awaited future completes, and
+// one that is never resumed then leaks its frame, as a pending callback
+// would.
 #ifndef EDDY_FUTURES_COROUTINE_H_
 #define EDDY_FUTURES_COROUTINE_H_
 
@@ -190,9 +199,17 @@ class PromiseBase : public CoroutineWaiter {
 // (which destroyed the frame too). Holds its own reference to the anchor,
 // so it can tell even after the frame is gone. Two pointers: stored inline
 // in a future's callback without allocating.
+//
+// A frame whose loop is gone already (the loop left it alone: it was
+// running, or parked on a foreign awaitable) belongs to no loop any more,
+// and no loop can destroy it: like a coroutine called with no loop current
+// it is resumed unconditionally, wherever the awaited future completes.
+// (The check costs the common await nothing: that one registers the
+// promise as the future's waiter, not a Resumer.)
 class Resumer {
  public:
-  explicit Resumer(PromiseBase* p) : promise_(p), anchor_(p->anchor()) {
+  explicit Resumer(PromiseBase* p)
+      : promise_(p), anchor_(p->scheduler() != nullptr ? p->anchor() : nullptr) {
     if (anchor_ != nullptr) anchor_->add_ref();
   }
   Resumer(Resumer&& o) noexcept
@@ -406,8 +423,14 @@ class FutureAwaiter {
 struct ConcurrentAwaitSlot {
   int refs = 1;
   bool fired = false;
+  // The await took a cancellation (on_cancel): it throws CancelledError
+  // whichever path resumes it, the cancellation's own or a result that
+  // reaches the loop first.
   bool cancelled = false;
-  void (*cancel_source)(void* source) = nullptr;  // cancels the ConcurrentFuture
+  // Cancels the ConcurrentFuture if it is still queued. False when it is
+  // done already (its outcome is then on its way to the loop), true when
+  // queued or running (then it cannot be cancelled, but is not done).
+  bool (*cancel_source)(void* source) = nullptr;
   void* source = nullptr;
   Scheduler* scheduler = nullptr;  // the awaiting coroutine's loop
   Resumer resumer;
@@ -426,10 +449,9 @@ class SlotRef {
   ConcurrentAwaitSlot* get() const { return s_; }
 
   // Resumes the coroutine, once, from whichever path gets here first.
-  void fire(bool cancelled) {
+  void fire() {
     if (s_->fired) return;
     s_->fired = true;
-    s_->cancelled = cancelled;
     s_->resumer();
   }
 
@@ -465,12 +487,13 @@ class ConcurrentAwaiter {
     slot_->source = &future_;
     slot_->scheduler = s;
     p->on_suspend(h, &on_cancel, slot_);
-    auto delivery = make_delivery(s, [ref = SlotRef(slot_)]() mutable { ref.fire(false); });
+    auto delivery = make_delivery(s, [ref = SlotRef(slot_)]() mutable { ref.fire(); });
     future_.add_done_callback([d = std::move(delivery)]() mutable { d.deliver(); });
-    // Cancelled while it ran: this await takes the cancellation.
+    // Cancelled while it ran: this await takes the cancellation, unless the
+    // work finished meanwhile (then it stays pending for the next await, as
+    // it would had the await found the future done).
     if (p->cancel_pending()) [[unlikely]] {
-      p->take_cancel_pending();
-      on_cancel(slot_);
+      if (on_cancel(slot_)) p->take_cancel_pending();
     }
   }
 
@@ -479,6 +502,14 @@ class ConcurrentAwaiter {
     if constexpr (std::is_void_v<T>) {
       future_.result();
     } else if constexpr (kMoveOut) {
+      // As for a Future: an rvalue handle does not make the state ours.
+      // Other handles (a cache of in-flight work, a thread blocked in
+      // result()) may still read the value, so it is moved out only when
+      // this is the last handle, and copied otherwise (a move-only T has no
+      // choice).
+      if constexpr (std::is_copy_constructible_v<T>) {
+        if (!may_take_value(future_)) return T(future_.result());
+      }
       return T(std::move(future_.result()));
     } else {
       return future_.result();
@@ -486,15 +517,25 @@ class ConcurrentAwaiter {
   }
 
  private:
-  static void cancel_concurrent(void* f) { static_cast<ConcurrentFuture<T>*>(f)->cancel(); }
+  static bool cancel_concurrent(void* f) {
+    auto* future = static_cast<ConcurrentFuture<T>*>(f);
+    // cancel() is false for running work too, which is not done.
+    return future->cancel() || !future->done();
+  }
 
-  // The coroutine's future was cancelled while we wait: cancel the work if
-  // it is still queued, and resume with CancelledError on the next turn
-  // whether or not it could be (a running task's late result is dropped).
+  // The coroutine's future was cancelled while we wait. Work that is done
+  // already has its outcome on its way to the loop, its delivery perhaps
+  // queued ahead of anything we could post: as with a Future whose resume
+  // is queued, this await gets that outcome, and the cancellation is kept
+  // for the next await (false). Otherwise this await takes it: the work is
+  // cancelled if still queued, and the coroutine resumes with
+  // CancelledError on the next turn whether or not it could be (a running
+  // task's late result is dropped, even if it reaches the loop first).
   static bool on_cancel(void* ctx) {
     auto* slot = static_cast<ConcurrentAwaitSlot*>(ctx);
-    slot->cancel_source(slot->source);
-    slot->scheduler->post([ref = SlotRef(slot)]() mutable { ref.fire(true); });
+    if (!slot->cancel_source(slot->source)) return false;
+    slot->cancelled = true;
+    slot->scheduler->post([ref = SlotRef(slot)]() mutable { ref.fire(); });
     return true;
   }
 

@@ -59,6 +59,8 @@ namespace eddy {
 
 template <class T = void>
 class Future;
+template <class T>
+class ConcurrentFuture;
 
 namespace internal {
 
@@ -625,8 +627,21 @@ void FutureState<T>::run_inline_first() {
   invoke_callback(cb, self);
 }
 
+// Whether a consumer holding `from` (done) may move its value out instead of
+// copying it: only when nobody else can read it afterwards. copy_outcome
+// never takes a loop future's (callbacks after its own may still read it);
+// a ConcurrentFuture's when that is its last handle (concurrent_future.h).
+template <class From>
+bool may_take_value(const From&) {
+  return false;
+}
+template <class T>
+bool may_take_value(const ConcurrentFuture<T>& from);
+
 // Copies the outcome of `from` (done) into `to` unless `to` is done.
-// Moves the value when it cannot be copied.
+// Moves the value when nobody else can read it (may_take_value), or when it
+// cannot be copied: a move-only value goes to `to` whoever else holds
+// `from`, and they must not read it.
 template <class T, class From>
 bool copy_outcome(From& from, FutureState<T>* to) {
   if (to->done()) return false;
@@ -643,10 +658,9 @@ bool copy_outcome(From& from, FutureState<T>* to) {
     // pending forever (the throw would only reach a callback's log line).
     try {
       if constexpr (std::is_copy_constructible_v<T>) {
-        return to->try_set_value(from.result());
-      } else {
-        return to->try_set_value(std::move(from.result()));
+        if (!may_take_value(from)) return to->try_set_value(from.result());
       }
+      return to->try_set_value(std::move(from.result()));
     } catch (...) {
       return to->try_set_exception(std::current_exception());
     }

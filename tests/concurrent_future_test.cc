@@ -373,6 +373,41 @@ TEST(ChainConcurrentTest, AnAlreadyDoneSourceIsCopiedAtOnce) {
   EXPECT_TRUE(g.cancelled());
 }
 
+struct CopyCounted {
+  CopyCounted() = default;
+  CopyCounted(const CopyCounted&) { ++copies; }
+  CopyCounted(CopyCounted&&) noexcept = default;
+  CopyCounted& operator=(const CopyCounted&) = default;
+  CopyCounted& operator=(CopyCounted&&) noexcept = default;
+  static inline int copies = 0;
+};
+
+// The chain copies a's value while other handles on a may still read it,
+// and moves it once nobody else can: a big result bridged onto the loop
+// (run_sync, multi, with_timeout of pool work) costs no copy.
+TEST(ChainConcurrentTest, TheTargetTakesTheValueOnlyWhenNothingElseHoldsTheSource) {
+  ManualScheduler loop;
+  CopyCounted::copies = 0;
+  ConcurrentFuture<CopyCounted> kept;
+  Future<CopyCounted> from_kept;
+  chain_future(kept, from_kept);
+  std::thread([kept]() mutable { kept.set_result(CopyCounted()); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(from_kept.done());
+  EXPECT_EQ(CopyCounted::copies, 1) << "`kept` still holds the value";
+
+  CopyCounted::copies = 0;
+  Future<CopyCounted> from_dropped;
+  {
+    ConcurrentFuture<CopyCounted> dropped;
+    chain_future(dropped, from_dropped);
+    std::thread([dropped]() mutable { dropped.set_result(CopyCounted()); }).join();
+  }  // only the chain holds it now
+  loop.run_pending();
+  ASSERT_TRUE(from_dropped.done());
+  EXPECT_EQ(CopyCounted::copies, 0);
+}
+
 TEST(ChainConcurrentTest, ConcurrentToConcurrent) {
   ConcurrentFuture<int> a, b;
   chain_future(a, b);

@@ -114,6 +114,103 @@ TEST(CoroutineLoopTest, CancellingAwaitedSleepThrowsCancelledErrorInTheCoroutine
   EXPECT_TRUE(caught);
 }
 
+// --- Cancelling a coroutine that awaits a ConcurrentFuture. ---
+
+// The pool's result is already in the loop's inbox when, earlier in the
+// same turn, the coroutine is cancelled (a timer, a shutdown cancelling
+// every task): the work is done and its value on its way. As with a loop
+// Future whose resume is queued, that await gets the value and the
+// cancellation ends the next await. It must not be lost: the coroutine's
+// future says cancelled, and a consumer that loops on pool work would
+// otherwise never stop.
+TEST(CoroutineLoopTest, ACancelArrivingWithThePoolResultInTheInboxEndsTheNextAwait) {
+  IOLoop loop;
+  loop.make_current();
+  ConcurrentFuture<int> work;
+  Future<int> next;
+  int got = 0;
+  bool saw_cancel = false;
+  bool ended = false;
+  auto body = [&]() -> Future<void> {
+    try {
+      got = co_await work;
+      co_await next;
+    } catch (const CancelledError&) {
+      saw_cancel = true;
+    }
+    ended = true;
+  };
+  Future<void> c = body();
+  std::thread([work]() mutable { work.set_result(1); }).join();  // the delivery waits in the inbox
+  loop.add_callback([&] { EXPECT_TRUE(c.cancel()); });  // the loop's own queue runs before its inbox
+  for (int turn = 0; turn < 10 && !ended; ++turn) loop.run_sync([] {});
+  EXPECT_TRUE(c.cancelled());
+  EXPECT_EQ(got, 1) << "the value that had arrived is not lost either";
+  EXPECT_TRUE(saw_cancel) << "the cancellation was lost: the body ran on";
+  EXPECT_TRUE(next.cancelled()) << "the next await did not take the cancellation";
+  IOLoop::clear_current();
+}
+
+// The work is running when the coroutine is cancelled: that await takes the
+// cancellation (CancelledError at once, the late result dropped), even when
+// the result reaches the loop, in the same turn, before the cancellation's
+// own resume does.
+TEST(CoroutineLoopTest, CancellingWhileThePoolRunsTheWorkThrowsAtThatAwaitEvenIfTheResultArrivesFirst) {
+  IOLoop loop;
+  loop.make_current();
+  ConcurrentFuture<int> work;
+  ASSERT_TRUE(work.set_running_or_notify_cancel());
+  bool resumed_with_value = false;
+  bool saw_cancel = false;
+  bool ended = false;
+  auto body = [&]() -> Future<void> {
+    try {
+      co_await work;
+      resumed_with_value = true;
+    } catch (const CancelledError&) {
+      saw_cancel = true;
+    }
+    ended = true;
+  };
+  Future<void> c = body();
+  loop.add_callback([&] {
+    EXPECT_TRUE(c.cancel());
+    EXPECT_FALSE(work.cancelled()) << "running work cannot be cancelled";
+    // Completed now, its delivery is in the inbox, which this turn runs.
+    std::thread([work]() mutable { work.set_result(1); }).join();
+  });
+  for (int turn = 0; turn < 10 && !ended; ++turn) loop.run_sync([] {});
+  EXPECT_TRUE(c.cancelled());
+  EXPECT_TRUE(saw_cancel) << "the cancellation was lost to the result";
+  EXPECT_FALSE(resumed_with_value);
+  IOLoop::clear_current();
+}
+
+// --- Awaiting a shared ConcurrentFuture. ---
+
+// One thread blocks in result() while a coroutine awaits the same future
+// through an rvalue handle (a by-value getter): both read the value, and
+// neither takes it from the other. Under --config=tsan a move on the loop
+// thread shows as a race with the reader.
+TEST(CoroutineLoopTest, AnRvalueAwaitLeavesTheValueToAThreadBlockedInResult) {
+  IOLoop loop;
+  const std::string value(100, 'x');
+  ConcurrentFuture<std::string> shared;
+  std::string in_thread;
+  std::thread reader([shared, &in_thread] { in_thread = shared.result(); });
+  auto get = [&] { return shared; };
+  std::thread completer;
+  std::string in_coroutine = loop.run_sync([&]() -> Future<std::string> {
+    completer = std::thread([shared, &value]() mutable { shared.set_result(value); });
+    co_return co_await get();
+  });
+  completer.join();
+  reader.join();
+  EXPECT_EQ(in_coroutine, value);
+  EXPECT_EQ(in_thread, value);
+  EXPECT_EQ(shared.result(), value);
+}
+
 struct Counted {
   explicit Counted(std::atomic<int>* alive) : alive_(alive) { alive_->fetch_add(1); }
   ~Counted() { alive_->fetch_sub(1); }

@@ -6,6 +6,7 @@
 #include <coroutine>
 #include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -486,6 +487,78 @@ TEST(CoroutineConcurrentTest, CancelWhileRunningResumesAtOnceAndDropsTheLateResu
   EXPECT_EQ(resumes, 1) << "the late result must not resume the coroutine again";
 }
 
+// A ConcurrentFuture shared by several holders (a cache of in-flight pool
+// work) is awaited through a by-value getter: an rvalue handle, but not the
+// only one. Taking the value out would leave an empty value to every other
+// holder, and race with any thread reading it.
+TEST(CoroutineConcurrentTest, AwaitingARvalueHandleToASharedConcurrentFutureLeavesTheValueToTheOthers) {
+  ManualScheduler loop;
+  const std::string value(100, 'x');
+  ConcurrentFuture<std::string> shared;
+  auto get = [&] { return shared; };
+  auto reader = [&]() -> Future<std::string> { co_return co_await get(); };
+  Future<std::string> a = reader();
+  Future<std::string> b = reader();
+  std::thread([shared, &value]() mutable { shared.set_result(value); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(a.done() && b.done());
+  EXPECT_EQ(a.result(), value);
+  EXPECT_EQ(b.result(), value);
+  EXPECT_EQ(shared.result(), value);
+  // Already done: the same holds without suspending.
+  Future<std::string> c = reader();
+  ASSERT_TRUE(c.done());
+  EXPECT_EQ(c.result(), value);
+  EXPECT_EQ(shared.result(), value);
+}
+
+struct CopyCounted {
+  CopyCounted() = default;
+  CopyCounted(const CopyCounted&) { ++copies; }
+  CopyCounted(CopyCounted&&) noexcept = default;
+  CopyCounted& operator=(const CopyCounted&) = default;
+  CopyCounted& operator=(CopyCounted&&) noexcept = default;
+  static inline int copies = 0;
+};
+
+// The only handle may still give its value away: no copy of a big result.
+TEST(CoroutineConcurrentTest, AwaitingTheOnlyHandleToAConcurrentFutureMovesTheValueOut) {
+  ManualScheduler loop;
+  CopyCounted::copies = 0;
+  ConcurrentFuture<CopyCounted> work;
+  ConcurrentFuture<CopyCounted> producer = work;
+  auto consume = [](ConcurrentFuture<CopyCounted> mine) -> Future<int> {
+    CopyCounted v = co_await std::move(mine);
+    (void)v;
+    co_return CopyCounted::copies;
+  };
+  Future<int> copies = consume(std::move(work));
+  // The producer's handle dies with its thread, before the join returns.
+  std::thread([p = std::move(producer)]() mutable { p.set_result(CopyCounted()); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(copies.done());
+  EXPECT_EQ(copies.result(), 0);
+}
+
+// A move-only value has no copy to leave behind: as with a Future, an rvalue
+// await moves it out even while other handles remain (keep no other reader
+// of it).
+TEST(CoroutineConcurrentTest, AnRvalueAwaitMovesAMoveOnlyValueOutEvenWhenShared) {
+  ManualScheduler loop;
+  ConcurrentFuture<std::unique_ptr<int>> work;
+  auto get = [&] { return work; };
+  auto body = [&]() -> Future<int> {
+    std::unique_ptr<int> p = co_await get();
+    co_return *p;
+  };
+  Future<int> r = body();
+  std::thread([work]() mutable { work.set_result(std::make_unique<int>(7)); }).join();
+  loop.run_pending();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 7);
+  EXPECT_EQ(work.result(), nullptr);
+}
+
 // --- Lifetime. ---
 
 struct Counted {
@@ -610,6 +683,43 @@ TEST(CoroutineLifetimeTest, AFrameParkedOnAForeignAwaitableOutlivesTheLoop) {
   EXPECT_EQ(alive, 0);
   ASSERT_TRUE(result.done());
   EXPECT_EQ(result.result(), 2);
+}
+
+// Such a frame, resumed after its loop is gone, may await eddy futures
+// again: with no loop to come back to, it resumes where each completes, as
+// a coroutine called with no loop current does, and finishes.
+TEST(CoroutineLifetimeTest, AFrameThatOutlivedItsLoopCanStillAwaitFutures) {
+  int alive = 0;
+  std::coroutine_handle<> parked;
+  Future<int> unbound;  // no loop current
+  std::optional<Future<int>> of_the_dead_loop;
+  Future<int> g;
+  Future<int> result;
+  auto body = [&]() -> Future<int> {
+    Counted c(&alive);
+    int v = co_await g;
+    co_await ForeignAwait{&parked};
+    v += co_await unbound;
+    v += co_await *of_the_dead_loop;
+    co_return v;
+  };
+  {
+    ManualScheduler loop;
+    g = Future<int>();
+    of_the_dead_loop.emplace();
+    result = body();
+    g.set_result(1);
+    loop.run_pending();
+    ASSERT_TRUE(parked);
+  }
+  parked.resume();
+  EXPECT_FALSE(result.done());
+  unbound.set_result(10);
+  EXPECT_FALSE(result.done()) << "resumed past an await whose future is pending";
+  of_the_dead_loop->set_result(100);
+  ASSERT_TRUE(result.done()) << "the frame never resumed: hung and leaked";
+  EXPECT_EQ(result.result(), 111);
+  EXPECT_EQ(alive, 0);
 }
 
 // --- Depth. ---
