@@ -7,6 +7,7 @@
 
 #include "absl/time/time.h"
 #include "eddy/futures/coroutine.h"
+#include "eddy/futures/log.h"
 #include "eddy/loop/sleep.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
@@ -68,6 +69,32 @@ TEST_F(AsyncTestTest, ExpectedLogDoesNotFailTheTest) {
 TEST_F(AsyncTestTest, MissingExpectedLogFailsTheTest) {
   expect_log("never happens");
   EXPECT_NONFATAL_FAILURE(check_logs(), "never happens");
+}
+
+TEST_F(AsyncTestTest, ExpectLogMatchesAWarningToo) {
+  // The watchdog reports a blocking callback as a warning: a test that
+  // expects that report must be able to say so.
+  expect_log("slow thing happened");
+  log(LogLevel::kWarning, "slow thing happened");
+  check_logs();  // would fail the test: "saw it 0 time(s)"
+}
+
+TEST_F(AsyncTestTest, AWarningNobodyExpectedDoesNotFailTheTest) {
+  log(LogLevel::kWarning, "just a warning");
+  check_logs();
+  EXPECT_TRUE(logged_errors().empty());
+}
+
+TEST_F(AsyncTestTest, RunWithAnInfiniteTimeoutWaitsForTheResult) {
+  // An infinite limit is no limit (it overflowed the real-time wait, which
+  // then expired at once).
+  int v = run(
+      [&]() -> Future<int> {
+        co_await sleep(absl::Milliseconds(20));
+        co_return 5;
+      },
+      absl::InfiniteDuration());
+  EXPECT_EQ(v, 5);
 }
 
 class ManualClockAsyncTest : public testing::AsyncTest {
