@@ -250,20 +250,29 @@ void ThreadPoolExecutor::wake_sleeper() {
   work_cv_.notify_one();
 }
 
-// Sleeps until a submit claims this worker (or shutdown). Registers as a
-// sleeper first, then looks at the queue once more: a submit that pushed
-// before the registration may have found nobody to claim.
-void ThreadPoolExecutor::sleep() {
+// Sleeps until a submit claims this worker (or shutdown); called and
+// returns with mu_ held. Registers as a sleeper first, then looks at the
+// queue once more: a submit that pushed before the registration may have
+// found nobody to claim. It looks under mu_, at the front too: back_ alone
+// can say "empty" with a task queued. A submit that pushes while a worker
+// pops the last task lands in front of the stub that worker then pushes,
+// so back_ points at the stub until that task is taken (and its submit,
+// finding nobody registered yet, woke nobody).
+void ThreadPoolExecutor::sleep(std::unique_lock<QueueMutex>& queue_lock) {
   available_.fetch_add(kSleeper, std::memory_order_seq_cst);
-  if (!queue_looks_empty() && unclaim(kSleeper)) return;
-  std::unique_lock<std::mutex> lock(sleep_mu_);
-  work_cv_.wait(lock, [&] { return wakeups_ > 0 || stopping_; });
-  if (wakeups_ > 0) {
-    --wakeups_;
-  } else {
-    // Shutting down. Had a submit claimed us, its token just goes unused.
-    unclaim(kSleeper);
+  if (!queue_empty_locked() && unclaim(kSleeper)) return;
+  queue_lock.unlock();
+  {
+    std::unique_lock<std::mutex> lock(sleep_mu_);
+    work_cv_.wait(lock, [&] { return wakeups_ > 0 || stopping_; });
+    if (wakeups_ > 0) {
+      --wakeups_;
+    } else {
+      // Shutting down. Had a submit claimed us, its token just goes unused.
+      unclaim(kSleeper);
+    }
   }
+  queue_lock.lock();
 }
 
 // Called after shutdown_ or broken_ is set: sleepers get up, drain what
@@ -444,9 +453,7 @@ void ThreadPoolExecutor::worker_main(int index) {
       continue;
     }
     spun = false;
-    lock.unlock();
-    sleep();
-    lock.lock();
+    sleep(lock);
   }
 }
 

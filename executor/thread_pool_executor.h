@@ -230,12 +230,20 @@ class ThreadPoolExecutor final : public Executor {
   bool hand_over_locked(TaskPtr& task);
   void push(Task* task);
   Task* pop_locked(bool& retry);
+  // Unlocked: a poller's hint (see sleep() for when it is wrong).
   bool queue_looks_empty() const { return back_.load(std::memory_order_seq_cst) == &stub_; }
+  // Under mu_: nothing queued and no push under way. front_ is a queued
+  // task unless it is the stub; behind the stub, a link or a back_ that has
+  // moved on is a push.
+  bool queue_empty_locked() {
+    return front_ == &stub_ && link(&stub_).load(std::memory_order_acquire) == nullptr &&
+           back_.load(std::memory_order_seq_cst) == &stub_;
+  }
   uint64_t claim_available();
   bool unclaim(uint64_t kind);
   void make_room_locked(std::unique_lock<QueueMutex>& lock);
   void wake_sleeper();
-  void sleep();
+  void sleep(std::unique_lock<QueueMutex>& queue_lock);
   void stop_workers();
   void spawn_locked();
   void break_pool(std::exception_ptr error);

@@ -147,6 +147,24 @@ TEST(ThreadPoolWakeTest, QueuedTaskStartsWhileAnotherWorkerIsBlocked) {
   }
 }
 
+// The race behind it: a submit that pushes while a worker pops the last
+// task lands in front of the stub that worker pushes behind it, so the
+// queue's back says "empty" with a task queued; the other worker, about to
+// sleep, must not believe it. Back-to-back submits, many rounds: the first
+// task blocks until the test has the second one's result.
+TEST(ThreadPoolWakeTest, ATaskPushedWhileAWorkerTakesTheLastOneStartsOnTheIdleWorker) {
+  ThreadPoolExecutor pool(2);
+  start_workers_and_let_them_sleep(pool, 2);
+  for (int i = 0; i < rounds(5000); ++i) {
+    Gate gate;
+    ConcurrentFuture<void> blocked = pool.submit([&gate] { gate.wait(); });
+    ConcurrentFuture<int> queued = pool.submit([] { return 1; });
+    ASSERT_EQ(queued.result(kBackstop), 1) << "round " << i;
+    gate.open();
+    blocked.result(kBackstop);
+  }
+}
+
 TEST(ThreadPoolWakeTest, EveryQueuedTaskFindsAnIdleWorkerWhileOthersBlock) {
   // Three blocked tasks occupy three of four workers; the fourth task must
   // still run, whichever worker was polling or asleep.
