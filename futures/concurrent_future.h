@@ -335,6 +335,10 @@ class ConcurrentFuture {
     for (;;) {
       internal::ConcurrentStatus s = internal::ConcurrentState<T>::status(w);
       if (s == internal::ConcurrentStatus::kCancelled) return true;
+      if (s == internal::ConcurrentStatus::kCompleting) [[unlikely]] {
+        w = wait_out_completing();  // its store may throw: pending again
+        continue;
+      }
       if (s != internal::ConcurrentStatus::kPending) return false;
       const uint8_t to =
           static_cast<uint8_t>(internal::ConcurrentStatus::kCancelled) | (w & internal::kListeners);
@@ -493,16 +497,32 @@ class ConcurrentFuture {
     return internal::ConcurrentState<T>::status(state_->word.load(std::memory_order_acquire));
   }
 
+  // Another completion has claimed the future and is storing its outcome
+  // (a move or copy): waits until it is done, or until its store threw and
+  // handed the claim back. Returns the state word then.
+  [[gnu::noinline]] uint8_t wait_out_completing() {
+    uint8_t w;
+    do {
+      std::this_thread::yield();
+      w = state_->word.load(std::memory_order_acquire);
+    } while (internal::ConcurrentState<T>::status(w) == internal::ConcurrentStatus::kCompleting);
+    return w;
+  }
+
   // Claims the future (pending or running -> completing), stores the
   // outcome, then publishes it; the listeners, if any registered, are told
-  // under the lock. A future another completion has claimed counts as done
-  // here.
+  // under the lock. A future another completion has claimed is waited for:
+  // done, it counts as done here; its store thrown, this one may complete it.
   template <class Store>
   bool try_complete(Store&& store, internal::ConcurrentStatus to) {
     uint8_t w = state_->word.load(std::memory_order_acquire);
     internal::ConcurrentStatus s;
     for (;;) {
       s = internal::ConcurrentState<T>::status(w);
+      if (s == internal::ConcurrentStatus::kCompleting) [[unlikely]] {
+        w = wait_out_completing();
+        continue;
+      }
       if (s != internal::ConcurrentStatus::kPending && s != internal::ConcurrentStatus::kRunning) {
         return false;
       }

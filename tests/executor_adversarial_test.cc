@@ -365,6 +365,55 @@ TEST(ExecutorAdversarialTest, AThrowingSetResultRacingTheWorkerDoesNotLoseTheTas
   EXPECT_EQ(r.completed, 2u);
 }
 
+// The completion side of the same race: the task is running when the
+// user's set_result claims its future; the task then returns, and the
+// worker's completion found the claim and dropped its value as "done
+// already". The user's store throws and hands the claim back: the future
+// stayed running forever. Now the worker waits for the outcome and, the
+// claim handed back, completes the future itself.
+TEST(ExecutorAdversarialTest, AThrowingSetResultRacingTheTasksCompletionDoesNotLoseTheResult) {
+  Gate release, finish;
+  MoveThrowsLate::release = &release;
+  ThreadPoolExecutor pool(1);
+  ConcurrentFuture<MoveThrowsLate> f = pool.submit([&] {
+    finish.wait();
+    return MoveThrowsLate(42);
+  });
+  finish.wait_arrived(1);  // the task is running
+  std::thread user([&] {
+    EXPECT_THROW(f.set_result(MoveThrowsLate(7, /*poison=*/1)), std::runtime_error);
+  });
+  release.wait_arrived(1);  // the user's set_result holds the claim
+  finish.open();            // the task returns; the worker tries to complete f
+  // Not a timing assertion: whether the worker gets there before the
+  // release or after, the task's value must not be lost.
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  release.open();
+  user.join();
+  EXPECT_EQ(f.result(absl::Seconds(20)).v, 42) << "the task's value was dropped";
+  pool.shutdown();
+}
+
+// cancel() meeting a claim that is handed back: the future is pending
+// again, so the cancel must win, not report "running or done".
+TEST(ExecutorAdversarialTest, ACancelRacingAThrowingSetResultCancels) {
+  Gate release;
+  MoveThrowsLate::release = &release;
+  ConcurrentFuture<MoveThrowsLate> f;
+  std::thread user([&] {
+    EXPECT_THROW(f.set_result(MoveThrowsLate(7, /*poison=*/1)), std::runtime_error);
+  });
+  release.wait_arrived(1);
+  bool cancelled = false;
+  std::thread canceller([&] { cancelled = f.cancel(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // not a timing assertion
+  release.open();
+  user.join();
+  canceller.join();
+  EXPECT_TRUE(cancelled);
+  EXPECT_TRUE(f.cancelled());
+}
+
 // --- a pool destroyed by its own task ----------------------------------------
 
 // An object that owns its pool, as run_on_executor's users write it.
