@@ -73,7 +73,10 @@ class Deadline {
   // Time left: absl::InfiniteDuration() for none(), <= zero once passed.
   absl::Duration remaining() const {
     if (is_none()) return absl::InfiniteDuration();
-    return absl::FromChrono(when_ - Clock::now());
+    // In absl::Duration, whose range is far wider: when_ - now in int64
+    // nanoseconds overflows for a deadline long past (time_point::min()).
+    return absl::FromChrono(when_.time_since_epoch()) -
+           absl::FromChrono(Clock::now().time_since_epoch());
   }
 
  private:

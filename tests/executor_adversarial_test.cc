@@ -115,6 +115,15 @@ TEST(ExecutorAdversarialTest, NegativeHugeDeadlineHasPassed) {
   EXPECT_FALSE(d.is_none());
 }
 
+// remaining() of a deadline long past is <= zero: when - now overflowed
+// int64 nanoseconds (UBSan) and came out as ~+292 years.
+TEST(ExecutorAdversarialTest, ALongPassedDeadlineHasNoTimeRemaining) {
+  EXPECT_LE(Deadline::after(absl::Seconds(INT64_MIN)).remaining(), absl::ZeroDuration());
+  EXPECT_LE(Deadline::after(-absl::InfiniteDuration()).remaining(), absl::ZeroDuration());
+  EXPECT_LE(Deadline::at(Deadline::Clock::time_point::min()).remaining(), absl::ZeroDuration());
+  EXPECT_GT(Deadline::after(absl::Hours(1)).remaining(), absl::Minutes(59));
+}
+
 // wait_for_cancel(huge) on a token from a source is a wait until cancel.
 TEST(ExecutorAdversarialTest, WaitForCancelWithAHugeTimeoutWaitsForTheCancel) {
   CancellationSource source;
