@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -378,6 +379,77 @@ TEST(IOLoopTest, RunningLoopIsCurrentAndThePreviousOneIsRestored) {
   loop.run_sync([] {});
   EXPECT_EQ(inside, &loop);
   EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+}
+
+// make_current() on one thread says nothing about another: a thread that
+// runs a loop made current elsewhere (the documented hand-off) has, after
+// the run, what it had before it.
+TEST(IOLoopTest, RunningALoopMadeCurrentElsewhereDoesNotLeaveItCurrentThere) {
+  IOLoop loop;
+  loop.make_current();
+  IOLoop* loop_after = &loop;
+  Scheduler* scheduler_after = &loop;
+  std::thread runner([&] {
+    loop.run_sync([] {});
+    loop_after = IOLoop::current_or_null();
+    scheduler_after = Scheduler::current();
+  });
+  runner.join();
+  EXPECT_EQ(loop_after, nullptr);
+  EXPECT_EQ(scheduler_after, nullptr);
+  IOLoop::clear_current();
+}
+
+// The same hand-off, then the loop is destroyed by the thread that made it
+// current: the thread that ran it makes futures of its own afterwards
+// (bound to no loop, callbacks inline), not futures bound to the freed loop.
+TEST(IOLoopTest, AThreadThatRanALoopMakesUnboundFuturesOnceTheLoopIsDestroyed) {
+  std::optional<IOLoop> loop(std::in_place);
+  loop->make_current();
+  Event ran;
+  Event destroyed;
+  bool callback_ran_inline = false;
+  std::thread runner([&] {
+    loop->run_sync([] {});
+    ran.set();
+    ASSERT_TRUE(destroyed.wait());
+    Future<int> f;  // binds to whatever is current on this thread
+    f.add_done_callback([&] { callback_ran_inline = true; });
+    f.set_result(1);
+  });
+  ASSERT_TRUE(ran.wait());
+  loop.reset();
+  destroyed.set();
+  runner.join();
+  EXPECT_TRUE(callback_ran_inline);
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+}
+
+// clear_current() is not undone by a later run on the same thread.
+TEST(IOLoopTest, ARunAfterClearCurrentLeavesNoLoopCurrent) {
+  IOLoop loop;
+  loop.make_current();
+  IOLoop::clear_current();
+  loop.run_sync([] {});
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+  EXPECT_EQ(Scheduler::current(), nullptr);
+}
+
+// What make_current() chose on this thread, before a run or during it,
+// holds after the run.
+TEST(IOLoopTest, MakeCurrentBeforeOrDuringARunKeepsTheLoopCurrentAfterIt) {
+  IOLoop::clear_current();
+  IOLoop loop;
+  loop.make_current();
+  loop.run_sync([] {});
+  EXPECT_EQ(IOLoop::current_or_null(), &loop);
+  EXPECT_EQ(Scheduler::current(), &loop);
+  IOLoop::clear_current();
+
+  loop.run_sync([&] { loop.make_current(); });
+  EXPECT_EQ(IOLoop::current_or_null(), &loop);
+  EXPECT_EQ(Scheduler::current(), &loop);
+  IOLoop::clear_current();
 }
 
 TEST(IOLoopTest, DestructionDestroysPendingWorkWithoutRunningIt) {
