@@ -22,7 +22,9 @@
 // throws InvalidStateError. Callbacks are posted to that loop and run on a
 // later turn, never inside set_result()/set_exception()/cancel(). With no
 // loop current at creation, or after the loop was destroyed, callbacks run
-// inline at completion.
+// inline at completion. Callbacks whose turn was queued when the loop was
+// destroyed are destroyed with it, unrun, like the loop's other queued
+// callbacks; callbacks added after that run inline.
 //
 // Errors: an exception stored in a future that nobody retrieved (through
 // result() or exception()) is logged through eddy::log when the last handle
@@ -283,11 +285,16 @@ class FutureState : public Recycled {
     run_scheduled_ = true;
     // The closure holds a reference (one pointer: it stays inside
     // AnyInvocable's inline buffer, so posting does not allocate), released
-    // even if the loop is destroyed before the turn runs.
+    // even if the loop is destroyed before the turn runs; the callbacks
+    // then go with it (see drop_scheduled_callbacks).
     s->post(ScheduledRun{this});
   }
 
   struct ScheduledRun;
+  // The posted turn was destroyed unrun: its loop went away with it queued
+  // (or refused it). The callbacks it would have run are destroyed unrun,
+  // as the loop's own queued callbacks are; those added later run inline.
+  [[gnu::noinline, gnu::cold]] void drop_scheduled_callbacks();
   // Runs the callbacks with `self`, the runner's one handle.
   void run_callbacks(Future<T>& self);
   void run_callbacks_here();  // with a handle of its own
@@ -548,6 +555,11 @@ struct FutureAccess {
   static FutureState<T>* state(const Future<T>& f) {
     return f.state(" ");
   }
+  // Without the checks (nullptr for a moved-from handle): for destructors.
+  template <class T>
+  static FutureState<T>* state_or_null(const Future<T>& f) noexcept {
+    return f.state_;
+  }
   template <class T>
   static Future<T> adopt(FutureState<T>* s) {
     return Future<T>(s, typename Future<T>::Adopt{});
@@ -559,9 +571,22 @@ struct FutureAccess {
   }
 };
 
+// Holds a reference to the state until it is destroyed, run or not.
 template <class T>
 struct FutureState<T>::ScheduledRun {
   explicit ScheduledRun(FutureState* s) : self(FutureAccess::share(s)) {}
+  ScheduledRun(ScheduledRun&&) noexcept = default;
+  ScheduledRun& operator=(ScheduledRun&&) = delete;
+  // Destroyed unrun: still marked as scheduled, and the loop it was queued
+  // on is gone (a loop destroys what it queued only once detached). After
+  // a run the mark is clear, or set by a callback that queued the next
+  // turn on the same, live, loop.
+  ~ScheduledRun() {
+    FutureState* s = FutureAccess::state_or_null(self);  // null: moved from
+    if (s != nullptr && s->run_scheduled_ && s->scheduler() == nullptr) [[unlikely]] {
+      s->drop_scheduled_callbacks();
+    }
+  }
   void operator()() {
     FutureState* s = FutureAccess::state(self);
     s->run_scheduled_ = false;
@@ -569,6 +594,17 @@ struct FutureState<T>::ScheduledRun {
   }
   Future<T> self;
 };
+
+template <class T>
+void FutureState<T>::drop_scheduled_callbacks() {
+  run_scheduled_ = false;
+  Callback first = std::move(first_callback_);
+  first_callback_ = nullptr;
+  std::unique_ptr<std::vector<Callback>> more = std::move(more_callbacks_);
+  // Destroyed here, once the state is consistent again (nothing stored,
+  // nothing scheduled): a destructor may use this future, and whatever it
+  // adds runs inline, as for any future whose loop is gone.
+}
 
 template <class T>
 void invoke_callback(absl::AnyInvocable<void(Future<T>&)>& cb, Future<T>& self) {

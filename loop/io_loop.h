@@ -61,8 +61,10 @@
 // thread and without running them, every queued callback, pending timer and
 // fd handler, the closures other threads had queued, and whatever futures
 // and coroutines owned by the loop hold (see Scheduler::detach_scheduler);
-// futures bound to it run their callbacks inline from then on. Nothing
-// leaks. The default executor the loop created, if any, is shut down too:
+// futures bound to it run their callbacks inline from then on. A future
+// whose callbacks' turn was queued loses them with it (they may hold the
+// loop): they are destroyed there, unrun, and only callbacks added later
+// run. Nothing leaks. The default executor the loop created, if any, is shut down too:
 // its queued calls are cancelled and its running calls are waited for (see
 // default_executor()); the completions of offloaded calls still in flight
 // are dropped safely. A loop must not be destroyed while it runs.

@@ -475,6 +475,33 @@ TEST(IOLoopTest, DestructionDestroysPendingWorkWithoutRunningIt) {
   EXPECT_EQ(probes->destroyed_on(), loop_thread);
 }
 
+// A future's turn queued when its loop is destroyed is dropped with the
+// loop's other callbacks, and so are the callbacks it would have run: they
+// may hold the dead loop. A later reader (here another loop's add_future)
+// gets the outcome without waking them.
+TEST(IOLoopTest, FutureCallbacksQueuedWhenTheLoopIsDestroyedNeverRun) {
+  auto loop = std::make_unique<IOLoop>();
+  loop->make_current();
+  IOLoop* dead = loop.get();
+  bool stale_ran = false;
+  Future<int> f;
+  f.add_done_callback([dead, &stale_ran] {
+    stale_ran = true;
+    dead->add_callback([] {});
+  });
+  f.set_result(1);
+  loop.reset();
+  EXPECT_FALSE(stale_ran);
+  IOLoop other;
+  other.make_current();
+  int got = 0;
+  other.add_future(f, [&](Future<int>& done) { got = done.result(); });
+  other.run_sync([] {});
+  EXPECT_EQ(got, 1);
+  EXPECT_FALSE(stale_ran) << "a callback dropped with its loop ran later";
+  IOLoop::clear_current();
+}
+
 TEST(IOLoopTest, DestructionDropsWorkThatDestructorsQueue) {
   // A closure whose destructor posts another callback and schedules a
   // timer: the loop keeps tearing down until nothing is left.
