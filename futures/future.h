@@ -86,6 +86,30 @@ struct CoroutineWaiter {
   void (*resume)(void* self) = nullptr;
 };
 
+// Passing a cancellation down a chain of futures (a coroutine's future
+// cancels the future it awaits, which is another coroutine's, and so on)
+// one call inside the other would take a few stack frames per level, and a
+// chain of a million suspended coroutines (which deferred starts and posted
+// resumes allow) would overflow the stack. So a hook that passes it on
+// (try_cancel_from_hook) only marks the next future cancelled and leaves
+// its hook and its completion to the cancel() running the hook:
+// run_cancel_hook() then runs the hooks one after the other, top-down, and
+// completes the futures deepest first: for a chain (each hook passes the
+// cancellation to one future), the order the nested calls had.
+struct DeferredCancel {
+  void* state;
+  CancelHook hook;
+  // Completes the future (unless `complete` is false: something threw
+  // first) and drops the reference the entry holds.
+  void (*finish)(void* state, bool complete);
+};
+// Runs `hook`, the hook of a future just marked cancelled, then the hooks
+// and completions it deferred (see above), before returning.
+void run_cancel_hook(CancelHook hook);
+// Queues `d` for the run_cancel_hook() running on this thread; false when
+// none is.
+bool defer_cancel(const DeferredCancel& d);
+
 [[noreturn]] void throw_wrong_thread(const char* op);
 [[noreturn]] void throw_no_state(const char* op);
 [[noreturn]] void throw_invalid(const char* op, const char* why);
@@ -159,8 +183,21 @@ class FutureState : public Recycled {
     CancelHook hook = std::exchange(cancel_hook_, {});
     // The hook may complete other futures (the one a coroutine awaits); this
     // one is already marked, so nothing it does can change our outcome.
-    if (hook.fn != nullptr) hook.fn(hook.ctx);
+    if (hook.fn != nullptr) run_cancel_hook(hook);
     complete();
+    return true;
+  }
+  // try_cancel() for a cancel hook passing its cancellation on (a
+  // coroutine's, to the future it awaits): decides the outcome now, and
+  // leaves this future's own hook and completion to the cancel() whose hook
+  // is running (see DeferredCancel).
+  bool try_cancel_from_hook() {
+    if (done()) return false;
+    CancelHook hook = cancel_hook_;
+    if (!defer_cancel(DeferredCancel{this, hook, &finish_deferred_cancel})) return try_cancel();
+    status_ = FutureStatus::kCancelled;
+    cancel_hook_ = {};
+    add_ref();
     return true;
   }
 
@@ -261,6 +298,14 @@ class FutureState : public Recycled {
   }
 
   void run_inline_first();
+
+  static void finish_deferred_cancel(void* self, bool complete) {
+    struct Release {
+      FutureState* s;
+      ~Release() { s->release(); }  // even if complete() throws
+    } ref{static_cast<FutureState*>(self)};
+    if (complete) ref.s->complete();
+  }
 
   // Another callback arrives after a coroutine waiter: the waiter becomes
   // an ordinary first callback, so that the order of registration holds.
