@@ -13,7 +13,8 @@
 //   - The coroutine starts eagerly: calling it runs the body synchronously
 //     up to its first suspension. (Only when eager starts nest more than
 //     kMaxEagerDepth deep on one thread does the next start wait for the
-//     next loop turn, so deep recursion cannot overflow the stack.)
+//     next loop turn, so deep recursion cannot overflow the stack; nor can
+//     completing or cancelling a deep chain of awaits.)
 //   - co_return resolves the returned Future; an exception escaping the
 //     body fails it with that exception, type preserved.
 //   - co_await accepts Future<T> and ConcurrentFuture<T>, yielding T& for
@@ -410,7 +411,9 @@ class FutureAwaiter {
     // Runs inside cancel() of the coroutine's own future. The awaited
     // future's callbacks then resume us with CancelledError on a later turn.
     // False when it is done already (our resume is queued with its outcome).
-    return static_cast<FutureState<T>*>(state)->try_cancel();
+    // Its own hook (another coroutine's, in a chain) runs after this one
+    // returns, not inside it: see DeferredCancel.
+    return static_cast<FutureState<T>*>(state)->try_cancel_from_hook();
   }
 
   Future<T> future_;

@@ -1,8 +1,52 @@
 #include "eddy/futures/future.h"
 
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace eddy::internal {
+
+namespace {
+// The deferred cancellations of the innermost run_cancel_hook() on this
+// thread.
+thread_local std::vector<DeferredCancel>* t_deferred_cancels = nullptr;
+}  // namespace
+
+bool defer_cancel(const DeferredCancel& d) {
+  if (t_deferred_cancels == nullptr) return false;
+  t_deferred_cancels->push_back(d);
+  return true;
+}
+
+void run_cancel_hook(CancelHook hook) {
+  std::vector<DeferredCancel> deferred;
+  std::vector<DeferredCancel>* const outer = std::exchange(t_deferred_cancels, &deferred);
+  // If a hook or a completion throws, the futures not completed yet stay as
+  // the nested calls would have left them (cancelled, callbacks not
+  // scheduled); their references are given back all the same.
+  struct Unwind {
+    std::vector<DeferredCancel>& deferred;
+    std::vector<DeferredCancel>* outer;
+    ~Unwind() {
+      t_deferred_cancels = outer;
+      for (const DeferredCancel& d : deferred) d.finish(d.state, false);
+    }
+  } unwind{deferred, outer};
+  hook.fn(hook.ctx);
+  // Each hook may defer the next level: the list grows as it is walked.
+  for (size_t i = 0; i < deferred.size(); ++i) {
+    CancelHook next = deferred[i].hook;
+    if (next.fn != nullptr) next.fn(next.ctx);
+  }
+  // With no loop a completion runs callbacks inline (user code): a cancel()
+  // there is one of its own, not one more level of this one.
+  t_deferred_cancels = outer;
+  while (!deferred.empty()) {
+    DeferredCancel d = deferred.back();
+    deferred.pop_back();
+    d.finish(d.state, true);
+  }
+}
 
 void throw_wrong_thread(const char* op) {
   throw InvalidStateError(std::string("Future::") + op +

@@ -22,7 +22,9 @@
 // throws InvalidStateError. Callbacks are posted to that loop and run on a
 // later turn, never inside set_result()/set_exception()/cancel(). With no
 // loop current at creation, or after the loop was destroyed, callbacks run
-// inline at completion.
+// inline at completion. Callbacks whose turn was queued when the loop was
+// destroyed are destroyed with it, unrun, like the loop's other queued
+// callbacks; callbacks added after that run inline.
 //
 // Errors: an exception stored in a future that nobody retrieved (through
 // result() or exception()) is logged through eddy::log when the last handle
@@ -85,6 +87,30 @@ struct CancelHook {
 struct CoroutineWaiter {
   void (*resume)(void* self) = nullptr;
 };
+
+// Passing a cancellation down a chain of futures (a coroutine's future
+// cancels the future it awaits, which is another coroutine's, and so on)
+// one call inside the other would take a few stack frames per level, and a
+// chain of a million suspended coroutines (which deferred starts and posted
+// resumes allow) would overflow the stack. So a hook that passes it on
+// (try_cancel_from_hook) only marks the next future cancelled and leaves
+// its hook and its completion to the cancel() running the hook:
+// run_cancel_hook() then runs the hooks one after the other, top-down, and
+// completes the futures deepest first: for a chain (each hook passes the
+// cancellation to one future), the order the nested calls had.
+struct DeferredCancel {
+  void* state;
+  CancelHook hook;
+  // Completes the future (unless `complete` is false: something threw
+  // first) and drops the reference the entry holds.
+  void (*finish)(void* state, bool complete);
+};
+// Runs `hook`, the hook of a future just marked cancelled, then the hooks
+// and completions it deferred (see above), before returning.
+void run_cancel_hook(CancelHook hook);
+// Queues `d` for the run_cancel_hook() running on this thread; false when
+// none is.
+bool defer_cancel(const DeferredCancel& d);
 
 [[noreturn]] void throw_wrong_thread(const char* op);
 [[noreturn]] void throw_no_state(const char* op);
@@ -159,8 +185,21 @@ class FutureState : public Recycled {
     CancelHook hook = std::exchange(cancel_hook_, {});
     // The hook may complete other futures (the one a coroutine awaits); this
     // one is already marked, so nothing it does can change our outcome.
-    if (hook.fn != nullptr) hook.fn(hook.ctx);
+    if (hook.fn != nullptr) run_cancel_hook(hook);
     complete();
+    return true;
+  }
+  // try_cancel() for a cancel hook passing its cancellation on (a
+  // coroutine's, to the future it awaits): decides the outcome now, and
+  // leaves this future's own hook and completion to the cancel() whose hook
+  // is running (see DeferredCancel).
+  bool try_cancel_from_hook() {
+    if (done()) return false;
+    CancelHook hook = cancel_hook_;
+    if (!defer_cancel(DeferredCancel{this, hook, &finish_deferred_cancel})) return try_cancel();
+    status_ = FutureStatus::kCancelled;
+    cancel_hook_ = {};
+    add_ref();
     return true;
   }
 
@@ -262,6 +301,14 @@ class FutureState : public Recycled {
 
   void run_inline_first();
 
+  static void finish_deferred_cancel(void* self, bool complete) {
+    struct Release {
+      FutureState* s;
+      ~Release() { s->release(); }  // even if complete() throws
+    } ref{static_cast<FutureState*>(self)};
+    if (complete) ref.s->complete();
+  }
+
   // Another callback arrives after a coroutine waiter: the waiter becomes
   // an ordinary first callback, so that the order of registration holds.
   void waiter_to_callback() {
@@ -285,11 +332,16 @@ class FutureState : public Recycled {
     run_scheduled_ = true;
     // The closure holds a reference (one pointer: it stays inside
     // AnyInvocable's inline buffer, so posting does not allocate), released
-    // even if the loop is destroyed before the turn runs.
+    // even if the loop is destroyed before the turn runs; the callbacks
+    // then go with it (see drop_scheduled_callbacks).
     s->post(ScheduledRun{this});
   }
 
   struct ScheduledRun;
+  // The posted turn was destroyed unrun: its loop went away with it queued
+  // (or refused it). The callbacks it would have run are destroyed unrun,
+  // as the loop's own queued callbacks are; those added later run inline.
+  [[gnu::noinline, gnu::cold]] void drop_scheduled_callbacks();
   // Runs the callbacks with `self`, the runner's one handle.
   void run_callbacks(Future<T>& self);
   void run_callbacks_here();  // with a handle of its own
@@ -550,6 +602,11 @@ struct FutureAccess {
   static FutureState<T>* state(const Future<T>& f) {
     return f.state(" ");
   }
+  // Without the checks (nullptr for a moved-from handle): for destructors.
+  template <class T>
+  static FutureState<T>* state_or_null(const Future<T>& f) noexcept {
+    return f.state_;
+  }
   template <class T>
   static Future<T> adopt(FutureState<T>* s) {
     return Future<T>(s, typename Future<T>::Adopt{});
@@ -561,9 +618,22 @@ struct FutureAccess {
   }
 };
 
+// Holds a reference to the state until it is destroyed, run or not.
 template <class T>
 struct FutureState<T>::ScheduledRun {
   explicit ScheduledRun(FutureState* s) : self(FutureAccess::share(s)) {}
+  ScheduledRun(ScheduledRun&&) noexcept = default;
+  ScheduledRun& operator=(ScheduledRun&&) = delete;
+  // Destroyed unrun: still marked as scheduled, and the loop it was queued
+  // on is gone (a loop destroys what it queued only once detached). After
+  // a run the mark is clear, or set by a callback that queued the next
+  // turn on the same, live, loop.
+  ~ScheduledRun() {
+    FutureState* s = FutureAccess::state_or_null(self);  // null: moved from
+    if (s != nullptr && s->run_scheduled_ && s->scheduler() == nullptr) [[unlikely]] {
+      s->drop_scheduled_callbacks();
+    }
+  }
   void operator()() {
     FutureState* s = FutureAccess::state(self);
     s->run_scheduled_ = false;
@@ -571,6 +641,17 @@ struct FutureState<T>::ScheduledRun {
   }
   Future<T> self;
 };
+
+template <class T>
+void FutureState<T>::drop_scheduled_callbacks() {
+  run_scheduled_ = false;
+  Callback first = std::move(first_callback_);
+  first_callback_ = nullptr;
+  std::unique_ptr<std::vector<Callback>> more = std::move(more_callbacks_);
+  // Destroyed here, once the state is consistent again (nothing stored,
+  // nothing scheduled): a destructor may use this future, and whatever it
+  // adds runs inline, as for any future whose loop is gone.
+}
 
 template <class T>
 void invoke_callback(absl::AnyInvocable<void(Future<T>&)>& cb, Future<T>& self) {

@@ -807,7 +807,10 @@ void IOLoop::make_current() {
   take_ownership();
   t_current_loop = this;
   set_current(this);
-  sticky_current_ = true;
+  // While it runs, the loop runs here (checked above): the choice is this
+  // thread's, and outlasts the run. Before a run it needs no flag: the run
+  // finds the loop current and puts it back.
+  if (running_.load(std::memory_order_relaxed)) made_current_in_run_ = true;
 }
 
 void IOLoop::clear_current() noexcept {
@@ -881,13 +884,20 @@ IOLoop::RunScope::RunScope(IOLoop* loop, const char* op) : loop_(loop) {
   previous_scheduler_ = Scheduler::current();
   t_current_loop = loop;
   set_current(loop);
+  loop->made_current_in_run_ = false;
 }
 
 IOLoop::RunScope::~RunScope() {
   loop_->running_.store(false, std::memory_order_relaxed);
-  // Keep the loop current if make_current() chose it; otherwise put back
-  // whatever was current before the run.
-  if (!(loop_->sticky_current_ && t_current_loop == loop_)) {
+  // Put back what was current on this thread before the run, unless
+  // make_current() chose this loop during the run (and nothing replaced it
+  // since). What made it current before the run, here or on another
+  // thread, does not count: here the loop is then put back anyway, and on
+  // another thread it would leave this one pointing at a loop whose owner
+  // may destroy it.
+  const bool keep = loop_->made_current_in_run_ && t_current_loop == loop_;
+  loop_->made_current_in_run_ = false;
+  if (!keep) {
     t_current_loop = previous_loop_;
     set_current(previous_scheduler_);
   }

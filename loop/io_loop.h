@@ -63,8 +63,10 @@
 // thread and without running them, every queued callback, pending timer and
 // fd handler, the closures other threads had queued, and whatever futures
 // and coroutines owned by the loop hold (see Scheduler::detach_scheduler);
-// futures bound to it run their callbacks inline from then on. Nothing
-// leaks. The default executor the loop created, if any, is shut down too:
+// futures bound to it run their callbacks inline from then on. A future
+// whose callbacks' turn was queued loses them with it (they may hold the
+// loop): they are destroyed there, unrun, and only callbacks added later
+// run. Nothing leaks. The default executor the loop created, if any, is shut down too:
 // its queued calls are cancelled and its running calls are waited for (see
 // default_executor()); the completions of offloaded calls still in flight
 // are dropped safely. A loop must not be destroyed while it runs.
@@ -295,14 +297,20 @@ class IOLoop final : public Scheduler {
   // This thread's current loop, or nullptr; never creates one.
   static IOLoop* current_or_null() noexcept;
   // Makes this loop current on the calling thread (for IOLoop::current(),
-  // and for the Futures created here) and the thread its owner.
+  // and for the Futures created here) and the thread its owner. Called
+  // during a run of this loop, the choice outlasts the run (see start()).
   // Throws InvalidStateError if it is running on another thread, or closed.
   void make_current();
   // Makes no loop current on the calling thread.
   static void clear_current() noexcept;
 
   // Runs the loop until stop() is called. The loop is current on this
-  // thread while it runs (and this thread becomes its owner). If stop()
+  // thread while it runs (and this thread becomes its owner); afterwards
+  // this thread's current loop is the one it had before the run (as
+  // Tornado), unless make_current() chose this loop during the run. What
+  // another thread made current is that thread's business: a loop made
+  // current on one thread and run on another is not left current on the
+  // second. The same holds for run_sync(). If stop()
   // was called before start(), runs one iteration without waiting and
   // returns (as Tornado).
   // Throws InvalidStateError if the loop is already running (nested start,
@@ -625,7 +633,9 @@ class IOLoop final : public Scheduler {
   // Raised by the owner thread around add_callback()'s unlocked push; a
   // thread taking the loop over waits for it to fall (take_ownership()).
   std::atomic<bool> owner_posting_{false};
-  bool sticky_current_ = false;  // make_current() was called: keep it current after a run
+  // make_current() was called during the current run (so on the running
+  // thread): the loop stays current there after the run (see ~RunScope).
+  bool made_current_in_run_ = false;
   std::atomic<bool> stop_requested_{false};
   uint64_t iterations_ = 0;
 

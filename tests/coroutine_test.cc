@@ -738,6 +738,66 @@ TEST(CoroutineDepthTest, LongChainOfCoroutinesDoesNotOverflowTheStack) {
   EXPECT_EQ(f.result(), kDeep);
 }
 
+// A chain of n + 1 coroutines, each awaiting the next (kept in `levels`,
+// outermost first); the last awaits `gate`. Records, in order, the levels
+// whose co_await threw CancelledError (caught, not rethrown: the body's
+// co_return after a cancellation is ignored).
+Future<int> gated_chain(int n, Future<int> gate, std::vector<Future<int>>* levels,
+                        std::vector<int>* cancelled_at) {
+  try {
+    if (n == 0) co_return co_await gate;
+    Future<int> below = gated_chain(n - 1, gate, levels, cancelled_at);
+    levels->push_back(below);
+    co_return co_await below;
+  } catch (const CancelledError&) {
+    cancelled_at->push_back(n);
+  }
+  co_return -1;
+}
+
+// Starting and completing such a chain is safe at any depth; cancelling it
+// must be too: the cancellation passes from each level to the next without
+// nesting a call per level.
+TEST(CoroutineDepthTest, CancellingALongChainOfSuspendedCoroutinesDoesNotOverflowTheStack) {
+  ManualScheduler loop;
+  Future<int> gate;
+  std::vector<Future<int>> levels;
+  std::vector<int> cancelled_at;
+  levels.reserve(kDeep);
+  cancelled_at.reserve(kDeep + 1);
+  Future<int> top = gated_chain(kDeep, gate, &levels, &cancelled_at);
+  loop.run_pending();  // the deferred starts: every frame is suspended now
+  ASSERT_FALSE(top.done());
+  ASSERT_EQ(levels.size(), static_cast<size_t>(kDeep));
+  EXPECT_TRUE(top.cancel());
+  EXPECT_TRUE(gate.cancelled()) << "the cancellation reached the innermost await";
+  loop.run_pending();
+  EXPECT_TRUE(top.cancelled());
+  size_t not_cancelled = 0;
+  for (Future<int>& level : levels) not_cancelled += level.cancelled() ? 0 : 1;
+  EXPECT_EQ(not_cancelled, 0u);
+  EXPECT_EQ(cancelled_at.size(), static_cast<size_t>(kDeep) + 1)
+      << "CancelledError is thrown at every level's co_await";
+}
+
+// Within one cancel() every level is cancelled before it returns, and the
+// awaits see CancelledError on the next turn, innermost first, as the
+// completions were made.
+TEST(CoroutineCancelTest, CancellingAChainCancelsEveryLevelAtOnceAndThrowsInnermostFirst) {
+  ManualScheduler loop;
+  Future<int> gate;
+  std::vector<Future<int>> levels;
+  std::vector<int> cancelled_at;
+  Future<int> top = gated_chain(4, gate, &levels, &cancelled_at);
+  ASSERT_EQ(levels.size(), 4u);
+  EXPECT_TRUE(top.cancel());
+  for (Future<int>& level : levels) EXPECT_TRUE(level.cancelled());
+  EXPECT_TRUE(gate.cancelled());
+  EXPECT_TRUE(cancelled_at.empty()) << "not inside cancel()";
+  loop.run_pending();
+  EXPECT_EQ(cancelled_at, (std::vector<int>{0, 1, 2, 3, 4}));
+}
+
 TEST(CoroutineDepthTest, AwaitingManyReadyFuturesInALoopDoesNotGrowTheStack) {
   ManualScheduler loop;
   auto body = []() -> Future<long> {

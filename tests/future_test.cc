@@ -3,9 +3,11 @@
 #include "eddy/futures/future.h"
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -276,6 +278,72 @@ TEST(FutureCallbackTest, LoopDestroyedBeforeTheTurnRunsFreesTheState) {
     EXPECT_EQ(loop.pending(), 1u);
   }
   EXPECT_FALSE(ran) << "a destroyed loop's queued turns do not run";
+}
+
+// The loop destroyed with a future's turn queued drops that turn, and with
+// it the callbacks it would have run, unrun, as it drops its own queued
+// callbacks. The future is then bound to no loop: a callback added later
+// runs inline, alone; the dropped ones never run (they may hold what died
+// with the loop).
+TEST(FutureCallbackTest, CallbacksWhoseTurnDiedWithTheLoopNeverRun) {
+  bool first = false;
+  bool second = false;
+  std::optional<ManualScheduler> loop(std::in_place);
+  Future<int> f;
+  f.add_done_callback([&] { first = true; });
+  f.set_result(1);
+  loop.reset();
+  ASSERT_FALSE(first);
+  f.add_done_callback([&] { second = true; });
+  EXPECT_TRUE(second) << "no loop: a new callback runs inline";
+  EXPECT_FALSE(first) << "a callback dropped with its loop ran later";
+  bool third = false;
+  Future<int> next = f.then([&](int v) {
+    third = true;
+    return v;
+  });
+  EXPECT_TRUE(third);
+  EXPECT_EQ(next.result(), 1);
+  EXPECT_FALSE(first);
+}
+
+// They are destroyed with the turn, when the loop goes, not kept in the
+// future until its last handle goes.
+TEST(FutureCallbackTest, CallbacksWhoseTurnDiedWithTheLoopAreDestroyedWithIt) {
+  auto token = std::make_shared<int>(0);
+  std::optional<ManualScheduler> loop(std::in_place);
+  Future<int> f;
+  f.add_done_callback([token] {});
+  f.add_done_callback([token] {});
+  f.set_result(1);
+  EXPECT_EQ(token.use_count(), 3);
+  loop.reset();
+  EXPECT_EQ(token.use_count(), 1);
+  EXPECT_TRUE(f.done());
+  EXPECT_EQ(f.result(), 1);
+}
+
+// A dropped callback's destructor may use the future it was added to: it
+// runs once the future is consistent again (no loop, nothing scheduled).
+TEST(FutureCallbackTest, ACallbackDroppedWithTheLoopMayUseItsFutureFromItsDestructor) {
+  struct OnDestroy {
+    Future<int>* future;
+    bool* ran;
+    bool armed = true;
+    OnDestroy(Future<int>* f, bool* r) : future(f), ran(r) {}
+    OnDestroy(OnDestroy&& o) noexcept
+        : future(o.future), ran(o.ran), armed(std::exchange(o.armed, false)) {}
+    ~OnDestroy() {
+      if (armed) future->add_done_callback([r = ran] { *r = true; });
+    }
+  };
+  bool added_from_destructor_ran = false;
+  std::optional<ManualScheduler> loop(std::in_place);
+  Future<int> f;
+  f.add_done_callback([guard = OnDestroy(&f, &added_from_destructor_ran)] {});
+  f.set_result(1);
+  loop.reset();
+  EXPECT_TRUE(added_from_destructor_ran);
 }
 
 TEST(FutureThreadTest, TouchFromAnotherThreadThrowsInvalidState) {

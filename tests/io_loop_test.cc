@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -380,6 +381,77 @@ TEST(IOLoopTest, RunningLoopIsCurrentAndThePreviousOneIsRestored) {
   EXPECT_EQ(IOLoop::current_or_null(), nullptr);
 }
 
+// make_current() on one thread says nothing about another: a thread that
+// runs a loop made current elsewhere (the documented hand-off) has, after
+// the run, what it had before it.
+TEST(IOLoopTest, RunningALoopMadeCurrentElsewhereDoesNotLeaveItCurrentThere) {
+  IOLoop loop;
+  loop.make_current();
+  IOLoop* loop_after = &loop;
+  Scheduler* scheduler_after = &loop;
+  std::thread runner([&] {
+    loop.run_sync([] {});
+    loop_after = IOLoop::current_or_null();
+    scheduler_after = Scheduler::current();
+  });
+  runner.join();
+  EXPECT_EQ(loop_after, nullptr);
+  EXPECT_EQ(scheduler_after, nullptr);
+  IOLoop::clear_current();
+}
+
+// The same hand-off, then the loop is destroyed by the thread that made it
+// current: the thread that ran it makes futures of its own afterwards
+// (bound to no loop, callbacks inline), not futures bound to the freed loop.
+TEST(IOLoopTest, AThreadThatRanALoopMakesUnboundFuturesOnceTheLoopIsDestroyed) {
+  std::optional<IOLoop> loop(std::in_place);
+  loop->make_current();
+  Event ran;
+  Event destroyed;
+  bool callback_ran_inline = false;
+  std::thread runner([&] {
+    loop->run_sync([] {});
+    ran.set();
+    ASSERT_TRUE(destroyed.wait());
+    Future<int> f;  // binds to whatever is current on this thread
+    f.add_done_callback([&] { callback_ran_inline = true; });
+    f.set_result(1);
+  });
+  ASSERT_TRUE(ran.wait());
+  loop.reset();
+  destroyed.set();
+  runner.join();
+  EXPECT_TRUE(callback_ran_inline);
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+}
+
+// clear_current() is not undone by a later run on the same thread.
+TEST(IOLoopTest, ARunAfterClearCurrentLeavesNoLoopCurrent) {
+  IOLoop loop;
+  loop.make_current();
+  IOLoop::clear_current();
+  loop.run_sync([] {});
+  EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+  EXPECT_EQ(Scheduler::current(), nullptr);
+}
+
+// What make_current() chose on this thread, before a run or during it,
+// holds after the run.
+TEST(IOLoopTest, MakeCurrentBeforeOrDuringARunKeepsTheLoopCurrentAfterIt) {
+  IOLoop::clear_current();
+  IOLoop loop;
+  loop.make_current();
+  loop.run_sync([] {});
+  EXPECT_EQ(IOLoop::current_or_null(), &loop);
+  EXPECT_EQ(Scheduler::current(), &loop);
+  IOLoop::clear_current();
+
+  loop.run_sync([&] { loop.make_current(); });
+  EXPECT_EQ(IOLoop::current_or_null(), &loop);
+  EXPECT_EQ(Scheduler::current(), &loop);
+  IOLoop::clear_current();
+}
+
 TEST(IOLoopTest, DestructionDestroysPendingWorkWithoutRunningIt) {
   auto probes = std::make_shared<ProbeLog>();
   bool ran = false;
@@ -401,6 +473,33 @@ TEST(IOLoopTest, DestructionDestroysPendingWorkWithoutRunningIt) {
   EXPECT_FALSE(ran);
   EXPECT_EQ(probes->alive.load(), 0);
   EXPECT_EQ(probes->destroyed_on(), loop_thread);
+}
+
+// A future's turn queued when its loop is destroyed is dropped with the
+// loop's other callbacks, and so are the callbacks it would have run: they
+// may hold the dead loop. A later reader (here another loop's add_future)
+// gets the outcome without waking them.
+TEST(IOLoopTest, FutureCallbacksQueuedWhenTheLoopIsDestroyedNeverRun) {
+  auto loop = std::make_unique<IOLoop>();
+  loop->make_current();
+  IOLoop* dead = loop.get();
+  bool stale_ran = false;
+  Future<int> f;
+  f.add_done_callback([dead, &stale_ran] {
+    stale_ran = true;
+    dead->add_callback([] {});
+  });
+  f.set_result(1);
+  loop.reset();
+  EXPECT_FALSE(stale_ran);
+  IOLoop other;
+  other.make_current();
+  int got = 0;
+  other.add_future(f, [&](Future<int>& done) { got = done.result(); });
+  other.run_sync([] {});
+  EXPECT_EQ(got, 1);
+  EXPECT_FALSE(stale_ran) << "a callback dropped with its loop ran later";
+  IOLoop::clear_current();
 }
 
 TEST(IOLoopTest, DestructionDropsWorkThatDestructorsQueue) {
