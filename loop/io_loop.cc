@@ -1108,7 +1108,10 @@ int IOLoop::poll(int64_t wait_ns) {
       }
       n = ::epoll_pwait2(epoll_fd_, events_.get(), kMaxEvents, wait_ns >= 0 ? &ts : nullptr,
                          nullptr);
-      if (n < 0 && errno == ENOSYS) {
+      // Kernels before 5.11 say ENOSYS; seccomp sandboxes that deny what
+      // they do not know (older Docker and podman profiles) say EPERM,
+      // which epoll_pwait2 itself never returns.
+      if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
         have_pwait2.store(false, std::memory_order_relaxed);
         continue;
       }

@@ -1,15 +1,19 @@
 // IOLoop: callbacks, cross-thread posts, stop, current(), closing, misuse.
 #include "eddy/loop/io_loop.h"
 
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
+#include <cstddef>
 #include <functional>
 #include <mutex>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -695,6 +699,43 @@ TEST(IOLoopTest, StatsCountQueuedWork) {
   EXPECT_EQ(s.timers, 1u);
   EXPECT_EQ(s.handlers, 0u);
 }
+
+// A sandbox (an older Docker or podman seccomp profile) that denies
+// syscalls it does not know with EPERM, not ENOSYS: epoll_pwait2 (441) is
+// refused, and the loop must fall back to epoll_wait instead of throwing
+// on its first blocking poll. In a child process: the filter cannot be
+// taken off again.
+#ifdef __x86_64__
+void deny_epoll_pwait2_with_eperm() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 441, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(sizeof(filter) / sizeof(filter[0])), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) _exit(3);
+  if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) _exit(4);
+}
+
+TEST(IOLoopDeathTest, ALoopWhoseEpollPwait2IsDeniedWithEpermFallsBackToEpollWait) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        deny_epoll_pwait2_with_eperm();
+        IOLoop loop;
+        bool fired = false;
+        loop.call_later(absl::Milliseconds(1), [&] { fired = true; });
+        try {
+          loop.run_sync([] { return sleep(absl::Milliseconds(5)); });
+        } catch (const std::exception&) {
+          _exit(1);
+        }
+        _exit(fired ? 0 : 2);
+      },
+      ::testing::ExitedWithCode(0), "");
+}
+#endif
 
 }  // namespace
 }  // namespace eddy
