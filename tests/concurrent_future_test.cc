@@ -12,12 +12,14 @@
 
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "tests/live_count.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
 
 namespace eddy {
 namespace {
 
+using testing::CopyCounted;
 using testing::LogCapture;
 using testing::ManualScheduler;
 
@@ -372,15 +374,6 @@ TEST(ChainConcurrentTest, AnAlreadyDoneSourceIsCopiedAtOnce) {
   chain_future(e, g);
   EXPECT_TRUE(g.cancelled());
 }
-
-struct CopyCounted {
-  CopyCounted() = default;
-  CopyCounted(const CopyCounted&) { ++copies; }
-  CopyCounted(CopyCounted&&) noexcept = default;
-  CopyCounted& operator=(const CopyCounted&) = default;
-  CopyCounted& operator=(CopyCounted&&) noexcept = default;
-  static inline int copies = 0;
-};
 
 // The chain copies a's value while other handles on a may still read it,
 // and moves it once nobody else can: a big result bridged onto the loop

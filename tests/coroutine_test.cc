@@ -14,12 +14,14 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/live_count.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
 
 namespace eddy {
 namespace {
 
+using testing::CopyCounted;
 using testing::LogCapture;
 using testing::ManualScheduler;
 
@@ -511,15 +513,6 @@ TEST(CoroutineConcurrentTest, AwaitingARvalueHandleToASharedConcurrentFutureLeav
   EXPECT_EQ(c.result(), value);
   EXPECT_EQ(shared.result(), value);
 }
-
-struct CopyCounted {
-  CopyCounted() = default;
-  CopyCounted(const CopyCounted&) { ++copies; }
-  CopyCounted(CopyCounted&&) noexcept = default;
-  CopyCounted& operator=(const CopyCounted&) = default;
-  CopyCounted& operator=(CopyCounted&&) noexcept = default;
-  static inline int copies = 0;
-};
 
 // The only handle may still give its value away: no copy of a big result.
 TEST(CoroutineConcurrentTest, AwaitingTheOnlyHandleToAConcurrentFutureMovesTheValueOut) {

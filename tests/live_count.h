@@ -1,6 +1,9 @@
 // Tracked: a value that counts its live instances, so that a test can see
 // when a future's state (which holds one) is destroyed. Tests that use it
 // start by asserting that no instance is live.
+// CopyCounted: a value that counts its copies (moves are free), so that a
+// test can see whether a result was copied or moved on its way. Tests that
+// use it set `copies` to 0 first.
 #ifndef EDDY_TESTS_LIVE_COUNT_H_
 #define EDDY_TESTS_LIVE_COUNT_H_
 
@@ -15,6 +18,15 @@ struct Tracked {
   Tracked(const Tracked& o) : v(o.v) { ++live; }
   Tracked(Tracked&& o) noexcept : v(o.v) { ++live; }
   ~Tracked() { --live; }
+};
+
+struct CopyCounted {
+  CopyCounted() = default;
+  CopyCounted(const CopyCounted&) { ++copies; }
+  CopyCounted(CopyCounted&&) noexcept = default;
+  CopyCounted& operator=(const CopyCounted&) = default;
+  CopyCounted& operator=(CopyCounted&&) noexcept = default;
+  static inline int copies = 0;
 };
 
 }  // namespace eddy::testing
