@@ -14,7 +14,9 @@
 //
 // One iteration of the loop, in order (cf. libuv's design document):
 //   1. Decide how long to wait: not at all if callbacks are queued, a stop
-//      is pending or a timer is due; otherwise until the earliest timer
+//      is pending or a timer is due within 20 us (a sleep would end later
+//      than that: the kernel's wake-up takes longer, so the loop polls
+//      for it instead); otherwise until the earliest timer
 //      (forever with no timers, or on a clock that does not advance by
 //      itself, such as ManualClock; an auto-advancing ManualClock jumps to
 //      the timer instead when nothing else is ready).
