@@ -11,7 +11,10 @@
 // pointers take the object as the first argument). The result type is the
 // call's decayed return type; a void call gives ConcurrentFuture<void>.
 // Move-only callables, arguments and results work. An exception thrown by
-// the call is stored in the future. A callable whose first parameter (after
+// the call is stored in the future. The callable and the arguments are
+// destroyed on the thread that ran the call, as soon as it returns and
+// before its future completes: whoever the completion wakes finds them
+// gone (never run: when the executor drops the task). A callable whose first parameter (after
 // the object, for a member function) is a CancellationToken gets one (see
 // cancellation.h); one that could take either form gets the token.
 //
@@ -309,8 +312,9 @@ decltype(auto) invoke_call(Fn& fn, CancellationToken& token, Args&... args) {
 // state fall on adjacent lines. The block lives as long as the longer of
 // the task (which holds a reference of its own until dispose()) and the
 // returned futures; the call itself (callable, arguments, token) is
-// destroyed by dispose(), right after the task ran or was dropped, so that
-// the user's captures do not live as long as the future.
+// destroyed as soon as it returns, before its future completes (or by
+// dispose() if it never ran), so that the user's captures do not live as
+// long as the future.
 template <class R, class Fn, class... Args>
 class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> {
  public:
@@ -339,14 +343,23 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
           TimeoutError("the offloaded call's deadline passed before it started")));
       return false;
     }
+    // The call (the user's captures and arguments) dies before the future
+    // completes: a waiter resumed by the completion then finds no
+    // capture alive (a lock guard, a buffer, a shared_ptr), and a result
+    // awaited from the loop is moved out, not copied, because the worker
+    // no longer holds its handles for as long as the captures take to die.
     try {
       if constexpr (std::is_void_v<R>) {
         invoke();
+        end_call();
         settle(unobserved);
       } else {
-        settle(unobserved, invoke());
+        R value = invoke();  // a reference into a capture is copied first
+        end_call();
+        settle(unobserved, std::move(value));
       }
     } catch (...) {
+      end_call();
       future_.try_set_exception(std::current_exception());
     }
     return true;
@@ -364,7 +377,7 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
   // reference the block, unless a future still holds it.
   void dispose() noexcept override {
     future_.cancel();
-    call_.~Call();
+    end_call();
     ConcurrentFuture<R> last_use_of_this = std::move(future_);
   }
 
@@ -380,6 +393,14 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
     [[no_unique_address]] Fn fn;
     [[no_unique_address]] std::tuple<Args...> args;
   };
+
+  // Destroys the call, once: after it ran (before its future completes),
+  // or in dispose() if it never ran.
+  void end_call() noexcept {
+    if (!call_alive_) return;
+    call_alive_ = false;
+    call_.~Call();
+  }
 
   // Only free_block() destroys a task, once dispose() has destroyed call_
   // and dropped future_.
@@ -417,9 +438,10 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
   }
 
   union {
-    Call call_;  // destroyed by dispose()
+    Call call_;  // destroyed by end_call()
   };
   ConcurrentFuture<R> future_;  // the task's own reference; empty after dispose()
+  bool call_alive_ = true;      // (in padding: the task stays 160 bytes)
 };
 
 // Library-internal access to the protected hand-over (the loop bridge).

@@ -377,7 +377,9 @@ TEST(ChainConcurrentTest, AnAlreadyDoneSourceIsCopiedAtOnce) {
 
 // The chain copies a's value while other handles on a may still read it,
 // and moves it once nobody else can: a big result bridged onto the loop
-// (run_sync, multi, with_timeout of pool work) costs no copy.
+// (run_sync, multi) costs no copy when nothing else holds the pool's
+// future. (with_timeout's timer holds one until the bridge completes: it
+// copies.)
 TEST(ChainConcurrentTest, TheTargetTakesTheValueOnlyWhenNothingElseHoldsTheSource) {
   ManualScheduler loop;
   CopyCounted::copies = 0;

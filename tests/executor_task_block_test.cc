@@ -247,6 +247,44 @@ TEST(ExecutorTaskBlockTest, TaskDroppedUnsettledCancelsItsFuture) {
   EXPECT_TRUE(g.cancelled());
 }
 
+// What the completion wakes (a callback, a waiter, a coroutine on the loop)
+// finds the call's captures gone: they die on the worker as soon as the
+// call returns, not after the future completes. (Before, the worker
+// completed the future first, and an awaiting coroutine resumed while a
+// slow capture died saw the worker's handles still held, and copied the
+// result instead of moving it.)
+TEST(ExecutorTaskBlockTest, TheCallsCapturesAreGoneWhenItsFutureCompletes) {
+  ThreadPoolExecutor pool(1);
+  for (bool fails : {false, true}) {
+    Witness w;
+    std::latch go(1);
+    ConcurrentFuture<int> f = pool.submit([&go, fails, c = w.capture()] {
+      go.wait();
+      if (fails) throw std::runtime_error("boom");
+      return 1;
+    });
+    std::atomic<int> seen{-1};
+    f.add_done_callback([&](ConcurrentFuture<int>&) { seen = w.destroyed() ? 1 : 0; });
+    go.count_down();
+    if (fails) {
+      EXPECT_THROW(f.result(), std::runtime_error);
+    } else {
+      EXPECT_EQ(f.result(), 1);
+    }
+    EXPECT_TRUE(w.destroyed()) << "a waiter woken by the completion found the capture alive";
+    EXPECT_EQ(seen.load(), 1) << "the done callback ran while the capture was alive";
+  }
+}
+
+// A call returning a reference into its own capture: the value is copied
+// out before the capture dies.
+TEST(ExecutorTaskBlockTest, AResultReferringIntoACaptureIsCopiedBeforeTheCaptureDies) {
+  ThreadPoolExecutor pool(1);
+  ConcurrentFuture<std::vector<int>> f =
+      pool.submit([v = std::vector<int>{1, 2, 3}]() -> const std::vector<int>& { return v; });
+  EXPECT_EQ(f.result(), (std::vector<int>{1, 2, 3}));
+}
+
 TEST(ExecutorTaskBlockTest, ExceptionsReachResult) {
   ThreadPoolExecutor pool(2);
   ConcurrentFuture<int> f = pool.submit([]() -> int { throw std::runtime_error("boom"); });
