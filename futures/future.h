@@ -624,20 +624,18 @@ struct FutureState<T>::ScheduledRun {
   explicit ScheduledRun(FutureState* s) : self(FutureAccess::share(s)) {}
   ScheduledRun(ScheduledRun&&) noexcept = default;
   ScheduledRun& operator=(ScheduledRun&&) = delete;
-  // Destroyed unrun: still marked as scheduled, and the loop it was queued
-  // on is gone (a loop destroys what it queued only once detached). After
-  // a run the mark is clear, or set by a callback that queued the next
-  // turn on the same, live, loop.
+  // Destroyed unrun (a run empties `self`): the loop it was queued on
+  // refused it or dropped it, closing (whether or not the loop has
+  // detached its futures yet).
   ~ScheduledRun() {
-    FutureState* s = FutureAccess::state_or_null(self);  // null: moved from
-    if (s != nullptr && s->run_scheduled_ && s->scheduler() == nullptr) [[unlikely]] {
-      s->drop_scheduled_callbacks();
-    }
+    FutureState* s = FutureAccess::state_or_null(self);  // null: ran, or moved from
+    if (s != nullptr && s->run_scheduled_) [[unlikely]] s->drop_scheduled_callbacks();
   }
   void operator()() {
-    FutureState* s = FutureAccess::state(self);
+    Future<T> me = std::move(self);
+    FutureState* s = FutureAccess::state(me);
     s->run_scheduled_ = false;
-    s->run_callbacks(self);
+    s->run_callbacks(me);
   }
   Future<T> self;
 };

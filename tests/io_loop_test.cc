@@ -506,6 +506,36 @@ TEST(IOLoopTest, FutureCallbacksQueuedWhenTheLoopIsDestroyedNeverRun) {
   IOLoop::clear_current();
 }
 
+// The same for a turn the closing loop refused: a closure another thread
+// posted, destroyed unrun as the loop closes (before it detaches its
+// futures), completes a future of the loop in its destructor. The
+// callbacks that turn would have run die with it; they do not run inline
+// when somebody next adds a callback.
+TEST(IOLoopTest, ACallbackWhoseTurnTheClosingLoopRefusedNeverRuns) {
+  auto loop = std::make_unique<IOLoop>();
+  loop->make_current();
+  Future<int> f;
+  bool stale = false;
+  f.add_done_callback([&stale] { stale = true; });
+  struct CompleteOnDestroy {
+    Future<int>* f;
+    explicit CompleteOnDestroy(Future<int>* target) : f(target) {}
+    CompleteOnDestroy(CompleteOnDestroy&& o) noexcept : f(std::exchange(o.f, nullptr)) {}
+    ~CompleteOnDestroy() {
+      if (f != nullptr) f->set_result(1);
+    }
+    void operator()() {}
+  };
+  std::thread([&] { loop->add_callback(CompleteOnDestroy(&f)); }).join();  // in the inbox
+  loop.reset();
+  ASSERT_TRUE(f.done());
+  bool later = false;
+  f.add_done_callback([&later] { later = true; });  // no loop now: runs inline
+  EXPECT_TRUE(later);
+  EXPECT_FALSE(stale) << "a callback whose turn the closing loop refused ran later";
+  IOLoop::clear_current();
+}
+
 TEST(IOLoopTest, DestructionDropsWorkThatDestructorsQueue) {
   // A closure whose destructor posts another callback and schedules a
   // timer: the loop keeps tearing down until nothing is left.
