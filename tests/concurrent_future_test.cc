@@ -114,6 +114,21 @@ TEST(ConcurrentFutureTest, CallbackAddedAfterDoneRunsInline) {
   EXPECT_TRUE(ran);
 }
 
+// Python: test_concurrent_futures test_future.py test_done_callback_raises_already_succeeded
+TEST(ConcurrentFutureTest, AThrowingCallbackAddedAfterDoneRunsInlineAndIsLogged) {
+  LogCapture logs;
+  ConcurrentFuture<int> f;
+  f.set_result(5);
+  bool ran = false;
+  EXPECT_NO_THROW(f.add_done_callback([&](ConcurrentFuture<int>&) {
+    ran = true;
+    throw std::runtime_error("doh!");
+  }));
+  EXPECT_TRUE(ran) << "not run inline";
+  EXPECT_EQ(logs.count("doh!"), 1u);
+  EXPECT_EQ(f.result(), 5);
+}
+
 TEST(ConcurrentFutureTest, CancelRunsCallbacksAndThrowingCallbackIsLogged) {
   LogCapture logs;
   ConcurrentFuture<int> f;

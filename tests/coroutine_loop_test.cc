@@ -114,6 +114,61 @@ TEST(CoroutineLoopTest, CancellingAwaitedSleepThrowsCancelledErrorInTheCoroutine
   EXPECT_TRUE(caught);
 }
 
+// Tornado: gen_test.py test_moment (and test_asyncio_sleep_zero)
+TEST(CoroutineLoopTest, AZeroSleepLetsCoroutinesTakeTurnsWhereADoneFutureDoesNot) {
+  IOLoop loop;
+  std::string calls;
+  // Appends `name` five times, awaiting sleep(0) (gen.moment) or a done
+  // future after each.
+  auto f = [&](char name, bool moment) -> Future<void> {
+    for (int i = 0; i < 5; ++i) {
+      calls.push_back(name);
+      if (moment) {
+        co_await sleep(absl::ZeroDuration());
+      } else {
+        co_await make_ready_future();
+      }
+    }
+  };
+  auto run = [&](bool a_moment, bool b_moment) {
+    calls.clear();
+    loop.run_sync([&]() -> Future<void> {
+      std::vector<Future<void>> both = {f('a', a_moment), f('b', b_moment)};
+      co_await both;
+    });
+    return calls;
+  };
+  EXPECT_EQ(run(false, false), "aaaaabbbbb") << "a done future does not suspend";
+  EXPECT_EQ(run(true, true), "ababababab");
+  EXPECT_EQ(run(true, false), "abbbbbaaaa");
+}
+
+// Tornado: gen_test.py test_coroutine_refcounting
+TEST(CoroutineLoopTest, ACoroutineEndedByACaughtExceptionFreesItsArgumentsAndLocalsAtOnce) {
+  IOLoop loop;
+  std::weak_ptr<int> argument_seen;
+  std::weak_ptr<int> local_seen;
+  bool checked = false;
+  loop.run_sync([&]() -> Future<void> {
+    auto inner = [&](std::shared_ptr<int> argument) -> Future<void> {
+      auto local = std::make_shared<int>(2);
+      argument_seen = argument;
+      local_seen = local;
+      co_await sleep(absl::ZeroDuration());  // the frame is parked on the loop
+      throw std::invalid_argument("Some error");
+    };
+    try {
+      co_await inner(std::make_shared<int>(1));
+    } catch (const std::invalid_argument&) {
+    }
+    // Still inside the run, with the loop alive: the frame is gone already.
+    EXPECT_TRUE(argument_seen.expired()) << "the ended coroutine's frame is still alive";
+    EXPECT_TRUE(local_seen.expired());
+    checked = true;
+  });
+  EXPECT_TRUE(checked);
+}
+
 // --- Cancelling a coroutine that awaits a ConcurrentFuture. ---
 
 // The pool's result is already in the loop's inbox when, earlier in the

@@ -114,6 +114,26 @@ TEST_F(FdHandlerTest, WriteHandlerOnASocketpair) {
   EXPECT_EQ(::read(s.fds[1], buf, sizeof buf), 2);
 }
 
+// Tornado: ioloop_test.py test_read_while_writeable
+TEST_F(FdHandlerTest, AReadHandlerOnAWritableSocketSeesOnlyRead) {
+  SocketPair s;  // s.fds[0] is writable from the start
+  Future<void> done;
+  std::vector<uint32_t> seen;
+  loop.add_handler(
+      s.fds[0],
+      [&](int fd, uint32_t events) {
+        seen.push_back(events);
+        loop.remove_handler(fd);
+        done.set_result();
+      },
+      IOLoop::READ);
+  loop.run_sync([] {});  // an iteration that polls while it is writable only
+  EXPECT_TRUE(seen.empty()) << "called for a writable socket with nothing to read: " << seen[0];
+  ASSERT_EQ(::write(s.fds[1], "asdf", 4), 4);
+  if (seen.empty()) run_until_set(loop, done);
+  EXPECT_EQ(seen, std::vector<uint32_t>{IOLoop::READ});
+}
+
 TEST_F(FdHandlerTest, ClosingThePipesWriteEndReportsAHangUp) {
   Pipe p;
   Future<void> done;

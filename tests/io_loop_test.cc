@@ -364,6 +364,25 @@ TEST(IOLoopTest, CurrentCreatesALoopOnFirstUsePerThread) {
   IOLoop::clear_current();
 }
 
+// Tornado: ioloop_test.py test_clear_without_current
+TEST(IOLoopTest, ClearCurrentOnAThreadThatNeverHadALoopIsANoOp) {
+  IOLoop other;  // a value the thread must overwrite
+  IOLoop* loop_after = &other;
+  Scheduler* scheduler_after = &other;
+  bool current_works_after = false;
+  std::thread fresh([&] {  // a new thread, so its thread-locals are pristine
+    IOLoop::clear_current();
+    loop_after = IOLoop::current_or_null();
+    scheduler_after = Scheduler::current();
+    // The thread's own loop still comes on first use.
+    current_works_after = &IOLoop::current() == IOLoop::current_or_null();
+  });
+  fresh.join();
+  EXPECT_EQ(loop_after, nullptr);
+  EXPECT_EQ(scheduler_after, nullptr);
+  EXPECT_TRUE(current_works_after);
+}
+
 TEST(IOLoopTest, ConstructorDoesNotMakeCurrentButMakeCurrentDoes) {
   IOLoop::clear_current();
   IOLoop loop;

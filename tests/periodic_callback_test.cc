@@ -1,6 +1,7 @@
 // PeriodicCallback, on a manual clock: counts, overruns, jitter, stopping.
 #include "eddy/loop/periodic_callback.h"
 
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <vector>
@@ -64,6 +65,29 @@ TEST_F(PeriodicCallbackTest, AnOverrunSkipsTheMissedIntervalsInsteadOfBunching) 
   // 1 s: runs until 4.5 s; 2, 3 and 4 s are skipped; back on the grid at 5 s.
   EXPECT_EQ(at, (std::vector<absl::Duration>{absl::Seconds(1), absl::Seconds(5), absl::Seconds(6),
                                              absl::Seconds(7)}));
+}
+
+// Tornado: ioloop_test.py TestPeriodicCallbackMath test_overrun
+TEST_F(PeriodicCallbackTest, OverrunsOfSeveralCyclesSkipWholeCyclesAndComeBackOnTheGrid) {
+  // How long each call runs, in seconds of loop time, at a 10 s period.
+  const std::vector<int> durations = {9, 9, 10, 11, 20, 20, 35, 35, 0, 0, 0};
+  std::vector<int64_t> at;  // seconds since start() of each call
+  PeriodicCallback* self = nullptr;
+  PeriodicCallback pc(
+      [&] {
+        at.push_back(absl::ToInt64Seconds(elapsed()));
+        clock->advance(absl::Seconds(durations[at.size() - 1]));
+        if (at.size() == durations.size()) self->stop();
+      },
+      absl::Seconds(10));
+  self = &pc;
+  pc.start();
+  run_for(absl::Seconds(300));
+  EXPECT_EQ(at, (std::vector<int64_t>{10, 20, 30,  // on schedule
+                                      50, 70,      // one cycle late (a call ending on 40 s skips it)
+                                      100, 130,    // two cycles late
+                                      170, 210,    // three cycles late
+                                      220, 230}));  // back on schedule
 }
 
 TEST_F(PeriodicCallbackTest, AFutureReturningCallbackIsWaitedFor) {

@@ -4,6 +4,8 @@
 // task; a loop destroyed with work in flight drops the late completion.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -58,6 +60,42 @@ class EventLog {
  private:
   std::mutex mu_;
   std::vector<std::string> events_;
+};
+
+// A reusable meeting point for `n` threads (Python's threading.Barrier,
+// with a bound): arrive_and_wait() returns true once all `n` have arrived
+// in this round. A wait that reaches the bound, which only threads that
+// cannot run at the same time do, breaks the meeting: it and every later
+// arrival return false, so a test that needs parallelism fails instead of
+// hanging.
+class Meeting {
+ public:
+  explicit Meeting(int n) : n_(n) {}
+  bool arrive_and_wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (broken_) return false;
+    if (++arrived_ == n_) {
+      arrived_ = 0;
+      ++round_;
+      cv_.notify_all();
+      return true;
+    }
+    const uint64_t round = round_;
+    if (cv_.wait_for(lock, std::chrono::seconds(20), [&] { return round_ != round || broken_; })) {
+      return round_ != round;  // else another arrival broke it
+    }
+    broken_ = true;
+    cv_.notify_all();
+    return false;
+  }
+
+ private:
+  const int n_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int arrived_ = 0;     // guarded by mu_
+  uint64_t round_ = 0;  // guarded by mu_
+  bool broken_ = false;  // guarded by mu_
 };
 
 TEST(RunInExecutorTest, FourBlockingSleepsRunTogetherWhileTheLoopTimerKeepsFiring) {
@@ -165,6 +203,20 @@ TEST(RunInExecutorTest, NullExecutorMeansTheLoopsDefaultPool) {
   loop.make_current();
   Future<std::thread::id> f = loop.run_in_executor(nullptr, [] { return std::this_thread::get_id(); });
   EXPECT_NE(loop.run_sync([f] { return f; }), std::this_thread::get_id());
+}
+
+// Tornado: ioloop_test.py test_run_in_executor_gen (and test_run_in_executor_native)
+TEST(RunInExecutorTest, TheDefaultPoolRunsTwoCallsThatNeedEachOtherAtOnce) {
+  IOLoop loop;
+  loop.make_current();
+  // Each call waits for the other to arrive. With a single worker the first
+  // gives up after the meeting's bound and says false; nothing hangs.
+  auto meeting = std::make_shared<Meeting>(2);
+  auto meet = [meeting] { return meeting->arrive_and_wait(); };
+  std::vector<Future<bool>> calls = {loop.run_in_executor(nullptr, meet),
+                                     loop.run_in_executor(nullptr, meet)};
+  std::vector<bool> met = loop.run_sync([&] { return multi(calls); }, absl::Seconds(40));
+  EXPECT_EQ(met, (std::vector<bool>{true, true}));
 }
 
 TEST(RunInExecutorTest, SetDefaultExecutorReplacesTheDefaultPool) {
@@ -319,6 +371,35 @@ TEST(RunInExecutorTest, BoundedPoolQueueNeverBlocksTheLoop) {
   gate.open();
   std::vector<int> results = loop.run_sync([&] { return multi(fs); });
   EXPECT_EQ(results, (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+// Tornado: ioloop_test.py test_init_close_race
+TEST(RunInExecutorTest, TwoPoolThreadsMayCreateRunAndCloseLoopsAtTheSameTime) {
+  IOLoop loop;
+  loop.make_current();
+  // A pool of the test's own rather than the default one: if the calls
+  // hang in IOLoop's constructor or close(), it is left behind unjoined.
+  auto pool = std::make_unique<ThreadPoolExecutor>(2);
+  auto meeting = std::make_shared<Meeting>(2);
+  auto make_and_close = [meeting] {
+    for (int i = 0; i < 10; ++i) {
+      IOLoop l;  // while the other thread makes its own, or closes its last
+      if (!meeting->arrive_and_wait()) return false;  // both loops are alive here
+      l.run_sync([] {});
+      l.close();  // while the other thread closes its own, or makes its next
+    }
+    return IOLoop::current_or_null() == nullptr;  // nothing left current on the pool thread
+  };
+  std::vector<Future<bool>> calls = {loop.run_in_executor(pool.get(), make_and_close),
+                                     loop.run_in_executor(pool.get(), make_and_close)};
+  std::vector<bool> ok;
+  try {
+    ok = loop.run_sync([&] { return multi(calls); }, absl::Seconds(40));
+  } catch (const TimeoutError&) {
+    (void)pool.release();  // deliberately leaked: joining its stuck workers would hang
+    FAIL() << "creating and closing loops on two pool threads at once hangs";
+  }
+  EXPECT_EQ(ok, (std::vector<bool>{true, true}));
 }
 
 TEST(RunInExecutorTest, LoopDestroyedWithWorkInFlightDropsTheCompletionSafely) {

@@ -273,6 +273,20 @@ TEST(ThreadPoolExecutorTest, InitializerFailureBreaksThePool) {
   expect_report_balanced(r);
 }
 
+// Python: concurrent/futures/thread.py submit() checks _broken before
+// _shutdown (test_init.py test_initializer covers the broken pool before shutdown)
+TEST(ThreadPoolExecutorTest, ABrokenPoolThatIsShutDownStillRefusesWithBrokenExecutorError) {
+  LogCapture log;
+  ThreadPoolExecutor pool({.max_workers = 1, .initializer = [] {
+                             throw std::runtime_error("no database");
+                           }});
+  ConcurrentFuture<int> pending = pool.submit([] { return 1; });
+  EXPECT_THROW(pending.result(), BrokenExecutorError);
+  pool.shutdown();
+  EXPECT_THROW(pool.submit([] { return 2; }), BrokenExecutorError)
+      << "the reason it is unusable, not merely that it was shut down";
+}
+
 TEST(ThreadPoolExecutorTest, SubmitAfterShutdownThrowsExecutorShutdownError) {
   ThreadPoolExecutor pool(1);
   pool.shutdown();

@@ -100,6 +100,19 @@ TEST_F(WithTimeoutTest, TheDeadlineOverloadUsesLoopTime) {
   EXPECT_THROW(r.result(), TimeoutError);
 }
 
+// Tornado: gen_test.py test_already_resolved
+TEST_F(WithTimeoutTest, AnAlreadyResolvedFutureGivesItsValueWithoutTheClockMoving) {
+  // Tornado's result is done when with_timeout returns; eddy's a turn later
+  // (the review's C5). Either way it needs no loop time.
+  Future<std::string> f;
+  f.set_result("asdf");
+  Future<std::string> r = with_timeout(absl::Hours(1), f);
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), "asdf");
+  EXPECT_EQ(loop.stats().timers, 0u);  // the hour-long timer went with it
+}
+
 TEST_F(WithTimeoutTest, ALaterFailureIsLoggedUnlessQuiet) {
   WaitableLog log;
   Future<int> loud;
@@ -165,6 +178,34 @@ TEST_F(WithTimeoutTest, AConcurrentFutureDoneWhenTheTimerFiresWins) {
   turn();
   ASSERT_TRUE(r.done());
   EXPECT_EQ(r.result(), 5);
+}
+
+// Tornado: gen_test.py test_completed_concurrent_future
+TEST_F(WithTimeoutTest, AnAlreadyCompletedConcurrentFutureGivesItsValueWithoutTheClockMoving) {
+  ConcurrentFuture<int> cf;
+  std::thread([cf]() mutable { cf.set_result(7); }).join();  // as a pool task that has finished
+  ASSERT_TRUE(cf.done());
+  Future<int> r = with_timeout(absl::Hours(1), cf);
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 7);
+  EXPECT_EQ(loop.stats().timers, 0u);  // the hour-long timer went with it
+}
+
+// Tornado: gen_test.py test_timeout_concurrent_future
+TEST_F(WithTimeoutTest, TheDeadlineOverloadForAConcurrentFutureUsesLoopTime) {
+  ConcurrentFuture<int> cf;
+  ASSERT_TRUE(cf.set_running_or_notify_cancel());  // a task still running on its pool
+  Future<int> r = with_timeout(loop.time() + absl::Seconds(2), cf);
+  advance(absl::Seconds(1));
+  EXPECT_FALSE(r.done()) << "timed out before its deadline";
+  advance(absl::Seconds(1));
+  ASSERT_TRUE(r.done());
+  EXPECT_THROW(r.result(), TimeoutError);
+  EXPECT_FALSE(cf.done());  // left running (Tornado semantics)
+  std::thread([cf]() mutable { cf.set_result(1); }).join();  // the task ends later
+  turn();
+  EXPECT_THROW(r.result(), TimeoutError);
 }
 
 TEST_F(WithTimeoutTest, ALateFailureOfARunningConcurrentFutureIsLoggedOnceUnlessQuiet) {
