@@ -114,6 +114,12 @@ bool defer_cancel(const DeferredCancel& d);
 
 [[noreturn]] void throw_wrong_thread(const char* op);
 [[noreturn]] void throw_no_state(const char* op);
+// For a handle given to library entry point `who` ("multi"):
+// InvalidStateError("<who>: <problem> (moved from)"), e.g. "multi: a child
+// Future is empty (moved from)"; and InvalidStateError naming `who` for a
+// Future of another thread's loop.
+[[noreturn]] void throw_empty_handle(const char* who, const char* problem);
+[[noreturn]] void throw_wrong_thread_for(const char* who);
 [[noreturn]] void throw_invalid(const char* op, const char* why);
 void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created);
 void log_callback_failure(const std::exception_ptr& e, const SourceLocation& created);
@@ -147,15 +153,23 @@ class FutureState : public Recycled {
     if (--refs_ == 0) [[unlikely]] destroy();
   }
 
+  // Throws InvalidStateError naming "Future::<op>" when called off the
+  // future's loop thread (only with EDDY_THREAD_CHECKS).
   void check_owner(const char* op) const {
+    if (!on_owner_thread()) [[unlikely]] throw_wrong_thread(op);
+  }
+  // The same, for a future given to library entry point `who` ("multi").
+  void check_owner_for(const char* who) const {
+    if (!on_owner_thread()) [[unlikely]] throw_wrong_thread_for(who);
+  }
+  bool on_owner_thread() const {
 #if EDDY_THREAD_CHECKS
     if (anchor_ != nullptr) {
       Scheduler* s = anchor_->get();
-      if (s != nullptr && !s->in_scheduler_thread()) throw_wrong_thread(op);
+      if (s != nullptr && !s->in_scheduler_thread()) return false;
     }
-#else
-    (void)op;
 #endif
+    return true;
   }
 
   bool done() const { return status_ != FutureStatus::kPending; }
@@ -598,9 +612,24 @@ namespace internal {
 // Library-internal access to a future's state (combinators, coroutines,
 // the loop). Not for users.
 struct FutureAccess {
+  // The state of a future the user handed to library entry point `who`
+  // ("multi"), checked as a public method checks its own: an empty handle
+  // throws InvalidStateError("<who>: <problem> (moved from)"), with
+  // `problem` saying which argument ("a child Future is empty"); a future
+  // of another thread's loop throws InvalidStateError naming `who`.
+  template <class T>
+  static FutureState<T>* state(const Future<T>& f, const char* who, const char* problem) {
+    if (f.state_ == nullptr) [[unlikely]] throw_empty_handle(who, problem);
+    f.state_->check_owner_for(who);
+    return f.state_;
+  }
+  // The same for a future the library made or has checked already (a
+  // callback's own handle, a combinator's result, a waiter): never empty
+  // unless the library itself is wrong. A touch from a foreign thread reads
+  // "Future: called from a thread that does not own the Future (...)".
   template <class T>
   static FutureState<T>* state(const Future<T>& f) {
-    return f.state(" ");
+    return state(f, "Future", "a handle the library holds is empty");
   }
   // Without the checks (nullptr for a moved-from handle): for destructors.
   template <class T>

@@ -88,7 +88,7 @@ class WaitBlock : public RefCounted<WaitBlock<T, K>> {
   }
 
   void watch(size_t i, const Future<T>& child) {
-    FutureState<T>* s = FutureAccess::state(child);
+    FutureState<T>* s = FutureAccess::state(child, "WaitIterator", "a child Future is empty");
     if (s->done()) {
       arrive(i, s);
     } else {
@@ -195,6 +195,8 @@ class WaitIterator {
 
  public:
   // Iterates over a vector of futures; current_index() is a position in it.
+  // Every constructor throws InvalidStateError("WaitIterator: a child
+  // Future is empty (moved from)") for a moved-from child.
   explicit WaitIterator(std::vector<Future<T>> children)
     requires std::is_void_v<K>
       : block_(make(children)) {}

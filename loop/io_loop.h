@@ -713,7 +713,10 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
 
 template <class T>
 T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
-  switch (run_until(&internal::FutureAccess::state(f)->status_ref(), timeout)) {
+  const internal::FutureStatus& status =
+      internal::FutureAccess::state(f, "IOLoop::run_sync", "fn returned an empty Future")
+          ->status_ref();
+  switch (run_until(&status, timeout)) {
     case RunOutcome::kDone:
       break;
     case RunOutcome::kTimedOut:
@@ -737,7 +740,8 @@ template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
-  if (internal::FutureAccess::state(f)->scheduler() == this) {
+  if (internal::FutureAccess::state(f, "IOLoop::add_future", "the Future f is empty")
+          ->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
     f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
       internal::call_with_future(cb, done);
