@@ -806,8 +806,12 @@ Future<T> make_exceptional_future(std::exception_ptr e,
 // Copies a's outcome (value, exception or cancellation) into b once a is
 // done, unless b is done by then. Both futures must belong to this thread's
 // loop. The ConcurrentFuture overload is in concurrent_future.h.
+// Throws InvalidStateError, and chains nothing, if either handle is empty
+// (moved from) or belongs to another thread's loop.
 template <class T>
 void chain_future(Future<T> a, Future<T> b) {
+  internal::FutureAccess::state(a, "chain_future", "the source Future a is empty");
+  internal::FutureAccess::state(b, "chain_future", "the target Future b is empty");
   a.add_done_callback([b](Future<T>& done) mutable {
     internal::copy_outcome(done, internal::FutureAccess::state(b));
   });
@@ -857,8 +861,11 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
       };
       if constexpr (Traits::kFlatten) {
         Future<U> inner = call();
-        // An empty (moved-from) handle throws InvalidStateError here, which
-        // fails the result like any other exception from fn.
+        // An empty (moved-from) handle fails the result with
+        // InvalidStateError, like any other exception from fn.
+        if (!inner.valid()) {
+          internal::throw_empty_handle("Future::then", "fn returned an empty Future");
+        }
         chain_future(std::move(inner), out);
       } else if constexpr (std::is_void_v<U>) {
         call();

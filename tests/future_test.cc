@@ -13,12 +13,14 @@
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 std::exception_ptr boom(const char* what = "boom") {
   return std::make_exception_ptr(std::runtime_error(what));
@@ -480,6 +482,27 @@ TEST(ChainFutureTest, WithLoopCopyHappensOnALaterTurn) {
   EXPECT_FALSE(b.done());
   loop.run_pending();
   EXPECT_EQ(b.result(), 1);
+}
+
+// An empty (moved-from) handle on either side is refused at the call, as
+// the ConcurrentFuture overload refuses one, and nothing is chained: an
+// empty b used to be found only once a completed, by a callback whose
+// InvalidStateError ("Future:: : the handle is empty") was only logged.
+TEST(ChainFutureTest, AnEmptyHandleIsRejectedAtTheCall) {
+  LogCapture logs;
+  ManualScheduler loop;
+  Future<int> a, b;
+  Future<int> b_moved = std::move(b);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(a, b); }),
+            "chain_future: the target Future b is empty (moved from)");
+  Future<int> c;
+  Future<int> c_moved = std::move(c);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(c, b_moved); }),
+            "chain_future: the source Future a is empty (moved from)");
+  a.set_result(1);
+  EXPECT_EQ(loop.run_pending(), 0) << "a callback was added to a";
+  EXPECT_FALSE(b_moved.done());
+  EXPECT_EQ(logs.size(), 0u);
 }
 
 }  // namespace
