@@ -87,6 +87,7 @@ class FirstBlock : public RefCounted<FirstBlock<Result>> {
   }
   template <class T>
   void watch(size_t i, const ConcurrentFuture<T>& child) {
+    ConcurrentAccess::state(child, "first_completed", "a child ConcurrentFuture is empty");
     watch(i, as_loop_future(child));
   }
 

@@ -99,6 +99,11 @@ void throw_concurrent_invalid(const char* op, const char* why) {
   throw InvalidStateError(std::string("ConcurrentFuture::") + op + ": " + why);
 }
 
+void throw_concurrent_no_state(const char* op) {
+  throw InvalidStateError(std::string("ConcurrentFuture::") + op +
+                          ": the handle is empty (moved from)");
+}
+
 void throw_concurrent_deadlock(const char* op) {
   throw InvalidStateError(std::string("ConcurrentFuture::") + op +
                           ": would deadlock: this future is completed by the loop current on "

@@ -166,6 +166,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     }
   }
   void watch(size_t i, const ConcurrentFuture<T>& child) {
+    ConcurrentAccess::state(child, "multi", "a child ConcurrentFuture is empty");
     watch(i, as_loop_future(child, where_));
   }
 
@@ -369,6 +370,7 @@ class TupleBlock : public RefCounted<TupleBlock<T...>> {
   }
   template <size_t I>
   void watch(const ConcurrentFuture<Child<I>>& child) {
+    ConcurrentAccess::state(child, "multi", "a child ConcurrentFuture is empty");
     watch<I>(as_loop_future(child, where_));
   }
 

@@ -95,7 +95,10 @@ class WaitBlock : public RefCounted<WaitBlock<T, K>> {
       s->add_callback(Watcher{BlockRef<WaitBlock>(this), i});
     }
   }
-  void watch(size_t i, const ConcurrentFuture<T>& child) { watch(i, as_loop_future(child)); }
+  void watch(size_t i, const ConcurrentFuture<T>& child) {
+    ConcurrentAccess::state(child, "WaitIterator", "a child ConcurrentFuture is empty");
+    watch(i, as_loop_future(child));
+  }
 
   size_t size() const { return slots_.size(); }
   bool done() const { return handed_ == slots_.size(); }

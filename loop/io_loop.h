@@ -699,7 +699,10 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   } else if constexpr (internal::IsConcurrentFuture<R>::value) {
     using T = typename R::value_type;
     Future<T> f;
-    chain_future(fn(), f);
+    R cf = fn();
+    internal::ConcurrentAccess::state(cf, "IOLoop::run_sync",
+                                      "fn returned an empty ConcurrentFuture");
+    chain_future(std::move(cf), f);
     return finish_run_sync(f, timeout);
   } else if constexpr (std::is_void_v<R>) {
     fn();
@@ -763,6 +766,7 @@ template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
+  internal::ConcurrentAccess::state(f, "IOLoop::add_future", "the ConcurrentFuture f is empty");
   // The payload (cb) lives and dies on this thread, whichever of the loop
   // and the future finishes first. It must not hold `f` itself: f's state
   // holds the delivery handle, and the cycle would keep both alive until the

@@ -154,6 +154,7 @@ Future<T> with_timeout(absl::Duration timeout, Future<T> f, QuietExceptions quie
 // ConcurrentFuture: bridged onto the current loop, then as above.
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, TimeoutOptions options) {
+  internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
   IOLoop& loop = IOLoop::current();
   Future<T> bridged;
   chain_future(f, bridged);
@@ -167,6 +168,7 @@ Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, QuietExcep
 template <class T>
 Future<T> with_timeout(MonotonicTime deadline, ConcurrentFuture<T> f,
                        TimeoutOptions options = {}) {
+  internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
   IOLoop& loop = IOLoop::current();
   return with_timeout(deadline - loop.time(), std::move(f), std::move(options));
 }

@@ -149,14 +149,18 @@ TEST_F(AddFutureTest, ConcurrentFailureReachesTheCallback) {
 }
 
 // A moved-from future is an InvalidStateError naming add_future, and
-// nothing is registered: it used to read "Future:: : the handle is empty
-// (moved from)".
+// nothing is registered: for a Future it used to read "Future:: : the
+// handle is empty (moved from)"; a ConcurrentFuture crashed the process.
 TEST_F(AddFutureTest, AnEmptyFutureIsAnErrorNamingAddFuture) {
   Future<int> f;
   Future<int> taken = std::move(f);
   bool called = false;
   EXPECT_EQ(thrown_what<InvalidStateError>([&] { loop.add_future(f, [&] { called = true; }); }),
             "IOLoop::add_future: the Future f is empty (moved from)");
+  ConcurrentFuture<int> cf;
+  ConcurrentFuture<int> taken_cf = std::move(cf);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { loop.add_future(cf, [&] { called = true; }); }),
+            "IOLoop::add_future: the ConcurrentFuture f is empty (moved from)");
   loop.run_sync([] {});
   EXPECT_FALSE(called);
 }

@@ -105,7 +105,8 @@ TEST(FirstCompletedTest, EmptyInputThrowsInvalidArgument) {
 }
 
 // A moved-from child is an InvalidStateError naming first_completed (it
-// used to read "Future:: : the handle is empty (moved from)").
+// used to read "Future:: : the handle is empty (moved from)", and a
+// moved-from ConcurrentFuture child crashed the process).
 TEST(FirstCompletedTest, AnEmptyChildIsAnErrorNamingFirstCompleted) {
   ManualScheduler loop;
   Future<int> a, empty;
@@ -114,7 +115,13 @@ TEST(FirstCompletedTest, AnEmptyChildIsAnErrorNamingFirstCompleted) {
   EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)first_completed(list); }),
             "first_completed: a child Future is empty (moved from)");
   EXPECT_THROW((void)first_completed(a, empty), InvalidStateError);
+  ConcurrentFuture<int> c, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  std::vector<ConcurrentFuture<int>> remote{c, empty_cf};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)first_completed(remote); }),
+            "first_completed: a child ConcurrentFuture is empty (moved from)");
   a.set_result(1);
+  std::thread([c]() mutable { c.set_result(2); }).join();
   loop.run_pending();
 }
 

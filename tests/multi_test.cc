@@ -652,7 +652,8 @@ TEST(MultiTest, ConcurrentFutureChildrenNeedACurrentLoop) {
 }
 
 // A moved-from child is an InvalidStateError naming multi, in every form:
-// the message used to read "Future:: : the handle is empty (moved from)".
+// the message used to read "Future:: : the handle is empty (moved from)",
+// and a moved-from ConcurrentFuture child crashed the process.
 TEST(MultiTest, AnEmptyChildIsAnErrorNamingMulti) {
   ManualScheduler loop;
   Future<int> a, empty;
@@ -663,8 +664,16 @@ TEST(MultiTest, AnEmptyChildIsAnErrorNamingMulti) {
   std::map<std::string, Future<int>> map{{"a", a}, {"b", empty}};
   EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(map); }), kEmptyFuture);
   EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(a, empty); }), kEmptyFuture);
+
+  ConcurrentFuture<int> c, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  const std::string kEmptyConcurrent = "multi: a child ConcurrentFuture is empty (moved from)";
+  std::vector<ConcurrentFuture<int>> remote{c, empty_cf};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(remote); }), kEmptyConcurrent);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(a, empty_cf); }), kEmptyConcurrent);
   // The children watched before the empty one complete harmlessly.
   a.set_result(1);
+  std::thread([c]() mutable { c.set_result(2); }).join();
   loop.run_pending();
 }
 

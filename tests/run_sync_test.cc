@@ -140,7 +140,8 @@ TEST(RunSyncTest, NestedRunSyncThrowsInvalidStateError) {
 }
 
 // fn returning a moved-from future is an InvalidStateError naming run_sync:
-// it used to read "Future:: : the handle is empty (moved from)".
+// for a Future it used to read "Future:: : the handle is empty (moved
+// from)"; a ConcurrentFuture crashed the process.
 TEST(RunSyncTest, AnEmptyFutureFromFnIsAnErrorNamingRunSync) {
   IOLoop loop;
   EXPECT_EQ(thrown_what<InvalidStateError>([&] {
@@ -151,6 +152,14 @@ TEST(RunSyncTest, AnEmptyFutureFromFnIsAnErrorNamingRunSync) {
               });
             }),
             "IOLoop::run_sync: fn returned an empty Future (moved from)");
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] {
+              loop.run_sync([] {
+                ConcurrentFuture<int> f;
+                ConcurrentFuture<int> g = std::move(f);
+                return f;  // NOLINT(bugprone-use-after-move)
+              });
+            }),
+            "IOLoop::run_sync: fn returned an empty ConcurrentFuture (moved from)");
   EXPECT_EQ(loop.run_sync([] { return make_ready_future(4); }), 4) << "the loop is still usable";
 }
 

@@ -287,7 +287,8 @@ TEST(WaitIteratorTest, AMovedFromIteratorThrowsInvalidState) {
 }
 
 // A moved-from child is an InvalidStateError naming WaitIterator (it used
-// to read "Future:: : the handle is empty (moved from)").
+// to read "Future:: : the handle is empty (moved from)", and a moved-from
+// ConcurrentFuture child crashed the process).
 TEST(WaitIteratorTest, AnEmptyChildIsAnErrorNamingWaitIterator) {
   ManualScheduler loop;
   Future<int> a, empty;
@@ -295,7 +296,13 @@ TEST(WaitIteratorTest, AnEmptyChildIsAnErrorNamingWaitIterator) {
   std::vector<Future<int>> list{a, empty};
   EXPECT_EQ(thrown_what<InvalidStateError>([&] { WaitIterator<int> it(list); }),
             "WaitIterator: a child Future is empty (moved from)");
+  ConcurrentFuture<int> c, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  std::map<std::string, ConcurrentFuture<int>> remote{{"c", c}, {"empty", empty_cf}};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { WaitIterator<int, std::string> it(remote); }),
+            "WaitIterator: a child ConcurrentFuture is empty (moved from)");
   a.set_result(1);
+  std::thread([c]() mutable { c.set_result(2); }).join();
   loop.run_pending();
 }
 

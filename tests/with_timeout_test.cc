@@ -139,13 +139,18 @@ TEST_F(WithTimeoutTest, AFutureDoneWhenTheTimerFiresWins) {
 }
 
 // A moved-from future is an InvalidStateError naming with_timeout, and no
-// timer is set.
+// timer is set (a moved-from ConcurrentFuture used to crash the process).
 TEST_F(WithTimeoutTest, AnEmptyFutureIsAnErrorNamingWithTimeout) {
   Future<int> f;
   Future<int> taken = std::move(f);
   EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)with_timeout(absl::Seconds(1), f); }),
             "with_timeout: the Future f is empty (moved from)");
   EXPECT_THROW((void)with_timeout(loop.time() + absl::Seconds(1), f), InvalidStateError);
+  ConcurrentFuture<int> cf;
+  ConcurrentFuture<int> taken_cf = std::move(cf);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)with_timeout(absl::Seconds(1), cf); }),
+            "with_timeout: the ConcurrentFuture f is empty (moved from)");
+  EXPECT_THROW((void)with_timeout(loop.time() + absl::Seconds(1), cf), InvalidStateError);
 }
 
 TEST_F(WithTimeoutTest, AConcurrentFutureIsBridgedOntoTheLoop) {
