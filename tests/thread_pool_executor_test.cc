@@ -22,6 +22,7 @@
 #include "tests/executor_test_util.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
@@ -29,6 +30,7 @@ namespace {
 using testing::Gate;
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 using testing::wait_until;
 
 std::string current_thread_name() {
@@ -584,6 +586,36 @@ TEST(ThreadPoolExecutorTest, ThrowIfCancelledThrowsTheMatchingError) {
   CancellationSource expired(Deadline::after(absl::ZeroDuration()));
   EXPECT_THROW(expired.token().throw_if_cancelled(), TimeoutError);
   EXPECT_FALSE(CancellationToken().cancelled());
+}
+
+// A moved-from source used to crash (a null dereference) in cancel(),
+// cancel_requested() and deadline(), and token() handed out a token that
+// nothing could ever cancel. Each throws InvalidStateError now.
+TEST(CancellationSourceTest, AMovedFromSourceThrowsInvalidStateError) {
+  CancellationSource source;
+  CancellationToken token = source.token();
+  CancellationSource moved = std::move(source);
+  auto empty = [](const std::string& op) {
+    return "CancellationSource::" + op + ": the handle is empty (moved from)";
+  };
+  // NOLINTBEGIN(bugprone-use-after-move)
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.cancel(); }), empty("cancel"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.cancel_requested(); }),
+            empty("cancel_requested"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.deadline(); }), empty("deadline"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.token(); }), empty("token"));
+  // NOLINTEND(bugprone-use-after-move)
+  EXPECT_FALSE(token.cancel_requested());
+  EXPECT_TRUE(moved.cancel());
+  EXPECT_TRUE(token.cancel_requested()) << "the source it was moved to still signals";
+}
+
+TEST(CancellationSourceTest, ValidIsFalseOnlyForAMovedFromSource) {
+  CancellationSource source;
+  EXPECT_TRUE(source.valid());
+  CancellationSource moved = std::move(source);
+  EXPECT_FALSE(source.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(moved.valid());
 }
 
 // --- the report -------------------------------------------------------------
