@@ -42,6 +42,7 @@
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
@@ -379,8 +380,11 @@ class ConcurrentFuture {
   // Adds fn, called as fn(ConcurrentFuture<T>&) (or fn()) when the future is
   // done: on the completing thread, or right here if it is already done.
   // A callback that throws is logged.
+  // Throws std::invalid_argument if `fn` is empty (an empty AnyInvocable or
+  // std::function, a null function pointer); nothing is added.
   template <class F>
   void add_done_callback(F&& fn) {
+    internal::check_callable(fn, "ConcurrentFuture::add_done_callback", "fn");
     state("add_done_callback");
     typename internal::ConcurrentState<T>::Callback cb;
     if constexpr (std::is_invocable_v<F&, ConcurrentFuture<T>&>) {

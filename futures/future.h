@@ -45,6 +45,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "eddy/futures/errors.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
@@ -537,8 +538,12 @@ class Future {
   // on the future's loop during a later turn; if the future is already done,
   // it is scheduled now. Callbacks run in the order they were added. A
   // callback that throws is logged; the others still run.
+  // Throws std::invalid_argument if `fn` is empty (an empty AnyInvocable or
+  // std::function, a null function pointer), InvalidStateError on a
+  // moved-from handle; either way nothing is added.
   template <class F>
   void add_done_callback(F&& fn) {
+    internal::check_callable(fn, "Future::add_done_callback", "fn");
     internal::FutureState<T>* s = state("add_done_callback");
     if constexpr (std::is_invocable_v<F&, Future<T>&>) {
       s->add_callback(std::forward<F>(fn));
@@ -570,7 +575,8 @@ class Future {
   //     inner one); fn is then not called.
   // The result belongs to the loop current on this thread. Copies `fn` into
   // the callback (which allocates unless it is small).
-  // Throws InvalidStateError on a moved-from handle.
+  // Throws std::invalid_argument if `fn` is empty (as add_done_callback),
+  // InvalidStateError on a moved-from handle.
   template <class F>
   Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> then(
       F&& fn, SourceLocation where = SourceLocation::current());
@@ -823,6 +829,7 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
     F&& fn, SourceLocation where) {
   using Traits = internal::ThenTraits<T, std::decay_t<F>>;
   using U = typename Traits::value_type;
+  internal::check_callable(fn, "Future::then", "fn");
   internal::FutureState<T>* s = state("then");
   Future<U> out(where);
   s->add_callback([out, fn = std::forward<F>(fn)](Future<T>& done) mutable {

@@ -3,6 +3,7 @@
 #include "eddy/futures/concurrent_future.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/live_count.h"
@@ -114,6 +116,29 @@ TEST(ConcurrentFutureTest, CallbackAddedAfterDoneRunsInline) {
   bool ran = false;
   f.add_done_callback([&] { ran = true; });
   EXPECT_TRUE(ran);
+}
+
+// An empty callable is refused at the call, before anything is added: on a
+// done future it used to be run inline at once (an assertion failure, or a
+// crash without asserts); on a pending one, by the completing thread.
+TEST(ConcurrentFutureTest, AnEmptyCallbackIsRejectedAtTheCall) {
+  ConcurrentFuture<int> f;
+  EXPECT_EQ(thrown_what<std::invalid_argument>([&] {
+              f.add_done_callback(absl::AnyInvocable<void(ConcurrentFuture<int>&)>());
+            }),
+            "ConcurrentFuture::add_done_callback: fn is empty");
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn), std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void(ConcurrentFuture<int>&)>()),
+               std::invalid_argument);
+  int ran = 0;
+  f.add_done_callback([&] { ++ran; });
+  std::thread([f]() mutable { f.set_result(1); }).join();
+  EXPECT_EQ(ran, 1);
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void(ConcurrentFuture<int>&)>()),
+               std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void()>()), std::invalid_argument);
 }
 
 TEST(ConcurrentFutureTest, CancelRunsCallbacksAndThrowingCallbackIsLogged) {

@@ -2,6 +2,7 @@
 // values, unretrieved-exception logging, chain_future.
 #include "eddy/futures/future.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
@@ -233,6 +235,36 @@ TEST(FutureCallbackTest, ThrowingCallbackIsLoggedAndOthersStillRun) {
   loop.run_pending();
   EXPECT_TRUE(second_ran);
   EXPECT_EQ(logs.count("callback failed"), 1u);
+}
+
+// An empty callable is refused at the call, whatever its kind, before
+// anything is added: as the first callback it used to be dropped silently,
+// after another one it aborted (or crashed) when the callbacks ran.
+TEST(FutureCallbackTest, AnEmptyCallableIsRejectedAtTheCall) {
+  ManualScheduler loop;
+  Future<int> f;
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { f.add_done_callback(absl::AnyInvocable<void(Future<int>&)>()); }),
+            "Future::add_done_callback: fn is empty");
+  int ran = 0;
+  f.add_done_callback([&] { ++ran; });
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void(Future<int>&)>()),
+               std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn), std::invalid_argument);
+  void (*null_fn_of_future)(Future<int>&) = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn_of_future), std::invalid_argument);
+  // An empty std::function would have become a non-empty AnyInvocable that
+  // throws std::bad_function_call when run.
+  EXPECT_THROW(f.add_done_callback(std::function<void(Future<int>&)>()), std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void()>()), std::invalid_argument);
+  f.set_result(1);
+  EXPECT_EQ(loop.run_pending(), 1);
+  EXPECT_EQ(ran, 1);
+  // On a done future too, where a callback is scheduled at once.
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+  EXPECT_EQ(loop.pending(), 0u);
 }
 
 TEST(FutureCallbackTest, CancelSchedulesCallbacks) {
