@@ -430,8 +430,10 @@ class IOLoop final : public Scheduler {
   // the object); a result that arrives after that is discarded. If the loop
   // is closed before the outcome arrives, it is dropped safely. See
   // eddy/executor/offload.h for the whole contract.
-  // Throws InvalidStateError on a foreign thread or a closed loop;
-  // ExecutorShutdownError / BrokenExecutorError from the executor.
+  // Throws std::invalid_argument if fn is empty (an empty AnyInvocable or
+  // std::function, a null function pointer); InvalidStateError on a foreign
+  // thread or a closed loop; ExecutorShutdownError / BrokenExecutorError
+  // from the executor.
   template <class F, class... A>
     requires(!std::same_as<std::remove_cvref_t<F>, Deadline>)
   auto run_in_executor(Executor* executor, F&& fn, A&&... args);
@@ -841,6 +843,7 @@ auto IOLoop::run_in_executor(Executor* executor, F&& fn, A&&... args) {
 
 template <class F, class... A>
 auto IOLoop::run_in_executor(Executor* executor, Deadline deadline, F&& fn, A&&... args) {
+  internal::check_callable(fn, "IOLoop::run_in_executor", "fn");
   // Always checked (not only with EDDY_THREAD_CHECKS): the default pool is
   // created lazily below, and a Future made here must belong to this loop.
   if (!in_scheduler_thread()) throw_wrong_thread("run_in_executor");

@@ -8,12 +8,14 @@
 #include <sched.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/executor/cancellation.h"
 #include "eddy/futures/concurrent_future.h"
@@ -96,6 +98,31 @@ TEST(ThreadPoolExecutorTest, ExceptionIsStoredAndTheWorkerGoesOn) {
   ConcurrentFuture<int> good = pool.submit([] { return 7; });
   EXPECT_EQ(good.result(), 7);
   EXPECT_EQ(pool.thread_count(), 1);
+}
+
+// An empty callable is refused at the call and nothing is queued: it used
+// to be accepted, and to abort (or crash) the process on the worker that
+// ran it; an empty std::function failed its future with
+// std::bad_function_call, long after the call.
+TEST(ThreadPoolExecutorTest, SubmitRejectsAnEmptyCallableAndQueuesNothing) {
+  ThreadPoolExecutor pool(1);
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)pool.submit(absl::AnyInvocable<int()>()); }),
+            "Executor::submit: fn is empty");
+  int (*null_fn)(int) = nullptr;
+  EXPECT_THROW((void)pool.submit(null_fn, 1), std::invalid_argument);
+  EXPECT_THROW((void)pool.submit(std::function<void()>()), std::invalid_argument);
+  struct Job {
+    int run() { return 1; }
+  };
+  Job job;
+  int (Job::*null_method)() = nullptr;
+  EXPECT_THROW((void)pool.submit(null_method, &job), std::invalid_argument);
+  CancellationSource source;
+  EXPECT_THROW((void)pool.submit(source.token(), absl::AnyInvocable<void(CancellationToken)>()),
+               std::invalid_argument);
+  EXPECT_EQ(pool.stats().submitted, 0u);
+  EXPECT_EQ(pool.submit([] { return 3; }).result(), 3);
 }
 
 TEST(ThreadPoolExecutorTest, NegativeMaxWorkersThrowsInvalidArgument) {
@@ -514,6 +541,19 @@ TEST(ThreadPoolExecutorTest, ShutdownCancelFuturesCancelsParkedTasksAndSignalsTh
   EXPECT_TRUE(admitted.result().cancelled());
   gate.open();
   pool.shutdown();
+}
+
+TEST(ThreadPoolExecutorTest, SubmitFromLoopRejectsAnEmptyCallableAndQueuesNothing) {
+  ManualScheduler loop;
+  ThreadPoolExecutor pool(1);
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)pool.submit_from_loop(absl::AnyInvocable<int()>()); }),
+            "Executor::submit_from_loop: fn is empty");
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW((void)pool.submit_from_loop(null_fn), std::invalid_argument);
+  EXPECT_THROW((void)pool.submit_from_loop(std::function<int()>()), std::invalid_argument);
+  EXPECT_EQ(loop.run_pending(), 0);
+  EXPECT_EQ(pool.stats().submitted, 0u);
 }
 
 TEST(ThreadPoolExecutorTest, SubmitFromLoopWithoutALoopThrowsInvalidStateError) {
