@@ -286,6 +286,35 @@ TEST(ThreadPoolExecutorTest, InitializerRunsAfterThePolicyIsSetAndMayChangeIt) {
   EXPECT_EQ(seen_by_initializer.load(), SCHED_BATCH);
 }
 
+// An empty std::function as the initializer means no initializer, as the
+// default does: it used to be wrapped into one that threw
+// std::bad_function_call on the first worker, which broke the pool.
+TEST(ThreadPoolExecutorTest, AnEmptyInitializerMeansNone) {
+  LogCapture log;
+  std::function<void()> none;
+  ThreadPoolExecutor pool({.max_workers = 1, .initializer = none});
+  EXPECT_EQ(pool.submit([] { return 1; }).result(absl::Seconds(60)), 1);
+  EXPECT_FALSE(pool.broken());
+
+  ThreadPoolExecutor::Options options;
+  options.initializer = std::function<void()>();
+  ThreadPoolExecutor assigned(std::move(options));
+  EXPECT_EQ(assigned.submit([] { return 2; }).result(absl::Seconds(60)), 2);
+  EXPECT_FALSE(assigned.broken());
+
+  void (*null_fn)() = nullptr;
+  ThreadPoolExecutor by_pointer({.max_workers = 1, .initializer = null_fn});
+  EXPECT_EQ(by_pointer.submit([] { return 3; }).result(absl::Seconds(60)), 3);
+  EXPECT_EQ(log.size(), 0u);
+
+  // A std::function that holds something still runs.
+  std::atomic<int> calls{0};
+  std::function<void()> counting = [&calls] { ++calls; };
+  ThreadPoolExecutor counted({.max_workers = 1, .initializer = counting});
+  counted.submit([] {}).result(absl::Seconds(60));
+  EXPECT_EQ(calls.load(), 1);
+}
+
 TEST(ThreadPoolExecutorTest, InitializerFailureBreaksThePool) {
   LogCapture log;
   ThreadPoolExecutor pool({.max_workers = 1, .initializer = [] {
