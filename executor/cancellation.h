@@ -86,6 +86,10 @@ class Deadline {
 
 namespace internal {
 
+// InvalidStateError("CancellationSource::<op>: the handle is empty (moved
+// from)").
+[[noreturn]] void throw_source_empty(const char* op);
+
 // Shared by a source and its tokens.
 struct CancellationState {
   explicit CancellationState(Deadline d) : deadline(d) {}
@@ -160,7 +164,9 @@ class CancellationToken {
   std::shared_ptr<internal::CancellationState> state_;
 };
 
-// The signalling side: owns the shared state its tokens observe.
+// The signalling side: owns the shared state its tokens observe. Copies
+// share it; a moved-from source is empty: valid() is false and every other
+// method throws InvalidStateError.
 class CancellationSource {
  public:
   // A source without a deadline (one allocation).
@@ -169,24 +175,40 @@ class CancellationSource {
   explicit CancellationSource(Deadline deadline)
       : state_(std::make_shared<internal::CancellationState>(deadline)) {}
 
-  CancellationToken token() const { return CancellationToken(state_); }
+  // False only for a moved-from source.
+  bool valid() const noexcept { return state_ != nullptr; }
+
+  // A token observing this source.
+  // Throws InvalidStateError on a moved-from source (whose token could
+  // never be cancelled).
+  CancellationToken token() const { return CancellationToken(state("token")); }
 
   // Requests cancellation: every token reports cancel_requested() from now
   // on and wait_for_cancel() returns. Returns true for the first call.
+  // Throws InvalidStateError on a moved-from source.
   bool cancel() {
+    internal::CancellationState* s = state("cancel").get();
     bool first;
     {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      first = !state_->requested.exchange(true, std::memory_order_acq_rel);
+      std::lock_guard<std::mutex> lock(s->mu);
+      first = !s->requested.exchange(true, std::memory_order_acq_rel);
     }
-    if (first) state_->cv.notify_all();
+    if (first) s->cv.notify_all();
     return first;
   }
 
-  bool cancel_requested() const { return state_->requested.load(std::memory_order_acquire); }
-  Deadline deadline() const { return state_->deadline; }
+  // Throws InvalidStateError on a moved-from source, as does deadline().
+  bool cancel_requested() const {
+    return state("cancel_requested")->requested.load(std::memory_order_acquire);
+  }
+  Deadline deadline() const { return state("deadline")->deadline; }
 
  private:
+  const std::shared_ptr<internal::CancellationState>& state(const char* op) const {
+    if (state_ == nullptr) [[unlikely]] internal::throw_source_empty(op);
+    return state_;
+  }
+
   std::shared_ptr<internal::CancellationState> state_;
 };
 

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "eddy/executor/offload.h"
@@ -86,6 +87,11 @@ void count_late_completion_dropped() {
 
 void count_result_discarded_after_cancel() {
   results_discarded_after_cancel.fetch_add(1, std::memory_order_relaxed);
+}
+
+void throw_source_empty(const char* op) {
+  throw InvalidStateError(std::string("CancellationSource::") + op +
+                          ": the handle is empty (moved from)");
 }
 
 }  // namespace internal

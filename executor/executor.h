@@ -66,6 +66,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/scheduler.h"
@@ -142,8 +143,10 @@ class Executor {
 
   // Schedules fn(args...) and returns its future. See the file comment for
   // how fn and args are stored and invoked.
-  // Throws ExecutorShutdownError after shutdown(), BrokenExecutorError if
-  // the executor is broken. May block while a bounded queue is full.
+  // Throws std::invalid_argument if fn is empty (an empty AnyInvocable or
+  // std::function, a null function or member pointer) and queues nothing;
+  // ExecutorShutdownError after shutdown(), BrokenExecutorError if the
+  // executor is broken. May block while a bounded queue is full.
   template <class F, class... A>
     requires(!std::same_as<std::remove_cvref_t<F>, CancellationToken>)
   auto submit(F&& fn, A&&... args);
@@ -163,7 +166,8 @@ class Executor {
   //
   //   eddy::ConcurrentFuture<int> f = co_await pool.submit_from_loop(parse, line);
   //
-  // Throws InvalidStateError if no loop is current on this thread,
+  // Throws std::invalid_argument if fn is empty (as submit()),
+  // InvalidStateError if no loop is current on this thread,
   // ExecutorShutdownError / BrokenExecutorError as submit(). If the
   // executor shuts down while the task waits for room, the Future still
   // completes, with a cancelled (or failed) ConcurrentFuture.
@@ -470,6 +474,7 @@ auto Executor::submit(F&& fn, A&&... args) {
 
 template <class F, class... A>
 auto Executor::submit(CancellationToken token, F&& fn, A&&... args) {
+  internal::check_callable(fn, "Executor::submit", "fn");
   auto task = internal::make_call_task(std::move(token), std::forward<F>(fn),
                                        std::forward<A>(args)...);
   auto future = internal::ConcurrentAccess::share_unpublished(task->future());
@@ -480,6 +485,7 @@ auto Executor::submit(CancellationToken token, F&& fn, A&&... args) {
 template <class F, class... A>
 auto Executor::submit_from_loop(F&& fn, A&&... args) {
   using R = internal::call_result_t<F, A...>;
+  internal::check_callable(fn, "Executor::submit_from_loop", "fn");
   Scheduler* loop = Scheduler::current();
   if (loop == nullptr || !loop->in_scheduler_thread()) {
     throw InvalidStateError(

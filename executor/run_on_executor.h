@@ -47,6 +47,7 @@
 #include "eddy/executor/executor.h"
 #include "eddy/executor/offload.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/loop/io_loop.h"
 
 namespace eddy {
@@ -80,12 +81,13 @@ Executor* executor_member(const Self& self) {
 
 // Runs (self->*method)(args...) on self->executor (see the file comment).
 // Returns a Future of the method's (decayed) result on the current loop.
-// Throws std::invalid_argument if self->executor is null,
-// ExecutorShutdownError / BrokenExecutorError as Executor::submit.
+// Throws std::invalid_argument if `method` is null or self->executor is
+// null, ExecutorShutdownError / BrokenExecutorError as Executor::submit.
 // `self` is a raw pointer or a std::shared_ptr.
 template <class Self, class Method, class... A>
   requires std::is_member_function_pointer_v<Method>
 auto run_on_executor(Self self, Method method, A&&... args) {
+  internal::check_callable(method, "run_on_executor", "method");
   Executor* executor = internal::executor_member(self);
   return IOLoop::current().run_in_executor(executor, method, std::move(self),
                                            std::forward<A>(args)...);
@@ -96,6 +98,7 @@ auto run_on_executor(Self self, Method method, A&&... args) {
 template <class Self, class Method, class... A>
   requires std::is_member_function_pointer_v<Method>
 auto run_on_executor(Executor* executor, Self self, Method method, A&&... args) {
+  internal::check_callable(method, "run_on_executor", "method");
   return IOLoop::current().run_in_executor(executor, method, std::move(self),
                                            std::forward<A>(args)...);
 }
@@ -104,7 +107,11 @@ auto run_on_executor(Executor* executor, Self self, Method method, A&&... args) 
 template <class F>
 class OnExecutor {
  public:
-  OnExecutor(Executor* executor, F fn) : executor_(executor), fn_(std::move(fn)) {}
+  // Throws std::invalid_argument if `fn` is empty (an empty AnyInvocable or
+  // std::function, a null function pointer).
+  OnExecutor(Executor* executor, F fn) : executor_(executor), fn_(std::move(fn)) {
+    internal::check_callable(fn_, "on_executor", "fn");
+  }
 
   // Offloads fn(args...) to the executor (nullptr: the current loop's
   // default) and returns the Future of its result on the current loop.
@@ -120,7 +127,7 @@ class OnExecutor {
 };
 
 // Wraps `fn` once (see the file comment). The executor must outlive every
-// call of the wrapper.
+// call of the wrapper. Throws std::invalid_argument if `fn` is empty.
 template <class F>
 OnExecutor<std::decay_t<F>> on_executor(Executor* executor, F&& fn) {
   return OnExecutor<std::decay_t<F>>(executor, std::forward<F>(fn));

@@ -64,15 +64,42 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "eddy/executor/executor.h"
+#include "eddy/futures/internal/callable_check.h"
 
 namespace eddy {
 
 class ThreadPoolExecutor final : public Executor {
  public:
+  // The type of Options::initializer: an absl::AnyInvocable<void() const>
+  // that is empty (no initializer) when made from an empty callable, such
+  // as an empty std::function or a null function pointer. (An AnyInvocable
+  // made from an empty std::function is not empty: calling it throws
+  // std::bad_function_call, which would break the pool.) Keep it as an
+  // Initializer: an AnyInvocable made from one wraps it, emptiness lost.
+  class Initializer : public absl::AnyInvocable<void() const> {
+    using Base = absl::AnyInvocable<void() const>;
+
+   public:
+    Initializer() = default;
+    template <class F>
+      requires(!std::is_same_v<std::remove_cvref_t<F>, Initializer> &&
+               std::is_constructible_v<Base, F>)
+    Initializer(F&& fn) : Base(make(std::forward<F>(fn))) {}
+
+   private:
+    template <class F>
+    static Base make(F&& fn) {
+      if (internal::is_empty_callable(fn)) return Base();
+      return Base(std::forward<F>(fn));
+    }
+  };
+
   // Every field has a default (the `= {}` keep g++'s -Wextra quiet about
   // designated initializers that leave fields out).
   struct Options {
@@ -84,8 +111,9 @@ class ThreadPoolExecutor final : public Executor {
     std::string thread_name_prefix = {};
     // Runs once at the start of each worker thread, concurrently on
     // several workers (hence const). If it throws, the exception is logged
-    // and the pool is broken (BrokenExecutorError).
-    absl::AnyInvocable<void() const> initializer = {};
+    // and the pool is broken (BrokenExecutorError). Empty (the default, an
+    // empty std::function, a null function pointer): no initializer.
+    Initializer initializer = {};
     // At most this many tasks wait in the queue (not counting running
     // ones); 0 means unbounded. When full, submit() blocks until there is
     // room and submit_from_loop() / run_in_executor park the task, as does
@@ -253,7 +281,7 @@ class ThreadPoolExecutor final : public Executor {
   const int max_workers_;
   const size_t max_queue_size_;
   const std::string thread_name_prefix_;
-  const absl::AnyInvocable<void() const> initializer_;
+  const Initializer initializer_;
   const bool batch_scheduling_;
   const int max_spinners_;  // workers allowed to poll the queue at once
 

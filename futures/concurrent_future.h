@@ -14,6 +14,10 @@
 // under races; the losers of set_result/set_exception get
 // InvalidStateError, a losing cancel() returns false.
 //
+// A ConcurrentFuture is a handle to shared state, like Future: copies share
+// it, and a moved-from handle is empty: valid() is false and every other
+// call throws InvalidStateError (as do the library calls it is given to).
+//
 // Threading: every method is safe from any thread. Callbacks run on the
 // thread that completes the future, or inline in add_done_callback() when it
 // is already done. Blocking waits never hold the lock while a callback runs.
@@ -38,6 +42,7 @@
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
@@ -55,6 +60,8 @@ namespace internal {
 enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, kCancelled, kCompleting };
 
 [[noreturn]] void throw_concurrent_invalid(const char* op, const char* why);
+// InvalidStateError("ConcurrentFuture::<op>: the handle is empty (moved from)").
+[[noreturn]] void throw_concurrent_no_state(const char* op);
 [[noreturn]] void throw_concurrent_timeout(const char* op, absl::Duration timeout);
 
 // The state word: the status in the low bits, plus kListeners once a
@@ -193,10 +200,24 @@ class EmbeddedConcurrentState : public ConcurrentState<T> {
 // Library-internal access to a ConcurrentFuture's state (the loop). Not for
 // users.
 struct ConcurrentAccess {
+  // The state of a future the user handed to library entry point `who`
+  // ("multi"): an empty (moved-from) handle throws
+  // InvalidStateError("<who>: <problem> (moved from)"), with `problem`
+  // saying which argument ("a child ConcurrentFuture is empty").
   template <class T>
-  static ConcurrentState<T>& state(const ConcurrentFuture<T>& f) {
+  static ConcurrentState<T>& state(const ConcurrentFuture<T>& f, const char* who,
+                                   const char* problem) {
+    if (f.state_ == nullptr) [[unlikely]] throw_empty_handle(who, problem);
     return *f.state_;
   }
+  // The same for a future the library made or has checked already: never
+  // empty unless the library itself is wrong.
+  template <class T>
+  static ConcurrentState<T>& state(const ConcurrentFuture<T>& f) {
+    return state(f, "ConcurrentFuture", "a handle the library holds is empty");
+  }
+  // share_unpublished, unobserved and complete_unobserved below are for an
+  // executor's own task future, which is never empty: unchecked.
   // A handle that takes over the reference the state was created with (an
   // EmbeddedConcurrentState's owner's own).
   template <class T>
@@ -287,11 +308,16 @@ class ConcurrentFuture {
     if (state_ != nullptr) state_->release();
   }
 
-  bool done() const { return internal::is_done(status()); }
-  bool cancelled() const { return status() == internal::ConcurrentStatus::kCancelled; }
+  // False only for a moved-from handle; every other call on such a handle
+  // throws InvalidStateError("ConcurrentFuture::<op>: the handle is empty
+  // (moved from)").
+  bool valid() const noexcept { return state_ != nullptr; }
+
+  bool done() const { return internal::is_done(status("done")); }
+  bool cancelled() const { return status("cancelled") == internal::ConcurrentStatus::kCancelled; }
   // True between set_running_or_notify_cancel() and completion.
   bool running() const {
-    internal::ConcurrentStatus s = status();
+    internal::ConcurrentStatus s = status("running");
     return s == internal::ConcurrentStatus::kRunning || s == internal::ConcurrentStatus::kCompleting;
   }
 
@@ -331,7 +357,7 @@ class ConcurrentFuture {
   // Returns true if it is cancelled now (or already was), false if it is
   // running or done. Callbacks run on this thread.
   bool cancel() {
-    uint8_t w = state_->word.load(std::memory_order_acquire);
+    uint8_t w = state("cancel")->word.load(std::memory_order_acquire);
     for (;;) {
       internal::ConcurrentStatus s = internal::ConcurrentState<T>::status(w);
       if (s == internal::ConcurrentStatus::kCancelled) return true;
@@ -354,8 +380,12 @@ class ConcurrentFuture {
   // Adds fn, called as fn(ConcurrentFuture<T>&) (or fn()) when the future is
   // done: on the completing thread, or right here if it is already done.
   // A callback that throws is logged.
+  // Throws std::invalid_argument if `fn` is empty (an empty AnyInvocable or
+  // std::function, a null function pointer); nothing is added.
   template <class F>
   void add_done_callback(F&& fn) {
+    internal::check_callable(fn, "ConcurrentFuture::add_done_callback", "fn");
+    state("add_done_callback");
     typename internal::ConcurrentState<T>::Callback cb;
     if constexpr (std::is_invocable_v<F&, ConcurrentFuture<T>&>) {
       cb = std::forward<F>(fn);
@@ -394,6 +424,7 @@ class ConcurrentFuture {
   // returns false if it was cancelled (the task must then be skipped).
   // Throws InvalidStateError if it is already running or done.
   bool set_running_or_notify_cancel() {
+    state("set_running_or_notify_cancel");
     // The first attempt guesses "pending, no listeners" instead of loading
     // the word: a worker's first touch of a state another thread just built
     // is then one exclusive fetch of its line, not a shared fetch followed
@@ -441,6 +472,7 @@ class ConcurrentFuture {
   template <class U = T>
     requires(!std::is_void_v<U>)
   void set_result(U value) {
+    state("set_result");
     if (!try_complete([&] { state_->value_.emplace(std::move(value)); },
                       internal::ConcurrentStatus::kValue)) {
       internal::throw_concurrent_invalid("set_result", "the future is already done");
@@ -449,6 +481,7 @@ class ConcurrentFuture {
   template <class U = T>
     requires std::is_void_v<U>
   void set_result() {
+    state("set_result");
     if (!try_complete([&] { state_->value_.emplace(); }, internal::ConcurrentStatus::kValue)) {
       internal::throw_concurrent_invalid("set_result", "the future is already done");
     }
@@ -459,6 +492,7 @@ class ConcurrentFuture {
   // future is already done or cancelled.
   void set_exception(std::exception_ptr e) {
     if (!e) throw std::invalid_argument("set_exception: the exception_ptr is null");
+    state("set_exception");
     if (!try_complete([&] { state_->error_ = std::move(e); },
                       internal::ConcurrentStatus::kException)) {
       internal::throw_concurrent_invalid("set_exception", "the future is already done");
@@ -471,6 +505,7 @@ class ConcurrentFuture {
   // whose copy fails, a null exception).
   template <class... A>
   bool try_set_result(A&&... args) {
+    state("try_set_result");
     return try_complete([&] { state_->value_.emplace(std::forward<A>(args)...); },
                         internal::ConcurrentStatus::kValue);
   }
@@ -478,6 +513,7 @@ class ConcurrentFuture {
     // A null exception would make result() call rethrow_exception(nullptr),
     // which terminates: refuse it as set_exception does.
     if (!e) throw std::invalid_argument("try_set_exception: the exception_ptr is null");
+    state("try_set_exception");
     return try_complete([&] { state_->error_ = std::move(e); },
                         internal::ConcurrentStatus::kException);
   }
@@ -493,6 +529,17 @@ class ConcurrentFuture {
   // Takes over one reference the caller already counted.
   ConcurrentFuture(internal::ConcurrentState<T>* state, Adopt) noexcept : state_(state) {}
 
+  // The state, or InvalidStateError naming `op` for a moved-from handle.
+  // Every public method goes through it (or status(op)) before it touches
+  // anything.
+  internal::ConcurrentState<T>* state(const char* op) const {
+    if (state_ == nullptr) [[unlikely]] internal::throw_concurrent_no_state(op);
+    return state_;
+  }
+  internal::ConcurrentStatus status(const char* op) const {
+    return internal::ConcurrentState<T>::status(state(op)->word.load(std::memory_order_acquire));
+  }
+  // Unchecked: for the paths above, once they checked.
   internal::ConcurrentStatus status() const {
     return internal::ConcurrentState<T>::status(state_->word.load(std::memory_order_acquire));
   }
@@ -599,7 +646,7 @@ class ConcurrentFuture {
   }
 
   internal::ConcurrentStatus wait(const char* op, std::optional<absl::Duration> timeout) const {
-    internal::ConcurrentStatus now = status();
+    internal::ConcurrentStatus now = status(op);
     if (internal::is_done(now)) return now;
     if (!timeout && state_->completed_on != nullptr &&
         state_->completed_on == Scheduler::current()) {
@@ -666,10 +713,13 @@ class ConcurrentFuture {
 // which cannot be copied, is moved into b regardless: keep no other reader
 // of it.
 // Must be called on b's loop thread; throws InvalidStateError if b belongs to
-// no loop (there would be no thread to deliver onto).
+// no loop (there would be no thread to deliver onto), or if a or b is empty
+// (moved from); nothing is chained then.
 template <class T>
 void chain_future(ConcurrentFuture<T> a, Future<T> b) {
-  internal::FutureState<T>* target = internal::FutureAccess::state(b);
+  internal::ConcurrentAccess::state(a, "chain_future", "the source ConcurrentFuture a is empty");
+  internal::FutureState<T>* target =
+      internal::FutureAccess::state(b, "chain_future", "the target Future b is empty");
   Scheduler* s = target->scheduler();
   if (s == nullptr) {
     throw InvalidStateError(
@@ -697,8 +747,12 @@ void chain_future(ConcurrentFuture<T> a, Future<T> b) {
 // (b's waiters wake and its callbacks run on the thread that completes a).
 // A move-only value, which cannot be copied, is moved into b: keep no other
 // reader of it.
+// Throws InvalidStateError if a or b is empty (moved from); nothing is
+// chained then.
 template <class T>
 void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
+  internal::ConcurrentAccess::state(a, "chain_future", "the source ConcurrentFuture a is empty");
+  internal::ConcurrentAccess::state(b, "chain_future", "the target ConcurrentFuture b is empty");
   a.add_done_callback([b](ConcurrentFuture<T>& done) mutable {
     if (done.cancelled()) {
       b.cancel();

@@ -25,7 +25,8 @@
 //     co_await also accepts std::vector, std::map, absl::flat_hash_map
 //     and std::tuple of futures (awaited in parallel with multi()
 //     semantics; see multi.h). Awaiting a future that is already done does
-//     not suspend.
+//     not suspend. Awaiting a moved-from (empty) future throws
+//     InvalidStateError at the co_await.
 //   - Cancelling the returned Future cancels the future the coroutine is
 //     suspended on and throws CancelledError at that co_await; the body may
 //     catch it and clean up (its later co_return is ignored). An awaited
@@ -465,7 +466,11 @@ class SlotRef {
 template <class T, bool kMoveOut>
 class ConcurrentAwaiter {
  public:
-  explicit ConcurrentAwaiter(ConcurrentFuture<T> f) : future_(std::move(f)) {}
+  // A moved-from future throws here, inside the awaiting coroutine, which
+  // fails its Future with InvalidStateError.
+  explicit ConcurrentAwaiter(ConcurrentFuture<T> f) : future_(std::move(f)) {
+    ConcurrentAccess::state(future_, "co_await", "the awaited ConcurrentFuture is empty");
+  }
   ~ConcurrentAwaiter() {
     if (slot_ != nullptr && --slot_->refs == 0) delete slot_;
   }

@@ -78,7 +78,7 @@ class FirstBlock : public RefCounted<FirstBlock<Result>> {
   // Watches child i; if it is already done it wins now.
   template <class T>
   void watch(size_t i, const Future<T>& child) {
-    FutureState<T>* s = FutureAccess::state(child);
+    FutureState<T>* s = FutureAccess::state(child, "first_completed", "a child Future is empty");
     if (s->done()) {
       win(i);
     } else {
@@ -87,6 +87,7 @@ class FirstBlock : public RefCounted<FirstBlock<Result>> {
   }
   template <class T>
   void watch(size_t i, const ConcurrentFuture<T>& child) {
+    ConcurrentAccess::state(child, "first_completed", "a child ConcurrentFuture is empty");
     watch(i, as_loop_future(child));
   }
 
@@ -150,7 +151,9 @@ Future<Result> start_first_completed(Container& children, SourceLocation where) 
 
 // The index of the first child of `children` to finish (see the file
 // comment). Throws std::invalid_argument if `children` is empty;
-// InvalidStateError for ConcurrentFuture children when no loop is current.
+// InvalidStateError for ConcurrentFuture children when no loop is current,
+// and for a moved-from child met before one that is already done
+// ("first_completed: a child Future is empty (moved from)").
 template <class T>
 Future<size_t> first_completed(std::vector<Future<T>> children,
                                SourceLocation where = SourceLocation::current()) {

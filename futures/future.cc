@@ -60,6 +60,17 @@ void throw_no_state(const char* op) {
                           ": the handle is empty (moved from)");
 }
 
+void throw_empty_handle(const char* who, const char* problem) {
+  throw InvalidStateError(std::string(who) + ": " + problem + " (moved from)");
+}
+
+void throw_wrong_thread_for(const char* who) {
+  throw InvalidStateError(std::string(who) +
+                          ": called from a thread that does not own the Future "
+                          "(a Future belongs to its loop's thread; hand results across "
+                          "threads with ConcurrentFuture and IOLoop::add_future)");
+}
+
 void throw_invalid(const char* op, const char* why) {
   throw InvalidStateError(std::string("Future::") + op + ": " + why);
 }
@@ -86,6 +97,11 @@ namespace eddy::internal {
 
 void throw_concurrent_invalid(const char* op, const char* why) {
   throw InvalidStateError(std::string("ConcurrentFuture::") + op + ": " + why);
+}
+
+void throw_concurrent_no_state(const char* op) {
+  throw InvalidStateError(std::string("ConcurrentFuture::") + op +
+                          ": the handle is empty (moved from)");
 }
 
 void throw_concurrent_deadlock(const char* op) {

@@ -45,6 +45,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "eddy/futures/errors.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
@@ -114,6 +115,12 @@ bool defer_cancel(const DeferredCancel& d);
 
 [[noreturn]] void throw_wrong_thread(const char* op);
 [[noreturn]] void throw_no_state(const char* op);
+// For a handle given to library entry point `who` ("multi"):
+// InvalidStateError("<who>: <problem> (moved from)"), e.g. "multi: a child
+// Future is empty (moved from)"; and InvalidStateError naming `who` for a
+// Future of another thread's loop.
+[[noreturn]] void throw_empty_handle(const char* who, const char* problem);
+[[noreturn]] void throw_wrong_thread_for(const char* who);
 [[noreturn]] void throw_invalid(const char* op, const char* why);
 void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created);
 void log_callback_failure(const std::exception_ptr& e, const SourceLocation& created);
@@ -147,15 +154,23 @@ class FutureState : public Recycled {
     if (--refs_ == 0) [[unlikely]] destroy();
   }
 
+  // Throws InvalidStateError naming "Future::<op>" when called off the
+  // future's loop thread (only with EDDY_THREAD_CHECKS).
   void check_owner(const char* op) const {
+    if (!on_owner_thread()) [[unlikely]] throw_wrong_thread(op);
+  }
+  // The same, for a future given to library entry point `who` ("multi").
+  void check_owner_for(const char* who) const {
+    if (!on_owner_thread()) [[unlikely]] throw_wrong_thread_for(who);
+  }
+  bool on_owner_thread() const {
 #if EDDY_THREAD_CHECKS
     if (anchor_ != nullptr) {
       Scheduler* s = anchor_->get();
-      if (s != nullptr && !s->in_scheduler_thread()) throw_wrong_thread(op);
+      if (s != nullptr && !s->in_scheduler_thread()) return false;
     }
-#else
-    (void)op;
 #endif
+    return true;
   }
 
   bool done() const { return status_ != FutureStatus::kPending; }
@@ -523,8 +538,12 @@ class Future {
   // on the future's loop during a later turn; if the future is already done,
   // it is scheduled now. Callbacks run in the order they were added. A
   // callback that throws is logged; the others still run.
+  // Throws std::invalid_argument if `fn` is empty (an empty AnyInvocable or
+  // std::function, a null function pointer), InvalidStateError on a
+  // moved-from handle; either way nothing is added.
   template <class F>
   void add_done_callback(F&& fn) {
+    internal::check_callable(fn, "Future::add_done_callback", "fn");
     internal::FutureState<T>* s = state("add_done_callback");
     if constexpr (std::is_invocable_v<F&, Future<T>&>) {
       s->add_callback(std::forward<F>(fn));
@@ -556,7 +575,8 @@ class Future {
   //     inner one); fn is then not called.
   // The result belongs to the loop current on this thread. Copies `fn` into
   // the callback (which allocates unless it is small).
-  // Throws InvalidStateError on a moved-from handle.
+  // Throws std::invalid_argument if `fn` is empty (as add_done_callback),
+  // InvalidStateError on a moved-from handle.
   template <class F>
   Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> then(
       F&& fn, SourceLocation where = SourceLocation::current());
@@ -598,9 +618,24 @@ namespace internal {
 // Library-internal access to a future's state (combinators, coroutines,
 // the loop). Not for users.
 struct FutureAccess {
+  // The state of a future the user handed to library entry point `who`
+  // ("multi"), checked as a public method checks its own: an empty handle
+  // throws InvalidStateError("<who>: <problem> (moved from)"), with
+  // `problem` saying which argument ("a child Future is empty"); a future
+  // of another thread's loop throws InvalidStateError naming `who`.
+  template <class T>
+  static FutureState<T>* state(const Future<T>& f, const char* who, const char* problem) {
+    if (f.state_ == nullptr) [[unlikely]] throw_empty_handle(who, problem);
+    f.state_->check_owner_for(who);
+    return f.state_;
+  }
+  // The same for a future the library made or has checked already (a
+  // callback's own handle, a combinator's result, a waiter): never empty
+  // unless the library itself is wrong. A touch from a foreign thread reads
+  // "Future: called from a thread that does not own the Future (...)".
   template <class T>
   static FutureState<T>* state(const Future<T>& f) {
-    return f.state(" ");
+    return state(f, "Future", "a handle the library holds is empty");
   }
   // Without the checks (nullptr for a moved-from handle): for destructors.
   template <class T>
@@ -775,8 +810,12 @@ Future<T> make_exceptional_future(std::exception_ptr e,
 // Copies a's outcome (value, exception or cancellation) into b once a is
 // done, unless b is done by then. Both futures must belong to this thread's
 // loop. The ConcurrentFuture overload is in concurrent_future.h.
+// Throws InvalidStateError, and chains nothing, if either handle is empty
+// (moved from) or belongs to another thread's loop.
 template <class T>
 void chain_future(Future<T> a, Future<T> b) {
+  internal::FutureAccess::state(a, "chain_future", "the source Future a is empty");
+  internal::FutureAccess::state(b, "chain_future", "the target Future b is empty");
   a.add_done_callback([b](Future<T>& done) mutable {
     internal::copy_outcome(done, internal::FutureAccess::state(b));
   });
@@ -788,6 +827,7 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
     F&& fn, SourceLocation where) {
   using Traits = internal::ThenTraits<T, std::decay_t<F>>;
   using U = typename Traits::value_type;
+  internal::check_callable(fn, "Future::then", "fn");
   internal::FutureState<T>* s = state("then");
   Future<U> out(where);
   s->add_callback([out, fn = std::forward<F>(fn)](Future<T>& done) mutable {
@@ -826,8 +866,11 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
       };
       if constexpr (Traits::kFlatten) {
         Future<U> inner = call();
-        // An empty (moved-from) handle throws InvalidStateError here, which
-        // fails the result like any other exception from fn.
+        // An empty (moved-from) handle fails the result with
+        // InvalidStateError, like any other exception from fn.
+        if (!inner.valid()) {
+          internal::throw_empty_handle("Future::then", "fn returned an empty Future");
+        }
         chain_future(std::move(inner), out);
       } else if constexpr (std::is_void_v<U>) {
         call();

@@ -156,7 +156,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
   }
 
   void watch(size_t i, const Future<T>& child) {
-    FutureState<T>* s = FutureAccess::state(child);
+    FutureState<T>* s = FutureAccess::state(child, "multi", "a child Future is empty");
     if (s->done()) {
       arrive(i, s);
     } else {
@@ -166,6 +166,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
     }
   }
   void watch(size_t i, const ConcurrentFuture<T>& child) {
+    ConcurrentAccess::state(child, "multi", "a child ConcurrentFuture is empty");
     watch(i, as_loop_future(child, where_));
   }
 
@@ -360,7 +361,7 @@ class TupleBlock : public RefCounted<TupleBlock<T...>> {
 
   template <size_t I>
   void watch(const Future<Child<I>>& child) {
-    FutureState<Child<I>>* s = FutureAccess::state(child);
+    FutureState<Child<I>>* s = FutureAccess::state(child, "multi", "a child Future is empty");
     if (s->done()) {
       arrive<I>(s);
     } else {
@@ -369,6 +370,7 @@ class TupleBlock : public RefCounted<TupleBlock<T...>> {
   }
   template <size_t I>
   void watch(const ConcurrentFuture<Child<I>>& child) {
+    ConcurrentAccess::state(child, "multi", "a child ConcurrentFuture is empty");
     watch<I>(as_loop_future(child, where_));
   }
 
@@ -470,7 +472,11 @@ Future<std::tuple<MultiValue<FutureValue<F>>...>> start_tuple_multi(
 
 // Waits for every future in `children`; the result holds their values in
 // input order (Future<void> when T is void). See the file comment for
-// failures, cancellation and logging. Throws only what allocation throws.
+// failures, cancellation and logging. Throws InvalidStateError("multi: a
+// child Future is empty (moved from)") for a moved-from child, or for one
+// of another thread's loop (the children before it are watched already,
+// which is harmless: nothing can reach the result); otherwise only what
+// allocation throws. The other forms below throw the same.
 template <class T>
 Future<internal::MultiResult<T, std::vector<T>>> multi(
     std::vector<Future<T>> children, QuietExceptions quiet = {},

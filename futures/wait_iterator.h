@@ -88,14 +88,17 @@ class WaitBlock : public RefCounted<WaitBlock<T, K>> {
   }
 
   void watch(size_t i, const Future<T>& child) {
-    FutureState<T>* s = FutureAccess::state(child);
+    FutureState<T>* s = FutureAccess::state(child, "WaitIterator", "a child Future is empty");
     if (s->done()) {
       arrive(i, s);
     } else {
       s->add_callback(Watcher{BlockRef<WaitBlock>(this), i});
     }
   }
-  void watch(size_t i, const ConcurrentFuture<T>& child) { watch(i, as_loop_future(child)); }
+  void watch(size_t i, const ConcurrentFuture<T>& child) {
+    ConcurrentAccess::state(child, "WaitIterator", "a child ConcurrentFuture is empty");
+    watch(i, as_loop_future(child));
+  }
 
   size_t size() const { return slots_.size(); }
   bool done() const { return handed_ == slots_.size(); }
@@ -195,6 +198,8 @@ class WaitIterator {
 
  public:
   // Iterates over a vector of futures; current_index() is a position in it.
+  // Every constructor throws InvalidStateError("WaitIterator: a child
+  // Future is empty (moved from)") for a moved-from child.
   explicit WaitIterator(std::vector<Future<T>> children)
     requires std::is_void_v<K>
       : block_(make(children)) {}

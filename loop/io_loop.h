@@ -432,8 +432,10 @@ class IOLoop final : public Scheduler {
   // the object); a result that arrives after that is discarded. If the loop
   // is closed before the outcome arrives, it is dropped safely. See
   // eddy/executor/offload.h for the whole contract.
-  // Throws InvalidStateError on a foreign thread or a closed loop;
-  // ExecutorShutdownError / BrokenExecutorError from the executor.
+  // Throws std::invalid_argument if fn is empty (an empty AnyInvocable or
+  // std::function, a null function pointer); InvalidStateError on a foreign
+  // thread or a closed loop; ExecutorShutdownError / BrokenExecutorError
+  // from the executor.
   template <class F, class... A>
     requires(!std::same_as<std::remove_cvref_t<F>, Deadline>)
   auto run_in_executor(Executor* executor, F&& fn, A&&... args);
@@ -701,7 +703,10 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   } else if constexpr (internal::IsConcurrentFuture<R>::value) {
     using T = typename R::value_type;
     Future<T> f;
-    chain_future(fn(), f);
+    R cf = fn();
+    internal::ConcurrentAccess::state(cf, "IOLoop::run_sync",
+                                      "fn returned an empty ConcurrentFuture");
+    chain_future(std::move(cf), f);
     return finish_run_sync(f, timeout);
   } else if constexpr (std::is_void_v<R>) {
     fn();
@@ -715,7 +720,10 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
 
 template <class T>
 T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
-  switch (run_until(&internal::FutureAccess::state(f)->status_ref(), timeout)) {
+  const internal::FutureStatus& status =
+      internal::FutureAccess::state(f, "IOLoop::run_sync", "fn returned an empty Future")
+          ->status_ref();
+  switch (run_until(&status, timeout)) {
     case RunOutcome::kDone:
       break;
     case RunOutcome::kTimedOut:
@@ -739,7 +747,8 @@ template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
-  if (internal::FutureAccess::state(f)->scheduler() == this) {
+  if (internal::FutureAccess::state(f, "IOLoop::add_future", "the Future f is empty")
+          ->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
     f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
       internal::call_with_future(cb, done);
@@ -761,6 +770,7 @@ template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
+  internal::ConcurrentAccess::state(f, "IOLoop::add_future", "the ConcurrentFuture f is empty");
   // The payload (cb) lives and dies on this thread, whichever of the loop
   // and the future finishes first. It must not hold `f` itself: f's state
   // holds the delivery handle, and the cycle would keep both alive until the
@@ -835,6 +845,7 @@ auto IOLoop::run_in_executor(Executor* executor, F&& fn, A&&... args) {
 
 template <class F, class... A>
 auto IOLoop::run_in_executor(Executor* executor, Deadline deadline, F&& fn, A&&... args) {
+  internal::check_callable(fn, "IOLoop::run_in_executor", "fn");
   // Always checked (not only with EDDY_THREAD_CHECKS): the default pool is
   // created lazily below, and a Future made here must belong to this loop.
   if (!in_scheduler_thread()) throw_wrong_thread("run_in_executor");

@@ -122,9 +122,11 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f, Sou
 }  // namespace internal
 
 // The wrapped future's outcome, or TimeoutError at `deadline` (loop time).
-// Throws InvalidStateError if the current loop is closed.
+// Throws InvalidStateError if the current loop is closed, or if `f` is
+// empty (moved from): "with_timeout: the Future f is empty (moved from)".
 template <class T>
 Future<T> with_timeout(MonotonicTime deadline, Future<T> f, TimeoutOptions options) {
+  internal::FutureAccess::state(f, "with_timeout", "the Future f is empty");
   IOLoop& loop = IOLoop::current();
   Future<T> source = f;
   return internal::with_timeout_on(loop, deadline, std::move(f), std::move(source),
@@ -138,6 +140,7 @@ Future<T> with_timeout(MonotonicTime deadline, Future<T> f, QuietExceptions quie
 // The wrapped future's outcome, or TimeoutError `timeout` from now.
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, Future<T> f, TimeoutOptions options) {
+  internal::FutureAccess::state(f, "with_timeout", "the Future f is empty");
   IOLoop& loop = IOLoop::current();
   Future<T> source = f;
   return internal::with_timeout_on(loop, loop.time() + timeout, std::move(f), std::move(source),
@@ -151,6 +154,7 @@ Future<T> with_timeout(absl::Duration timeout, Future<T> f, QuietExceptions quie
 // ConcurrentFuture: bridged onto the current loop, then as above.
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, TimeoutOptions options) {
+  internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
   IOLoop& loop = IOLoop::current();
   Future<T> bridged;
   chain_future(f, bridged);
@@ -164,6 +168,7 @@ Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, QuietExcep
 template <class T>
 Future<T> with_timeout(MonotonicTime deadline, ConcurrentFuture<T> f,
                        TimeoutOptions options = {}) {
+  internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
   IOLoop& loop = IOLoop::current();
   return with_timeout(deadline - loop.time(), std::move(f), std::move(options));
 }

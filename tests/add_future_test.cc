@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/live_count.h"
 #include "tests/loop_test_util.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
@@ -23,6 +24,7 @@ namespace {
 using testing::Event;
 using testing::Probe;
 using testing::ProbeLog;
+using testing::thrown_what;
 using testing::Tracked;
 
 class AddFutureTest : public ::testing::Test {
@@ -144,6 +146,23 @@ TEST_F(AddFutureTest, ConcurrentFailureReachesTheCallback) {
   loop.run_sync([&] { return done; });
   worker.join();
   EXPECT_EQ(what, "bad");
+}
+
+// A moved-from future is an InvalidStateError naming add_future, and
+// nothing is registered: for a Future it used to read "Future:: : the
+// handle is empty (moved from)"; a ConcurrentFuture crashed the process.
+TEST_F(AddFutureTest, AnEmptyFutureIsAnErrorNamingAddFuture) {
+  Future<int> f;
+  Future<int> taken = std::move(f);
+  bool called = false;
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { loop.add_future(f, [&] { called = true; }); }),
+            "IOLoop::add_future: the Future f is empty (moved from)");
+  ConcurrentFuture<int> cf;
+  ConcurrentFuture<int> taken_cf = std::move(cf);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { loop.add_future(cf, [&] { called = true; }); }),
+            "IOLoop::add_future: the ConcurrentFuture f is empty (moved from)");
+  loop.run_sync([] {});
+  EXPECT_FALSE(called);
 }
 
 TEST_F(AddFutureTest, TheCallbackGetsTheSameFutureAndNothingHoldsItAfterwards) {

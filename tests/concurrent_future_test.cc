@@ -3,6 +3,7 @@
 #include "eddy/futures/concurrent_future.h"
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -10,11 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "tests/live_count.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
@@ -22,6 +25,7 @@ namespace {
 using testing::CopyCounted;
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 TEST(ConcurrentFutureTest, StatesAndTransitions) {
   ConcurrentFuture<int> f;
@@ -127,6 +131,29 @@ TEST(ConcurrentFutureTest, AThrowingCallbackAddedAfterDoneRunsInlineAndIsLogged)
   EXPECT_TRUE(ran) << "not run inline";
   EXPECT_EQ(logs.count("doh!"), 1u);
   EXPECT_EQ(f.result(), 5);
+}
+
+// An empty callable is refused at the call, before anything is added: on a
+// done future it used to be run inline at once (an assertion failure, or a
+// crash without asserts); on a pending one, by the completing thread.
+TEST(ConcurrentFutureTest, AnEmptyCallbackIsRejectedAtTheCall) {
+  ConcurrentFuture<int> f;
+  EXPECT_EQ(thrown_what<std::invalid_argument>([&] {
+              f.add_done_callback(absl::AnyInvocable<void(ConcurrentFuture<int>&)>());
+            }),
+            "ConcurrentFuture::add_done_callback: fn is empty");
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn), std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void(ConcurrentFuture<int>&)>()),
+               std::invalid_argument);
+  int ran = 0;
+  f.add_done_callback([&] { ++ran; });
+  std::thread([f]() mutable { f.set_result(1); }).join();
+  EXPECT_EQ(ran, 1);
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void(ConcurrentFuture<int>&)>()),
+               std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void()>()), std::invalid_argument);
 }
 
 TEST(ConcurrentFutureTest, CancelRunsCallbacksAndThrowingCallbackIsLogged) {
@@ -283,6 +310,60 @@ TEST(ConcurrentFutureRaceTest, SetRunningAndCancelHaveExactlyOneWinner) {
 
 // A second completion while the first is still storing its outcome loses
 // cleanly: try_set_* answer false, set_result throws InvalidStateError.
+// A moved-from handle used to crash (a null dereference) on every call. It
+// now throws InvalidStateError naming the call, as a moved-from Future does.
+TEST(MovedFromConcurrentFutureTest, EveryCallThrowsInvalidStateErrorNamingIt) {
+  ConcurrentFuture<int> a;
+  ConcurrentFuture<int> b = std::move(a);
+  auto empty = [](const std::string& op) {
+    return "ConcurrentFuture::" + op + ": the handle is empty (moved from)";
+  };
+  auto error = std::make_exception_ptr(std::runtime_error("x"));
+  // NOLINTBEGIN(bugprone-use-after-move)
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.done(); }), empty("done"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.cancelled(); }), empty("cancelled"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.running(); }), empty("running"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.result(); }), empty("result"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.result(absl::Seconds(1)); }),
+            empty("result"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.exception(); }), empty("exception"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.cancel(); }), empty("cancel"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { a.add_done_callback([] {}); }),
+            empty("add_done_callback"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.set_running_or_notify_cancel(); }),
+            empty("set_running_or_notify_cancel"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { a.set_result(1); }), empty("set_result"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { a.set_exception(error); }),
+            empty("set_exception"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.try_set_result(1); }),
+            empty("try_set_result"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)a.try_set_exception(error); }),
+            empty("try_set_exception"));
+  ConcurrentFuture<void> v;
+  ConcurrentFuture<void> w = std::move(v);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { v.set_result(); }), empty("set_result"));
+  // A copy of an empty handle is empty too.
+  ConcurrentFuture<int> copy = a;
+  EXPECT_THROW((void)copy.done(), InvalidStateError);
+  // NOLINTEND(bugprone-use-after-move)
+  // The handle it was moved to is untouched.
+  b.set_result(2);
+  EXPECT_EQ(b.result(), 2);
+  w.set_result();
+  EXPECT_TRUE(w.done());
+}
+
+TEST(MovedFromConcurrentFutureTest, ValidIsFalseOnlyForAnEmptyHandle) {
+  ConcurrentFuture<int> a;
+  EXPECT_TRUE(a.valid());
+  ConcurrentFuture<int> b = std::move(a);
+  EXPECT_FALSE(a.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(b.valid());
+  a = b;  // assigned again: usable
+  EXPECT_TRUE(a.valid());
+  EXPECT_FALSE(a.done());
+}
+
 TEST(ConcurrentFutureTest, LosingCompletionIsRefused) {
   ConcurrentFuture<std::string> f;
   EXPECT_TRUE(f.try_set_result("first"));
@@ -423,6 +504,29 @@ TEST(ChainConcurrentTest, ConcurrentToConcurrent) {
   chain_future(a, b);
   std::thread([a]() mutable { a.set_result(4); }).join();
   EXPECT_EQ(b.result(absl::Seconds(60)), 4);
+}
+
+// An empty (moved-from) source or target is refused at the call, naming
+// chain_future; nothing is chained (an empty source used to crash).
+TEST(ChainConcurrentTest, AnEmptyHandleIsRejectedAtTheCall) {
+  LogCapture logs;
+  ManualScheduler loop;
+  ConcurrentFuture<int> a, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  Future<int> b, empty_f;
+  Future<int> taken_f = std::move(empty_f);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(empty_cf, b); }),
+            "chain_future: the source ConcurrentFuture a is empty (moved from)");
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(a, empty_f); }),
+            "chain_future: the target Future b is empty (moved from)");
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(empty_cf, a); }),
+            "chain_future: the source ConcurrentFuture a is empty (moved from)");
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(a, empty_cf); }),
+            "chain_future: the target ConcurrentFuture b is empty (moved from)");
+  std::thread([a]() mutable { a.set_result(1); }).join();
+  EXPECT_EQ(loop.run_pending(), 0) << "something was chained to a";
+  EXPECT_FALSE(b.done());
+  EXPECT_EQ(logs.size(), 0u);
 }
 
 }  // namespace

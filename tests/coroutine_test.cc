@@ -17,6 +17,7 @@
 #include "tests/live_count.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
@@ -24,6 +25,7 @@ namespace {
 using testing::CopyCounted;
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 // Sanitizers make frames several times larger and slower; the depth cases
 // keep their shape with a smaller count there.
@@ -445,6 +447,25 @@ TEST(CoroutineConcurrentTest, ExceptionFromThePoolSideArrives) {
   }).join();
   loop.run_pending();
   EXPECT_THROW(f.result(), CustomError);
+}
+
+// Awaiting a moved-from ConcurrentFuture fails the coroutine with
+// InvalidStateError naming co_await (it used to crash the process), with
+// or without a loop to resume on.
+TEST(CoroutineConcurrentTest, AwaitingAMovedFromConcurrentFutureFailsTheCoroutine) {
+  ConcurrentFuture<int> work;
+  ConcurrentFuture<int> taken = std::move(work);
+  auto by_ref = [&]() -> Future<int> { co_return co_await work; };
+  auto by_value = [&]() -> Future<int> { co_return co_await std::move(work); };
+  Future<int> without_loop = by_ref();
+  ASSERT_TRUE(without_loop.done());
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { without_loop.result(); }),
+            "co_await: the awaited ConcurrentFuture is empty (moved from)");
+  ManualScheduler loop;
+  Future<int> with_loop = by_value();
+  loop.run_pending();
+  ASSERT_TRUE(with_loop.done());
+  EXPECT_THROW(with_loop.result(), InvalidStateError);
 }
 
 TEST(CoroutineConcurrentTest, CancelWhileQueuedCancelsTheWork) {

@@ -12,12 +12,14 @@
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 TEST(FirstCompletedTest, GivesTheIndexOfTheFirstChildToFinish) {
   ManualScheduler loop;
@@ -100,6 +102,27 @@ TEST(FirstCompletedTest, FlatHashMapGivesTheKey) {
 TEST(FirstCompletedTest, EmptyInputThrowsInvalidArgument) {
   EXPECT_THROW(first_completed(std::vector<Future<int>>()), std::invalid_argument);
   EXPECT_THROW(first_completed(std::map<int, Future<int>>()), std::invalid_argument);
+}
+
+// A moved-from child is an InvalidStateError naming first_completed (it
+// used to read "Future:: : the handle is empty (moved from)", and a
+// moved-from ConcurrentFuture child crashed the process).
+TEST(FirstCompletedTest, AnEmptyChildIsAnErrorNamingFirstCompleted) {
+  ManualScheduler loop;
+  Future<int> a, empty;
+  Future<int> taken = std::move(empty);
+  std::vector<Future<int>> list{a, empty};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)first_completed(list); }),
+            "first_completed: a child Future is empty (moved from)");
+  EXPECT_THROW((void)first_completed(a, empty), InvalidStateError);
+  ConcurrentFuture<int> c, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  std::vector<ConcurrentFuture<int>> remote{c, empty_cf};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)first_completed(remote); }),
+            "first_completed: a child ConcurrentFuture is empty (moved from)");
+  a.set_result(1);
+  std::thread([c]() mutable { c.set_result(2); }).join();
+  loop.run_pending();
 }
 
 TEST(FirstCompletedTest, ArgumentsOfMixedTypes) {

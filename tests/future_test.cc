@@ -2,6 +2,7 @@
 // values, unretrieved-exception logging, chain_future.
 #include "eddy/futures/future.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -10,15 +11,18 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 std::exception_ptr boom(const char* what = "boom") {
   return std::make_exception_ptr(std::runtime_error(what));
@@ -231,6 +235,36 @@ TEST(FutureCallbackTest, ThrowingCallbackIsLoggedAndOthersStillRun) {
   loop.run_pending();
   EXPECT_TRUE(second_ran);
   EXPECT_EQ(logs.count("callback failed"), 1u);
+}
+
+// An empty callable is refused at the call, whatever its kind, before
+// anything is added: as the first callback it used to be dropped silently,
+// after another one it aborted (or crashed) when the callbacks ran.
+TEST(FutureCallbackTest, AnEmptyCallableIsRejectedAtTheCall) {
+  ManualScheduler loop;
+  Future<int> f;
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { f.add_done_callback(absl::AnyInvocable<void(Future<int>&)>()); }),
+            "Future::add_done_callback: fn is empty");
+  int ran = 0;
+  f.add_done_callback([&] { ++ran; });
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void(Future<int>&)>()),
+               std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn), std::invalid_argument);
+  void (*null_fn_of_future)(Future<int>&) = nullptr;
+  EXPECT_THROW(f.add_done_callback(null_fn_of_future), std::invalid_argument);
+  // An empty std::function would have become a non-empty AnyInvocable that
+  // throws std::bad_function_call when run.
+  EXPECT_THROW(f.add_done_callback(std::function<void(Future<int>&)>()), std::invalid_argument);
+  EXPECT_THROW(f.add_done_callback(std::function<void()>()), std::invalid_argument);
+  f.set_result(1);
+  EXPECT_EQ(loop.run_pending(), 1);
+  EXPECT_EQ(ran, 1);
+  // On a done future too, where a callback is scheduled at once.
+  EXPECT_THROW(f.add_done_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+  EXPECT_EQ(loop.pending(), 0u);
 }
 
 TEST(FutureCallbackTest, CancelSchedulesCallbacks) {
@@ -480,6 +514,27 @@ TEST(ChainFutureTest, WithLoopCopyHappensOnALaterTurn) {
   EXPECT_FALSE(b.done());
   loop.run_pending();
   EXPECT_EQ(b.result(), 1);
+}
+
+// An empty (moved-from) handle on either side is refused at the call, as
+// the ConcurrentFuture overload refuses one, and nothing is chained: an
+// empty b used to be found only once a completed, by a callback whose
+// InvalidStateError ("Future:: : the handle is empty") was only logged.
+TEST(ChainFutureTest, AnEmptyHandleIsRejectedAtTheCall) {
+  LogCapture logs;
+  ManualScheduler loop;
+  Future<int> a, b;
+  Future<int> b_moved = std::move(b);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(a, b); }),
+            "chain_future: the target Future b is empty (moved from)");
+  Future<int> c;
+  Future<int> c_moved = std::move(c);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { chain_future(c, b_moved); }),
+            "chain_future: the source Future a is empty (moved from)");
+  a.set_result(1);
+  EXPECT_EQ(loop.run_pending(), 0) << "a callback was added to a";
+  EXPECT_FALSE(b_moved.done());
+  EXPECT_EQ(logs.size(), 0u);
 }
 
 }  // namespace

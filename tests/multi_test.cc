@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 // Counts this thread's operator new calls, for the tests of how much work
 // multi() does per child (a count, not a timing: the machine is shared).
@@ -38,6 +39,7 @@ namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 constexpr char kMultiLog[] = "Multiple exceptions in yield list";
 
@@ -647,6 +649,47 @@ TEST(MultiTest, ConcurrentFutureChildrenNeedACurrentLoop) {
   std::vector<ConcurrentFuture<int>> children(1);
   EXPECT_THROW(multi(children), InvalidStateError);
   children[0].set_result(1);
+}
+
+// A moved-from child is an InvalidStateError naming multi, in every form:
+// the message used to read "Future:: : the handle is empty (moved from)",
+// and a moved-from ConcurrentFuture child crashed the process.
+TEST(MultiTest, AnEmptyChildIsAnErrorNamingMulti) {
+  ManualScheduler loop;
+  Future<int> a, empty;
+  Future<int> taken = std::move(empty);
+  const std::string kEmptyFuture = "multi: a child Future is empty (moved from)";
+  std::vector<Future<int>> list{a, empty};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(list); }), kEmptyFuture);
+  std::map<std::string, Future<int>> map{{"a", a}, {"b", empty}};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(map); }), kEmptyFuture);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(a, empty); }), kEmptyFuture);
+
+  ConcurrentFuture<int> c, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  const std::string kEmptyConcurrent = "multi: a child ConcurrentFuture is empty (moved from)";
+  std::vector<ConcurrentFuture<int>> remote{c, empty_cf};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(remote); }), kEmptyConcurrent);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)multi(a, empty_cf); }), kEmptyConcurrent);
+  // The children watched before the empty one complete harmlessly.
+  a.set_result(1);
+  std::thread([c]() mutable { c.set_result(2); }).join();
+  loop.run_pending();
+}
+
+// A child of another thread's loop is reported naming multi too (it read
+// "Future:: : called from a thread that does not own the future").
+TEST(MultiTest, AChildOfAnotherThreadsLoopIsAnErrorNamingMulti) {
+  if (!EDDY_THREAD_CHECKS) GTEST_SKIP() << "thread checks are off in this build";
+  ManualScheduler loop;
+  Future<int> child;
+  std::string what;
+  std::thread([&] {
+    std::vector<Future<int>> children{child};
+    what = thrown_what<InvalidStateError>([&] { (void)multi(children); });
+  }).join();
+  EXPECT_EQ(what.rfind("multi: called from a thread that does not own the Future", 0), 0u) << what;
+  child.set_result(1);
 }
 
 TEST(MultiTest, ConcurrentStressManyThreadsManyChildren) {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -13,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/executor/cancellation.h"
 #include "eddy/executor/executor.h"
@@ -27,11 +29,13 @@
 #include "gtest/gtest.h"
 #include "tests/executor_test_util.h"
 #include "tests/log_capture.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
 using testing::Gate;
+using testing::thrown_what;
 
 // Runs `loop` until `f` is done and returns it.
 template <class T>
@@ -238,6 +242,25 @@ TEST(RunInExecutorTest, CallFromAnotherThreadThrowsInvalidStateError) {
     EXPECT_THROW(loop.run_in_executor(&pool, [] { return 1; }), InvalidStateError);
   });
   other.join();
+}
+
+// An empty fn is refused at the call and nothing is submitted: it used to
+// abort (or crash) the process on the pool thread that ran it.
+TEST(RunInExecutorTest, AnEmptyFnIsRejectedAtTheCallAndNothingIsSubmitted) {
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(1);
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)loop.run_in_executor(&pool, absl::AnyInvocable<int()>()); }),
+            "IOLoop::run_in_executor: fn is empty");
+  int (*null_fn)(int) = nullptr;
+  EXPECT_THROW((void)loop.run_in_executor(&pool, null_fn, 1), std::invalid_argument);
+  EXPECT_THROW((void)loop.run_in_executor(&pool, Deadline::after(absl::Seconds(60)),
+                                          std::function<void()>()),
+               std::invalid_argument);
+  loop.run_sync([] {});
+  EXPECT_EQ(pool.stats().submitted, 0u);
+  EXPECT_EQ(loop.run_sync([&] { return loop.run_in_executor(&pool, [] { return 1; }); }), 1);
 }
 
 TEST(RunInExecutorTest, SubmitToAShutDownExecutorThrowsAtOnce) {

@@ -3,11 +3,13 @@
 // member), or on an explicit one; the Future resolves on the caller's loop.
 #include "eddy/executor/run_on_executor.h"
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/executor/cancellation.h"
 #include "eddy/executor/thread_pool_executor.h"
@@ -15,9 +17,12 @@
 #include "eddy/futures/future.h"
 #include "eddy/loop/io_loop.h"
 #include "gtest/gtest.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
+
+using testing::thrown_what;
 
 // What each store's blocking method reports: where it ran.
 struct Where {
@@ -99,6 +104,21 @@ TEST_F(RunOnExecutorTest, NullExecutorMemberThrowsInvalidArgument) {
   EXPECT_THROW(run_on_executor(&store, &Store::load_blocking), std::invalid_argument);
 }
 
+// A null method is refused at the call and nothing is submitted: it used to
+// crash the process on the pool thread that called it.
+TEST_F(RunOnExecutorTest, ANullMethodIsRejectedAtTheCall) {
+  struct Store {
+    int load_blocking() { return 1; }
+    ThreadPoolExecutor executor{1};
+  } store;
+  int (Store::*null_method)() = nullptr;
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)run_on_executor(&store, null_method); }),
+            "run_on_executor: method is empty");
+  EXPECT_THROW((void)run_on_executor(&store.executor, &store, null_method), std::invalid_argument);
+  EXPECT_EQ(store.executor.stats().submitted, 0u);
+}
+
 TEST_F(RunOnExecutorTest, ExplicitExecutorNeedsNoMember) {
   struct Store {
     std::string greet(std::string name) const { return "hello " + name; }
@@ -160,6 +180,16 @@ TEST_F(RunOnExecutorTest, OnExecutorWrapsAFreeFunctionOnce) {
   Future<int> b = offloaded_twice(4);
   EXPECT_EQ(loop_.run_sync([a] { return a; }), 6);
   EXPECT_EQ(loop_.run_sync([b] { return b; }), 8);
+}
+
+// An empty fn is refused when it is wrapped, not at each call (where it
+// used to crash the process on the pool thread).
+TEST_F(RunOnExecutorTest, OnExecutorRejectsAnEmptyFnWhenWrapping) {
+  int (*null_fn)(int) = nullptr;
+  EXPECT_EQ(thrown_what<std::invalid_argument>([&] { (void)on_executor(nullptr, null_fn); }),
+            "on_executor: fn is empty");
+  EXPECT_THROW((void)on_executor(nullptr, std::function<int(int)>()), std::invalid_argument);
+  EXPECT_THROW((void)on_executor(nullptr, absl::AnyInvocable<int(int)>()), std::invalid_argument);
 }
 
 TEST_F(RunOnExecutorTest, OnExecutorWithNullUsesTheDefaultPool) {

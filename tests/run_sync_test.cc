@@ -13,9 +13,12 @@
 #include "eddy/loop/sleep.h"
 #include "gtest/gtest.h"
 #include "tests/loop_test_util.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
+
+using testing::thrown_what;
 
 TEST(RunSyncTest, ReturnsTheFuturesResult) {
   IOLoop loop;
@@ -134,6 +137,30 @@ TEST(RunSyncTest, NestedRunSyncThrowsInvalidStateError) {
   IOLoop loop;
   EXPECT_THROW(loop.run_sync([&loop] { return loop.run_sync([] { return 1; }); }),
                InvalidStateError);
+}
+
+// fn returning a moved-from future is an InvalidStateError naming run_sync:
+// for a Future it used to read "Future:: : the handle is empty (moved
+// from)"; a ConcurrentFuture crashed the process.
+TEST(RunSyncTest, AnEmptyFutureFromFnIsAnErrorNamingRunSync) {
+  IOLoop loop;
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] {
+              loop.run_sync([] {
+                Future<int> f;
+                Future<int> g = std::move(f);
+                return f;  // NOLINT(bugprone-use-after-move)
+              });
+            }),
+            "IOLoop::run_sync: fn returned an empty Future (moved from)");
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] {
+              loop.run_sync([] {
+                ConcurrentFuture<int> f;
+                ConcurrentFuture<int> g = std::move(f);
+                return f;  // NOLINT(bugprone-use-after-move)
+              });
+            }),
+            "IOLoop::run_sync: fn returned an empty ConcurrentFuture (moved from)");
+  EXPECT_EQ(loop.run_sync([] { return make_ready_future(4); }), 4) << "the loop is still usable";
 }
 
 TEST(RunSyncTest, FuturesCreatedInFnBelongToTheLoop) {

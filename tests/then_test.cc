@@ -2,21 +2,25 @@
 // from the source, cancellation both ways, flattening returned futures,
 // move-only values, when an rvalue fn gets the value moved and when a copy,
 // where fn runs.
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "eddy/futures/future.h"
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 std::exception_ptr boom(const std::string& what = "boom") {
   return std::make_exception_ptr(std::runtime_error(what));
@@ -160,7 +164,26 @@ TEST(ThenTest, AnEmptyReturnedFutureFailsTheResultWithInvalidState) {
   });
   loop.run_pending();
   ASSERT_TRUE(out.done());
-  EXPECT_THROW(out.result(), InvalidStateError);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { out.result(); }),
+            "Future::then: fn returned an empty Future (moved from)");
+}
+
+// An empty fn is refused at the call, before anything is added to the
+// source: it used to abort (or crash) in the callback once the source was
+// done.
+TEST(ThenTest, AnEmptyFnIsRejectedAtTheCall) {
+  ManualScheduler loop;
+  Future<int> source;
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)source.then(absl::AnyInvocable<int(int&)>()); }),
+            "Future::then: fn is empty");
+  int (*null_fn)(int&) = nullptr;
+  EXPECT_THROW((void)source.then(null_fn), std::invalid_argument);
+  EXPECT_THROW((void)source.then(std::function<int(int&)>()), std::invalid_argument);
+  Future<void> done = make_ready_future();
+  EXPECT_THROW((void)done.then(absl::AnyInvocable<void()>()), std::invalid_argument);
+  source.set_result(1);
+  EXPECT_EQ(loop.run_pending(), 0) << "a callback was added to the source";
 }
 
 TEST(ThenTest, MoveOnlyValuesGoToAnRvalueFn) {

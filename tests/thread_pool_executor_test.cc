@@ -8,12 +8,14 @@
 #include <sched.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/executor/cancellation.h"
 #include "eddy/futures/concurrent_future.h"
@@ -22,6 +24,7 @@
 #include "tests/executor_test_util.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
@@ -29,6 +32,7 @@ namespace {
 using testing::Gate;
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 using testing::wait_until;
 
 std::string current_thread_name() {
@@ -94,6 +98,31 @@ TEST(ThreadPoolExecutorTest, ExceptionIsStoredAndTheWorkerGoesOn) {
   ConcurrentFuture<int> good = pool.submit([] { return 7; });
   EXPECT_EQ(good.result(), 7);
   EXPECT_EQ(pool.thread_count(), 1);
+}
+
+// An empty callable is refused at the call and nothing is queued: it used
+// to be accepted, and to abort (or crash) the process on the worker that
+// ran it; an empty std::function failed its future with
+// std::bad_function_call, long after the call.
+TEST(ThreadPoolExecutorTest, SubmitRejectsAnEmptyCallableAndQueuesNothing) {
+  ThreadPoolExecutor pool(1);
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)pool.submit(absl::AnyInvocable<int()>()); }),
+            "Executor::submit: fn is empty");
+  int (*null_fn)(int) = nullptr;
+  EXPECT_THROW((void)pool.submit(null_fn, 1), std::invalid_argument);
+  EXPECT_THROW((void)pool.submit(std::function<void()>()), std::invalid_argument);
+  struct Job {
+    int run() { return 1; }
+  };
+  Job job;
+  int (Job::*null_method)() = nullptr;
+  EXPECT_THROW((void)pool.submit(null_method, &job), std::invalid_argument);
+  CancellationSource source;
+  EXPECT_THROW((void)pool.submit(source.token(), absl::AnyInvocable<void(CancellationToken)>()),
+               std::invalid_argument);
+  EXPECT_EQ(pool.stats().submitted, 0u);
+  EXPECT_EQ(pool.submit([] { return 3; }).result(), 3);
 }
 
 TEST(ThreadPoolExecutorTest, NegativeMaxWorkersThrowsInvalidArgument) {
@@ -255,6 +284,35 @@ TEST(ThreadPoolExecutorTest, InitializerRunsAfterThePolicyIsSetAndMayChangeIt) {
                            }});
   EXPECT_EQ(pool.submit([] { return sched_getscheduler(0); }).result(), SCHED_OTHER);
   EXPECT_EQ(seen_by_initializer.load(), SCHED_BATCH);
+}
+
+// An empty std::function as the initializer means no initializer, as the
+// default does: it used to be wrapped into one that threw
+// std::bad_function_call on the first worker, which broke the pool.
+TEST(ThreadPoolExecutorTest, AnEmptyInitializerMeansNone) {
+  LogCapture log;
+  std::function<void()> none;
+  ThreadPoolExecutor pool({.max_workers = 1, .initializer = none});
+  EXPECT_EQ(pool.submit([] { return 1; }).result(absl::Seconds(60)), 1);
+  EXPECT_FALSE(pool.broken());
+
+  ThreadPoolExecutor::Options options;
+  options.initializer = std::function<void()>();
+  ThreadPoolExecutor assigned(std::move(options));
+  EXPECT_EQ(assigned.submit([] { return 2; }).result(absl::Seconds(60)), 2);
+  EXPECT_FALSE(assigned.broken());
+
+  void (*null_fn)() = nullptr;
+  ThreadPoolExecutor by_pointer({.max_workers = 1, .initializer = null_fn});
+  EXPECT_EQ(by_pointer.submit([] { return 3; }).result(absl::Seconds(60)), 3);
+  EXPECT_EQ(log.size(), 0u);
+
+  // A std::function that holds something still runs.
+  std::atomic<int> calls{0};
+  std::function<void()> counting = [&calls] { ++calls; };
+  ThreadPoolExecutor counted({.max_workers = 1, .initializer = counting});
+  counted.submit([] {}).result(absl::Seconds(60));
+  EXPECT_EQ(calls.load(), 1);
 }
 
 TEST(ThreadPoolExecutorTest, InitializerFailureBreaksThePool) {
@@ -528,6 +586,19 @@ TEST(ThreadPoolExecutorTest, ShutdownCancelFuturesCancelsParkedTasksAndSignalsTh
   pool.shutdown();
 }
 
+TEST(ThreadPoolExecutorTest, SubmitFromLoopRejectsAnEmptyCallableAndQueuesNothing) {
+  ManualScheduler loop;
+  ThreadPoolExecutor pool(1);
+  EXPECT_EQ(thrown_what<std::invalid_argument>(
+                [&] { (void)pool.submit_from_loop(absl::AnyInvocable<int()>()); }),
+            "Executor::submit_from_loop: fn is empty");
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW((void)pool.submit_from_loop(null_fn), std::invalid_argument);
+  EXPECT_THROW((void)pool.submit_from_loop(std::function<int()>()), std::invalid_argument);
+  EXPECT_EQ(loop.run_pending(), 0);
+  EXPECT_EQ(pool.stats().submitted, 0u);
+}
+
 TEST(ThreadPoolExecutorTest, SubmitFromLoopWithoutALoopThrowsInvalidStateError) {
   ThreadPoolExecutor pool(1);
   EXPECT_THROW(pool.submit_from_loop([] {}), InvalidStateError);
@@ -598,6 +669,36 @@ TEST(ThreadPoolExecutorTest, ThrowIfCancelledThrowsTheMatchingError) {
   CancellationSource expired(Deadline::after(absl::ZeroDuration()));
   EXPECT_THROW(expired.token().throw_if_cancelled(), TimeoutError);
   EXPECT_FALSE(CancellationToken().cancelled());
+}
+
+// A moved-from source used to crash (a null dereference) in cancel(),
+// cancel_requested() and deadline(), and token() handed out a token that
+// nothing could ever cancel. Each throws InvalidStateError now.
+TEST(CancellationSourceTest, AMovedFromSourceThrowsInvalidStateError) {
+  CancellationSource source;
+  CancellationToken token = source.token();
+  CancellationSource moved = std::move(source);
+  auto empty = [](const std::string& op) {
+    return "CancellationSource::" + op + ": the handle is empty (moved from)";
+  };
+  // NOLINTBEGIN(bugprone-use-after-move)
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.cancel(); }), empty("cancel"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.cancel_requested(); }),
+            empty("cancel_requested"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.deadline(); }), empty("deadline"));
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)source.token(); }), empty("token"));
+  // NOLINTEND(bugprone-use-after-move)
+  EXPECT_FALSE(token.cancel_requested());
+  EXPECT_TRUE(moved.cancel());
+  EXPECT_TRUE(token.cancel_requested()) << "the source it was moved to still signals";
+}
+
+TEST(CancellationSourceTest, ValidIsFalseOnlyForAMovedFromSource) {
+  CancellationSource source;
+  EXPECT_TRUE(source.valid());
+  CancellationSource moved = std::move(source);
+  EXPECT_FALSE(source.valid());  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(moved.valid());
 }
 
 // --- the report -------------------------------------------------------------

@@ -14,12 +14,14 @@
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::thrown_what;
 
 std::exception_ptr boom(const std::string& what = "boom") {
   return std::make_exception_ptr(std::runtime_error(what));
@@ -282,6 +284,26 @@ TEST(WaitIteratorTest, AMovedFromIteratorThrowsInvalidState) {
   WaitIterator<int> other = std::move(it);
   EXPECT_THROW(it.done(), InvalidStateError);  // NOLINT(bugprone-use-after-move)
   EXPECT_FALSE(other.done());
+}
+
+// A moved-from child is an InvalidStateError naming WaitIterator (it used
+// to read "Future:: : the handle is empty (moved from)", and a moved-from
+// ConcurrentFuture child crashed the process).
+TEST(WaitIteratorTest, AnEmptyChildIsAnErrorNamingWaitIterator) {
+  ManualScheduler loop;
+  Future<int> a, empty;
+  Future<int> taken = std::move(empty);
+  std::vector<Future<int>> list{a, empty};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { WaitIterator<int> it(list); }),
+            "WaitIterator: a child Future is empty (moved from)");
+  ConcurrentFuture<int> c, empty_cf;
+  ConcurrentFuture<int> taken_cf = std::move(empty_cf);
+  std::map<std::string, ConcurrentFuture<int>> remote{{"c", c}, {"empty", empty_cf}};
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { WaitIterator<int, std::string> it(remote); }),
+            "WaitIterator: a child ConcurrentFuture is empty (moved from)");
+  a.set_result(1);
+  std::thread([c]() mutable { c.set_result(2); }).join();
+  loop.run_pending();
 }
 
 TEST(WaitIteratorTest, ConcurrentFutureChildrenCompletedByThreads) {

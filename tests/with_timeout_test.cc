@@ -15,10 +15,12 @@
 #include "eddy/loop/sleep.h"
 #include "gtest/gtest.h"
 #include "tests/loop_test_util.h"
+#include "tests/thrown.h"
 
 namespace eddy {
 namespace {
 
+using testing::thrown_what;
 using testing::WaitableLog;
 
 class WithTimeoutTest : public ::testing::Test {
@@ -147,6 +149,21 @@ TEST_F(WithTimeoutTest, AFutureDoneWhenTheTimerFiresWins) {
   turn();
   ASSERT_TRUE(r.done());
   EXPECT_EQ(r.result(), 3);
+}
+
+// A moved-from future is an InvalidStateError naming with_timeout, and no
+// timer is set (a moved-from ConcurrentFuture used to crash the process).
+TEST_F(WithTimeoutTest, AnEmptyFutureIsAnErrorNamingWithTimeout) {
+  Future<int> f;
+  Future<int> taken = std::move(f);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)with_timeout(absl::Seconds(1), f); }),
+            "with_timeout: the Future f is empty (moved from)");
+  EXPECT_THROW((void)with_timeout(loop.time() + absl::Seconds(1), f), InvalidStateError);
+  ConcurrentFuture<int> cf;
+  ConcurrentFuture<int> taken_cf = std::move(cf);
+  EXPECT_EQ(thrown_what<InvalidStateError>([&] { (void)with_timeout(absl::Seconds(1), cf); }),
+            "with_timeout: the ConcurrentFuture f is empty (moved from)");
+  EXPECT_THROW((void)with_timeout(loop.time() + absl::Seconds(1), cf), InvalidStateError);
 }
 
 TEST_F(WithTimeoutTest, AConcurrentFutureIsBridgedOntoTheLoop) {
