@@ -1250,8 +1250,9 @@ void IOLoop::run_callbacks() {
 
 // The same-thread post inline, everything else out of line: the common
 // case then needs no stack frame (no temporary closure, no stack canary).
-// closed_ is only read on the loop's own thread.
-bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
+// closed_ is only read on the loop's own thread. (add_callback(), inline,
+// has rejected an empty fn on the caller's side.)
+bool IOLoop::add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocation where) {
   const std::thread::id me = std::this_thread::get_id();
   if (!record_locations_.load(std::memory_order_relaxed) &&
       owner_.load(std::memory_order_relaxed) == me && !closed_) [[likely]] {
@@ -1339,6 +1340,7 @@ TimeoutHandle IOLoop::call_later(absl::Duration delay, absl::AnyInvocable<void()
                                  SourceLocation where) {
   check_owner("call_later");
   check_open("call_later");
+  internal::check_callable(fn, "IOLoop::call_later", "fn");
   return call_at_unchecked(time() + delay, std::move(fn), where);
 }
 
@@ -1346,6 +1348,7 @@ TimeoutHandle IOLoop::call_at(MonotonicTime when, absl::AnyInvocable<void()> fn,
                               SourceLocation where) {
   check_owner("call_at");
   check_open("call_at");
+  internal::check_callable(fn, "IOLoop::call_at", "fn");
   return call_at_unchecked(when, std::move(fn), where);
 }
 
@@ -1372,6 +1375,7 @@ void IOLoop::add_handler(int fd, absl::AnyInvocable<void(int fd, uint32_t events
                          uint32_t events, SourceLocation where) {
   check_owner("add_handler");
   check_open("add_handler");
+  internal::check_callable(handler, "IOLoop::add_handler", "handler");
   if (fd < 0) throw std::invalid_argument("IOLoop::add_handler: negative fd " + std::to_string(fd));
   if ((events & ~(READ | WRITE | ERROR)) != 0) {
     throw std::invalid_argument("IOLoop::add_handler: unknown event bits " +

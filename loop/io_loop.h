@@ -104,6 +104,7 @@
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/scheduler.h"
 #include "eddy/futures/source_location.h"
+#include "eddy/loop/internal/empty_callable.h"
 #include "eddy/loop/internal/timer_queue.h"
 #include "eddy/loop/time.h"
 
@@ -356,19 +357,28 @@ class IOLoop final : public Scheduler {
   // While the blocking watchdog is on, `where` is recorded and named in its
   // reports and when fn throws (otherwise it costs nothing: a queued
   // callback is one 32-byte closure).
+  // Throws std::invalid_argument if `fn` is empty (nullptr, a null function
+  // pointer, an empty AnyInvocable), on the calling thread, before anything
+  // is queued. (Inline: for a closure built from a lambda at the call, the
+  // test folds away.)
   bool add_callback(absl::AnyInvocable<void()> fn,
-                    SourceLocation where = SourceLocation::current());
+                    SourceLocation where = SourceLocation::current()) {
+    if (fn == nullptr) [[unlikely]] internal::throw_empty_callable("IOLoop::add_callback", "fn");
+    return add_nonempty_callback(std::move(fn), where);
+  }
 
   // Tornado's spawn_callback: the same as add_callback.
   bool spawn_callback(absl::AnyInvocable<void()> fn,
                       SourceLocation where = SourceLocation::current()) {
-    return add_callback(std::move(fn), where);
+    if (fn == nullptr) [[unlikely]] internal::throw_empty_callable("IOLoop::spawn_callback", "fn");
+    return add_nonempty_callback(std::move(fn), where);
   }
 
   // Runs `fn` once, `delay` from now (a negative delay means now), on a
   // later iteration. Returns its handle for remove_timeout(). Timers due at
   // the same time fire in the order they were scheduled.
-  // Throws InvalidStateError on a foreign thread or a closed loop.
+  // Throws InvalidStateError on a foreign thread or a closed loop,
+  // std::invalid_argument if `fn` is empty.
   TimeoutHandle call_later(absl::Duration delay, absl::AnyInvocable<void()> fn,
                            SourceLocation where = SourceLocation::current());
   // As call_later, at the loop time `when`.
@@ -377,10 +387,12 @@ class IOLoop final : public Scheduler {
   // Tornado's spelling: a delay or a deadline.
   TimeoutHandle add_timeout(absl::Duration delay, absl::AnyInvocable<void()> fn,
                             SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::add_timeout", "fn");
     return call_later(delay, std::move(fn), where);
   }
   TimeoutHandle add_timeout(MonotonicTime deadline, absl::AnyInvocable<void()> fn,
                             SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::add_timeout", "fn");
     return call_at(deadline, std::move(fn), where);
   }
 
@@ -395,14 +407,17 @@ class IOLoop final : public Scheduler {
 
   // Calls cb(f) (or cb()) on this loop once `f` is done, during a later
   // iteration. `f` must belong to this thread.
-  // Throws InvalidStateError on a foreign thread or a closed loop.
+  // Throws InvalidStateError on a foreign thread or a closed loop,
+  // std::invalid_argument if `cb` is empty (nullptr, a null function
+  // pointer, an empty AnyInvocable or std::function).
   template <class T, class F>
   void add_future(Future<T> f, F&& cb);
 
   // Calls cb(f) (or cb()) on this loop's thread once `f` is done, whichever
   // thread completes it, even while the loop sleeps. If the loop is closed
   // first, cb is destroyed on this loop's thread without running.
-  // Throws InvalidStateError on a foreign thread or a closed loop.
+  // Throws InvalidStateError on a foreign thread or a closed loop,
+  // std::invalid_argument if `cb` is empty.
   template <class T, class F>
   void add_future(ConcurrentFuture<T> f, F&& cb);
 
@@ -414,6 +429,9 @@ class IOLoop final : public Scheduler {
   // finishes, it fails with CancelledError. Blocking on it without a
   // timeout on this loop's thread throws InvalidStateError instead of
   // deadlocking (see ConcurrentFuture::result).
+  // Throws std::invalid_argument (on the calling thread, before anything is
+  // queued) if `fn` is empty (a null function pointer, an empty
+  // AnyInvocable or std::function).
   template <class F>
   auto run_in_loop(F&& fn)
       -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type>;
@@ -462,8 +480,8 @@ class IOLoop final : public Scheduler {
   // for any of `events` (READ, WRITE; ERROR is always included). Level
   // triggered: the handler runs on every iteration while the fd stays
   // ready. The loop does not own or close the fd.
-  // Throws std::invalid_argument for a negative fd or unknown event bits,
-  // InvalidStateError if `fd` already has a handler (or on a foreign thread
+  // Throws std::invalid_argument for a negative fd, unknown event bits or
+  // an empty `handler`, InvalidStateError if `fd` already has a handler (or on a foreign thread
   // or closed loop), std::system_error if epoll refuses the fd (e.g. a
   // regular file).
   void add_handler(int fd, absl::AnyInvocable<void(int fd, uint32_t events)> handler,
@@ -599,6 +617,9 @@ class IOLoop final : public Scheduler {
   absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()> fn, internal::ActivityKind kind,
                                     const SourceLocation& where);
   void note_activity(internal::ActivityKind kind, const SourceLocation& where);
+  // add_callback() once `fn` is known not to be empty. The same-thread
+  // post inline in it, everything else out of line.
+  bool add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocation where);
   // add_callback while locations are recorded: out of line, so that the
   // common case keeps a small frame.
   [[gnu::noinline]] bool add_located_callback(absl::AnyInvocable<void()>&& fn,
@@ -737,6 +758,7 @@ template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
+  internal::check_callable(cb, "IOLoop::add_future", "cb");
   if (internal::FutureAccess::state(f)->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
     f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
@@ -759,6 +781,7 @@ template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
+  internal::check_callable(cb, "IOLoop::add_future", "cb");
   // The payload (cb) lives and dies on this thread, whichever of the loop
   // and the future finishes first. It must not hold `f` itself: f's state
   // holds the delivery handle, and the cycle would keep both alive until the
@@ -783,6 +806,7 @@ auto IOLoop::run_in_loop(F&& fn)
   using V = typename internal::Unwrapped<R>::type;
   static_assert(!internal::IsConcurrentFuture<R>::value,
                 "run_in_loop: fn returns a ConcurrentFuture already; call it directly");
+  internal::check_callable(fn, "IOLoop::run_in_loop", "fn");
   ConcurrentFuture<V> result;
   // Set before `result` is shared: the deadlock check reads it unlocked.
   internal::ConcurrentAccess::state(result).completed_on = this;

@@ -32,17 +32,20 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/future.h"
+#include "eddy/loop/internal/empty_callable.h"
 
 namespace eddy {
 
 class PeriodicCallback {
  public:
-  // Throws std::invalid_argument if `interval` is not positive and finite,
-  // or `jitter` is outside [0, 1].
+  // Throws std::invalid_argument if `fn` is empty (a null function pointer,
+  // an empty AnyInvocable or std::function), `interval` is not positive and
+  // finite, or `jitter` is outside [0, 1].
   template <class F>
     requires std::is_invocable_v<F&>
   PeriodicCallback(F fn, absl::Duration interval, double jitter = 0)
       : PeriodicCallback(interval, jitter) {
+    internal::check_callable(fn, "PeriodicCallback", "fn");
     using R = std::invoke_result_t<F&>;
     if constexpr (std::is_void_v<R>) {
       set_plain(absl::AnyInvocable<void()>(std::move(fn)));

@@ -72,6 +72,7 @@
 #include "eddy/futures/internal/combinators.h"
 #include "eddy/futures/multi.h"
 #include "eddy/futures/scheduler.h"
+#include "eddy/loop/internal/empty_callable.h"
 
 namespace eddy {
 namespace internal {
@@ -220,7 +221,8 @@ using FanOutRange = std::remove_cvref_t<Range>;
 // Calls fn(item) on the loop for every item, at most `max_in_flight` at a
 // time (see the file comment). Returns Future<std::vector<R>> in input
 // order, or Future<void> when R is void.
-// Throws std::invalid_argument if max_in_flight is 0.
+// Throws std::invalid_argument if max_in_flight is 0 or `fn` is empty (a
+// null function pointer, an empty AnyInvocable or std::function).
 template <std::ranges::forward_range Range, class F>
   requires std::is_invocable_v<F&, std::ranges::range_reference_t<internal::FanOutRange<Range>>>
 auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = {},
@@ -229,6 +231,7 @@ auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = 
   using Item = std::ranges::range_reference_t<Stored>;
   using R0 = std::remove_cvref_t<std::invoke_result_t<F&, Item>>;
   using R = typename internal::FanOutValue<R0>::type;
+  internal::check_callable(fn, "fan_out", "fn");
   auto launch = [fn = std::move(fn), where](Item item) mutable -> Future<R> {
     if constexpr (internal::FanOutValue<R0>::kFuture && !std::is_reference_v<Item> &&
                   std::is_move_constructible_v<Item>) {
@@ -257,8 +260,9 @@ auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = 
 // (see the file comment). Returns Future<std::vector<R>> in input order, or
 // Future<void> when R is void. An item whose submission fails (the executor
 // is shut down or broken) fails with that error.
-// Throws std::invalid_argument if max_in_flight is 0; InvalidStateError if
-// no loop is current on this thread. `executor` must outlive the result.
+// Throws std::invalid_argument if max_in_flight is 0 or `fn` is empty;
+// InvalidStateError if no loop is current on this thread. `executor` must
+// outlive the result.
 template <std::ranges::forward_range Range, class F>
   requires std::is_invocable_v<const F&, std::ranges::range_value_t<internal::FanOutRange<Range>>>
 auto fan_out(Executor& executor, Range&& items, size_t max_in_flight, F fn,
@@ -267,6 +271,7 @@ auto fan_out(Executor& executor, Range&& items, size_t max_in_flight, F fn,
   using Stored = internal::FanOutRange<Range>;
   using Value = std::ranges::range_value_t<Stored>;
   using R = std::decay_t<std::invoke_result_t<const F&, Value>>;
+  internal::check_callable(fn, "fan_out", "fn");
   Scheduler* loop = Scheduler::current();
   if (loop == nullptr) throw InvalidStateError("fan_out: no loop is current on this thread");
   auto launch = [loop, &executor, fn = std::make_shared<const F>(std::move(fn))](

@@ -14,11 +14,14 @@
 #include <mutex>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "absl/functional/any_invocable.h"
+#include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/loop/sleep.h"
@@ -698,6 +701,67 @@ TEST(IOLoopTest, StatsCountQueuedWork) {
   EXPECT_EQ(s.callbacks, 1u);
   EXPECT_EQ(s.timers, 1u);
   EXPECT_EQ(s.handlers, 0u);
+}
+
+// An empty callable is refused where it is handed over, naming the method
+// and the parameter, before anything is queued: not when the loop gets to
+// it (an assertion or a jump to address 0 on the loop thread).
+TEST(IOLoopTest, AnEmptyCallableIsRejectedAtTheCallAndNothingIsQueued) {
+  IOLoop loop;
+  absl::AnyInvocable<void()> empty;
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(loop.add_callback(std::move(empty)), std::invalid_argument);
+  EXPECT_THROW(loop.add_callback(nullptr), std::invalid_argument);
+  EXPECT_THROW(loop.add_callback(null_fn), std::invalid_argument);
+  EXPECT_THROW(loop.spawn_callback(nullptr), std::invalid_argument);
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  EXPECT_THROW(loop.add_handler(fds[0], nullptr, IOLoop::READ), std::invalid_argument);
+  Future<int> f;
+  EXPECT_THROW(loop.add_future(f, absl::AnyInvocable<void(Future<int>&)>()),
+               std::invalid_argument);
+  void (*null_cb)(Future<int>&) = nullptr;
+  EXPECT_THROW(loop.add_future(f, null_cb), std::invalid_argument);
+  ConcurrentFuture<int> cf;
+  EXPECT_THROW(loop.add_future(cf, absl::AnyInvocable<void()>()), std::invalid_argument);
+  EXPECT_THROW(loop.add_future(cf, std::function<void()>()), std::invalid_argument);
+  EXPECT_THROW(loop.run_in_loop(absl::AnyInvocable<int()>()), std::invalid_argument);
+  int (*null_int_fn)() = nullptr;
+  EXPECT_THROW(loop.run_in_loop(null_int_fn), std::invalid_argument);
+  IOLoop::Stats s = loop.stats();
+  EXPECT_EQ(s.callbacks, 0u);
+  EXPECT_EQ(s.handlers, 0u);
+  try {
+    loop.add_callback(nullptr);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "IOLoop::add_callback: fn is empty");
+  }
+  try {
+    loop.add_handler(fds[0], nullptr, IOLoop::READ);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "IOLoop::add_handler: handler is empty");
+  }
+  // Nothing was left behind to crash the loop when it runs.
+  f.set_result(1);
+  cf.set_result(2);
+  ASSERT_EQ(::write(fds[1], "x", 1), 1);
+  loop.run_sync([] {});
+  loop.run_sync([] {});
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+TEST(IOLoopTest, AnEmptyCallablePostedFromAnotherThreadThrowsOnThatThread) {
+  IOLoop loop;
+  std::thread other([&] {
+    EXPECT_THROW(loop.add_callback(absl::AnyInvocable<void()>()), std::invalid_argument);
+    EXPECT_THROW(loop.spawn_callback(nullptr), std::invalid_argument);
+    EXPECT_THROW(loop.run_in_loop(absl::AnyInvocable<void()>()), std::invalid_argument);
+  });
+  other.join();
+  loop.run_sync([] {});  // nothing arrived through the inbox
 }
 
 // A sandbox (an older Docker or podman seccomp profile) that denies

@@ -1,10 +1,12 @@
 // PeriodicCallback, on a manual clock: counts, overruns, jitter, stopping.
 #include "eddy/loop/periodic_callback.h"
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/future.h"
 #include "eddy/loop/io_loop.h"
@@ -154,6 +156,17 @@ TEST_F(PeriodicCallbackTest, InvalidArgumentsAreRejected) {
   EXPECT_THROW(PeriodicCallback([] {}, absl::InfiniteDuration()), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(1), -0.1), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(1), 1.5), std::invalid_argument);
+}
+
+TEST_F(PeriodicCallbackTest, AnEmptyFnIsRejected) {
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(PeriodicCallback(null_fn, absl::Seconds(1)), std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback(absl::AnyInvocable<void()>(), absl::Seconds(1)),
+               std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback(absl::AnyInvocable<Future<void>()>(), absl::Seconds(1)),
+               std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback(std::function<void()>(), absl::Seconds(1)),
+               std::invalid_argument);
 }
 
 TEST(PeriodicCallbackLifetimeTest, OutlivingItsLoopIsHarmless) {

@@ -2,10 +2,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
@@ -128,6 +130,26 @@ TEST(TimersTest, RemovingAFiredRemovedOrEmptyHandleIsANoOp) {
   m.loop.remove_timeout(h);
   m.turn();
   EXPECT_TRUE(second);
+}
+
+TEST(TimersTest, AnEmptyCallableIsRejectedAndNoTimerIsArmed) {
+  ManualLoop m;
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(m.loop.call_later(absl::ZeroDuration(), null_fn), std::invalid_argument);
+  EXPECT_THROW(m.loop.call_later(absl::ZeroDuration(), nullptr), std::invalid_argument);
+  EXPECT_THROW(m.loop.call_at(m.loop.time(), absl::AnyInvocable<void()>()),
+               std::invalid_argument);
+  EXPECT_THROW(m.loop.add_timeout(absl::ZeroDuration(), absl::AnyInvocable<void()>()),
+               std::invalid_argument);
+  EXPECT_THROW(m.loop.add_timeout(m.loop.time(), nullptr), std::invalid_argument);
+  EXPECT_EQ(m.loop.stats().timers, 0u);
+  try {
+    m.loop.call_later(absl::Seconds(1), nullptr);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "IOLoop::call_later: fn is empty");
+  }
+  m.turn();  // nothing to fire, nothing to crash
 }
 
 TEST(TimersTest, ATimerMayRemoveAnotherDueInTheSameIteration) {
