@@ -24,6 +24,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/log.h"
 #include "eddy/loop/sleep.h"
 #include "gtest/gtest.h"
 #include "tests/loop_test_util.h"
@@ -317,6 +318,51 @@ TEST(IOLoopTest, ThrowingCallbackIsLoggedAndTheLoopGoesOn) {
   EXPECT_TRUE(after);
   EXPECT_EQ(log.count("Exception in callback"), 1u) << log.joined();
   EXPECT_EQ(log.count("boom"), 1u) << log.joined();
+}
+
+// Reporting a callback's exception may itself throw (a log handler that
+// throws; before log() swallowed that, it escaped run_sync). Whatever
+// escapes, a callback, posted on this thread or another, or a timer, runs
+// once: it used to stay at the head of its queue and run again on every
+// later iteration.
+TEST(IOLoopTest, ACallbackIsNeverRunTwiceWhenReportingItsFailureThrows) {
+  LogHandler previous =
+      set_log_handler([](const LogRecord&) { throw std::runtime_error("handler failed"); });
+  int same = 0;
+  int remote = 0;
+  int timer = 0;
+  int after = 0;
+  {
+    IOLoop loop;
+    loop.add_callback([&] {
+      ++same;
+      throw std::logic_error("same-thread boom");
+    });
+    loop.add_callback([&] { ++after; });
+    std::thread other([&] {
+      loop.add_callback([&] {
+        ++remote;
+        throw std::logic_error("remote boom");
+      });
+      loop.add_callback([&] { ++after; });
+    });
+    other.join();
+    loop.call_later(absl::ZeroDuration(), [&] {
+      ++timer;
+      throw std::logic_error("timer boom");
+    });
+    for (int i = 0; i < 6; ++i) {
+      try {
+        loop.run_sync([] {});
+      } catch (...) {
+      }
+    }
+  }
+  set_log_handler(std::move(previous));
+  EXPECT_EQ(same, 1);
+  EXPECT_EQ(remote, 1);
+  EXPECT_EQ(timer, 1);
+  EXPECT_EQ(after, 2) << "the callbacks behind a failed one must still run";
 }
 
 TEST(IOLoopTest, WithTheWatchdogOnAThrowingCallbackIsLoggedWithWhereItWasPosted) {
