@@ -365,6 +365,35 @@ TEST(IOLoopTest, ACallbackIsNeverRunTwiceWhenReportingItsFailureThrows) {
   EXPECT_EQ(after, 2) << "the callbacks behind a failed one must still run";
 }
 
+// The loop reports a throwing callback through eddy::log; a log handler
+// that throws too must not take the exception out of run_sync (DESIGN.md:
+// "an exception thrown by a loop callback is logged and the loop goes on").
+TEST(IOLoopTest, AThrowingLogHandlerDoesNotStopTheLoopGoingOn) {
+  int handler_calls = 0;
+  LogHandler previous = set_log_handler([&](const LogRecord&) {
+    ++handler_calls;
+    throw std::runtime_error("handler failed");
+  });
+  ::testing::internal::CaptureStderr();
+  IOLoop loop;
+  int runs = 0;
+  bool after = false;
+  loop.add_callback([&] {
+    ++runs;
+    throw std::logic_error("boom");
+  });
+  loop.add_callback([&] { after = true; });
+  EXPECT_NO_THROW(loop.run_sync([] {}));
+  EXPECT_NO_THROW(loop.run_sync([] {}));
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  set_log_handler(std::move(previous));
+  EXPECT_EQ(runs, 1);
+  EXPECT_TRUE(after);
+  EXPECT_EQ(handler_calls, 1);
+  EXPECT_NE(err.find("Exception in callback"), std::string::npos) << err;
+  EXPECT_NE(err.find("the log handler threw"), std::string::npos) << err;
+}
+
 TEST(IOLoopTest, WithTheWatchdogOnAThrowingCallbackIsLoggedWithWhereItWasPosted) {
   WaitableLog log;
   IOLoop loop;
