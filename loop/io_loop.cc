@@ -1419,13 +1419,30 @@ TimeoutHandle IOLoop::call_at_unchecked(MonotonicTime when, absl::AnyInvocable<v
   if (timer_phase_now_.has_value() && when < *timer_phase_now_) [[unlikely]] {
     when = *timer_phase_now_;  // see timer_phase_now_
   }
-  return TimeoutHandle(timers_.add(when, std::move(fn)));
+  return TimeoutHandle(id_, timers_.add(when, std::move(fn)));
 }
 
 void IOLoop::remove_timeout(TimeoutHandle handle) {
   check_owner("remove_timeout");
-  if (closed_) return;
-  timers_.remove(handle.id_);
+  if (closed_ || !handle) return;
+  // Its timer part could name one of our timers by chance: never use it.
+  if (handle.loop_ != id_) [[unlikely]] throw_foreign_timeout_handle();
+  timers_.remove(handle.id());
+}
+
+void IOLoop::throw_foreign_timeout_handle() {
+  throw InvalidStateError(
+      "IOLoop::remove_timeout: the handle belongs to another loop (it was returned by that "
+      "loop's call_later/call_at/add_timeout); remove the timer through that loop");
+}
+
+uint32_t IOLoop::next_loop_id() noexcept {
+  static std::atomic<uint32_t> last{0};
+  uint32_t id = last.fetch_add(1, std::memory_order_relaxed) + 1;
+  // After 2^32 loops the count wraps; 0 stays "no loop". (Two loops that
+  // far apart in a process's life could then share an id.)
+  if (id == 0) id = last.fetch_add(1, std::memory_order_relaxed) + 1;
+  return id;
 }
 
 // --- fd handlers -------------------------------------------------------------------

@@ -124,23 +124,31 @@ struct FdHandler;
 }  // namespace internal
 
 // Names a timer scheduled with call_later/call_at/add_timeout, for
-// remove_timeout(). A small value type; a default-constructed handle, and
-// the handle of a timer that fired or was removed, name nothing, and
-// removing them is a harmless no-op.
+// remove_timeout() on the same loop. A small value type (16 bytes); a
+// default-constructed handle, and the handle of a timer that fired or was
+// removed, name nothing, and removing them is a harmless no-op. A handle
+// also names its loop (each loop numbers its timers from 1, so the timer
+// part alone would match a timer of any other loop): handles of two loops
+// never compare equal, and another loop's remove_timeout() refuses it.
 class TimeoutHandle {
  public:
   TimeoutHandle() = default;
   // True if this handle was returned by a call_* method (whether or not the
   // timer is still pending).
-  explicit operator bool() const { return id_.seq != 0; }
+  explicit operator bool() const { return seq_ != 0; }
   friend bool operator==(const TimeoutHandle& a, const TimeoutHandle& b) {
-    return a.id_.slot == b.id_.slot && a.id_.seq == b.id_.seq;
+    return a.loop_ == b.loop_ && a.slot_ == b.slot_ && a.seq_ == b.seq_;
   }
 
  private:
   friend class IOLoop;
-  explicit TimeoutHandle(internal::TimerQueue::Id id) : id_(id) {}
-  internal::TimerQueue::Id id_;
+  TimeoutHandle(uint32_t loop, internal::TimerQueue::Id id)
+      : loop_(loop), slot_(id.slot), seq_(id.seq) {}
+  internal::TimerQueue::Id id() const { return internal::TimerQueue::Id{slot_, seq_}; }
+
+  uint32_t loop_ = 0;  // the arming loop's id (IOLoop::id_), unique in the process
+  uint32_t slot_ = 0;
+  uint64_t seq_ = 0;   // 0: no timer
 };
 
 namespace internal {
@@ -398,7 +406,9 @@ class IOLoop final : public Scheduler {
 
   // Cancels a pending timer: its callback is destroyed without running.
   // A no-op for a timer that fired or was removed, an empty handle, or a
-  // closed loop. Throws InvalidStateError on a foreign thread.
+  // closed loop. Throws InvalidStateError on a foreign thread, or for a
+  // handle another loop returned (it names a timer of that loop, which
+  // this one cannot cancel: remove it through the loop that armed it).
   void remove_timeout(TimeoutHandle handle);
 
   // The loop's clock reading. Safe from any thread.
@@ -576,6 +586,9 @@ class IOLoop final : public Scheduler {
   [[noreturn]] static void throw_closed(const char* op);
   [[noreturn]] static void throw_stopped();
   [[noreturn]] static void throw_run_sync_timeout(absl::Duration timeout);
+  [[noreturn]] static void throw_foreign_timeout_handle();
+  // A process-wide unique id for a new loop (never 0), for TimeoutHandle.
+  static uint32_t next_loop_id() noexcept;
 
   // Runs iterations until `watched` is done after one (at least one runs,
   // not waiting if it is done already; nullptr: done at once), `timeout`
@@ -659,6 +672,9 @@ class IOLoop final : public Scheduler {
   bool made_current_in_run_ = false;
   std::atomic<bool> stop_requested_{false};
   uint64_t iterations_ = 0;
+  // Stamped on the TimeoutHandles this loop returns: one atomic increment
+  // per loop, none per timer.
+  const uint32_t id_ = next_loop_id();
 
   int epoll_fd_ = -1;
   // The timerfd the loop sleeps on toward its next timer (arm_timer_fd):

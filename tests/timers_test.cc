@@ -152,6 +152,40 @@ TEST(TimersTest, AnEmptyCallableIsRejectedAndNoTimerIsArmed) {
   m.turn();  // nothing to fire, nothing to crash
 }
 
+// Every loop numbers its timers from 1: the first timer of two loops had
+// equal handles, and b.remove_timeout(a's handle) silently cancelled b's
+// timer while a's fired anyway.
+TEST(TimersTest, AnotherLoopsHandleIsRefusedAndCancelsNothing) {
+  IOLoop a;
+  IOLoop b;
+  bool a_fired = false;
+  bool b_fired = false;
+  TimeoutHandle ha = a.call_later(absl::ZeroDuration(), [&] { a_fired = true; });
+  TimeoutHandle hb = b.call_later(absl::ZeroDuration(), [&] { b_fired = true; });
+  EXPECT_FALSE(ha == hb);
+  try {
+    b.remove_timeout(ha);
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidStateError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another loop"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(b.stats().timers, 1u);
+  b.run_sync([] {});
+  EXPECT_TRUE(b_fired);
+  // Through its own loop the handle works as ever.
+  a.remove_timeout(ha);
+  a.run_sync([] {});
+  EXPECT_FALSE(a_fired);
+  // A handle that names nothing stays a no-op on any loop, and so does any
+  // handle on a closed loop.
+  b.remove_timeout(TimeoutHandle());
+  TimeoutHandle again = a.call_later(absl::Hours(1), [] {});
+  b.close();
+  b.remove_timeout(again);
+  EXPECT_EQ(a.stats().timers, 1u);
+}
+
 TEST(TimersTest, ATimerMayRemoveAnotherDueInTheSameIteration) {
   // Tornado's test_remove_timeout_from_timeout.
   ManualLoop m;
