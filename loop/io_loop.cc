@@ -997,6 +997,13 @@ void IOLoop::throw_stopped() {
       "IOLoop::run_sync: stop() was called before the future was done");
 }
 
+void IOLoop::throw_foreign_future() {
+  throw InvalidStateError(
+      "IOLoop::run_sync: fn returned a Future of another loop, which does not run while this "
+      "one does (the future could never complete here); create the future while this loop is "
+      "current (inside fn), or run the loop it belongs to");
+}
+
 void IOLoop::throw_run_sync_timeout(absl::Duration timeout) {
   throw TimeoutError("IOLoop::run_sync: operation timed out after " +
                      absl::FormatDuration(timeout));

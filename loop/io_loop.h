@@ -343,9 +343,20 @@ class IOLoop final : public Scheduler {
   // An exception thrown by fn propagates. With a `timeout`, on expiry the
   // future is cancelled (as Tornado's run_sync) and TimeoutError is thrown.
   // Throws InvalidStateError if the loop is already running (nested) or
-  // closed, or if stop() is called before the future is done. A stop()
-  // made during a run that finishes anyway (the future done in the same
-  // iteration) is consumed with that run: it does not end the next one.
+  // closed, if stop() is called before the future is done, or if fn
+  // returns a Future bound to another loop that still exists (as asyncio's
+  // run_until_complete): it could complete only while that loop runs,
+  // which it does not while this one does. (Make the future inside fn, or
+  // run its own loop. A future whose loop is gone, or that has none, needs
+  // no loop and is accepted.) A stop() made during a run that finishes
+  // anyway (the future done in the same iteration) is consumed with that
+  // run: it does not end the next one.
+  //
+  // Running a *different* loop (its start() or run_sync()) from inside a
+  // callback of this one is allowed, but it blocks this loop: none of its
+  // callbacks, timers or fd handlers run, and none of its futures
+  // complete, until the inner run returns. Keep such inner runs short, or
+  // run the other loop on a thread of its own.
   template <class F>
   auto run_sync(F&& fn, std::optional<absl::Duration> timeout = std::nullopt)
       -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type;
@@ -587,6 +598,7 @@ class IOLoop final : public Scheduler {
   [[noreturn]] static void throw_stopped();
   [[noreturn]] static void throw_run_sync_timeout(absl::Duration timeout);
   [[noreturn]] static void throw_foreign_timeout_handle();
+  [[noreturn]] static void throw_foreign_future();
   // A process-wide unique id for a new loop (never 0), for TimeoutHandle.
   static uint32_t next_loop_id() noexcept;
 
@@ -750,7 +762,11 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
 
 template <class T>
 T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
-  switch (run_until(&internal::FutureAccess::state(f)->status_ref(), timeout)) {
+  internal::FutureState<T>* state = internal::FutureAccess::state(f);
+  if (Scheduler* owner = state->scheduler(); owner != nullptr && owner != this) [[unlikely]] {
+    throw_foreign_future();
+  }
+  switch (run_until(&state->status_ref(), timeout)) {
     case RunOutcome::kDone:
       break;
     case RunOutcome::kTimedOut:

@@ -136,6 +136,68 @@ TEST(RunSyncTest, NestedRunSyncThrowsInvalidStateError) {
                InvalidStateError);
 }
 
+// A future of another, live loop can only complete when that loop runs,
+// and it does not while this one does: run_sync used to hang forever (or,
+// with a timeout, report a TimeoutError that named the wrong problem).
+TEST(RunSyncTest, AFutureOfAnotherLoopIsRefusedInsteadOfHanging) {
+  IOLoop a;
+  a.make_current();
+  Future<void> f = sleep(absl::Milliseconds(1));
+  IOLoop b;
+  try {
+    b.run_sync([&] { return f; }, absl::Milliseconds(300));
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidStateError& e) {
+    EXPECT_NE(std::string(e.what()).find("Future of another loop"), std::string::npos)
+        << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception: " << e.what();
+  }
+  EXPECT_FALSE(f.done());
+  a.run_sync([&] { return f; });  // its own loop runs it
+  EXPECT_TRUE(f.done());
+  IOLoop::clear_current();
+}
+
+// A future whose loop is gone, or that never had one, completes inline and
+// needs no loop to run: still accepted.
+TEST(RunSyncTest, AFutureOfAGoneLoopOrOfNoLoopIsAccepted) {
+  Future<int> unbound;
+  Future<int> orphan = [] {
+    IOLoop gone;
+    gone.make_current();
+    Future<int> f;
+    IOLoop::clear_current();
+    return f;
+  }();
+  IOLoop loop;
+  loop.add_callback([unbound, orphan]() mutable {
+    unbound.set_result(1);
+    orphan.set_result(2);
+  });
+  EXPECT_EQ(loop.run_sync([&] { return unbound; }), 1);
+  EXPECT_EQ(loop.run_sync([&] { return orphan; }), 2);
+}
+
+// Running another loop inside one of this loop's callbacks is allowed; it
+// blocks this loop until it returns (see run_sync's comment). A future of
+// the outer loop handed to the inner run is refused, not waited for.
+TEST(RunSyncTest, AnotherLoopMayRunInsideACallbackButNotWaitForTheOuterLoopsFuture) {
+  IOLoop outer;
+  bool outer_callback_ran = false;
+  int inner_result = 0;
+  outer.run_sync([&] {
+    Future<void> of_outer;
+    outer.add_callback([&] { outer_callback_ran = true; });
+    IOLoop inner;
+    inner_result = inner.run_sync([] { return 7; });
+    EXPECT_FALSE(outer_callback_ran) << "the outer loop ran during the inner run";
+    EXPECT_THROW(inner.run_sync([&] { return of_outer; }), InvalidStateError);
+  });
+  EXPECT_EQ(inner_result, 7);
+  EXPECT_TRUE(outer_callback_ran);
+}
+
 TEST(RunSyncTest, FuturesCreatedInFnBelongToTheLoop) {
   IOLoop::clear_current();
   IOLoop loop;
