@@ -178,6 +178,18 @@ struct Unwrapped<ConcurrentFuture<T>> {
   using type = T;
 };
 
+// A Future or ConcurrentFuture, whatever reference or const is on it.
+template <class R>
+inline constexpr bool kIsAnyFuture = IsFuture<std::remove_cvref_t<R>>::value ||
+                                     IsConcurrentFuture<std::remove_cvref_t<R>>::value;
+
+// What run_sync returns (and run_in_loop's ConcurrentFuture holds) for a
+// function returning R: T for Future<T> and ConcurrentFuture<T>, also when
+// returned by reference or as const; R itself otherwise.
+template <class R>
+using RunResult =
+    typename Unwrapped<std::conditional_t<kIsAnyFuture<R>, std::remove_cvref_t<R>, R>>::type;
+
 // Calls cb(f) or cb(), whichever it accepts.
 template <class F, class Fut>
 void call_with_future(F& cb, Fut& f) {
@@ -338,6 +350,8 @@ class IOLoop final : public Scheduler {
   // its exception. `fn` may return:
   //   - Future<T> (a coroutine is a function returning Future<T>) -> T;
   //   - ConcurrentFuture<T> (bridged onto the loop) -> T;
+  //     either one also by reference or const (a getter returning
+  //     `const Future<T>&`), waited for the same way;
   //   - anything else (or void), which is returned as is after one
   //     non-waiting iteration of the loop.
   // An exception thrown by fn propagates. With a `timeout`, on expiry the
@@ -359,7 +373,7 @@ class IOLoop final : public Scheduler {
   // run the other loop on a thread of its own.
   template <class F>
   auto run_sync(F&& fn, std::optional<absl::Duration> timeout = std::nullopt)
-      -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type;
+      -> internal::RunResult<std::invoke_result_t<F&>>;
 
   // Releases everything the loop holds, as the destructor does (see
   // Lifetime above); afterwards add_callback() returns false, remove_*()
@@ -455,7 +469,7 @@ class IOLoop final : public Scheduler {
   // AnyInvocable or std::function).
   template <class F>
   auto run_in_loop(F&& fn)
-      -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type>;
+      -> ConcurrentFuture<internal::RunResult<std::invoke_result_t<std::decay_t<F>&>>>;
 
   // Runs fn(args...) on `executor` (nullptr: this loop's default executor)
   // and returns a Future, on this loop, of its result (Tornado's
@@ -739,8 +753,10 @@ class IOLoop final : public Scheduler {
 
 template <class F>
 auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
-    -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type {
-  using R = std::invoke_result_t<F&>;
+    -> internal::RunResult<std::invoke_result_t<F&>> {
+  using Returned = std::invoke_result_t<F&>;
+  // A future by reference or const is a future too: a handle is copied.
+  using R = std::remove_cvref_t<Returned>;
   RunScope scope(this, "run_sync");
   if constexpr (internal::IsFuture<R>::value) {
     R f = fn();
@@ -748,13 +764,13 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   } else if constexpr (internal::IsConcurrentFuture<R>::value) {
     using T = typename R::value_type;
     Future<T> f;
-    chain_future(fn(), f);
+    chain_future(R(fn()), f);
     return finish_run_sync(f, timeout);
-  } else if constexpr (std::is_void_v<R>) {
+  } else if constexpr (std::is_void_v<Returned>) {
     fn();
     run_until(nullptr, std::nullopt);
   } else {
-    R value = fn();
+    Returned value = fn();
     run_until(nullptr, std::nullopt);
     return value;
   }
@@ -832,10 +848,13 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
 
 template <class F>
 auto IOLoop::run_in_loop(F&& fn)
-    -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type> {
+    -> ConcurrentFuture<internal::RunResult<std::invoke_result_t<std::decay_t<F>&>>> {
   using Fn = std::decay_t<F>;
-  using R = std::invoke_result_t<Fn&>;
-  using V = typename internal::Unwrapped<R>::type;
+  using Returned = std::invoke_result_t<Fn&>;
+  // Futures by reference or const count as futures (see run_sync).
+  using R = std::conditional_t<internal::kIsAnyFuture<Returned>, std::remove_cvref_t<Returned>,
+                               Returned>;
+  using V = internal::RunResult<Returned>;
   static_assert(!internal::IsConcurrentFuture<R>::value,
                 "run_in_loop: fn returns a ConcurrentFuture already; call it directly");
   internal::check_callable(fn, "IOLoop::run_in_loop", "fn");

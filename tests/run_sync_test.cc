@@ -1,8 +1,10 @@
 // IOLoop::run_sync: results, exceptions, timeouts, the kinds of fn.
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "absl/time/time.h"
 #include "eddy/futures/concurrent_future.h"
@@ -196,6 +198,56 @@ TEST(RunSyncTest, AnotherLoopMayRunInsideACallbackButNotWaitForTheOuterLoopsFutu
   });
   EXPECT_EQ(inner_result, 7);
   EXPECT_TRUE(outer_callback_ran);
+}
+
+// fn may hand back a future by reference (a getter returning
+// `const Future<void>&`) or as a const value: it is waited for as a future
+// returned by value, and run_sync returns its value. The traits used to be
+// matched against the reference type: run_sync then ran one non-waiting
+// iteration and returned the still pending future itself. (Written to
+// compile either way, so that it fails rather than not compiling before.)
+TEST(RunSyncTest, AFutureReturnedByReferenceOrAsConstIsWaitedFor) {
+  IOLoop loop;
+  loop.make_current();
+  Future<void> ready = sleep(absl::Milliseconds(20));
+  loop.run_sync([&]() -> const Future<void>& { return ready; });
+  EXPECT_TRUE(ready.done());
+
+  Future<int> value;
+  loop.call_later(absl::Milliseconds(5), [value]() mutable { value.set_result(5); });
+  auto&& got = loop.run_sync([&]() -> Future<int>& { return value; });
+  EXPECT_TRUE(value.done());
+  constexpr bool kUnwrapped = std::is_same_v<std::remove_cvref_t<decltype(got)>, int>;
+  EXPECT_TRUE(kUnwrapped);
+  if constexpr (kUnwrapped) {
+    EXPECT_EQ(got, 5);
+  }
+
+  Future<int> later;
+  loop.call_later(absl::Milliseconds(5), [later]() mutable { later.set_result(6); });
+  auto&& got_const = loop.run_sync([&]() -> const Future<int> { return later; });
+  EXPECT_TRUE(later.done());
+  EXPECT_TRUE((std::is_same_v<std::remove_cvref_t<decltype(got_const)>, int>));
+
+  ConcurrentFuture<int> cf;
+  std::thread worker([cf]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    cf.set_result(9);
+  });
+  auto&& got_cf = loop.run_sync([&]() -> ConcurrentFuture<int>& { return cf; });
+  EXPECT_TRUE(cf.done());
+  constexpr bool kCfUnwrapped = std::is_same_v<std::remove_cvref_t<decltype(got_cf)>, int>;
+  EXPECT_TRUE(kCfUnwrapped);
+  if constexpr (kCfUnwrapped) {
+    EXPECT_EQ(got_cf, 9);
+  }
+  worker.join();
+
+  // A plain reference that is not a future is still returned as is.
+  int plain = 3;
+  int& same = loop.run_sync([&]() -> int& { return plain; });
+  EXPECT_EQ(&same, &plain);
+  IOLoop::clear_current();
 }
 
 TEST(RunSyncTest, FuturesCreatedInFnBelongToTheLoop) {
