@@ -20,7 +20,11 @@
 // Threading: construct anywhere; start(), stop(), is_running() and the
 // destructor on the thread of the loop it runs on (the loop current at
 // start()). fn runs on that loop. If the loop is closed, the callback
-// simply stops.
+// simply stops. In builds with EDDY_THREAD_CHECKS, stop() on another thread
+// throws InvalidStateError and changes nothing. The destructor never
+// throws: run on another thread while the callback runs, it logs an error,
+// makes sure fn is not called again (a call in progress on the loop
+// finishes) and leaves removing the timer to the loop's thread.
 #ifndef EDDY_LOOP_PERIODIC_CALLBACK_H_
 #define EDDY_LOOP_PERIODIC_CALLBACK_H_
 
@@ -55,7 +59,7 @@ class PeriodicCallback {
       set_async(absl::AnyInvocable<Future<void>()>(std::move(fn)));
     }
   }
-  // stop().
+  // stop() (see Threading for another thread).
   ~PeriodicCallback();
   PeriodicCallback(const PeriodicCallback&) = delete;
   PeriodicCallback& operator=(const PeriodicCallback&) = delete;
@@ -67,6 +71,8 @@ class PeriodicCallback {
 
   // Stops: no further calls (a call in progress finishes). May be called
   // from fn itself. A no-op if not running.
+  // Throws InvalidStateError on a thread that does not own the loop it runs
+  // on (see Threading).
   void stop();
 
   // True between start() and stop() (or the loop's closing).
@@ -81,6 +87,8 @@ class PeriodicCallback {
   void set_async(absl::AnyInvocable<Future<void>()> fn);
   static void run(const std::shared_ptr<State>& s, uint64_t epoch);
   static void schedule_next(const std::shared_ptr<State>& s);
+  // stop() without the thread check, on the loop's thread.
+  static void stop_state(State& s);
 
   // Shared with the scheduled timer and with a pending call's future, which
   // may outlive this object.

@@ -45,10 +45,15 @@
 // Threading: loop-affine and not thread-safe: use a queue only on the
 // thread of the loop current when it is used; futures complete there, on a
 // later turn, never inside put()/get(). Feed one from a pool thread through
-// IOLoop::add_callback (or the futures that run_in_executor returns).
+// IOLoop::add_callback (or the futures that run_in_executor returns). In
+// builds with EDDY_THREAD_CHECKS, put/get (and their _nowait forms) and
+// task_done() from a thread that does not own the waiters' loop throw
+// InvalidStateError and change nothing.
 //
 // Lifetime: destroying a queue cancels the futures still waiting on it
 // (get, put and join: CancelledError) and destroys the items it holds.
+// Destroyed on a thread that does not own the waiters' loop, it logs an
+// error and leaves the cancelling to that loop's thread.
 #ifndef EDDY_SYNC_QUEUE_H_
 #define EDDY_SYNC_QUEUE_H_
 
@@ -175,8 +180,8 @@ class BasicQueue {
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
   ~BasicQueue() {
-    internal::cancel_waiters(getters_.take_all());
-    internal::cancel_waiters(putters_.take_all());
+    internal::cancel_waiters(getters_.take_all(), "Queue");
+    internal::cancel_waiters(putters_.take_all(), "Queue");
   }
 
   // The bound given at construction (0: none).
@@ -245,6 +250,8 @@ class BasicQueue {
     if (unfinished_ == 0) {
       throw InvalidStateError("Queue::task_done called more times than items were put");
     }
+    // Before the count moves: the last task_done() sets finished_.
+    if (unfinished_ == 1) finished_.waiters_.check_owner("Queue::task_done", /*all=*/true);
     if (--unfinished_ == 0) finished_.set();
   }
 
@@ -278,8 +285,15 @@ class BasicQueue {
     items_.push(std::move(item));
   }
 
+  // On a foreign thread (see Threading), throws before anything changes.
+  void check_owner(const char* op) const {
+    getters_.check_owner(op, /*all=*/false);
+    putters_.check_owner(op, /*all=*/false);
+  }
+
   // Puts `item` (moving it out) unless the queue is full; false if full.
   bool try_put(T& item) {
+    check_owner("Queue::put");
     putters_.drop_finished_front();
     if (std::optional<Future<T>> getter = getters_.pop_live()) {
       // A live getter means the queue is empty: the item passes through.
@@ -296,6 +310,7 @@ class BasicQueue {
 
   // The next item, or nullopt when the queue is empty.
   std::optional<T> try_get() {
+    check_owner("Queue::get");
     getters_.drop_finished_front();
     if (std::optional<Putter> putter = putters_.pop_live()) {
       // A live putter means the queue is full: its item joins, the next

@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -179,6 +180,39 @@ TEST(PeriodicCallbackLifetimeTest, OutlivingItsLoopIsHarmless) {
   }
   EXPECT_FALSE(pc->is_running());
   pc.reset();  // must not touch the dead loop
+}
+
+// Destroyed on another thread while running (its owner let go on a pool
+// thread): the destructor used to throw from remove_timeout's thread check
+// and call std::terminate. Now fn is not called again and the loop's
+// thread removes the timer.
+TEST_F(PeriodicCallbackTest, DestroyedOnAForeignThreadItLogsAndStopsOnTheLoop) {
+  WaitableLog log;
+  int calls = 0;
+  auto pc = std::make_unique<PeriodicCallback>([&] { ++calls; }, absl::Seconds(1));
+  pc->start();
+  run_for(absl::Milliseconds(2500));
+  EXPECT_EQ(calls, 2);
+  std::thread other([&] { pc.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("PeriodicCallback destroyed on a thread that does not own"), 1u)
+      << log.joined();
+  run_for(absl::Seconds(5));
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(loop.stats().timers, 0u);
+}
+
+TEST_F(PeriodicCallbackTest, StopOnAForeignThreadIsRefusedAndChangesNothing) {
+  int calls = 0;
+  PeriodicCallback pc([&] { ++calls; }, absl::Seconds(1));
+  pc.start();
+  std::thread other([&] { EXPECT_THROW(pc.stop(), InvalidStateError); });
+  other.join();
+  EXPECT_TRUE(pc.is_running());
+  run_for(absl::Milliseconds(1500));
+  EXPECT_EQ(calls, 1);
+  pc.stop();
+  EXPECT_FALSE(pc.is_running());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -556,6 +557,64 @@ TEST(QueueWithoutLoopTest, GetterCallbackRunningInlineMayUseTheQueue) {
   q.put_nowait(1);
   EXPECT_EQ(got, (std::vector<int>{1}));
   EXPECT_EQ(q.get_nowait(), 100);
+}
+
+// --- used from a foreign thread -------------------------------------------
+
+TEST_F(QueueTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
+  testing::LogCapture log;
+  auto q = std::make_unique<Queue<int>>(1);
+  Future<int> getter = q->get();
+  Future<void> join = [&] {
+    q->put_nowait(0);  // to the getter: one unfinished item
+    return q->join();
+  }();
+  Future<int> second = q->get();
+  std::thread other([&] { q.reset(); });  // used to call std::terminate
+  other.join();
+  EXPECT_EQ(log.count("destroyed on a thread that does not own"), 2u) << "the getters, the join";
+  drain();
+  EXPECT_EQ(getter.result(), 0);
+  EXPECT_TRUE(second.cancelled());
+  EXPECT_TRUE(join.cancelled());
+}
+
+// The last task_done() sets the join event: from a pool thread it used to
+// count the item done and then fail in the event's set(), so the count was
+// 0 and join() never completed.
+TEST_F(QueueTest, TaskDoneOnAForeignThreadIsRefusedBeforeItCounts) {
+  Queue<int> q;
+  q.put_nowait(1);
+  EXPECT_EQ(q.get_nowait(), 1);
+  Future<void> join = q.join();
+  std::thread other([&] { EXPECT_THROW(q.task_done(), InvalidStateError); });
+  other.join();
+  EXPECT_EQ(q.unfinished_tasks(), 1u);
+  q.task_done();
+  drain();
+  EXPECT_TRUE(join.done());
+  EXPECT_FALSE(join.cancelled());
+}
+
+TEST_F(QueueTest, PutOnAForeignThreadIsRefusedNamingQueuePut) {
+  Queue<int> q;
+  Future<int> getter = q.get();
+  std::thread other([&] {
+    try {
+      q.put_nowait(5);
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("Queue::put: called from a thread"),
+                std::string::npos)
+          << ex.what();
+    }
+  });
+  other.join();
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_EQ(q.unfinished_tasks(), 0u);
+  q.put_nowait(6);
+  drain();
+  EXPECT_EQ(getter.result(), 6);
 }
 
 }  // namespace
