@@ -68,20 +68,24 @@ void PeriodicCallback::run(const std::shared_ptr<State>& s, uint64_t epoch) {
   }
   s->timer = TimeoutHandle();
   if (s->async) {
-    Future<void> f;
     try {
-      f = s->async();
+      Future<void> f = s->async();
+      // An empty (moved-from) Future is a failure of this call like any
+      // other: logged, and the schedule goes on.
+      if (!f.valid()) {
+        throw InvalidStateError(
+            "PeriodicCallback: fn returned an empty Future (moved from), which never completes");
+      }
+      f.add_done_callback([s, epoch](Future<void>& done) {
+        if (!done.cancelled()) {
+          if (std::exception_ptr e = done.exception()) log_failure(e);
+        }
+        if (s->running && s->epoch == epoch) schedule_next(s);
+      });
     } catch (...) {
       log_failure(std::current_exception());
       if (s->running && s->epoch == epoch) schedule_next(s);
-      return;
     }
-    f.add_done_callback([s, epoch](Future<void>& done) {
-      if (!done.cancelled()) {
-        if (std::exception_ptr e = done.exception()) log_failure(e);
-      }
-      if (s->running && s->epoch == epoch) schedule_next(s);
-    });
     return;
   }
   try {

@@ -151,6 +151,29 @@ TEST_F(PeriodicCallbackTest, ExceptionsAreLoggedAndTheScheduleGoesOn) {
   EXPECT_EQ(log.count("periodic boom"), 3u) << log.joined();
 }
 
+// fn returned an empty (moved-from) Future: run() used to throw out of the
+// timer ("Exception in timer: ... the handle is empty") before scheduling
+// the next call, so the schedule stopped for good while is_running() stayed
+// true. It is logged like an exception, and the schedule goes on.
+TEST_F(PeriodicCallbackTest, AnEmptyFutureFromFnIsLoggedAndTheScheduleGoesOn) {
+  WaitableLog log;
+  int calls = 0;
+  PeriodicCallback pc(
+      [&]() -> Future<void> {
+        ++calls;
+        Future<void> g;
+        Future<void> taken = std::move(g);
+        return g;  // empty
+      },
+      absl::Seconds(1));
+  pc.start();
+  run_for(absl::Milliseconds(3500));
+  EXPECT_EQ(calls, 3);
+  EXPECT_TRUE(pc.is_running());
+  EXPECT_EQ(log.count("Exception in PeriodicCallback"), 3u) << log.joined();
+  EXPECT_EQ(log.count("fn returned an empty Future"), 3u) << log.joined();
+}
+
 TEST_F(PeriodicCallbackTest, InvalidArgumentsAreRejected) {
   EXPECT_THROW(PeriodicCallback([] {}, absl::ZeroDuration()), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(-1)), std::invalid_argument);
