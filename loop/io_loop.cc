@@ -831,7 +831,16 @@ Executor& IOLoop::default_executor() {
 
 IOLoop& IOLoop::current() {
   if (t_current_loop != nullptr) return *t_current_loop;
-  if (t_default_loop == nullptr) t_default_loop = std::make_unique<IOLoop>();
+  if (t_default_loop == nullptr) {
+    t_default_loop = std::make_unique<IOLoop>();
+  } else if (t_default_loop->closed_) [[unlikely]] {
+    // Not replaced by a fresh loop: references to the closed one may be
+    // held, and Tornado's current() hands back the closed loop too.
+    throw InvalidStateError(
+        "IOLoop::current: this thread's default loop (the one IOLoop::current() created) was "
+        "closed, and no other loop is current; make a loop current (IOLoop loop; "
+        "loop.make_current();) instead of relying on the default one after closing it");
+  }
   t_default_loop->make_current();
   return *t_default_loop;
 }

@@ -314,6 +314,10 @@ class IOLoop final : public Scheduler {
 
   // This thread's current loop; if there is none, a loop owned by this
   // thread is created (once; destroyed at thread exit) and made current.
+  // Throws InvalidStateError if none is current and that default loop was
+  // closed (IOLoop::current().close()): it is not replaced, since
+  // references to it may still be held (Tornado's current() hands back the
+  // closed loop, which then refuses every use). Make another loop current.
   static IOLoop& current();
   // This thread's current loop, or nullptr; never creates one.
   static IOLoop* current_or_null() noexcept;

@@ -442,6 +442,31 @@ TEST(IOLoopTest, CurrentCreatesALoopOnFirstUsePerThread) {
   IOLoop::clear_current();
 }
 
+// After IOLoop::current().close(), every later IOLoop::current() on the
+// thread used to throw "IOLoop::make_current: the loop is closed", naming a
+// call the caller never made. It still throws (as Tornado, whose current()
+// then hands back the closed asyncio loop, unusable), but says what
+// happened and what to do; a loop made current is used as ever.
+TEST(IOLoopTest, CurrentAfterTheThreadsDefaultLoopWasClosedSaysSo) {
+  std::thread other([] {
+    IOLoop::current().close();
+    EXPECT_EQ(IOLoop::current_or_null(), nullptr);
+    try {
+      IOLoop::current();
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& e) {
+      const std::string what = e.what();
+      EXPECT_EQ(what.find("IOLoop::current: this thread's default loop"), 0u) << what;
+      EXPECT_NE(what.find("was closed"), std::string::npos) << what;
+    }
+    IOLoop replacement;
+    replacement.make_current();
+    EXPECT_EQ(&IOLoop::current(), &replacement);
+    IOLoop::clear_current();
+  });
+  other.join();
+}
+
 TEST(IOLoopTest, ConstructorDoesNotMakeCurrentButMakeCurrentDoes) {
   IOLoop::clear_current();
   IOLoop loop;
