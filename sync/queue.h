@@ -65,6 +65,7 @@
 #include <optional>
 #include "eddy/futures/source_location.h"
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -91,6 +92,15 @@ class QueueEmpty : public std::runtime_error {
 };
 
 namespace internal {
+
+// A queue's bound, taken signed so that a negative one is an error rather
+// than a huge unsigned "unbounded" (Tornado: "maxsize can't be negative").
+inline size_t checked_queue_maxsize(std::int64_t maxsize) {
+  if (maxsize < 0) {
+    throw std::invalid_argument("Queue: maxsize must be >= 0, got " + std::to_string(maxsize));
+  }
+  return static_cast<size_t>(maxsize);
+}
 
 // The item stores behind the three queues: push(), pop() (of the next item
 // to hand out) and size().
@@ -173,8 +183,9 @@ class BasicQueue {
   using value_type = T;
 
   // A queue that holds at most `maxsize` items; 0 means no limit.
-  explicit BasicQueue(size_t maxsize = 0, Storage storage = Storage())
-      : maxsize_(maxsize), items_(std::move(storage)) {
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit BasicQueue(std::int64_t maxsize = 0, Storage storage = Storage())
+      : maxsize_(internal::checked_queue_maxsize(maxsize)), items_(std::move(storage)) {
     finished_.set();
   }
   BasicQueue(const BasicQueue&) = delete;
@@ -337,7 +348,8 @@ template <class T>
 class Queue : public BasicQueue<T, internal::FifoStorage<T>> {
  public:
   // At most `maxsize` items (0: no limit).
-  explicit Queue(size_t maxsize = 0) : BasicQueue<T, internal::FifoStorage<T>>(maxsize) {}
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit Queue(std::int64_t maxsize = 0) : BasicQueue<T, internal::FifoStorage<T>>(maxsize) {}
 };
 
 // Last in, first out.
@@ -345,7 +357,9 @@ template <class T>
 class LifoQueue : public BasicQueue<T, internal::LifoStorage<T>> {
  public:
   // At most `maxsize` items (0: no limit).
-  explicit LifoQueue(size_t maxsize = 0) : BasicQueue<T, internal::LifoStorage<T>>(maxsize) {}
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit LifoQueue(std::int64_t maxsize = 0)
+      : BasicQueue<T, internal::LifoStorage<T>>(maxsize) {}
 };
 
 // Lowest first by `Compare` (a strict weak order); equal items first in,
@@ -354,7 +368,8 @@ template <class T, class Compare = std::less<T>>
 class PriorityQueue : public BasicQueue<T, internal::PriorityStorage<T, Compare>> {
  public:
   // At most `maxsize` items (0: no limit).
-  explicit PriorityQueue(size_t maxsize = 0, Compare compare = Compare())
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit PriorityQueue(std::int64_t maxsize = 0, Compare compare = Compare())
       : BasicQueue<T, internal::PriorityStorage<T, Compare>>(
             maxsize, internal::PriorityStorage<T, Compare>(std::move(compare))) {}
 };

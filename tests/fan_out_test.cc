@@ -234,6 +234,27 @@ TEST_F(FanOutTest, ZeroMaxInFlightThrowsInvalidArgument) {
   EXPECT_THROW(fan_out(items, 0, [](int i) { return i; }), std::invalid_argument);
 }
 
+// A size_t parameter used to take -1 as "unbounded": every call at once.
+TEST_F(FanOutTest, ANegativeMaxInFlightIsRejected) {
+  std::vector<int> items = {1, 2, 3};
+  int calls = 0;
+  try {
+    (void)fan_out(items, -1, [&](int i) {
+      ++calls;
+      return i;
+    });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "fan_out: max_in_flight must be > 0, got -1");
+  }
+  ThreadPoolExecutor pool(1);
+  EXPECT_THROW(fan_out(pool, items, -2, [](int i) { return i; }), std::invalid_argument);
+  EXPECT_EQ(calls, 0);
+  size_t width = 2;  // an unsigned width still compiles
+  Future<std::vector<int>> f = fan_out(items, width, [](int i) { return i; });
+  EXPECT_TRUE(f.done());
+}
+
 TEST_F(FanOutTest, AnEmptyFnIsRejectedBeforeAnyCall) {
   std::vector<int> items = {1, 2, 3};
   EXPECT_THROW(fan_out(items, 2, absl::AnyInvocable<int(int)>()), std::invalid_argument);

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -373,6 +374,27 @@ TYPED_TEST(QueueJoinTest, JoinTimesOutWithTimeoutError) {
 }
 
 // --- PriorityQueueJoinTest / LifoQueueJoinTest -------------------------------
+
+// Tornado: ValueError("maxsize can't be negative"). A size_t parameter
+// used to turn -1 into 18446744073709551615: a queue that is never full.
+TEST_F(QueueTest, ANegativeMaxsizeIsRejected) {
+  EXPECT_THROW(Queue<int>(-1), std::invalid_argument);
+  EXPECT_THROW(LifoQueue<int>(-1), std::invalid_argument);
+  EXPECT_THROW(PriorityQueue<int>(-5), std::invalid_argument);
+  try {
+    Queue<int> q(-1);
+    ADD_FAILURE() << "no exception, maxsize " << q.maxsize();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "Queue: maxsize must be >= 0, got -1");
+  }
+  // Unsigned and signed bounds of any width still compile and work.
+  size_t two = 2;
+  Queue<int> q(two);
+  EXPECT_EQ(q.maxsize(), 2u);
+  Queue<int> unbounded(0);
+  EXPECT_EQ(unbounded.maxsize(), 0u);
+  EXPECT_FALSE(unbounded.full());
+}
 
 TEST_F(QueueTest, PriorityQueueHandsOutTheLowestFirst) {
   PriorityQueue<std::pair<int, std::string>> q;
