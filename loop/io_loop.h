@@ -72,9 +72,15 @@
 // are dropped safely. A loop must not be destroyed while it runs.
 //
 // Errors: a callback, timer or handler that throws is logged through
-// eddy::log and the loop goes on. Misuse fails fast with InvalidStateError:
+// eddy::log and the loop goes on (each runs once, whatever happens while
+// its failure is reported). Misuse fails fast with InvalidStateError:
 // start()/run_sync() on a running loop (nested), an fd added twice or
-// removed when absent, a loop touched from a foreign thread.
+// removed when absent, a loop touched from a foreign thread, another
+// loop's TimeoutHandle given to remove_timeout(), a run_sync() whose fn
+// returns a Future of another loop. Bad arguments throw
+// std::invalid_argument at the call, before anything is queued: an empty
+// callable (nullptr, a null function pointer, an empty AnyInvocable), a
+// negative fd, unknown event bits.
 #ifndef EDDY_LOOP_IO_LOOP_H_
 #define EDDY_LOOP_IO_LOOP_H_
 
