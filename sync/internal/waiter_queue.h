@@ -29,13 +29,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <deque>
-#include <optional>
-#include <utility>
-#include <vector>
-
 #include <exception>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
