@@ -24,11 +24,42 @@ std::shared_ptr<LogHandler>& handler_slot() {
   return slot;
 }
 
-void default_handler(const LogRecord& r) {
-  std::string line = r.level == LogLevel::kError ? "[eddy ERROR] " : "[eddy WARNING] ";
-  line.append(r.message);
-  line += "\n";
-  std::fwrite(line.data(), 1, line.size(), stderr);
+const char* prefix(LogLevel level) {
+  return level == LogLevel::kError ? "[eddy ERROR] " : "[eddy WARNING] ";
+}
+
+// One line on stderr, in one write where memory allows (lines from
+// several threads then do not interleave), in pieces where it does not.
+void default_handler(const LogRecord& r) noexcept {
+  try {
+    std::string line = prefix(r.level);
+    line.append(r.message);
+    line += "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  } catch (...) {
+    std::fputs(prefix(r.level), stderr);
+    std::fwrite(r.message.data(), 1, r.message.size(), stderr);
+    std::fputc('\n', stderr);
+  }
+}
+
+// The handler threw `e` while handling `r`: `r` goes to stderr after all,
+// with a note, so that neither is lost.
+[[gnu::noinline, gnu::cold]] void handler_failed(const LogRecord& r,
+                                                 const std::exception_ptr& e) noexcept {
+  default_handler(r);
+  std::string note;
+  try {
+    note = "the log handler threw (" + describe_exception(e) +
+           "); the record above was written to stderr instead";
+  } catch (...) {
+    note.clear();
+  }
+  if (note.empty()) {
+    default_handler(LogRecord{LogLevel::kError, "the log handler threw", SourceLocation()});
+  } else {
+    default_handler(LogRecord{LogLevel::kError, note, SourceLocation()});
+  }
 }
 
 std::string demangle(const char* name) {
@@ -48,17 +79,21 @@ LogHandler set_log_handler(LogHandler handler) {
   return previous ? *previous : LogHandler();
 }
 
-void log(LogLevel level, std::string_view message, SourceLocation where) {
+void log(LogLevel level, std::string_view message, SourceLocation where) noexcept {
   std::shared_ptr<LogHandler> handler;
   {
     std::lock_guard<std::mutex> lock(handler_mu());
     handler = handler_slot();
   }
   LogRecord record{level, message, where};
-  if (handler) {
-    (*handler)(record);
-  } else {
+  if (!handler) {
     default_handler(record);
+    return;
+  }
+  try {
+    (*handler)(record);
+  } catch (...) {
+    handler_failed(record, std::current_exception());
   }
 }
 

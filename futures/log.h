@@ -10,6 +10,12 @@
 // Threading: log() and set_log_handler() are safe from any thread. The
 // handler runs on the thread that logs, possibly several at once, and must
 // not call set_log_handler() itself.
+//
+// Errors: log() never throws. It is called from destructors, noexcept
+// paths and the loop's error handling, so a handler that throws would
+// otherwise end the process or unwind the loop; instead the record goes to
+// stderr as the default handler writes it, followed by a line saying what
+// the handler threw.
 #ifndef EDDY_FUTURES_LOG_H_
 #define EDDY_FUTURES_LOG_H_
 
@@ -37,9 +43,11 @@ using LogHandler = std::function<void(const LogRecord&)>;
 // the default (one line on stderr).
 LogHandler set_log_handler(LogHandler handler);
 
-// Sends a record to the current handler.
+// Sends a record to the current handler. If the handler throws, the
+// exception is swallowed and the record is written to stderr instead (see
+// Errors above).
 void log(LogLevel level, std::string_view message,
-         SourceLocation where = SourceLocation());
+         SourceLocation where = SourceLocation()) noexcept;
 
 // "TypeName: what()" for a stored exception (the dynamic type, demangled),
 // for log lines and test failure messages. "no exception" for nullptr.

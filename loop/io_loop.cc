@@ -147,14 +147,33 @@ size_t chain_size(const TaskChain& chain) {
   return n;
 }
 
+// After the head block `b` of `chain` lost a task outside the usual walk
+// (chain_run_batch's unwinding): a drained block is rewound if it is the
+// only one, else unlinked and kept in `spare`, so the chain's invariant
+// holds again.
+[[gnu::cold]] inline void chain_settle_head(TaskChain& chain, SpareBlocks& spare, TaskBlock* b) {
+  if (b->begin < b->end) return;
+  if (b == chain.tail) {
+    b->begin = b->end = 0;
+  } else {
+    chain.head = b->next;
+    recycle(spare, b);
+  }
+}
+
 // Runs (with `run(task)`) and destroys the tasks queued on `chain` when it
 // is called, in order; what they post joins the same chain behind them and
 // waits for the next call. Blocks emptied before the last go to `spare`; the
 // last, once drained, is rewound and kept, so a loop turning over a few
 // callbacks at a time reuses one block in place. Keeps the chain's
-// invariant (the head block holds tasks, or is the only block) and stays
-// consistent throughout, so whatever is left is still dropped properly if
-// `run` throws.
+// invariant (the head block holds tasks, or is the only block).
+//
+// `run` is not meant to throw (run_guarded logs what a callback throws),
+// but if it does anyway (the logging failed), the task it was running
+// counts as run: it is destroyed and dequeued before the exception goes on,
+// so the next call does not run it a second time, and the rest is left
+// queued, in order, for it. (A catch, not a guard: it costs the common path
+// nothing.)
 template <class Run>
 inline void chain_run_batch(TaskChain& chain, SpareBlocks& spare, Run&& run) {
   TaskBlock* const last = chain.tail;
@@ -166,7 +185,14 @@ inline void chain_run_batch(TaskChain& chain, SpareBlocks& spare, Run&& run) {
     const uint32_t stop = b == last ? last_end : b->end;
     while (b->begin < stop) {
       Task* t = b->slot(b->begin);
-      run(*t);
+      try {
+        run(*t);
+      } catch (...) {
+        std::destroy_at(t);
+        ++b->begin;
+        chain_settle_head(chain, spare, b);
+        throw;
+      }
       std::destroy_at(t);
       ++b->begin;
     }
@@ -452,9 +478,13 @@ class Inbox final : public RemoteScheduler {
   // Loop thread: what consume() has reached.
   uint64_t consumed() const { return consumed_; }
 
-  // Loop thread: runs (with `run(task)`, which must not throw) and destroys
-  // the closures up to position `limit`, in order; emptied blocks go to
-  // `spare`, to be handed back with give_back() or prepare_to_block().
+  // Loop thread: runs (with `run(task)`) and destroys the closures up to
+  // position `limit`, in order; emptied blocks go to `spare`, to be handed
+  // back with give_back() or prepare_to_block(). `run` is not meant to
+  // throw; if it does anyway, the closure it was running counts as run (it
+  // is destroyed and the cursor moves past it) and the exception goes on:
+  // the next call starts with the closure after it, and never runs one
+  // twice.
   template <class Run>
   void consume(uint64_t limit, SpareBlocks& spare, Run&& run) {
     while (consumed_ != limit) {
@@ -470,10 +500,19 @@ class Inbox final : public RemoteScheduler {
       // reentrant, and cannot be closed while it runs).
       const uint32_t n = static_cast<uint32_t>(
           std::min<uint64_t>(limit - consumed_, TaskBlock::kCapacity - head_pos_));
-      Task* t = head_->slot(head_pos_);
-      for (Task* const end = t + n; t != end; ++t) {
-        run(*t);
+      Task* const first = head_->slot(head_pos_);
+      Task* t = first;
+      try {
+        for (Task* const end = t + n; t != end; ++t) {
+          run(*t);
+          std::destroy_at(t);
+        }
+      } catch (...) {
         std::destroy_at(t);
+        const uint32_t ran = static_cast<uint32_t>(t - first) + 1;
+        head_pos_ += ran;
+        consumed_ += ran;
+        throw;
       }
       head_pos_ += n;
       consumed_ += n;
@@ -800,7 +839,16 @@ Executor& IOLoop::default_executor() {
 
 IOLoop& IOLoop::current() {
   if (t_current_loop != nullptr) return *t_current_loop;
-  if (t_default_loop == nullptr) t_default_loop = std::make_unique<IOLoop>();
+  if (t_default_loop == nullptr) {
+    t_default_loop = std::make_unique<IOLoop>();
+  } else if (t_default_loop->closed_) [[unlikely]] {
+    // Not replaced by a fresh loop: references to the closed one may be
+    // held, and Tornado's current() hands back the closed loop too.
+    throw InvalidStateError(
+        "IOLoop::current: this thread's default loop (the one IOLoop::current() created) was "
+        "closed, and no other loop is current; make a loop current (IOLoop loop; "
+        "loop.make_current();) instead of relying on the default one after closing it");
+  }
   t_default_loop->make_current();
   return *t_default_loop;
 }
@@ -964,6 +1012,13 @@ IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
 void IOLoop::throw_stopped() {
   throw InvalidStateError(
       "IOLoop::run_sync: stop() was called before the future was done");
+}
+
+void IOLoop::throw_foreign_future() {
+  throw InvalidStateError(
+      "IOLoop::run_sync: fn returned a Future of another loop, which does not run while this "
+      "one does (the future could never complete here); create the future while this loop is "
+      "current (inside fn), or run the loop it belongs to");
 }
 
 void IOLoop::throw_run_sync_timeout(absl::Duration timeout) {
@@ -1160,15 +1215,24 @@ void IOLoop::run_watched(internal::ActivityKind kind, int fd, const SourceLocati
   internal::Watchdog* watchdog = watchdog_.get();
   watchdog_busy_ = true;
   watchdog->begin(internal::Activity{kind, fd, where});
+  // The bracket closes even if logging a failure throws (see
+  // chain_run_batch): a watchdog left believing the callback still runs
+  // would report it as blocked forever.
+  struct EndBracket {
+    IOLoop* loop;
+    internal::Watchdog* watchdog;
+    ~EndBracket() {
+      watchdog->end();
+      loop->watchdog_busy_ = false;
+      // Switched off (or replaced) from inside the callback: now it may go.
+      loop->retired_watchdog_.reset();
+    }
+  } end_bracket{this, watchdog};
   try {
     fn();
   } catch (...) {
     log_failure(kind, fd, where, std::current_exception());
   }
-  watchdog->end();
-  watchdog_busy_ = false;
-  // Switched off (or replaced) from inside the callback: now it may go.
-  retired_watchdog_.reset();
 }
 
 void IOLoop::log_failure(internal::ActivityKind kind, int fd, const SourceLocation& where,
@@ -1185,6 +1249,12 @@ void IOLoop::log_failure(internal::ActivityKind kind, int fd, const SourceLocati
 
 void IOLoop::dispatch_fd_events(int n) {
   dispatching_fds_ = true;
+  // Cleared even if a handler's guarded run throws (see chain_run_batch):
+  // left set, remove_handler() would retire handlers nobody destroys.
+  struct EndDispatch {
+    bool& flag;
+    ~EndDispatch() { flag = false; }
+  } end_dispatch{dispatching_fds_};
   for (int i = 0; i < n; ++i) {
     const uint64_t token = events_[i].data.u64;
     if (token == kWakerToken || token == kTimerFdToken) continue;
@@ -1204,7 +1274,6 @@ void IOLoop::dispatch_fd_events(int n) {
                 [h, fd, ready] { h->fn(fd, ready); });
     if (!retired_handlers_.empty()) retire_handlers();
   }
-  dispatching_fds_ = false;
 }
 
 void IOLoop::retire_handlers() {
@@ -1225,11 +1294,17 @@ void IOLoop::run_due_timers() {
   const uint64_t limit = timers_.next_seq();
   absl::AnyInvocable<void()> fired;
   timer_phase_now_ = now;
+  // The phase ends even if a guarded run throws (see chain_run_batch): a
+  // stale phase time would clamp later timers. A timer is off the queue
+  // before it runs, so it never runs twice.
+  struct EndPhase {
+    std::optional<MonotonicTime>& phase;
+    ~EndPhase() { phase.reset(); }
+  } end_phase{timer_phase_now_};
   while (timers_.pop_due(now, limit, &fired)) {
     run_guarded(internal::ActivityKind::kTimer, -1, SourceLocation(), fired);
     fired = nullptr;  // its captures die before the next timer runs
   }
-  timer_phase_now_.reset();
 }
 
 void IOLoop::run_callbacks() {
@@ -1259,8 +1334,9 @@ void IOLoop::run_callbacks() {
 
 // The same-thread post inline, everything else out of line: the common
 // case then needs no stack frame (no temporary closure, no stack canary).
-// closed_ is only read on the loop's own thread.
-bool IOLoop::add_callback(absl::AnyInvocable<void()> fn, SourceLocation where) {
+// closed_ is only read on the loop's own thread. (add_callback(), inline,
+// has rejected an empty fn on the caller's side.)
+bool IOLoop::add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocation where) {
   const std::thread::id me = std::this_thread::get_id();
   if (!record_locations_.load(std::memory_order_relaxed) &&
       owner_.load(std::memory_order_relaxed) == me && !closed_) [[likely]] {
@@ -1348,6 +1424,7 @@ TimeoutHandle IOLoop::call_later(absl::Duration delay, absl::AnyInvocable<void()
                                  SourceLocation where) {
   check_owner("call_later");
   check_open("call_later");
+  internal::check_callable(fn, "IOLoop::call_later", "fn");
   return call_at_unchecked(time() + delay, std::move(fn), where);
 }
 
@@ -1355,6 +1432,7 @@ TimeoutHandle IOLoop::call_at(MonotonicTime when, absl::AnyInvocable<void()> fn,
                               SourceLocation where) {
   check_owner("call_at");
   check_open("call_at");
+  internal::check_callable(fn, "IOLoop::call_at", "fn");
   return call_at_unchecked(when, std::move(fn), where);
 }
 
@@ -1366,13 +1444,30 @@ TimeoutHandle IOLoop::call_at_unchecked(MonotonicTime when, absl::AnyInvocable<v
   if (timer_phase_now_.has_value() && when < *timer_phase_now_) [[unlikely]] {
     when = *timer_phase_now_;  // see timer_phase_now_
   }
-  return TimeoutHandle(timers_.add(when, std::move(fn)));
+  return TimeoutHandle(id_, timers_.add(when, std::move(fn)));
 }
 
 void IOLoop::remove_timeout(TimeoutHandle handle) {
   check_owner("remove_timeout");
-  if (closed_) return;
-  timers_.remove(handle.id_);
+  if (closed_ || !handle) return;
+  // Its timer part could name one of our timers by chance: never use it.
+  if (handle.loop_ != id_) [[unlikely]] throw_foreign_timeout_handle();
+  timers_.remove(handle.id());
+}
+
+void IOLoop::throw_foreign_timeout_handle() {
+  throw InvalidStateError(
+      "IOLoop::remove_timeout: the handle belongs to another loop (it was returned by that "
+      "loop's call_later/call_at/add_timeout); remove the timer through that loop");
+}
+
+uint32_t IOLoop::next_loop_id() noexcept {
+  static std::atomic<uint32_t> last{0};
+  uint32_t id = last.fetch_add(1, std::memory_order_relaxed) + 1;
+  // After 2^32 loops the count wraps; 0 stays "no loop". (Two loops that
+  // far apart in a process's life could then share an id.)
+  if (id == 0) id = last.fetch_add(1, std::memory_order_relaxed) + 1;
+  return id;
 }
 
 // --- fd handlers -------------------------------------------------------------------
@@ -1381,6 +1476,7 @@ void IOLoop::add_handler(int fd, absl::AnyInvocable<void(int fd, uint32_t events
                          uint32_t events, SourceLocation where) {
   check_owner("add_handler");
   check_open("add_handler");
+  internal::check_callable(handler, "IOLoop::add_handler", "handler");
   if (fd < 0) throw std::invalid_argument("IOLoop::add_handler: negative fd " + std::to_string(fd));
   if ((events & ~(READ | WRITE | ERROR)) != 0) {
     throw std::invalid_argument("IOLoop::add_handler: unknown event bits " +

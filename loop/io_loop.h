@@ -74,9 +74,15 @@
 // are dropped safely. A loop must not be destroyed while it runs.
 //
 // Errors: a callback, timer or handler that throws is logged through
-// eddy::log and the loop goes on. Misuse fails fast with InvalidStateError:
+// eddy::log and the loop goes on (each runs once, whatever happens while
+// its failure is reported). Misuse fails fast with InvalidStateError:
 // start()/run_sync() on a running loop (nested), an fd added twice or
-// removed when absent, a loop touched from a foreign thread.
+// removed when absent, a loop touched from a foreign thread, another
+// loop's TimeoutHandle given to remove_timeout(), a run_sync() whose fn
+// returns a Future of another loop. Bad arguments throw
+// std::invalid_argument at the call, before anything is queued: an empty
+// callable (nullptr, a null function pointer, an empty AnyInvocable), a
+// negative fd, unknown event bits.
 #ifndef EDDY_LOOP_IO_LOOP_H_
 #define EDDY_LOOP_IO_LOOP_H_
 
@@ -103,6 +109,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/scheduler.h"
 #include "eddy/futures/source_location.h"
@@ -125,23 +132,31 @@ struct FdHandler;
 }  // namespace internal
 
 // Names a timer scheduled with call_later/call_at/add_timeout, for
-// remove_timeout(). A small value type; a default-constructed handle, and
-// the handle of a timer that fired or was removed, name nothing, and
-// removing them is a harmless no-op.
+// remove_timeout() on the same loop. A small value type (16 bytes); a
+// default-constructed handle, and the handle of a timer that fired or was
+// removed, name nothing, and removing them is a harmless no-op. A handle
+// also names its loop (each loop numbers its timers from 1, so the timer
+// part alone would match a timer of any other loop): handles of two loops
+// never compare equal, and another loop's remove_timeout() refuses it.
 class TimeoutHandle {
  public:
   TimeoutHandle() = default;
   // True if this handle was returned by a call_* method (whether or not the
   // timer is still pending).
-  explicit operator bool() const { return id_.seq != 0; }
+  explicit operator bool() const { return seq_ != 0; }
   friend bool operator==(const TimeoutHandle& a, const TimeoutHandle& b) {
-    return a.id_.slot == b.id_.slot && a.id_.seq == b.id_.seq;
+    return a.loop_ == b.loop_ && a.slot_ == b.slot_ && a.seq_ == b.seq_;
   }
 
  private:
   friend class IOLoop;
-  explicit TimeoutHandle(internal::TimerQueue::Id id) : id_(id) {}
-  internal::TimerQueue::Id id_;
+  TimeoutHandle(uint32_t loop, internal::TimerQueue::Id id)
+      : loop_(loop), slot_(id.slot), seq_(id.seq) {}
+  internal::TimerQueue::Id id() const { return internal::TimerQueue::Id{slot_, seq_}; }
+
+  uint32_t loop_ = 0;  // the arming loop's id (IOLoop::id_), unique in the process
+  uint32_t slot_ = 0;
+  uint64_t seq_ = 0;   // 0: no timer
 };
 
 namespace internal {
@@ -170,6 +185,18 @@ template <class T>
 struct Unwrapped<ConcurrentFuture<T>> {
   using type = T;
 };
+
+// A Future or ConcurrentFuture, whatever reference or const is on it.
+template <class R>
+inline constexpr bool kIsAnyFuture = IsFuture<std::remove_cvref_t<R>>::value ||
+                                     IsConcurrentFuture<std::remove_cvref_t<R>>::value;
+
+// What run_sync returns (and run_in_loop's ConcurrentFuture holds) for a
+// function returning R: T for Future<T> and ConcurrentFuture<T>, also when
+// returned by reference or as const; R itself otherwise.
+template <class R>
+using RunResult =
+    typename Unwrapped<std::conditional_t<kIsAnyFuture<R>, std::remove_cvref_t<R>, R>>::type;
 
 // Calls cb(f) or cb(), whichever it accepts.
 template <class F, class Fut>
@@ -295,6 +322,10 @@ class IOLoop final : public Scheduler {
 
   // This thread's current loop; if there is none, a loop owned by this
   // thread is created (once; destroyed at thread exit) and made current.
+  // Throws InvalidStateError if none is current and that default loop was
+  // closed (IOLoop::current().close()): it is not replaced, since
+  // references to it may still be held (Tornado's current() hands back the
+  // closed loop, which then refuses every use). Make another loop current.
   static IOLoop& current();
   // This thread's current loop, or nullptr; never creates one.
   static IOLoop* current_or_null() noexcept;
@@ -331,17 +362,30 @@ class IOLoop final : public Scheduler {
   // its exception. `fn` may return:
   //   - Future<T> (a coroutine is a function returning Future<T>) -> T;
   //   - ConcurrentFuture<T> (bridged onto the loop) -> T;
+  //     either one also by reference or const (a getter returning
+  //     `const Future<T>&`), waited for the same way;
   //   - anything else (or void), which is returned as is after one
   //     non-waiting iteration of the loop.
   // An exception thrown by fn propagates. With a `timeout`, on expiry the
   // future is cancelled (as Tornado's run_sync) and TimeoutError is thrown.
   // Throws InvalidStateError if the loop is already running (nested) or
-  // closed, or if stop() is called before the future is done. A stop()
-  // made during a run that finishes anyway (the future done in the same
-  // iteration) is consumed with that run: it does not end the next one.
+  // closed, if stop() is called before the future is done, or if fn
+  // returns a Future bound to another loop that still exists (as asyncio's
+  // run_until_complete): it could complete only while that loop runs,
+  // which it does not while this one does. (Make the future inside fn, or
+  // run its own loop. A future whose loop is gone, or that has none, needs
+  // no loop and is accepted.) A stop() made during a run that finishes
+  // anyway (the future done in the same iteration) is consumed with that
+  // run: it does not end the next one.
+  //
+  // Running a *different* loop (its start() or run_sync()) from inside a
+  // callback of this one is allowed, but it blocks this loop: none of its
+  // callbacks, timers or fd handlers run, and none of its futures
+  // complete, until the inner run returns. Keep such inner runs short, or
+  // run the other loop on a thread of its own.
   template <class F>
   auto run_sync(F&& fn, std::optional<absl::Duration> timeout = std::nullopt)
-      -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type;
+      -> internal::RunResult<std::invoke_result_t<F&>>;
 
   // Releases everything the loop holds, as the destructor does (see
   // Lifetime above); afterwards add_callback() returns false, remove_*()
@@ -358,19 +402,28 @@ class IOLoop final : public Scheduler {
   // While the blocking watchdog is on, `where` is recorded and named in its
   // reports and when fn throws (otherwise it costs nothing: a queued
   // callback is one 32-byte closure).
+  // Throws std::invalid_argument if `fn` is empty (nullptr, a null function
+  // pointer, an empty AnyInvocable), on the calling thread, before anything
+  // is queued. (Inline: for a closure built from a lambda at the call, the
+  // test folds away.)
   bool add_callback(absl::AnyInvocable<void()> fn,
-                    SourceLocation where = SourceLocation::current());
+                    SourceLocation where = SourceLocation::current()) {
+    if (fn == nullptr) [[unlikely]] internal::throw_empty_callable("IOLoop::add_callback", "fn");
+    return add_nonempty_callback(std::move(fn), where);
+  }
 
   // Tornado's spawn_callback: the same as add_callback.
   bool spawn_callback(absl::AnyInvocable<void()> fn,
                       SourceLocation where = SourceLocation::current()) {
-    return add_callback(std::move(fn), where);
+    if (fn == nullptr) [[unlikely]] internal::throw_empty_callable("IOLoop::spawn_callback", "fn");
+    return add_nonempty_callback(std::move(fn), where);
   }
 
   // Runs `fn` once, `delay` from now (a negative delay means now), on a
   // later iteration. Returns its handle for remove_timeout(). Timers due at
   // the same time fire in the order they were scheduled.
-  // Throws InvalidStateError on a foreign thread or a closed loop.
+  // Throws InvalidStateError on a foreign thread or a closed loop,
+  // std::invalid_argument if `fn` is empty.
   TimeoutHandle call_later(absl::Duration delay, absl::AnyInvocable<void()> fn,
                            SourceLocation where = SourceLocation::current());
   // As call_later, at the loop time `when`.
@@ -379,16 +432,20 @@ class IOLoop final : public Scheduler {
   // Tornado's spelling: a delay or a deadline.
   TimeoutHandle add_timeout(absl::Duration delay, absl::AnyInvocable<void()> fn,
                             SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::add_timeout", "fn");
     return call_later(delay, std::move(fn), where);
   }
   TimeoutHandle add_timeout(MonotonicTime deadline, absl::AnyInvocable<void()> fn,
                             SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::add_timeout", "fn");
     return call_at(deadline, std::move(fn), where);
   }
 
   // Cancels a pending timer: its callback is destroyed without running.
   // A no-op for a timer that fired or was removed, an empty handle, or a
-  // closed loop. Throws InvalidStateError on a foreign thread.
+  // closed loop. Throws InvalidStateError on a foreign thread, or for a
+  // handle another loop returned (it names a timer of that loop, which
+  // this one cannot cancel: remove it through the loop that armed it).
   void remove_timeout(TimeoutHandle handle);
 
   // The loop's clock reading. Safe from any thread.
@@ -397,14 +454,17 @@ class IOLoop final : public Scheduler {
 
   // Calls cb(f) (or cb()) on this loop once `f` is done, during a later
   // iteration. `f` must belong to this thread.
-  // Throws InvalidStateError on a foreign thread or a closed loop.
+  // Throws InvalidStateError on a foreign thread or a closed loop,
+  // std::invalid_argument if `cb` is empty (nullptr, a null function
+  // pointer, an empty AnyInvocable or std::function).
   template <class T, class F>
   void add_future(Future<T> f, F&& cb);
 
   // Calls cb(f) (or cb()) on this loop's thread once `f` is done, whichever
   // thread completes it, even while the loop sleeps. If the loop is closed
   // first, cb is destroyed on this loop's thread without running.
-  // Throws InvalidStateError on a foreign thread or a closed loop.
+  // Throws InvalidStateError on a foreign thread or a closed loop,
+  // std::invalid_argument if `cb` is empty.
   template <class T, class F>
   void add_future(ConcurrentFuture<T> f, F&& cb);
 
@@ -416,9 +476,12 @@ class IOLoop final : public Scheduler {
   // finishes, it fails with CancelledError. Blocking on it without a
   // timeout on this loop's thread throws InvalidStateError instead of
   // deadlocking (see ConcurrentFuture::result).
+  // Throws std::invalid_argument (on the calling thread, before anything is
+  // queued) if `fn` is empty (a null function pointer, an empty
+  // AnyInvocable or std::function).
   template <class F>
   auto run_in_loop(F&& fn)
-      -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type>;
+      -> ConcurrentFuture<internal::RunResult<std::invoke_result_t<std::decay_t<F>&>>>;
 
   // Runs fn(args...) on `executor` (nullptr: this loop's default executor)
   // and returns a Future, on this loop, of its result (Tornado's
@@ -466,8 +529,8 @@ class IOLoop final : public Scheduler {
   // for any of `events` (READ, WRITE; ERROR is always included). Level
   // triggered: the handler runs on every iteration while the fd stays
   // ready. The loop does not own or close the fd.
-  // Throws std::invalid_argument for a negative fd or unknown event bits,
-  // InvalidStateError if `fd` already has a handler (or on a foreign thread
+  // Throws std::invalid_argument for a negative fd, unknown event bits or
+  // an empty `handler`, InvalidStateError if `fd` already has a handler (or on a foreign thread
   // or closed loop), std::system_error if epoll refuses the fd (e.g. a
   // regular file).
   void add_handler(int fd, absl::AnyInvocable<void(int fd, uint32_t events)> handler,
@@ -562,6 +625,10 @@ class IOLoop final : public Scheduler {
   [[noreturn]] static void throw_closed(const char* op);
   [[noreturn]] static void throw_stopped();
   [[noreturn]] static void throw_run_sync_timeout(absl::Duration timeout);
+  [[noreturn]] static void throw_foreign_timeout_handle();
+  [[noreturn]] static void throw_foreign_future();
+  // A process-wide unique id for a new loop (never 0), for TimeoutHandle.
+  static uint32_t next_loop_id() noexcept;
 
   // Runs iterations until `watched` is done after one (at least one runs,
   // not waiting if it is done already; nullptr: done at once), `timeout`
@@ -603,6 +670,9 @@ class IOLoop final : public Scheduler {
   absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()> fn, internal::ActivityKind kind,
                                     const SourceLocation& where);
   void note_activity(internal::ActivityKind kind, const SourceLocation& where);
+  // add_callback() once `fn` is known not to be empty. The same-thread
+  // post inline in it, everything else out of line.
+  bool add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocation where);
   // add_callback while locations are recorded: out of line, so that the
   // common case keeps a small frame.
   [[gnu::noinline]] bool add_located_callback(absl::AnyInvocable<void()>&& fn,
@@ -642,6 +712,9 @@ class IOLoop final : public Scheduler {
   bool made_current_in_run_ = false;
   std::atomic<bool> stop_requested_{false};
   uint64_t iterations_ = 0;
+  // Stamped on the TimeoutHandles this loop returns: one atomic increment
+  // per loop, none per timer.
+  const uint32_t id_ = next_loop_id();
 
   int epoll_fd_ = -1;
   // The timerfd the loop sleeps on toward its next timer (arm_timer_fd):
@@ -694,8 +767,10 @@ class IOLoop final : public Scheduler {
 
 template <class F>
 auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
-    -> typename internal::Unwrapped<std::invoke_result_t<F&>>::type {
-  using R = std::invoke_result_t<F&>;
+    -> internal::RunResult<std::invoke_result_t<F&>> {
+  using Returned = std::invoke_result_t<F&>;
+  // A future by reference or const is a future too: a handle is copied.
+  using R = std::remove_cvref_t<Returned>;
   RunScope scope(this, "run_sync");
   if constexpr (internal::IsFuture<R>::value) {
     R f = fn();
@@ -708,11 +783,11 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
                                       "fn returned an empty ConcurrentFuture");
     chain_future(std::move(cf), f);
     return finish_run_sync(f, timeout);
-  } else if constexpr (std::is_void_v<R>) {
+  } else if constexpr (std::is_void_v<Returned>) {
     fn();
     run_until(nullptr, std::nullopt);
   } else {
-    R value = fn();
+    Returned value = fn();
     run_until(nullptr, std::nullopt);
     return value;
   }
@@ -720,10 +795,12 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
 
 template <class T>
 T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
-  const internal::FutureStatus& status =
-      internal::FutureAccess::state(f, "IOLoop::run_sync", "fn returned an empty Future")
-          ->status_ref();
-  switch (run_until(&status, timeout)) {
+  internal::FutureState<T>* state =
+      internal::FutureAccess::state(f, "IOLoop::run_sync", "fn returned an empty Future");
+  if (Scheduler* owner = state->scheduler(); owner != nullptr && owner != this) [[unlikely]] {
+    throw_foreign_future();
+  }
+  switch (run_until(&state->status_ref(), timeout)) {
     case RunOutcome::kDone:
       break;
     case RunOutcome::kTimedOut:
@@ -747,6 +824,7 @@ template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
+  internal::check_callable(cb, "IOLoop::add_future", "cb");
   if (internal::FutureAccess::state(f, "IOLoop::add_future", "the Future f is empty")
           ->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
@@ -770,6 +848,7 @@ template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   check_owner("add_future");
   check_open("add_future");
+  internal::check_callable(cb, "IOLoop::add_future", "cb");
   internal::ConcurrentAccess::state(f, "IOLoop::add_future", "the ConcurrentFuture f is empty");
   // The payload (cb) lives and dies on this thread, whichever of the loop
   // and the future finishes first. It must not hold `f` itself: f's state
@@ -789,12 +868,16 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
 
 template <class F>
 auto IOLoop::run_in_loop(F&& fn)
-    -> ConcurrentFuture<typename internal::Unwrapped<std::invoke_result_t<std::decay_t<F>&>>::type> {
+    -> ConcurrentFuture<internal::RunResult<std::invoke_result_t<std::decay_t<F>&>>> {
   using Fn = std::decay_t<F>;
-  using R = std::invoke_result_t<Fn&>;
-  using V = typename internal::Unwrapped<R>::type;
+  using Returned = std::invoke_result_t<Fn&>;
+  // Futures by reference or const count as futures (see run_sync).
+  using R = std::conditional_t<internal::kIsAnyFuture<Returned>, std::remove_cvref_t<Returned>,
+                               Returned>;
+  using V = internal::RunResult<Returned>;
   static_assert(!internal::IsConcurrentFuture<R>::value,
                 "run_in_loop: fn returns a ConcurrentFuture already; call it directly");
+  internal::check_callable(fn, "IOLoop::run_in_loop", "fn");
   ConcurrentFuture<V> result;
   // Set before `result` is shared: the deadlock check reads it unlocked.
   internal::ConcurrentAccess::state(result).completed_on = this;

@@ -1,11 +1,13 @@
 #include "eddy/loop/periodic_callback.h"
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <stdexcept>
 #include <string>
 
+#include "eddy/futures/errors.h"
 #include "eddy/futures/log.h"
 #include "eddy/loop/internal/loop_ref.h"
 #include "eddy/loop/io_loop.h"
@@ -23,6 +25,11 @@ struct PeriodicCallback::State {
   // leaves two schedules going.
   uint64_t epoch = 0;
   internal::LoopRef loop;
+  // Set by a destructor running on another thread than the loop's: from
+  // then on nothing calls fn or schedules (the loop's thread stops it for
+  // good on its next look). Atomic: it is the one field written off the
+  // loop's thread.
+  std::atomic<bool> abandoned{false};
   MonotonicTime next;
   TimeoutHandle timer;
   std::minstd_rand rng{std::random_device{}()};
@@ -55,22 +62,30 @@ void log_failure(const std::exception_ptr& e) {
 
 void PeriodicCallback::run(const std::shared_ptr<State>& s, uint64_t epoch) {
   if (!s->running || s->epoch != epoch) return;
+  if (s->abandoned.load(std::memory_order_acquire)) [[unlikely]] {
+    stop_state(*s);
+    return;
+  }
   s->timer = TimeoutHandle();
   if (s->async) {
-    Future<void> f;
     try {
-      f = s->async();
+      Future<void> f = s->async();
+      // An empty (moved-from) Future is a failure of this call like any
+      // other: logged, and the schedule goes on.
+      if (!f.valid()) {
+        throw InvalidStateError(
+            "PeriodicCallback: fn returned an empty Future (moved from), which never completes");
+      }
+      f.add_done_callback([s, epoch](Future<void>& done) {
+        if (!done.cancelled()) {
+          if (std::exception_ptr e = done.exception()) log_failure(e);
+        }
+        if (s->running && s->epoch == epoch) schedule_next(s);
+      });
     } catch (...) {
       log_failure(std::current_exception());
       if (s->running && s->epoch == epoch) schedule_next(s);
-      return;
     }
-    f.add_done_callback([s, epoch](Future<void>& done) {
-      if (!done.cancelled()) {
-        if (std::exception_ptr e = done.exception()) log_failure(e);
-      }
-      if (s->running && s->epoch == epoch) schedule_next(s);
-    });
     return;
   }
   try {
@@ -86,6 +101,10 @@ void PeriodicCallback::schedule_next(const std::shared_ptr<State>& s) {
   IOLoop* loop = s->loop.get();
   if (loop == nullptr) {  // the loop was closed
     s->running = false;
+    return;
+  }
+  if (s->abandoned.load(std::memory_order_acquire)) [[unlikely]] {
+    stop_state(*s);
     return;
   }
   s->update_next(loop->time());
@@ -106,7 +125,29 @@ PeriodicCallback::PeriodicCallback(absl::Duration interval, double jitter)
   state_->jitter = jitter;
 }
 
-PeriodicCallback::~PeriodicCallback() { stop(); }
+PeriodicCallback::~PeriodicCallback() {
+  State& s = *state_;
+  if (!s.running) return;
+  IOLoop* loop = s.loop.get();
+  if (loop != nullptr && !loop->in_scheduler_thread()) [[unlikely]] {
+    // Destroyed off the loop's thread (the object's last owner let go on
+    // a pool thread, say): the timer and the schedule are the loop's to
+    // touch. Whatever happens, no new call may start once we return (fn
+    // may refer to what is being destroyed with us), and no exception may
+    // leave a destructor.
+    s.abandoned.store(true, std::memory_order_release);
+    log(LogLevel::kError,
+        "PeriodicCallback destroyed on a thread that does not own its loop while running; it "
+        "is stopped on the loop's thread instead");
+    try {
+      loop->add_callback([state = state_] { stop_state(*state); });
+    } catch (...) {
+      // Out of memory: the timer goes when it fires (run() sees the flag).
+    }
+    return;
+  }
+  stop_state(s);
+}
 
 void PeriodicCallback::set_plain(absl::AnyInvocable<void()> fn) { state_->plain = std::move(fn); }
 
@@ -127,6 +168,18 @@ void PeriodicCallback::start() {
 
 void PeriodicCallback::stop() {
   State& s = *state_;
+  if (!s.running) return;
+#if EDDY_THREAD_CHECKS
+  if (IOLoop* loop = s.loop.get(); loop != nullptr && !loop->in_scheduler_thread()) {
+    throw InvalidStateError(
+        "PeriodicCallback::stop: called from a thread that does not own the loop it runs on "
+        "(post the stop there with IOLoop::add_callback)");
+  }
+#endif
+  stop_state(s);
+}
+
+void PeriodicCallback::stop_state(State& s) {
   if (!s.running) return;
   s.running = false;
   ++s.epoch;

@@ -15,12 +15,17 @@
 // `fn` may return void or Future<void> (a coroutine): in the second case
 // the next call is scheduled only once the future is done (Tornado 6.2), so
 // slow asynchronous calls skip grid points too. Exceptions (thrown, or in
-// the returned future) are logged and the schedule goes on.
+// the returned future) are logged and the schedule goes on; so is an empty
+// (moved-from) returned Future, which could never complete.
 //
 // Threading: construct anywhere; start(), stop(), is_running() and the
 // destructor on the thread of the loop it runs on (the loop current at
 // start()). fn runs on that loop. If the loop is closed, the callback
-// simply stops.
+// simply stops. In builds with EDDY_THREAD_CHECKS, stop() on another thread
+// throws InvalidStateError and changes nothing. The destructor never
+// throws: run on another thread while the callback runs, it logs an error,
+// makes sure fn is not called again (a call in progress on the loop
+// finishes) and leaves removing the timer to the loop's thread.
 #ifndef EDDY_LOOP_PERIODIC_CALLBACK_H_
 #define EDDY_LOOP_PERIODIC_CALLBACK_H_
 
@@ -32,17 +37,20 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 
 namespace eddy {
 
 class PeriodicCallback {
  public:
-  // Throws std::invalid_argument if `interval` is not positive and finite,
-  // or `jitter` is outside [0, 1].
+  // Throws std::invalid_argument if `fn` is empty (a null function pointer,
+  // an empty AnyInvocable or std::function), `interval` is not positive and
+  // finite, or `jitter` is outside [0, 1].
   template <class F>
     requires std::is_invocable_v<F&>
   PeriodicCallback(F fn, absl::Duration interval, double jitter = 0)
       : PeriodicCallback(interval, jitter) {
+    internal::check_callable(fn, "PeriodicCallback", "fn");
     using R = std::invoke_result_t<F&>;
     if constexpr (std::is_void_v<R>) {
       set_plain(absl::AnyInvocable<void()>(std::move(fn)));
@@ -52,7 +60,7 @@ class PeriodicCallback {
       set_async(absl::AnyInvocable<Future<void>()>(std::move(fn)));
     }
   }
-  // stop().
+  // stop() (see Threading for another thread).
   ~PeriodicCallback();
   PeriodicCallback(const PeriodicCallback&) = delete;
   PeriodicCallback& operator=(const PeriodicCallback&) = delete;
@@ -64,6 +72,8 @@ class PeriodicCallback {
 
   // Stops: no further calls (a call in progress finishes). May be called
   // from fn itself. A no-op if not running.
+  // Throws InvalidStateError on a thread that does not own the loop it runs
+  // on (see Threading).
   void stop();
 
   // True between start() and stop() (or the loop's closing).
@@ -78,6 +88,8 @@ class PeriodicCallback {
   void set_async(absl::AnyInvocable<Future<void>()> fn);
   static void run(const std::shared_ptr<State>& s, uint64_t epoch);
   static void schedule_next(const std::shared_ptr<State>& s);
+  // stop() without the thread check, on the loop's thread.
+  static void stop_state(State& s);
 
   // Shared with the scheduled timer and with a pending call's future, which
   // may outlive this object.

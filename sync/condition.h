@@ -29,10 +29,13 @@
 //
 // Threading: loop-affine and not thread-safe: use a Condition only on the
 // thread of the loop current when it is used. Woken waiters' callbacks run
-// on that loop on a later turn, never inside notify().
+// on that loop on a later turn, never inside notify(). In builds with
+// EDDY_THREAD_CHECKS, notify() and notify_all() from a thread that does not
+// own the waiters' loop throw InvalidStateError and wake nobody.
 //
 // Lifetime: destroying a Condition cancels the futures still waiting on it
-// (CancelledError).
+// (CancelledError). Destroyed on a thread that does not own their loop, it
+// logs an error and leaves the cancelling to that loop's thread.
 #ifndef EDDY_SYNC_CONDITION_H_
 #define EDDY_SYNC_CONDITION_H_
 
@@ -53,7 +56,7 @@ class Condition {
   Condition() = default;
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
-  ~Condition() { internal::cancel_waiters(waiters_.take_all()); }
+  ~Condition() { internal::cancel_waiters(waiters_.take_all(), "Condition"); }
 
   // A future that completes when a notify() picks this waiter. With a
   // `timeout` it fails with TimeoutError if not notified within that time
@@ -73,7 +76,10 @@ class Condition {
   // Wakes up to `n` waiters, oldest first, skipping those that timed out
   // or were cancelled. Returns how many were woken. A notify with nobody
   // waiting is lost (as with any condition variable).
+  // Throws InvalidStateError (waking nobody) on a foreign thread (see
+  // Threading).
   size_t notify(size_t n = 1) {
+    waiters_.check_owner("Condition::notify", /*all=*/false);
     // Take the waiters first, then complete them: with no loop current a
     // completion runs callbacks inline, which may call notify() or wait()
     // again (Tornado's test_nested_notify).
@@ -94,7 +100,9 @@ class Condition {
   }
 
   // Wakes every waiter that is waiting now. Returns how many were woken.
+  // Throws InvalidStateError (waking nobody) on a foreign thread.
   size_t notify_all() {
+    waiters_.check_owner("Condition::notify_all", /*all=*/true);
     size_t woken = 0;
     for (Future<void>& w : waiters_.take_all()) {
       if (w.done()) continue;

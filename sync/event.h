@@ -24,10 +24,14 @@
 // Threading: loop-affine and not thread-safe. Use an Event only on the
 // thread of the loop current when it is used (waiter futures belong to that
 // loop and complete there, on a later turn, never inside set()). To set it
-// from another thread, post set() with IOLoop::add_callback.
+// from another thread, post set() with IOLoop::add_callback. In builds with
+// EDDY_THREAD_CHECKS a set() from a thread that does not own the waiters'
+// loop throws InvalidStateError and changes nothing (with nobody waiting
+// there is nothing to tell the owner by).
 //
 // Lifetime: destroying an Event cancels the futures still waiting on it
-// (CancelledError).
+// (CancelledError). Destroyed on a thread that does not own their loop,
+// it logs an error and leaves the cancelling to that loop's thread.
 #ifndef EDDY_SYNC_EVENT_H_
 #define EDDY_SYNC_EVENT_H_
 
@@ -50,15 +54,18 @@ class Event {
   Event() = default;
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
-  ~Event() { internal::cancel_waiters(waiters_.take_all()); }
+  ~Event() { internal::cancel_waiters(waiters_.take_all(), "Event"); }
 
   // True once set() was called (and clear() not since).
   bool is_set() const { return set_; }
 
   // Sets the flag and completes every pending waiter (their callbacks run on
   // a later turn). A no-op if already set.
+  // Throws InvalidStateError (before anything changes) on a thread that
+  // does not own the waiters' loop (see Threading).
   void set() {
     if (set_) return;
+    waiters_.check_owner("Event::set", /*all=*/true);
     set_ = true;
     for (Future<void>& w : waiters_.take_all()) {
       if (!w.done()) w.set_result();

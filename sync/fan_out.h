@@ -51,6 +51,7 @@
 #define EDDY_SYNC_FAN_OUT_H_
 
 #include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <functional>
 #include <iterator>
@@ -59,6 +60,7 @@
 #include <ranges>
 #include "eddy/futures/source_location.h"
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -69,6 +71,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/combinators.h"
 #include "eddy/futures/multi.h"
 #include "eddy/futures/scheduler.h"
@@ -201,11 +204,20 @@ class FanOutBlock : public RefCounted<FanOutBlock<Range, Launch, R, kMoveValues>
   bool repump_ = false;
 };
 
+// fan_out's window, taken signed so that a negative one is an error
+// rather than a huge unsigned "unbounded".
+inline size_t checked_max_in_flight(std::int64_t max_in_flight) {
+  if (max_in_flight <= 0) {
+    throw std::invalid_argument("fan_out: max_in_flight must be > 0, got " +
+                                std::to_string(max_in_flight));
+  }
+  return static_cast<size_t>(max_in_flight);
+}
+
 template <class R, bool kMoveValues, class Range, class Launch>
 Future<MultiResult<R, std::vector<R>>> start_fan_out(Range range, size_t max_in_flight,
                                                      Launch launch, QuietExceptions quiet,
                                                      SourceLocation where) {
-  if (max_in_flight == 0) throw std::invalid_argument("fan_out: max_in_flight must be > 0");
   using Block = FanOutBlock<Range, Launch, R, kMoveValues>;
   BlockRef<Block> block(new Block(std::move(range), max_in_flight, std::move(launch), where));
   block->pump();
@@ -220,15 +232,18 @@ using FanOutRange = std::remove_cvref_t<Range>;
 // Calls fn(item) on the loop for every item, at most `max_in_flight` at a
 // time (see the file comment). Returns Future<std::vector<R>> in input
 // order, or Future<void> when R is void.
-// Throws std::invalid_argument if max_in_flight is 0.
+// Throws std::invalid_argument if max_in_flight is not positive or `fn` is
+// empty (a null function pointer, an empty AnyInvocable or std::function).
 template <std::ranges::forward_range Range, class F>
   requires std::is_invocable_v<F&, std::ranges::range_reference_t<internal::FanOutRange<Range>>>
-auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = {},
+auto fan_out(Range&& items, std::int64_t max_in_flight, F fn, QuietExceptions quiet = {},
              SourceLocation where = SourceLocation::current()) {
+  const size_t width = internal::checked_max_in_flight(max_in_flight);
   using Stored = internal::FanOutRange<Range>;
   using Item = std::ranges::range_reference_t<Stored>;
   using R0 = std::remove_cvref_t<std::invoke_result_t<F&, Item>>;
   using R = typename internal::FanOutValue<R0>::type;
+  internal::check_callable(fn, "fan_out", "fn");
   auto launch = [fn = std::move(fn), where](Item item) mutable -> Future<R> {
     if constexpr (internal::FanOutValue<R0>::kFuture && !std::is_reference_v<Item> &&
                   std::is_move_constructible_v<Item>) {
@@ -248,7 +263,7 @@ auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = 
       return make_ready_future(std::invoke(fn, item), where);
     }
   };
-  return internal::start_fan_out<R, false>(Stored(std::forward<Range>(items)), max_in_flight,
+  return internal::start_fan_out<R, false>(Stored(std::forward<Range>(items)), width,
                                            std::move(launch), std::move(quiet), where);
 }
 
@@ -257,16 +272,19 @@ auto fan_out(Range&& items, size_t max_in_flight, F fn, QuietExceptions quiet = 
 // (see the file comment). Returns Future<std::vector<R>> in input order, or
 // Future<void> when R is void. An item whose submission fails (the executor
 // is shut down or broken) fails with that error.
-// Throws std::invalid_argument if max_in_flight is 0; InvalidStateError if
-// no loop is current on this thread. `executor` must outlive the result.
+// Throws std::invalid_argument if max_in_flight is not positive or `fn` is
+// empty; InvalidStateError if no loop is current on this thread.
+// `executor` must outlive the result.
 template <std::ranges::forward_range Range, class F>
   requires std::is_invocable_v<const F&, std::ranges::range_value_t<internal::FanOutRange<Range>>>
-auto fan_out(Executor& executor, Range&& items, size_t max_in_flight, F fn,
+auto fan_out(Executor& executor, Range&& items, std::int64_t max_in_flight, F fn,
              QuietExceptions quiet = {},
              SourceLocation where = SourceLocation::current()) {
+  const size_t width = internal::checked_max_in_flight(max_in_flight);
   using Stored = internal::FanOutRange<Range>;
   using Value = std::ranges::range_value_t<Stored>;
   using R = std::decay_t<std::invoke_result_t<const F&, Value>>;
+  internal::check_callable(fn, "fan_out", "fn");
   Scheduler* loop = Scheduler::current();
   if (loop == nullptr) throw InvalidStateError("fan_out: no loop is current on this thread");
   auto launch = [loop, &executor, fn = std::make_shared<const F>(std::move(fn))](
@@ -276,7 +294,7 @@ auto fan_out(Executor& executor, Range&& items, size_t max_in_flight, F fn,
     return internal::offload(*loop, executor, Deadline(),
                              [fn, item]() mutable -> R { return std::invoke(*fn, std::move(item)); });
   };
-  return internal::start_fan_out<R, true>(Stored(std::forward<Range>(items)), max_in_flight,
+  return internal::start_fan_out<R, true>(Stored(std::forward<Range>(items)), width,
                                           std::move(launch), std::move(quiet), where);
 }
 

@@ -28,10 +28,15 @@
 //
 // Threading: loop-affine and not thread-safe: use a Lock (and its guards)
 // only on the thread of the loop current when it is used. Waiters' callbacks
-// run on that loop on a later turn, never inside release().
+// run on that loop on a later turn, never inside release(). As for a
+// Semaphore: release() on a foreign thread throws InvalidStateError (with
+// EDDY_THREAD_CHECKS) and changes nothing; a guard reset or destroyed there
+// logs an error and hands the unlock to the waiters' loop.
 //
 // Lifetime: destroying a Lock cancels the futures still waiting for it
 // (CancelledError); a guard that outlives its Lock releases nothing.
+// Destroyed on a thread that does not own the waiters' loop, it logs an
+// error and leaves the cancelling to that loop's thread.
 #ifndef EDDY_SYNC_LOCK_H_
 #define EDDY_SYNC_LOCK_H_
 
@@ -71,10 +76,11 @@ class Lock {
 
   // Unlocks: the oldest pending waiter gets the lock (its future completes
   // on a later turn), or it becomes free.
-  // Throws InvalidStateError if the lock is not locked.
+  // Throws InvalidStateError if the lock is not locked, or on a foreign
+  // thread (see Threading).
   void release() {
     try {
-      semaphore_.release();
+      semaphore_.release_as("Lock::release");
     } catch (const SemaphoreOverReleaseError&) {
       throw InvalidStateError("Lock::release: the lock is not locked");
     }

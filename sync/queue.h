@@ -45,10 +45,15 @@
 // Threading: loop-affine and not thread-safe: use a queue only on the
 // thread of the loop current when it is used; futures complete there, on a
 // later turn, never inside put()/get(). Feed one from a pool thread through
-// IOLoop::add_callback (or the futures that run_in_executor returns).
+// IOLoop::add_callback (or the futures that run_in_executor returns). In
+// builds with EDDY_THREAD_CHECKS, put/get (and their _nowait forms) and
+// task_done() from a thread that does not own the waiters' loop throw
+// InvalidStateError and change nothing.
 //
 // Lifetime: destroying a queue cancels the futures still waiting on it
 // (get, put and join: CancelledError) and destroys the items it holds.
+// Destroyed on a thread that does not own the waiters' loop, it logs an
+// error and leaves the cancelling to that loop's thread.
 #ifndef EDDY_SYNC_QUEUE_H_
 #define EDDY_SYNC_QUEUE_H_
 
@@ -60,6 +65,7 @@
 #include <optional>
 #include "eddy/futures/source_location.h"
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -86,6 +92,15 @@ class QueueEmpty : public std::runtime_error {
 };
 
 namespace internal {
+
+// A queue's bound, taken signed so that a negative one is an error rather
+// than a huge unsigned "unbounded" (Tornado: "maxsize can't be negative").
+inline size_t checked_queue_maxsize(std::int64_t maxsize) {
+  if (maxsize < 0) {
+    throw std::invalid_argument("Queue: maxsize must be >= 0, got " + std::to_string(maxsize));
+  }
+  return static_cast<size_t>(maxsize);
+}
 
 // The item stores behind the three queues: push(), pop() (of the next item
 // to hand out) and size().
@@ -168,15 +183,16 @@ class BasicQueue {
   using value_type = T;
 
   // A queue that holds at most `maxsize` items; 0 means no limit.
-  explicit BasicQueue(size_t maxsize = 0, Storage storage = Storage())
-      : maxsize_(maxsize), items_(std::move(storage)) {
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit BasicQueue(std::int64_t maxsize = 0, Storage storage = Storage())
+      : maxsize_(internal::checked_queue_maxsize(maxsize)), items_(std::move(storage)) {
     finished_.set();
   }
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
   ~BasicQueue() {
-    internal::cancel_waiters(getters_.take_all());
-    internal::cancel_waiters(putters_.take_all());
+    internal::cancel_waiters(getters_.take_all(), "Queue");
+    internal::cancel_waiters(putters_.take_all(), "Queue");
   }
 
   // The bound given at construction (0: none).
@@ -245,6 +261,8 @@ class BasicQueue {
     if (unfinished_ == 0) {
       throw InvalidStateError("Queue::task_done called more times than items were put");
     }
+    // Before the count moves: the last task_done() sets finished_.
+    if (unfinished_ == 1) finished_.waiters_.check_owner("Queue::task_done", /*all=*/true);
     if (--unfinished_ == 0) finished_.set();
   }
 
@@ -278,8 +296,15 @@ class BasicQueue {
     items_.push(std::move(item));
   }
 
+  // On a foreign thread (see Threading), throws before anything changes.
+  void check_owner(const char* op) const {
+    getters_.check_owner(op, /*all=*/false);
+    putters_.check_owner(op, /*all=*/false);
+  }
+
   // Puts `item` (moving it out) unless the queue is full; false if full.
   bool try_put(T& item) {
+    check_owner("Queue::put");
     putters_.drop_finished_front();
     if (std::optional<Future<T>> getter = getters_.pop_live()) {
       // A live getter means the queue is empty: the item passes through.
@@ -296,6 +321,7 @@ class BasicQueue {
 
   // The next item, or nullopt when the queue is empty.
   std::optional<T> try_get() {
+    check_owner("Queue::get");
     getters_.drop_finished_front();
     if (std::optional<Putter> putter = putters_.pop_live()) {
       // A live putter means the queue is full: its item joins, the next
@@ -322,7 +348,8 @@ template <class T>
 class Queue : public BasicQueue<T, internal::FifoStorage<T>> {
  public:
   // At most `maxsize` items (0: no limit).
-  explicit Queue(size_t maxsize = 0) : BasicQueue<T, internal::FifoStorage<T>>(maxsize) {}
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit Queue(std::int64_t maxsize = 0) : BasicQueue<T, internal::FifoStorage<T>>(maxsize) {}
 };
 
 // Last in, first out.
@@ -330,7 +357,9 @@ template <class T>
 class LifoQueue : public BasicQueue<T, internal::LifoStorage<T>> {
  public:
   // At most `maxsize` items (0: no limit).
-  explicit LifoQueue(size_t maxsize = 0) : BasicQueue<T, internal::LifoStorage<T>>(maxsize) {}
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit LifoQueue(std::int64_t maxsize = 0)
+      : BasicQueue<T, internal::LifoStorage<T>>(maxsize) {}
 };
 
 // Lowest first by `Compare` (a strict weak order); equal items first in,
@@ -339,7 +368,8 @@ template <class T, class Compare = std::less<T>>
 class PriorityQueue : public BasicQueue<T, internal::PriorityStorage<T, Compare>> {
  public:
   // At most `maxsize` items (0: no limit).
-  explicit PriorityQueue(size_t maxsize = 0, Compare compare = Compare())
+  // Throws std::invalid_argument if `maxsize` is negative.
+  explicit PriorityQueue(std::int64_t maxsize = 0, Compare compare = Compare())
       : BasicQueue<T, internal::PriorityStorage<T, Compare>>(
             maxsize, internal::PriorityStorage<T, Compare>(std::move(compare))) {}
 };

@@ -21,7 +21,8 @@ struct SemaphoreState : std::enable_shared_from_this<SemaphoreState> {
 
   Semaphore::Releaser make_releaser() { return Semaphore::Releaser(weak_from_this()); }
 
-  void release() {
+  void release(const char* op) {
+    waiters.check_owner(op, /*all=*/false);
     if (bounded && value >= initial) throw SemaphoreOverReleaseError();
     // Hand the permit straight to the oldest live waiter, so an acquire()
     // arriving later cannot overtake it. The waiter is out of the deque
@@ -43,14 +44,42 @@ struct SemaphoreState : std::enable_shared_from_this<SemaphoreState> {
 
 }  // namespace internal
 
+namespace {
+
+void log_release_failure(const std::exception_ptr& e) noexcept {
+  log(LogLevel::kError, "Semaphore::Releaser could not release: " + describe_exception(e));
+}
+
+}  // namespace
+
 void Semaphore::Releaser::reset() noexcept {
   std::shared_ptr<internal::SemaphoreState> state = std::exchange(state_, {}).lock();
   if (state == nullptr) return;
   try {
-    state->release();
+    // Looked at before anything changes, whether or not thread checks are
+    // on: releasing here would hand the permit to a waiter's future from
+    // the wrong thread (a race; with checks, an error after the guard was
+    // already emptied, which lost the permit for good).
+    if (Scheduler* home = state->waiters.foreign_loop(/*all=*/false)) {
+      log(LogLevel::kError,
+          "Semaphore::Releaser reset on a thread that does not own the loop of the semaphore's "
+          "waiters; the release is done on that loop's thread instead");
+      std::weak_ptr<internal::SemaphoreState> weak = state;
+      home->remote()->post([weak = std::move(weak)] {
+        // Gone meanwhile: its destructor cancelled the waiters.
+        if (std::shared_ptr<internal::SemaphoreState> s = weak.lock()) {
+          try {
+            s->release("Semaphore::Releaser::reset");
+          } catch (...) {
+            log_release_failure(std::current_exception());
+          }
+        }
+      });
+      return;
+    }
+    state->release("Semaphore::Releaser::reset");
   } catch (...) {
-    log(LogLevel::kError,
-        "Semaphore::Releaser could not release: " + describe_exception(std::current_exception()));
+    log_release_failure(std::current_exception());
   }
 }
 
@@ -65,7 +94,7 @@ Semaphore::~Semaphore() {
   // Nobody could complete these waiters any more. Releasers handed out
   // earlier hold weak_ptrs, which expire with `state` below.
   std::shared_ptr<internal::SemaphoreState> state = std::move(state_);
-  internal::cancel_waiters(state->waiters.take_all());
+  internal::cancel_waiters(state->waiters.take_all(), "Semaphore (or Lock)");
 }
 
 Future<Semaphore::Releaser> Semaphore::acquire(std::optional<absl::Duration> timeout,
@@ -81,7 +110,9 @@ Future<Semaphore::Releaser> Semaphore::acquire(std::optional<absl::Duration> tim
   return waiter;
 }
 
-void Semaphore::release() { state_->release(); }
+void Semaphore::release() { state_->release("Semaphore::release"); }
+
+void Semaphore::release_as(const char* op) { state_->release(op); }
 
 int Semaphore::value() const { return state_->value; }
 

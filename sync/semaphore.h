@@ -29,10 +29,17 @@
 // Threading: loop-affine and not thread-safe: use a Semaphore (and its
 // Releasers) only on the thread of the loop current when it is used.
 // Waiters' callbacks run on that loop on a later turn, never inside
-// release().
+// release(). In builds with EDDY_THREAD_CHECKS, release() from a thread
+// that does not own the waiters' loop throws InvalidStateError and
+// changes nothing. A Releaser reset or destroyed on such a thread (a guard
+// dropped in a pool task) logs an error and hands its release to that
+// loop, so the permit reaches the next waiter on the loop's thread instead
+// of being lost.
 //
 // Lifetime: destroying a Semaphore cancels the futures still waiting on it
 // (CancelledError); a Releaser that outlives its Semaphore releases nothing.
+// Destroyed on a thread that does not own the waiters' loop, it logs an
+// error and leaves the cancelling to that loop's thread.
 #ifndef EDDY_SYNC_SEMAPHORE_H_
 #define EDDY_SYNC_SEMAPHORE_H_
 
@@ -85,7 +92,9 @@ class Semaphore {
 
     // Gives the permit back now (a no-op if empty, or if the semaphore is
     // gone). Never throws: an error from the release (a BoundedSemaphore
-    // or Lock already released by hand) is logged through eddy::log.
+    // or Lock already released by hand) is logged through eddy::log. On a
+    // thread that does not own the waiters' loop, the release is logged as
+    // an error and posted to that loop (see Threading).
     void reset() noexcept;
 
     // Forgets the permit without releasing it: whoever detaches promises a
@@ -126,7 +135,8 @@ class Semaphore {
   // Gives a permit back: to the oldest pending waiter if there is one (its
   // future completes on a later turn), else to the counter.
   // Throws SemaphoreOverReleaseError on a BoundedSemaphore already at its
-  // initial value.
+  // initial value; InvalidStateError, changing nothing, on a foreign thread
+  // (see Threading).
   void release();
 
   // The free permits now.
@@ -140,6 +150,10 @@ class Semaphore {
   Semaphore(int value, bool bounded);
 
  private:
+  friend class Lock;
+  // release(), naming `op` in a foreign-thread error.
+  void release_as(const char* op);
+
   std::shared_ptr<internal::SemaphoreState> state_;
 };
 

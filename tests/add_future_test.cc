@@ -346,6 +346,27 @@ TEST(RunInLoopTest, AFunctionReturningAFutureCompletesWithThatFuturesOutcome) {
   EXPECT_EQ(got, "later");
 }
 
+// As run_sync: a future returned by reference completes the
+// ConcurrentFuture with its outcome (this did not compile before: the
+// result type was ConcurrentFuture<Future<T>&>).
+TEST(RunInLoopTest, AFutureReturnedByReferenceCompletesWithThatFuturesOutcome) {
+  IOLoop loop;
+  Future<int> kept;
+  int got = 0;
+  std::thread client([&] {
+    ConcurrentFuture<int> r = loop.run_in_loop([&]() -> const Future<int>& {
+      kept = Future<int>();
+      loop.call_later(absl::Milliseconds(1), [f = kept]() mutable { f.set_result(8); });
+      return kept;
+    });
+    got = r.result();
+    loop.stop();
+  });
+  loop.start();
+  client.join();
+  EXPECT_EQ(got, 8);
+}
+
 TEST(RunInLoopTest, ExceptionsTravelToTheWaiter) {
   IOLoop loop;
   bool threw = false;

@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "absl/time/time.h"
 #include "eddy/futures/coroutine.h"
@@ -35,6 +36,20 @@ TEST_F(AsyncTestTest, RunRethrowsTheCoroutinesException) {
                  throw std::out_of_range("inside");
                }),
                std::out_of_range);
+}
+
+// run() forwards to run_sync: a future returned by reference is waited
+// for too (it used to come back at once, still pending, and the test
+// passed without waiting).
+TEST_F(AsyncTestTest, RunWaitsForAFutureReturnedByReference) {
+  Future<void> ready = sleep(absl::Milliseconds(10));
+  run([&]() -> const Future<void>& { return ready; });
+  EXPECT_TRUE(ready.done());
+  Future<int> value;
+  loop().call_later(absl::Milliseconds(5), [value]() mutable { value.set_result(4); });
+  auto&& got = run([&]() -> Future<int>& { return value; });
+  EXPECT_TRUE(value.done());
+  EXPECT_TRUE((std::is_same_v<std::remove_cvref_t<decltype(got)>, int>));
 }
 
 TEST_F(AsyncTestTest, RunThatTimesOutFailsTheTest) {

@@ -4,7 +4,9 @@
 // resolves to False).
 #include "eddy/sync/condition.h"
 
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -213,6 +215,43 @@ TEST_F(ConditionTest, DestroyingTheConditionCancelsItsWaiters) {
   for (auto& w : waiters) EXPECT_TRUE(w.cancelled());
   drain();
   EXPECT_EQ(loop_.stats().timers, 0u);
+}
+
+// --- used from a foreign thread -------------------------------------------
+
+// notify_all() from a pool thread used to take every waiter before the
+// first one's future refused the thread: all were lost, and a retry on the
+// loop woke nobody.
+TEST_F(ConditionTest, NotifyOnAForeignThreadIsRefusedAndWakesNobody) {
+  Condition c;
+  Future<void> w = c.wait();
+  std::thread other([&] {
+    EXPECT_THROW(c.notify_all(), InvalidStateError);
+    try {
+      c.notify();
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("Condition::notify"), std::string::npos)
+          << ex.what();
+    }
+  });
+  other.join();
+  EXPECT_EQ(c.waiter_count(), 1u);
+  EXPECT_EQ(c.notify_all(), 1u);
+  drain();
+  EXPECT_TRUE(w.done());
+  EXPECT_FALSE(w.cancelled());
+}
+
+TEST_F(ConditionTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
+  testing::LogCapture log;
+  auto c = std::make_unique<Condition>();
+  Future<void> w = c->wait();
+  std::thread other([&] { c.reset(); });  // used to call std::terminate
+  other.join();
+  EXPECT_EQ(log.count("Condition destroyed on a thread that does not own"), 1u);
+  drain();
+  EXPECT_TRUE(w.cancelled());
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // loop's (manual) clock, cancellation and the threading contract.
 #include "eddy/sync/event.h"
 
+#include <memory>
 #include <optional>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -10,6 +13,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "gtest/gtest.h"
+#include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
 #include "tests/sync_test_util.h"
 
@@ -157,6 +161,45 @@ TEST(EventWithoutLoopTest, TimeoutWithoutAnIOLoopThrowsInvalidStateError) {
   // No timeout needed when it is set: no error either.
   e.set();
   EXPECT_TRUE(e.wait(absl::Seconds(1)).done());
+}
+
+// --- used from a foreign thread -------------------------------------------
+
+// set() from a pool thread used to set the flag and take every waiter
+// before the first waiter's future refused the foreign thread: the waiters
+// were lost (their coroutines hung), and a correct set() on the loop was a
+// no-op since the flag was already set.
+TEST_F(EventTest, ASetOnAForeignThreadIsRefusedAndLeavesTheWaitersInPlace) {
+  Event e;
+  Future<void> w = e.wait();
+  std::thread other([&] {
+    try {
+      e.set();
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("Event::set"), std::string::npos) << ex.what();
+    }
+  });
+  other.join();
+  EXPECT_FALSE(e.is_set());
+  EXPECT_EQ(e.waiter_count(), 1u);
+  e.set();
+  drain();
+  EXPECT_TRUE(w.done());
+  EXPECT_FALSE(w.cancelled());
+}
+
+// Destroyed on another thread with waiters, the destructor used to call
+// std::terminate (the waiters' check threw out of it).
+TEST_F(EventTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
+  testing::LogCapture log;
+  auto e = std::make_unique<Event>();
+  Future<void> w = e->wait();
+  std::thread other([&] { e.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("Event destroyed on a thread that does not own"), 1u);
+  drain();
+  EXPECT_TRUE(w.cancelled());
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <list>
 #include <memory>
 #include <ranges>
@@ -12,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/executor/thread_pool_executor.h"
 #include "eddy/futures/concurrent_future.h"
@@ -230,6 +232,38 @@ TEST_F(FanOutTest, AnEmptyRangeIsDoneAtOnce) {
 TEST_F(FanOutTest, ZeroMaxInFlightThrowsInvalidArgument) {
   std::vector<int> items = {1};
   EXPECT_THROW(fan_out(items, 0, [](int i) { return i; }), std::invalid_argument);
+}
+
+// A size_t parameter used to take -1 as "unbounded": every call at once.
+TEST_F(FanOutTest, ANegativeMaxInFlightIsRejected) {
+  std::vector<int> items = {1, 2, 3};
+  int calls = 0;
+  try {
+    (void)fan_out(items, -1, [&](int i) {
+      ++calls;
+      return i;
+    });
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "fan_out: max_in_flight must be > 0, got -1");
+  }
+  ThreadPoolExecutor pool(1);
+  EXPECT_THROW(fan_out(pool, items, -2, [](int i) { return i; }), std::invalid_argument);
+  EXPECT_EQ(calls, 0);
+  size_t width = 2;  // an unsigned width still compiles
+  Future<std::vector<int>> f = fan_out(items, width, [](int i) { return i; });
+  EXPECT_TRUE(f.done());
+}
+
+TEST_F(FanOutTest, AnEmptyFnIsRejectedBeforeAnyCall) {
+  std::vector<int> items = {1, 2, 3};
+  EXPECT_THROW(fan_out(items, 2, absl::AnyInvocable<int(int)>()), std::invalid_argument);
+  int (*null_fn)(int) = nullptr;
+  EXPECT_THROW(fan_out(items, 2, null_fn), std::invalid_argument);
+  ThreadPoolExecutor pool(1);
+  EXPECT_THROW(fan_out(pool, items, 2, null_fn), std::invalid_argument);
+  EXPECT_THROW(fan_out(pool, items, 2, std::function<int(int)>()), std::invalid_argument);
+  drain();
 }
 
 TEST_F(FanOutTest, ViewsAndNonVectorRangesWork) {

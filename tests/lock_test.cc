@@ -3,7 +3,9 @@
 // critical section spanning co_await points.
 #include "eddy/sync/lock.h"
 
+#include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include "eddy/futures/future.h"
 #include "eddy/loop/sleep.h"
 #include "gtest/gtest.h"
+#include "tests/log_capture.h"
 #include "tests/sync_test_util.h"
 
 namespace eddy {
@@ -143,6 +146,66 @@ TEST_F(LockTest, DestroyingTheLockCancelsItsWaiters) {
   }
   EXPECT_TRUE(waiter.cancelled());
   EXPECT_FALSE(held.holds());
+}
+
+// --- used from a foreign thread -------------------------------------------
+
+// A guard dropped on a pool thread used to empty itself first; the release
+// then failed the thread check (caught and logged): the lock stayed locked
+// with no holder and every waiter hung. The release is handed to the
+// waiters' loop instead.
+TEST_F(LockTest, AGuardDroppedOnAForeignThreadHandsTheLockToTheNextWaiter) {
+  testing::LogCapture log;
+  Lock lock;
+  Lock::Releaser guard = std::move(lock.acquire().result());
+  Future<Lock::Releaser> waiter = lock.acquire();
+  std::thread other([g = std::move(guard)]() mutable { g.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"), 1u);
+  drain();
+  ASSERT_TRUE(waiter.done());
+  EXPECT_FALSE(waiter.cancelled());
+  EXPECT_TRUE(waiter.result().holds());
+  EXPECT_TRUE(lock.locked());
+  waiter.result().reset();
+  EXPECT_FALSE(lock.locked());
+}
+
+TEST_F(LockTest, ReleaseOnAForeignThreadIsRefusedNamingLockRelease) {
+  Lock lock;
+  (void)lock.acquire().result().detach();
+  Future<Lock::Releaser> waiter = lock.acquire();
+  std::thread other([&] {
+    try {
+      lock.release();
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("Lock::release: called from a thread"),
+                std::string::npos)
+          << ex.what();
+    }
+  });
+  other.join();
+  EXPECT_TRUE(lock.locked());
+  EXPECT_EQ(lock.waiter_count(), 1u);
+  lock.release();
+  drain();
+  EXPECT_TRUE(waiter.done());
+}
+
+// The last owner of an object holding a Lock let go of it on a pool thread,
+// with a waiter pending: the destructor used to call std::terminate.
+TEST_F(LockTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
+  testing::LogCapture log;
+  auto lock = std::make_shared<Lock>();
+  Future<Lock::Releaser> held = lock->acquire();
+  Future<Lock::Releaser> waiting = lock->acquire();
+  std::thread other([l = std::move(lock)]() mutable { l.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("destroyed on a thread that does not own"), 1u);
+  drain();
+  EXPECT_TRUE(waiting.cancelled());
+  EXPECT_FALSE(held.result().holds());  // the lock is gone: the guard releases nothing
 }
 
 }  // namespace

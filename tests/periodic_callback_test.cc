@@ -2,10 +2,13 @@
 #include "eddy/loop/periodic_callback.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/future.h"
 #include "eddy/loop/io_loop.h"
@@ -172,12 +175,46 @@ TEST_F(PeriodicCallbackTest, ExceptionsAreLoggedAndTheScheduleGoesOn) {
   EXPECT_EQ(log.count("periodic boom"), 3u) << log.joined();
 }
 
+// fn returned an empty (moved-from) Future: run() used to throw out of the
+// timer ("Exception in timer: ... the handle is empty") before scheduling
+// the next call, so the schedule stopped for good while is_running() stayed
+// true. It is logged like an exception, and the schedule goes on.
+TEST_F(PeriodicCallbackTest, AnEmptyFutureFromFnIsLoggedAndTheScheduleGoesOn) {
+  WaitableLog log;
+  int calls = 0;
+  PeriodicCallback pc(
+      [&]() -> Future<void> {
+        ++calls;
+        Future<void> g;
+        Future<void> taken = std::move(g);
+        return g;  // empty
+      },
+      absl::Seconds(1));
+  pc.start();
+  run_for(absl::Milliseconds(3500));
+  EXPECT_EQ(calls, 3);
+  EXPECT_TRUE(pc.is_running());
+  EXPECT_EQ(log.count("Exception in PeriodicCallback"), 3u) << log.joined();
+  EXPECT_EQ(log.count("fn returned an empty Future"), 3u) << log.joined();
+}
+
 TEST_F(PeriodicCallbackTest, InvalidArgumentsAreRejected) {
   EXPECT_THROW(PeriodicCallback([] {}, absl::ZeroDuration()), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(-1)), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::InfiniteDuration()), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(1), -0.1), std::invalid_argument);
   EXPECT_THROW(PeriodicCallback([] {}, absl::Seconds(1), 1.5), std::invalid_argument);
+}
+
+TEST_F(PeriodicCallbackTest, AnEmptyFnIsRejected) {
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(PeriodicCallback(null_fn, absl::Seconds(1)), std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback(absl::AnyInvocable<void()>(), absl::Seconds(1)),
+               std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback(absl::AnyInvocable<Future<void>()>(), absl::Seconds(1)),
+               std::invalid_argument);
+  EXPECT_THROW(PeriodicCallback(std::function<void()>(), absl::Seconds(1)),
+               std::invalid_argument);
 }
 
 TEST(PeriodicCallbackLifetimeTest, OutlivingItsLoopIsHarmless) {
@@ -190,6 +227,39 @@ TEST(PeriodicCallbackLifetimeTest, OutlivingItsLoopIsHarmless) {
   }
   EXPECT_FALSE(pc->is_running());
   pc.reset();  // must not touch the dead loop
+}
+
+// Destroyed on another thread while running (its owner let go on a pool
+// thread): the destructor used to throw from remove_timeout's thread check
+// and call std::terminate. Now fn is not called again and the loop's
+// thread removes the timer.
+TEST_F(PeriodicCallbackTest, DestroyedOnAForeignThreadItLogsAndStopsOnTheLoop) {
+  WaitableLog log;
+  int calls = 0;
+  auto pc = std::make_unique<PeriodicCallback>([&] { ++calls; }, absl::Seconds(1));
+  pc->start();
+  run_for(absl::Milliseconds(2500));
+  EXPECT_EQ(calls, 2);
+  std::thread other([&] { pc.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("PeriodicCallback destroyed on a thread that does not own"), 1u)
+      << log.joined();
+  run_for(absl::Seconds(5));
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(loop.stats().timers, 0u);
+}
+
+TEST_F(PeriodicCallbackTest, StopOnAForeignThreadIsRefusedAndChangesNothing) {
+  int calls = 0;
+  PeriodicCallback pc([&] { ++calls; }, absl::Seconds(1));
+  pc.start();
+  std::thread other([&] { EXPECT_THROW(pc.stop(), InvalidStateError); });
+  other.join();
+  EXPECT_TRUE(pc.is_running());
+  run_for(absl::Milliseconds(1500));
+  EXPECT_EQ(calls, 1);
+  pc.stop();
+  EXPECT_FALSE(pc.is_running());
 }
 
 }  // namespace

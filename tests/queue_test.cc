@@ -7,7 +7,9 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -373,6 +375,27 @@ TYPED_TEST(QueueJoinTest, JoinTimesOutWithTimeoutError) {
 
 // --- PriorityQueueJoinTest / LifoQueueJoinTest -------------------------------
 
+// Tornado: ValueError("maxsize can't be negative"). A size_t parameter
+// used to turn -1 into 18446744073709551615: a queue that is never full.
+TEST_F(QueueTest, ANegativeMaxsizeIsRejected) {
+  EXPECT_THROW(Queue<int>(-1), std::invalid_argument);
+  EXPECT_THROW(LifoQueue<int>(-1), std::invalid_argument);
+  EXPECT_THROW(PriorityQueue<int>(-5), std::invalid_argument);
+  try {
+    Queue<int> q(-1);
+    ADD_FAILURE() << "no exception, maxsize " << q.maxsize();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "Queue: maxsize must be >= 0, got -1");
+  }
+  // Unsigned and signed bounds of any width still compile and work.
+  size_t two = 2;
+  Queue<int> q(two);
+  EXPECT_EQ(q.maxsize(), 2u);
+  Queue<int> unbounded(0);
+  EXPECT_EQ(unbounded.maxsize(), 0u);
+  EXPECT_FALSE(unbounded.full());
+}
+
 TEST_F(QueueTest, PriorityQueueHandsOutTheLowestFirst) {
   PriorityQueue<std::pair<int, std::string>> q;
   q.put_nowait({1, "a"});
@@ -556,6 +579,64 @@ TEST(QueueWithoutLoopTest, GetterCallbackRunningInlineMayUseTheQueue) {
   q.put_nowait(1);
   EXPECT_EQ(got, (std::vector<int>{1}));
   EXPECT_EQ(q.get_nowait(), 100);
+}
+
+// --- used from a foreign thread -------------------------------------------
+
+TEST_F(QueueTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
+  testing::LogCapture log;
+  auto q = std::make_unique<Queue<int>>(1);
+  Future<int> getter = q->get();
+  Future<void> join = [&] {
+    q->put_nowait(0);  // to the getter: one unfinished item
+    return q->join();
+  }();
+  Future<int> second = q->get();
+  std::thread other([&] { q.reset(); });  // used to call std::terminate
+  other.join();
+  EXPECT_EQ(log.count("destroyed on a thread that does not own"), 2u) << "the getters, the join";
+  drain();
+  EXPECT_EQ(getter.result(), 0);
+  EXPECT_TRUE(second.cancelled());
+  EXPECT_TRUE(join.cancelled());
+}
+
+// The last task_done() sets the join event: from a pool thread it used to
+// count the item done and then fail in the event's set(), so the count was
+// 0 and join() never completed.
+TEST_F(QueueTest, TaskDoneOnAForeignThreadIsRefusedBeforeItCounts) {
+  Queue<int> q;
+  q.put_nowait(1);
+  EXPECT_EQ(q.get_nowait(), 1);
+  Future<void> join = q.join();
+  std::thread other([&] { EXPECT_THROW(q.task_done(), InvalidStateError); });
+  other.join();
+  EXPECT_EQ(q.unfinished_tasks(), 1u);
+  q.task_done();
+  drain();
+  EXPECT_TRUE(join.done());
+  EXPECT_FALSE(join.cancelled());
+}
+
+TEST_F(QueueTest, PutOnAForeignThreadIsRefusedNamingQueuePut) {
+  Queue<int> q;
+  Future<int> getter = q.get();
+  std::thread other([&] {
+    try {
+      q.put_nowait(5);
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("Queue::put: called from a thread"),
+                std::string::npos)
+          << ex.what();
+    }
+  });
+  other.join();
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_EQ(q.unfinished_tasks(), 0u);
+  q.put_nowait(6);
+  drain();
+  EXPECT_EQ(getter.result(), 6);
 }
 
 }  // namespace

@@ -1,8 +1,10 @@
 // IOLoop::run_sync: results, exceptions, timeouts, the kinds of fn.
+#include <chrono>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 
 #include "absl/time/time.h"
 #include "eddy/futures/concurrent_future.h"
@@ -161,6 +163,118 @@ TEST(RunSyncTest, AnEmptyFutureFromFnIsAnErrorNamingRunSync) {
             }),
             "IOLoop::run_sync: fn returned an empty ConcurrentFuture (moved from)");
   EXPECT_EQ(loop.run_sync([] { return make_ready_future(4); }), 4) << "the loop is still usable";
+}
+
+// A future of another, live loop can only complete when that loop runs,
+// and it does not while this one does: run_sync used to hang forever (or,
+// with a timeout, report a TimeoutError that named the wrong problem).
+TEST(RunSyncTest, AFutureOfAnotherLoopIsRefusedInsteadOfHanging) {
+  IOLoop a;
+  a.make_current();
+  Future<void> f = sleep(absl::Milliseconds(1));
+  IOLoop b;
+  try {
+    b.run_sync([&] { return f; }, absl::Milliseconds(300));
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidStateError& e) {
+    EXPECT_NE(std::string(e.what()).find("Future of another loop"), std::string::npos)
+        << e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "wrong exception: " << e.what();
+  }
+  EXPECT_FALSE(f.done());
+  a.run_sync([&] { return f; });  // its own loop runs it
+  EXPECT_TRUE(f.done());
+  IOLoop::clear_current();
+}
+
+// A future whose loop is gone, or that never had one, completes inline and
+// needs no loop to run: still accepted.
+TEST(RunSyncTest, AFutureOfAGoneLoopOrOfNoLoopIsAccepted) {
+  Future<int> unbound;
+  Future<int> orphan = [] {
+    IOLoop gone;
+    gone.make_current();
+    Future<int> f;
+    IOLoop::clear_current();
+    return f;
+  }();
+  IOLoop loop;
+  loop.add_callback([unbound, orphan]() mutable {
+    unbound.set_result(1);
+    orphan.set_result(2);
+  });
+  EXPECT_EQ(loop.run_sync([&] { return unbound; }), 1);
+  EXPECT_EQ(loop.run_sync([&] { return orphan; }), 2);
+}
+
+// Running another loop inside one of this loop's callbacks is allowed; it
+// blocks this loop until it returns (see run_sync's comment). A future of
+// the outer loop handed to the inner run is refused, not waited for.
+TEST(RunSyncTest, AnotherLoopMayRunInsideACallbackButNotWaitForTheOuterLoopsFuture) {
+  IOLoop outer;
+  bool outer_callback_ran = false;
+  int inner_result = 0;
+  outer.run_sync([&] {
+    Future<void> of_outer;
+    outer.add_callback([&] { outer_callback_ran = true; });
+    IOLoop inner;
+    inner_result = inner.run_sync([] { return 7; });
+    EXPECT_FALSE(outer_callback_ran) << "the outer loop ran during the inner run";
+    EXPECT_THROW(inner.run_sync([&] { return of_outer; }), InvalidStateError);
+  });
+  EXPECT_EQ(inner_result, 7);
+  EXPECT_TRUE(outer_callback_ran);
+}
+
+// fn may hand back a future by reference (a getter returning
+// `const Future<void>&`) or as a const value: it is waited for as a future
+// returned by value, and run_sync returns its value. The traits used to be
+// matched against the reference type: run_sync then ran one non-waiting
+// iteration and returned the still pending future itself. (Written to
+// compile either way, so that it fails rather than not compiling before.)
+TEST(RunSyncTest, AFutureReturnedByReferenceOrAsConstIsWaitedFor) {
+  IOLoop loop;
+  loop.make_current();
+  Future<void> ready = sleep(absl::Milliseconds(20));
+  loop.run_sync([&]() -> const Future<void>& { return ready; });
+  EXPECT_TRUE(ready.done());
+
+  Future<int> value;
+  loop.call_later(absl::Milliseconds(5), [value]() mutable { value.set_result(5); });
+  auto&& got = loop.run_sync([&]() -> Future<int>& { return value; });
+  EXPECT_TRUE(value.done());
+  constexpr bool kUnwrapped = std::is_same_v<std::remove_cvref_t<decltype(got)>, int>;
+  EXPECT_TRUE(kUnwrapped);
+  if constexpr (kUnwrapped) {
+    EXPECT_EQ(got, 5);
+  }
+
+  Future<int> later;
+  loop.call_later(absl::Milliseconds(5), [later]() mutable { later.set_result(6); });
+  auto&& got_const = loop.run_sync([&]() -> const Future<int> { return later; });
+  EXPECT_TRUE(later.done());
+  EXPECT_TRUE((std::is_same_v<std::remove_cvref_t<decltype(got_const)>, int>));
+
+  ConcurrentFuture<int> cf;
+  std::thread worker([cf]() mutable {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    cf.set_result(9);
+  });
+  auto&& got_cf = loop.run_sync([&]() -> ConcurrentFuture<int>& { return cf; });
+  EXPECT_TRUE(cf.done());
+  constexpr bool kCfUnwrapped = std::is_same_v<std::remove_cvref_t<decltype(got_cf)>, int>;
+  EXPECT_TRUE(kCfUnwrapped);
+  if constexpr (kCfUnwrapped) {
+    EXPECT_EQ(got_cf, 9);
+  }
+  worker.join();
+
+  // A plain reference that is not a future is still returned as is.
+  int plain = 3;
+  int& same = loop.run_sync([&]() -> int& { return plain; });
+  EXPECT_EQ(&same, &plain);
+  IOLoop::clear_current();
 }
 
 TEST(RunSyncTest, FuturesCreatedInFnBelongToTheLoop) {

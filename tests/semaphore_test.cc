@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <memory>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -332,6 +334,57 @@ TEST(SemaphoreWithoutLoopTest, TimeoutWithoutAnIOLoopThrowsInvalidStateError) {
   sem.release();
   scheduler.run_pending();
   EXPECT_TRUE(f.done());
+}
+
+// --- used from a foreign thread -------------------------------------------
+
+TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadGivesThePermitToTheNextWaiter) {
+  testing::LogCapture log;
+  Semaphore sem(1);
+  Semaphore::Releaser permit = std::move(sem.acquire().result());
+  Future<Semaphore::Releaser> waiter = sem.acquire();
+  std::thread other([&] { permit.reset(); });
+  other.join();
+  EXPECT_FALSE(permit.holds());
+  EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"), 1u);
+  drain();
+  ASSERT_TRUE(waiter.done());
+  EXPECT_TRUE(waiter.result().holds());
+  EXPECT_EQ(sem.value(), 0);
+  waiter.result().reset();
+  EXPECT_EQ(sem.value(), 1);
+}
+
+TEST_F(SemaphoreTest, ReleaseOnAForeignThreadIsRefusedAndChangesNothing) {
+  Semaphore sem(0);
+  Future<Semaphore::Releaser> waiter = sem.acquire();
+  std::thread other([&] {
+    try {
+      sem.release();
+      ADD_FAILURE() << "no exception";
+    } catch (const InvalidStateError& ex) {
+      EXPECT_NE(std::string(ex.what()).find("Semaphore::release: called from a thread"),
+                std::string::npos)
+          << ex.what();
+    }
+  });
+  other.join();
+  EXPECT_EQ(sem.waiter_count(), 1u);
+  EXPECT_EQ(sem.value(), 0);
+  sem.release();
+  drain();
+  EXPECT_TRUE(waiter.done());
+}
+
+TEST_F(SemaphoreTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
+  testing::LogCapture log;
+  auto sem = std::make_unique<Semaphore>(0);
+  Future<Semaphore::Releaser> waiter = sem->acquire();
+  std::thread other([&] { sem.reset(); });  // used to call std::terminate
+  other.join();
+  EXPECT_EQ(log.count("destroyed on a thread that does not own"), 1u);
+  drain();
+  EXPECT_TRUE(waiter.cancelled());
 }
 
 }  // namespace

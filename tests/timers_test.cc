@@ -2,10 +2,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
@@ -128,6 +130,60 @@ TEST(TimersTest, RemovingAFiredRemovedOrEmptyHandleIsANoOp) {
   m.loop.remove_timeout(h);
   m.turn();
   EXPECT_TRUE(second);
+}
+
+TEST(TimersTest, AnEmptyCallableIsRejectedAndNoTimerIsArmed) {
+  ManualLoop m;
+  void (*null_fn)() = nullptr;
+  EXPECT_THROW(m.loop.call_later(absl::ZeroDuration(), null_fn), std::invalid_argument);
+  EXPECT_THROW(m.loop.call_later(absl::ZeroDuration(), nullptr), std::invalid_argument);
+  EXPECT_THROW(m.loop.call_at(m.loop.time(), absl::AnyInvocable<void()>()),
+               std::invalid_argument);
+  EXPECT_THROW(m.loop.add_timeout(absl::ZeroDuration(), absl::AnyInvocable<void()>()),
+               std::invalid_argument);
+  EXPECT_THROW(m.loop.add_timeout(m.loop.time(), nullptr), std::invalid_argument);
+  EXPECT_EQ(m.loop.stats().timers, 0u);
+  try {
+    m.loop.call_later(absl::Seconds(1), nullptr);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_STREQ(e.what(), "IOLoop::call_later: fn is empty");
+  }
+  m.turn();  // nothing to fire, nothing to crash
+}
+
+// Every loop numbers its timers from 1: the first timer of two loops had
+// equal handles, and b.remove_timeout(a's handle) silently cancelled b's
+// timer while a's fired anyway.
+TEST(TimersTest, AnotherLoopsHandleIsRefusedAndCancelsNothing) {
+  IOLoop a;
+  IOLoop b;
+  bool a_fired = false;
+  bool b_fired = false;
+  TimeoutHandle ha = a.call_later(absl::ZeroDuration(), [&] { a_fired = true; });
+  TimeoutHandle hb = b.call_later(absl::ZeroDuration(), [&] { b_fired = true; });
+  EXPECT_FALSE(ha == hb);
+  try {
+    b.remove_timeout(ha);
+    ADD_FAILURE() << "no exception";
+  } catch (const InvalidStateError& e) {
+    EXPECT_NE(std::string(e.what()).find("belongs to another loop"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(b.stats().timers, 1u);
+  b.run_sync([] {});
+  EXPECT_TRUE(b_fired);
+  // Through its own loop the handle works as ever.
+  a.remove_timeout(ha);
+  a.run_sync([] {});
+  EXPECT_FALSE(a_fired);
+  // A handle that names nothing stays a no-op on any loop, and so does any
+  // handle on a closed loop.
+  b.remove_timeout(TimeoutHandle());
+  TimeoutHandle again = a.call_later(absl::Hours(1), [] {});
+  b.close();
+  b.remove_timeout(again);
+  EXPECT_EQ(a.stats().timers, 1u);
 }
 
 TEST(TimersTest, ATimerMayRemoveAnotherDueInTheSameIteration) {
