@@ -808,14 +808,21 @@ Future<T> make_exceptional_future(std::exception_ptr e,
 }
 
 // Copies a's outcome (value, exception or cancellation) into b once a is
-// done, unless b is done by then. Both futures must belong to this thread's
-// loop. The ConcurrentFuture overload is in concurrent_future.h.
+// done, unless b is done by then: at once if a is done already (as
+// Tornado's chain_future), else from a's callback on a later turn. Both
+// futures must belong to this thread's loop. The ConcurrentFuture overload
+// is in concurrent_future.h.
 // Throws InvalidStateError, and chains nothing, if either handle is empty
 // (moved from) or belongs to another thread's loop.
 template <class T>
 void chain_future(Future<T> a, Future<T> b) {
   internal::FutureAccess::state(a, "chain_future", "the source Future a is empty");
-  internal::FutureAccess::state(b, "chain_future", "the target Future b is empty");
+  internal::FutureState<T>* to =
+      internal::FutureAccess::state(b, "chain_future", "the target Future b is empty");
+  if (a.done()) {
+    internal::copy_outcome(a, to);
+    return;
+  }
   a.add_done_callback([b](Future<T>& done) mutable {
     internal::copy_outcome(done, internal::FutureAccess::state(b));
   });

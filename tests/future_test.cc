@@ -516,6 +516,33 @@ TEST(ChainFutureTest, WithLoopCopyHappensOnALaterTurn) {
   EXPECT_EQ(b.result(), 1);
 }
 
+// A source that is done already is copied at once, as Tornado's
+// chain_future does (with_timeout of a done future is then done when it
+// returns): value, exception, cancellation; a done target is left alone.
+// Before, the copy waited for a's callbacks' turn.
+TEST(ChainFutureTest, ADoneSourceIsCopiedAtOnce) {
+  ManualScheduler loop;
+  Future<int> a, b;
+  a.set_result(1);
+  chain_future(a, b);
+  ASSERT_TRUE(b.done()) << "the copy waited for a later turn";
+  EXPECT_EQ(b.result(), 1);
+  Future<int> c, d;
+  c.set_exception(boom("at once"));
+  chain_future(c, d);
+  EXPECT_THROW(d.result(), std::runtime_error);
+  Future<int> e, g;
+  e.cancel();
+  chain_future(e, g);
+  EXPECT_TRUE(g.cancelled());
+  Future<int> h, k;
+  h.set_result(2);
+  k.set_result(3);
+  chain_future(h, k);
+  EXPECT_EQ(k.result(), 3);
+  EXPECT_EQ(loop.run_pending(), 0) << "nothing was left for a later turn";
+}
+
 // An empty (moved-from) handle on either side is refused at the call, as
 // the ConcurrentFuture overload refuses one, and nothing is chained: an
 // empty b used to be found only once a completed, by a callback whose
