@@ -107,6 +107,22 @@ class QuietExceptions {
   std::vector<bool (*)(const std::exception_ptr&)> matchers_;
 };
 
+namespace internal {
+
+// True when `e` holds a CancelledError (or a type derived from it).
+inline bool is_cancelled_error(const std::exception_ptr& e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const CancelledError&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+}  // namespace internal
+
 }  // namespace eddy
 
 #endif  // EDDY_FUTURES_ERRORS_H_

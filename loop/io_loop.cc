@@ -1237,6 +1237,10 @@ void IOLoop::run_watched(internal::ActivityKind kind, int fd, const SourceLocati
 
 void IOLoop::log_failure(internal::ActivityKind kind, int fd, const SourceLocation& where,
                          std::exception_ptr e) {
+  // As Tornado (6.0 on): a CancelledError out of a callback or a timer is
+  // not logged; the usual one is a callback reading a future that was
+  // cancelled on purpose. An fd handler's is (asyncio logs it too).
+  if (kind != internal::ActivityKind::kFdHandler && internal::is_cancelled_error(e)) return;
   internal::Activity what{kind, fd, where};
   if (noted_) {  // the callback said what it is when it started
     what.kind = noted_kind_;

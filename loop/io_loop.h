@@ -75,7 +75,9 @@
 //
 // Errors: a callback, timer or handler that throws is logged through
 // eddy::log and the loop goes on (each runs once, whatever happens while
-// its failure is reported). Misuse fails fast with InvalidStateError:
+// its failure is reported). As in Tornado, a CancelledError escaping a
+// callback, a timer or an add_future callback is not logged (the usual one
+// reads a future cancelled on purpose); a handler's is. Misuse fails fast with InvalidStateError:
 // start()/run_sync() on a running loop (nested), an fd added twice or
 // removed when absent, a loop touched from a foreign thread, another
 // loop's TimeoutHandle given to remove_timeout(), a run_sync() whose fn
@@ -207,6 +209,17 @@ void call_with_future(F& cb, Fut& f) {
     static_assert(std::is_invocable_v<F&>,
                   "add_future: cb must be callable as cb(future&) or cb()");
     cb();
+  }
+}
+
+// add_future's call of cb: as Tornado's, a CancelledError escaping it (cb
+// read a cancelled future's result) is not logged. Anything else is, by
+// whoever runs the callback.
+template <class F, class Fut>
+void call_add_future_callback(F& cb, Fut& f) {
+  try {
+    call_with_future(cb, f);
+  } catch (const CancelledError&) {
   }
 }
 
@@ -829,7 +842,7 @@ void IOLoop::add_future(Future<T> f, F&& cb) {
           ->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
     f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
-      internal::call_with_future(cb, done);
+      internal::call_add_future_callback(cb, done);
     });
   } else {
     // Bound to no loop (its callbacks run inline at completion) or to
@@ -838,7 +851,7 @@ void IOLoop::add_future(Future<T> f, F&& cb) {
         [remote = remote(), cb = std::forward<F>(cb)](Future<T>& done) mutable {
           remote->post([cb = std::move(cb), done]() mutable {
             Future<T> copy = done;
-            internal::call_with_future(cb, copy);
+            internal::call_add_future_callback(cb, copy);
           });
         });
   }
@@ -859,7 +872,7 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // enough to be stored in the state without an allocation.
   auto delivery = internal::make_delivery_with<ConcurrentFuture<T>>(
       this, [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
-        internal::call_with_future(cb, done);
+        internal::call_add_future_callback(cb, done);
       });
   f.add_done_callback([delivery = std::move(delivery)](ConcurrentFuture<T>& done) mutable {
     delivery.deliver(std::move(done));  // a handle of this callback's own

@@ -54,7 +54,9 @@ struct PeriodicCallback::State {
 
 namespace {
 
+// A CancelledError is not logged, as Tornado's loop does not log one.
 void log_failure(const std::exception_ptr& e) {
+  if (internal::is_cancelled_error(e)) return;
   log(LogLevel::kError, "Exception in PeriodicCallback: " + describe_exception(e));
 }
 

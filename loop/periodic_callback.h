@@ -15,7 +15,8 @@
 // `fn` may return void or Future<void> (a coroutine): in the second case
 // the next call is scheduled only once the future is done (Tornado 6.2), so
 // slow asynchronous calls skip grid points too. Exceptions (thrown, or in
-// the returned future) are logged and the schedule goes on; so is an empty
+// the returned future) are logged and the schedule goes on (a
+// CancelledError is not logged, as in Tornado); so is an empty
 // (moved-from) returned Future, which could never complete.
 //
 // Threading: construct anywhere; start(), stop(), is_running() and the

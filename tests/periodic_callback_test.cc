@@ -175,6 +175,33 @@ TEST_F(PeriodicCallbackTest, ExceptionsAreLoggedAndTheScheduleGoesOn) {
   EXPECT_EQ(log.count("periodic boom"), 3u) << log.joined();
 }
 
+// A CancelledError out of fn, thrown or in its future, is not logged (as
+// Tornado's loop does not log one); the schedule goes on.
+// Tornado: ioloop.py PeriodicCallback._run / IOLoop._run_callback
+TEST_F(PeriodicCallbackTest, ACancelledErrorFromFnIsNotLoggedAndTheScheduleGoesOn) {
+  WaitableLog log;
+  int plain_calls = 0;
+  PeriodicCallback plain(
+      [&] {
+        ++plain_calls;
+        throw CancelledError();
+      },
+      absl::Seconds(1));
+  int async_calls = 0;
+  PeriodicCallback async(
+      [&]() -> Future<void> {
+        ++async_calls;
+        return make_exceptional_future(std::make_exception_ptr(CancelledError()));
+      },
+      absl::Seconds(1));
+  plain.start();
+  async.start();
+  run_for(absl::Milliseconds(3500));
+  EXPECT_EQ(plain_calls, 3);
+  EXPECT_EQ(async_calls, 3);
+  EXPECT_EQ(log.count("CancelledError"), 0u) << log.joined();
+}
+
 // fn returned an empty (moved-from) Future: run() used to throw out of the
 // timer ("Exception in timer: ... the handle is empty") before scheduling
 // the next call, so the schedule stopped for good while is_running() stayed
