@@ -974,7 +974,7 @@ void IOLoop::stop() {
 }
 
 IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
-                                     std::optional<absl::Duration> timeout) {
+                                     std::optional<absl::Duration> timeout, bool consume_stop) {
   auto done = [watched] {
     return watched == nullptr || *watched != internal::FutureStatus::kPending;
   };
@@ -1001,7 +1001,7 @@ IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,
       // over: left pending, it would end the next start() or run_sync()
       // after one iteration (asyncio's run_forever, under Tornado, clears
       // its stopping flag on the way out too).
-      take_stop_request();
+      if (consume_stop) take_stop_request();
       return RunOutcome::kDone;
     }
     if (timed_out) return RunOutcome::kTimedOut;

@@ -370,17 +370,24 @@ class IOLoop final : public Scheduler {
   // True while start() or run_sync() runs. Loop thread only.
   bool is_running() const { return running_.load(std::memory_order_relaxed); }
 
-  // Runs `fn` on this loop (on the calling thread) and then the loop, until
-  // the future it returns is done; returns that future's value or rethrows
-  // its exception. `fn` may return:
+  // Runs `fn` on this loop (on the calling thread) as a callback, after the
+  // callbacks already queued (as Tornado), and then the loop, until the
+  // future it returns is done; returns that future's value or rethrows its
+  // exception. `fn` may return:
   //   - Future<T> (a coroutine is a function returning Future<T>) -> T;
   //   - ConcurrentFuture<T> (bridged onto the loop) -> T;
   //     either one also by reference or const (a getter returning
   //     `const Future<T>&`), waited for the same way;
   //   - anything else (or void), which is returned as is after one
   //     non-waiting iteration of the loop.
-  // An exception thrown by fn propagates. With a `timeout`, on expiry the
-  // future is cancelled (as Tornado's run_sync) and TimeoutError is thrown.
+  // An exception thrown by fn propagates, after one more non-waiting
+  // iteration (what fn queued before it threw runs, as in Tornado). With a
+  // `timeout`, on expiry the future is cancelled (as Tornado's run_sync: a
+  // ConcurrentFuture too, so work still queued in its pool never runs) and
+  // TimeoutError is thrown. A coroutine's future is cancelled at once (see
+  // coroutine.h): cleanup it awaits after that runs only if the loop runs
+  // again. A future that ends cancelled without a timeout throws
+  // CancelledError (Tornado: TimeoutError).
   // Throws InvalidStateError if the loop is already running (nested) or
   // closed, if stop() is called before the future is done, or if fn
   // returns a Future bound to another loop that still exists (as asyncio's
@@ -647,8 +654,11 @@ class IOLoop final : public Scheduler {
   // not waiting if it is done already; nullptr: done at once), `timeout`
   // passes, or stop() is called. The status is read in place (it is asked
   // after every iteration; a call through a predicate cost more than it).
+  // A stop() made meanwhile is consumed when `watched` is done, unless
+  // `consume_stop` is false (a first stage of a longer run: the stop is
+  // then for the rest of it).
   RunOutcome run_until(const internal::FutureStatus* watched,
-                       std::optional<absl::Duration> timeout);
+                       std::optional<absl::Duration> timeout, bool consume_stop = true);
   // stop() was called: clears the request. A plain load first, since the
   // exchange is a locked instruction on every turn.
   bool take_stop_request() {
@@ -699,8 +709,8 @@ class IOLoop final : public Scheduler {
   void retire_handlers();
   void close_now();
 
-  template <class T>
-  T finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout);
+  template <class T, class OnTimeout>
+  T finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout, OnTimeout&& on_timeout);
   TimeoutHandle call_at_unchecked(MonotonicTime when, absl::AnyInvocable<void()> fn,
                                   const SourceLocation& where);
 
@@ -785,29 +795,64 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   // A future by reference or const is a future too: a handle is copied.
   using R = std::remove_cvref_t<Returned>;
   RunScope scope(this, "run_sync");
+  // As Tornado: fn runs as a callback of this loop, after the callbacks
+  // queued before the call (the first iteration), and a throwing fn still
+  // lets the loop run what it queued (one more iteration) before its
+  // exception propagates.
+  constexpr bool kFuture = internal::IsFuture<R>::value || internal::IsConcurrentFuture<R>::value;
+  using Kept = std::conditional_t<
+      kFuture, R,
+      std::conditional_t<std::is_reference_v<Returned>, std::remove_reference_t<Returned>*,
+                         std::conditional_t<std::is_void_v<Returned>, bool, Returned>>>;
+  std::optional<Kept> kept;
+  std::exception_ptr error;
+  internal::FutureStatus ran = internal::FutureStatus::kPending;
+  add_callback([&] {
+    ran = internal::FutureStatus::kValue;
+    try {
+      if constexpr (std::is_void_v<Returned>) {
+        fn();
+        kept.emplace(true);
+      } else if constexpr (!kFuture && std::is_reference_v<Returned>) {
+        kept.emplace(&fn());
+      } else {
+        kept.emplace(fn());
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+  });
+  run_until(&ran, std::nullopt, /*consume_stop=*/false);
+  if (error) {
+    run_until(nullptr, std::nullopt);
+    std::rethrow_exception(error);
+  }
   if constexpr (internal::IsFuture<R>::value) {
-    R f = fn();
-    return finish_run_sync(f, timeout);
+    return finish_run_sync(*kept, timeout, [] {});
   } else if constexpr (internal::IsConcurrentFuture<R>::value) {
     using T = typename R::value_type;
-    Future<T> f;
-    R cf = fn();
+    R& cf = *kept;
     internal::ConcurrentAccess::state(cf, "IOLoop::run_sync",
                                       "fn returned an empty ConcurrentFuture");
-    chain_future(std::move(cf), f);
-    return finish_run_sync(f, timeout);
+    Future<T> f;
+    chain_future(cf, f);
+    // On a timeout the pool's work is cancelled too, if still queued (as
+    // Tornado, which cancels the concurrent future itself).
+    return finish_run_sync(f, timeout, [&cf] { cf.cancel(); });
   } else if constexpr (std::is_void_v<Returned>) {
-    fn();
     run_until(nullptr, std::nullopt);
+  } else if constexpr (std::is_reference_v<Returned>) {
+    run_until(nullptr, std::nullopt);
+    return static_cast<Returned>(**kept);
   } else {
-    Returned value = fn();
     run_until(nullptr, std::nullopt);
-    return value;
+    return std::move(*kept);
   }
 }
 
-template <class T>
-T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
+template <class T, class OnTimeout>
+T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout,
+                          OnTimeout&& on_timeout) {
   internal::FutureState<T>* state =
       internal::FutureAccess::state(f, "IOLoop::run_sync", "fn returned an empty Future");
   if (Scheduler* owner = state->scheduler(); owner != nullptr && owner != this) [[unlikely]] {
@@ -819,6 +864,7 @@ T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout) {
     case RunOutcome::kTimedOut:
       // As Tornado: cancel, and give the cancellation one iteration to
       // reach whatever produces the future (a coroutine's pending await).
+      on_timeout();
       if (f.cancel()) run_until(nullptr, std::nullopt);
       throw_run_sync_timeout(*timeout);
     case RunOutcome::kStopped:

@@ -287,7 +287,8 @@ TEST_F(FdHandlerTest, UpdateHandlerChangesTheEventsWatched) {
   loop.run_sync([] {});
   ASSERT_EQ(seen.size(), 1u);
   ASSERT_EQ(::write(s.fds[1], "z", 1), 1);
-  loop.run_sync([] {});
+  loop.stop();
+  loop.start();  // one iteration (the byte stays unread: READ every iteration)
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_TRUE(seen[1] & IOLoop::READ);
   EXPECT_FALSE(seen[1] & IOLoop::WRITE);

@@ -5,6 +5,7 @@
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "absl/time/time.h"
 #include "eddy/futures/concurrent_future.h"
@@ -64,6 +65,59 @@ TEST(RunSyncTest, APlainFnStillLetsTheCallbacksItQueuedRunOnce) {
   bool ran = false;
   loop.run_sync([&] { loop.add_callback([&] { ran = true; }); });
   EXPECT_TRUE(ran);
+}
+
+// As Tornado (and asyncio's run_until_complete): fn runs as a callback of
+// the loop, behind the callbacks already queued; it used to run before
+// them, outside the loop's turn.
+// Tornado: ioloop.py run_sync (add_callback(run); start())
+TEST(RunSyncTest, CallbacksQueuedBeforeRunSyncRunBeforeFn) {
+  IOLoop loop;
+  loop.make_current();
+  std::vector<std::string> order;
+  loop.add_callback([&] { order.push_back("queued"); });
+  loop.run_sync([&] { order.push_back("fn"); });
+  EXPECT_EQ(order, (std::vector<std::string>{"queued", "fn"}));
+  loop.add_callback([&] { order.push_back("queued 2"); });
+  EXPECT_EQ(loop.run_sync([&] {
+    order.push_back("future fn");
+    return make_ready_future(7);
+  }),
+            7);
+  EXPECT_EQ(order, (std::vector<std::string>{"queued", "fn", "queued 2", "future fn"}));
+  IOLoop::clear_current();
+}
+
+// A throwing fn still lets the loop run what it queued before throwing,
+// then its exception propagates (Tornado stores it in the future and the
+// loop goes round once more); it used to propagate with no iteration.
+// Tornado: ioloop_test.py test_sync_exception
+TEST(RunSyncTest, AThrowingFnStillLetsTheCallbacksItQueuedRun) {
+  IOLoop loop;
+  bool ran = false;
+  EXPECT_THROW(loop.run_sync([&]() -> Future<int> {
+    loop.add_callback([&] { ran = true; });
+    throw std::logic_error("early");
+  }),
+               std::logic_error);
+  EXPECT_TRUE(ran);
+  EXPECT_FALSE(loop.is_running());
+}
+
+// A timeout cancels the ConcurrentFuture fn returned, not only the loop's
+// bridge to it: work still queued in its pool never runs (Tornado cancels
+// the concurrent future itself; with_timeout already did).
+// Tornado: ioloop_test.py test_timeout (ioloop.py run_sync timeout_callback)
+TEST(RunSyncTest, ATimeoutCancelsAConcurrentFutureThatIsStillQueued) {
+  IOLoop loop;
+  ConcurrentFuture<int> queued;  // pending, as a task waiting in a pool's queue
+  EXPECT_THROW(loop.run_sync([&] { return queued; }, absl::Milliseconds(10)), TimeoutError);
+  EXPECT_TRUE(queued.cancelled());
+  ConcurrentFuture<int> running;
+  ASSERT_TRUE(running.set_running_or_notify_cancel());
+  EXPECT_THROW(loop.run_sync([&] { return running; }, absl::Milliseconds(10)), TimeoutError);
+  EXPECT_TRUE(running.running()) << "running work cannot be cancelled";
+  running.set_result(1);
 }
 
 TEST(RunSyncTest, ReturnsAConcurrentFuturesResult) {

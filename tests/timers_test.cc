@@ -37,7 +37,12 @@ struct ManualLoop {
   ~ManualLoop() { IOLoop::clear_current(); }
 
   // Runs one iteration without waiting.
-  void turn() { loop.run_sync([] {}); }
+  // One iteration: a stop() made before start() lets it run exactly one,
+  // without waiting (run_sync runs fn in one and what fn queued in another).
+  void turn() {
+    loop.stop();
+    loop.start();
+  }
 
   std::shared_ptr<ManualClock> clock;
   IOLoop loop;
