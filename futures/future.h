@@ -659,20 +659,23 @@ struct FutureState<T>::ScheduledRun {
   explicit ScheduledRun(FutureState* s) : self(FutureAccess::share(s)) {}
   ScheduledRun(ScheduledRun&&) noexcept = default;
   ScheduledRun& operator=(ScheduledRun&&) = delete;
-  // Destroyed unrun (a run empties `self`): the loop it was queued on
-  // refused it or dropped it, closing (whether or not the loop has
-  // detached its futures yet).
+  // Destroyed unrun: the loop it was queued on refused it or dropped it,
+  // closing (whether or not the loop has detached its futures yet). (After
+  // a run, the mark may be set again by a callback that queued the next
+  // turn: that one is another ScheduledRun's.)
   ~ScheduledRun() {
-    FutureState* s = FutureAccess::state_or_null(self);  // null: ran, or moved from
+    if (ran) return;
+    FutureState* s = FutureAccess::state_or_null(self);  // null: moved from
     if (s != nullptr && s->run_scheduled_) [[unlikely]] s->drop_scheduled_callbacks();
   }
   void operator()() {
-    Future<T> me = std::move(self);
-    FutureState* s = FutureAccess::state(me);
+    ran = true;
+    FutureState* s = FutureAccess::state(self);
     s->run_scheduled_ = false;
-    s->run_callbacks(me);
+    s->run_callbacks(self);
   }
   Future<T> self;
+  bool ran = false;  // beside the handle: still inline in the loop's queue
 };
 
 template <class T>
