@@ -264,7 +264,11 @@ TEST(ExecutorTaskBlockTest, TheCallsCapturesAreGoneWhenItsFutureCompletes) {
       return 1;
     });
     std::atomic<int> seen{-1};
-    f.add_done_callback([&](ConcurrentFuture<int>&) { seen = w.destroyed() ? 1 : 0; });
+    std::latch called(1);
+    f.add_done_callback([&](ConcurrentFuture<int>&) {
+      seen = w.destroyed() ? 1 : 0;
+      called.count_down();
+    });
     go.count_down();
     if (fails) {
       EXPECT_THROW(f.result(), std::runtime_error);
@@ -272,6 +276,8 @@ TEST(ExecutorTaskBlockTest, TheCallsCapturesAreGoneWhenItsFutureCompletes) {
       EXPECT_EQ(f.result(), 1);
     }
     EXPECT_TRUE(w.destroyed()) << "a waiter woken by the completion found the capture alive";
+    // The callbacks run on the worker after the waiters wake: wait for it.
+    called.wait();
     EXPECT_EQ(seen.load(), 1) << "the done callback ran while the capture was alive";
   }
 }
