@@ -64,6 +64,27 @@ class BrokenExecutorError : public std::runtime_error {
   explicit BrokenExecutorError(const std::string& what) : std::runtime_error(what) {}
 };
 
+namespace internal {
+
+// True when `e` holds an E (or a type derived from it); false for null.
+template <class E>
+bool holds_exception(const std::exception_ptr& e) {
+  if (!e) return false;
+  try {
+    std::rethrow_exception(e);
+  } catch (const E&) {
+    return true;
+  } catch (...) {
+    return false;
+  }
+}
+
+inline bool is_cancelled_error(const std::exception_ptr& e) {
+  return holds_exception<CancelledError>(e);
+}
+
+}  // namespace internal
+
 // Names the exception types whose *extra* failures multi() and with_timeout()
 // do not log (Tornado's quiet_exceptions):
 //
@@ -77,7 +98,7 @@ class QuietExceptions {
   template <class... E>
   static QuietExceptions of() {
     QuietExceptions q;
-    (q.matchers_.push_back(&matches<E>), ...);
+    (q.matchers_.push_back(&internal::holds_exception<E>), ...);
     return q;
   }
 
@@ -92,36 +113,8 @@ class QuietExceptions {
   bool empty() const { return matchers_.empty(); }
 
  private:
-  template <class E>
-  static bool matches(const std::exception_ptr& e) {
-    if (!e) return false;
-    try {
-      std::rethrow_exception(e);
-    } catch (const E&) {
-      return true;
-    } catch (...) {
-      return false;
-    }
-  }
-
   std::vector<bool (*)(const std::exception_ptr&)> matchers_;
 };
-
-namespace internal {
-
-// True when `e` holds a CancelledError (or a type derived from it).
-inline bool is_cancelled_error(const std::exception_ptr& e) {
-  if (!e) return false;
-  try {
-    std::rethrow_exception(e);
-  } catch (const CancelledError&) {
-    return true;
-  } catch (...) {
-    return false;
-  }
-}
-
-}  // namespace internal
 
 }  // namespace eddy
 
