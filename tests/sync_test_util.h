@@ -73,15 +73,7 @@ class SyncLoopTest : public ::testing::Test {
   template <class E, class T>
   static bool failed_with(const Future<T>& f) {
     if (!f.done() || f.cancelled()) return false;
-    std::exception_ptr e = f.exception();
-    if (!e) return false;
-    try {
-      std::rethrow_exception(e);
-    } catch (const E&) {
-      return true;
-    } catch (...) {
-      return false;
-    }
+    return internal::holds_exception<E>(f.exception());
   }
 
   std::shared_ptr<ManualClock> clock_;
