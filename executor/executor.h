@@ -57,13 +57,18 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <ranges>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "eddy/executor/cancellation.h"
 #include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/concurrent_wait.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/callable_check.h"
@@ -173,6 +178,39 @@ class Executor {
   // completes, with a cancelled (or failed) ConcurrentFuture.
   template <class F, class... A>
   auto submit_from_loop(F&& fn, A&&... args);
+
+  // Calls fn(item) on this executor for every item of `inputs`, submitting
+  // them all at once, and waits for them: returns their results in input
+  // order, a std::vector<R> (nothing for a void fn). Python's Executor.map,
+  // eager and blocking, for threads that are not loops (on a loop, multi()
+  // the futures of IOLoop::run_in_executor instead):
+  //
+  //   std::vector<uint64_t> sizes = pool.map(file_size, paths);
+  //   pool.map([&](const Row& r) { db.insert(r); }, rows, absl::Seconds(30));
+  //
+  // Each item is passed as submit() passes an argument: copied from an
+  // lvalue range, moved from an rvalue one. fn is copied into every call
+  // (std::ref(fn) shares one); a fn whose first parameter is a
+  // CancellationToken gets one, which reports cancelled once map gives up.
+  //
+  // Fails fast: once a call throws, map cancels the calls still queued,
+  // tells the running ones through their tokens, waits for them to return
+  // and rethrows the exception of the first call that failed (the other
+  // calls' outcomes are dropped, not logged). With `timeout`, the same
+  // happens when the calls are not all done in time (calls still queued
+  // then do not run), and map throws TimeoutError("Executor::map: 3 of 10
+  // calls not done within 30s"). So map never returns while a call it
+  // started is still running: fn and the items may refer to the caller's
+  // stack. A call that ignores its token delays that return until it ends.
+  // A call cancelled by someone else (shutdown(cancel_futures)) makes map
+  // throw CancelledError once the others are done.
+  //
+  // Throws std::invalid_argument for an empty fn, and ExecutorShutdownError
+  // / BrokenExecutorError as submit() (after cancelling, and waiting for,
+  // the calls already submitted).
+  template <class F, class Range>
+    requires std::ranges::input_range<Range>
+  auto map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout = std::nullopt);
 
   // Stops accepting work. With `cancel_futures`, cancels the queued tasks
   // (their futures report cancelled); running ones finish. With `wait`,
@@ -503,6 +541,95 @@ auto Executor::submit_from_loop(F&& fn, A&&... args) {
   execute_without_blocking(std::move(task),
                            [delivery = std::move(delivery)]() mutable { delivery.deliver(); });
   return admitted;
+}
+
+
+namespace internal {
+
+// Cancels every call of an Executor::map that gave up, and waits until none
+// is running.
+template <class Fut>
+void abandon_map_calls(CancellationSource& source, std::vector<Fut>& futures) {
+  source.cancel();
+  for (Fut& f : futures) f.cancel();
+  eddy::wait(futures);
+}
+
+// Marks the exceptions of an abandoned map's calls retrieved, but `kept`'s.
+template <class Fut>
+void drop_map_outcomes(std::vector<Fut>& futures, size_t kept) {
+  for (size_t i = 0; i < futures.size(); ++i) {
+    if (i != kept && status_of(futures[i]) == ConcurrentStatus::kException) {
+      futures[i].exception();
+    }
+  }
+}
+
+}  // namespace internal
+
+template <class F, class Range>
+  requires std::ranges::input_range<Range>
+auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout) {
+  internal::check_callable(fn, "Executor::map", "fn");
+  static_assert(std::is_copy_constructible_v<std::decay_t<F>>,
+                "Executor::map: fn is copied into every call: pass a copyable callable, or "
+                "std::ref(fn) to share one");
+  // An item as the call gets it: an lvalue from an lvalue range (copied
+  // into the task), an rvalue from an rvalue range (moved).
+  using Item = std::ranges::range_reference_t<Range>;
+  using Arg = std::conditional_t<std::is_lvalue_reference_v<Range>, Item,
+                                 std::remove_reference_t<Item>&&>;
+  using R = internal::call_result_t<F, Arg>;
+  using Fut = ConcurrentFuture<R>;
+
+  const internal::WaitDeadline deadline(timeout);
+  // No deadline on the tokens: map's own timeout cancels them, so that a
+  // call never fails with a TimeoutError of its token's instead of map's.
+  CancellationSource source;
+  std::vector<Fut> futures;
+  if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(inputs));
+  try {
+    for (auto&& item : inputs) {
+      futures.push_back(submit(source.token(), fn, static_cast<Arg>(item)));
+      // A call that failed already (an inline executor's): submit no more.
+      if (internal::status_of(futures.back()) == internal::ConcurrentStatus::kException) break;
+    }
+  } catch (...) {
+    internal::abandon_map_calls(source, futures);
+    internal::drop_map_outcomes(futures, futures.size());
+    throw;
+  }
+
+  const size_t n = futures.size();
+  internal::OwnedBoard board(n);
+  for (size_t i = 0; i < n; ++i) internal::watch_on_board(board.get(), i, futures[i]);
+  size_t not_done = 0;
+  size_t failed = n;  // none
+  const bool finished = board->wait_until(deadline, [&](const internal::WaitProgress& p) {
+    not_done = n - p.finished.size();
+    if (p.failures > 0) failed = p.first_failure;
+    return not_done == 0 || p.failures > 0;
+  });
+  if (!finished || failed < n) {
+    internal::abandon_map_calls(source, futures);
+    internal::drop_map_outcomes(futures, failed);
+    if (failed < n) std::rethrow_exception(futures[failed].exception());
+    internal::throw_wait_timeout("Executor::map", not_done, n, "calls", deadline.timeout());
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (futures[i].cancelled()) {
+      throw CancelledError("Executor::map: call " + std::to_string(i) + " of " +
+                           std::to_string(n) + " was cancelled");
+    }
+  }
+  if constexpr (std::is_void_v<R>) {
+    return;
+  } else {
+    std::vector<R> results;
+    results.reserve(n);
+    for (Fut& f : futures) results.push_back(std::move(f.result()));
+    return results;
+  }
 }
 
 }  // namespace eddy

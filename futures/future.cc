@@ -92,6 +92,7 @@ void log_callback_failure(const std::exception_ptr& e, const SourceLocation& cre
 }  // namespace eddy::internal
 
 #include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/concurrent_wait.h"
 
 namespace eddy::internal {
 
@@ -113,6 +114,21 @@ void throw_concurrent_deadlock(const char* op) {
 
 void throw_concurrent_timeout(const char* op, absl::Duration timeout) {
   throw TimeoutError(std::string("ConcurrentFuture::") + op + ": not done within " +
+                     absl::FormatDuration(timeout));
+}
+
+void throw_wait_deadlock(const char* who) {
+  throw InvalidStateError(std::string(who) +
+                          ": would deadlock: the futures it waits for are completed by the "
+                          "loop current on this thread, which is blocked waiting for them "
+                          "(on a loop, use multi, WaitIterator or first_completed; or give a "
+                          "timeout)");
+}
+
+void throw_wait_timeout(const char* who, size_t pending, size_t total, const char* things,
+                        absl::Duration timeout) {
+  throw TimeoutError(std::string(who) + ": " + std::to_string(pending) + " of " +
+                     std::to_string(total) + " " + things + " not done within " +
                      absl::FormatDuration(timeout));
 }
 
