@@ -1,8 +1,10 @@
 #include "eddy/executor/executor.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -95,4 +97,22 @@ void throw_source_empty(const char* op) {
 }
 
 }  // namespace internal
+namespace internal {
+
+void throw_map_timeout(size_t not_done, size_t submitted, bool all_submitted,
+                       std::optional<size_t> total, absl::Duration timeout) {
+  const std::string within =
+      " not done within " + absl::FormatDuration(std::max(timeout, absl::ZeroDuration()));
+  if (all_submitted || total) {
+    const size_t n = total.value_or(submitted);
+    throw TimeoutError("Executor::map: " + std::to_string(not_done + (n - submitted)) + " of " +
+                       std::to_string(n) + " calls" + within);
+  }
+  throw TimeoutError("Executor::map: " + std::to_string(not_done) + " of the " +
+                     std::to_string(submitted) +
+                     " calls submitted, and the items after them," + within);
+}
+
+}  // namespace internal
+
 }  // namespace eddy

@@ -53,8 +53,10 @@
 #include <concepts>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -188,22 +190,31 @@ class Executor {
   //   std::vector<uint64_t> sizes = pool.map(file_size, paths);
   //   pool.map([&](const Row& r) { db.insert(r); }, rows, absl::Seconds(30));
   //
-  // Each item is passed as submit() passes an argument: copied from an
-  // lvalue range, moved from an rvalue one. fn is copied into every call
-  // (std::ref(fn) shares one); a fn whose first parameter is a
-  // CancellationToken gets one, which reports cancelled once map gives up.
+  // Each call gets its own item: copied from an lvalue range or a view (the
+  // caller's elements), moved from a container given as an rvalue, moved
+  // when the range makes it on the fly (a transform), and converted to the
+  // range's value type when it is a proxy (std::vector<bool>'s). fn is
+  // copied into every call (std::ref(fn) shares one); a fn whose first
+  // parameter is a CancellationToken gets one, which reports cancelled once
+  // map gives up.
   //
-  // Fails fast: once a call throws, map cancels the calls still queued,
-  // tells the running ones through their tokens, waits for them to return
-  // and rethrows the exception of the first call that failed (the other
-  // calls' outcomes are dropped, not logged). With `timeout`, the same
-  // happens when the calls are not all done in time (calls still queued
-  // then do not run), and map throws TimeoutError("Executor::map: 3 of 10
-  // calls not done within 30s"). So map never returns while a call it
-  // started is still running: fn and the items may refer to the caller's
-  // stack. A call that ignores its token delays that return until it ends.
-  // A call cancelled by someone else (shutdown(cancel_futures)) makes map
-  // throw CancelledError once the others are done.
+  // Fails fast: once a call throws, map cancels the calls still queued (the
+  // failing completion cancels their tokens before its worker takes another
+  // call), tells the running ones through their tokens, waits for them to
+  // return and rethrows the exception of the first call that failed (the
+  // other calls' outcomes are dropped, not logged). With `timeout`, the
+  // same happens when the calls are not all done in time, and map throws
+  // TimeoutError("Executor::map: 3 of 10 calls not done within 30s"). So
+  // map never returns while a call it started is still running: fn and the
+  // items may refer to the caller's stack. A call that ignores its token
+  // delays that return until it ends. (The copies of fn and of the item
+  // that a cancelled, never-run call holds may be destroyed by a worker
+  // after map returns: their destructors must not need the caller's stack.)
+  // With a bounded queue (Options::max_queue_size), map submits as room
+  // appears, and stops at a failure or at the timeout; a submit already
+  // waiting for room finishes waiting first. A call cancelled by someone
+  // else (shutdown(cancel_futures)) makes map throw CancelledError once the
+  // others are done.
   //
   // Throws std::invalid_argument for an empty fn, and ExecutorShutdownError
   // / BrokenExecutorError as submit() (after cancelling, and waiting for,
@@ -211,6 +222,12 @@ class Executor {
   template <class F, class Range>
     requires std::ranges::input_range<Range>
   auto map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout = std::nullopt);
+  // As above, for a braced list: pool.map(fn, {1, 2, 3}).
+  template <class F, class T>
+  auto map(F&& fn, std::initializer_list<T> inputs,
+           std::optional<absl::Duration> timeout = std::nullopt) {
+    return map(std::forward<F>(fn), std::vector<T>(inputs), timeout);
+  }
 
   // Stops accepting work. With `cancel_futures`, cancels the queued tasks
   // (their futures report cancelled); running ones finish. With `wait`,
@@ -546,14 +563,31 @@ auto Executor::submit_from_loop(F&& fn, A&&... args) {
 
 namespace internal {
 
-// Cancels every call of an Executor::map that gave up, and waits until none
-// is running.
-template <class Fut>
-void abandon_map_calls(CancellationSource& source, std::vector<Fut>& futures) {
-  source.cancel();
-  for (Fut& f : futures) f.cancel();
-  eddy::wait(futures);
-}
+// How Executor::map hands an item of a range to a call (which decay-copies
+// it, as submit() does any argument): an element of a range that owns its
+// elements and was given as an rvalue is moved; one of a view or an lvalue
+// range (the caller's elements) is copied; a temporary element (a
+// transform's result) is moved; a proxy (std::vector<bool>'s) becomes the
+// range's value type first, so no call sees, or writes through, the
+// caller's container.
+template <class Range>
+struct MapItem {
+  using Reference = std::ranges::range_reference_t<Range>;
+  using Value = std::ranges::range_value_t<Range>;
+  static constexpr bool kOwnedRvalue = !std::is_lvalue_reference_v<Range> &&
+                                       !std::ranges::view<std::remove_cvref_t<Range>> &&
+                                       !std::ranges::borrowed_range<Range>;
+  using type = std::conditional_t<
+      std::is_reference_v<Reference>,
+      std::conditional_t<kOwnedRvalue, std::remove_reference_t<Reference>&&, Reference>,
+      std::conditional_t<std::is_same_v<std::remove_cv_t<Reference>, Value>, Reference&&,
+                         Value>>;
+};
+
+// Executor::map's CompletionBoard hook: the first failure cancels the
+// calls' source, so that calls still queued (or not yet submitted, while
+// map waits for room in a bounded queue) do not start.
+inline void cancel_map_source(void* source) { static_cast<CancellationSource*>(source)->cancel(); }
 
 // Marks the exceptions of an abandoned map's calls retrieved, but `kept`'s.
 template <class Fut>
@@ -565,6 +599,9 @@ void drop_map_outcomes(std::vector<Fut>& futures, size_t kept) {
   }
 }
 
+[[noreturn]] void throw_map_timeout(size_t not_done, size_t submitted, bool all_submitted,
+                                    std::optional<size_t> total, absl::Duration timeout);
+
 }  // namespace internal
 
 template <class F, class Range>
@@ -574,48 +611,86 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
   static_assert(std::is_copy_constructible_v<std::decay_t<F>>,
                 "Executor::map: fn is copied into every call: pass a copyable callable, or "
                 "std::ref(fn) to share one");
-  // An item as the call gets it: an lvalue from an lvalue range (copied
-  // into the task), an rvalue from an rvalue range (moved).
-  using Item = std::ranges::range_reference_t<Range>;
-  using Arg = std::conditional_t<std::is_lvalue_reference_v<Range>, Item,
-                                 std::remove_reference_t<Item>&&>;
+  using Arg = typename internal::MapItem<Range>::type;
+  static_assert(internal::CallResultImpl<std::decay_t<F>, std::decay_t<Arg>>::kShape !=
+                    internal::CallShape::kInvalid,
+                "Executor::map: fn cannot be called with the range's items (each call gets "
+                "its own copy of its item, as an rvalue: take it by value or const&)");
   using R = internal::call_result_t<F, Arg>;
   using Fut = ConcurrentFuture<R>;
 
   const internal::WaitDeadline deadline(timeout);
+  std::optional<size_t> total;
+  if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(inputs);
   // No deadline on the tokens: map's own timeout cancels them, so that a
   // call never fails with a TimeoutError of its token's instead of map's.
   CancellationSource source;
+  // Everything that allocates per call is made room for before the call is
+  // submitted: once a call is queued, map must keep its future, to wait for
+  // it on every way out.
   std::vector<Fut> futures;
-  if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(inputs));
-  try {
-    for (auto&& item : inputs) {
-      futures.push_back(submit(source.token(), fn, static_cast<Arg>(item)));
-      // A call that failed already (an inline executor's): submit no more.
-      if (internal::status_of(futures.back()) == internal::ConcurrentStatus::kException) break;
-    }
-  } catch (...) {
-    internal::abandon_map_calls(source, futures);
-    internal::drop_map_outcomes(futures, futures.size());
-    throw;
-  }
-
-  const size_t n = futures.size();
-  internal::OwnedBoard board(n);
-  for (size_t i = 0; i < n; ++i) internal::watch_on_board(board.get(), i, futures[i]);
+  std::deque<internal::CompletionBoard::Node> nodes;  // stable addresses
+  if (total) futures.reserve(*total);
+  internal::CompletionBoard board(total.value_or(0), &internal::cancel_map_source, &source);
   size_t not_done = 0;
-  size_t failed = n;  // none
-  const bool finished = board->wait_until(deadline, [&](const internal::WaitProgress& p) {
-    not_done = n - p.finished.size();
-    if (p.failures > 0) failed = p.first_failure;
-    return not_done == 0 || p.failures > 0;
-  });
-  if (!finished || failed < n) {
-    internal::abandon_map_calls(source, futures);
-    internal::drop_map_outcomes(futures, failed);
-    if (failed < n) std::rethrow_exception(futures[failed].exception());
-    internal::throw_wait_timeout("Executor::map", not_done, n, "calls", deadline.timeout());
+  size_t failed = SIZE_MAX;  // none
+  bool finished = false;
+  bool all_submitted = false;
+  {
+    internal::Unwatcher<R, decltype(nodes)> unwatch_all(board, nodes, futures);
+    auto stop_early = [&] {
+      return board.inspect([](const internal::WaitProgress& p) { return p.failures > 0; }) ||
+             deadline.passed();
+    };
+    auto give_up = [&] {
+      source.cancel();
+      for (Fut& f : futures) f.cancel();
+      board.wait_until(internal::WaitDeadline(std::nullopt), [&](const internal::WaitProgress& p) {
+        return p.finished.size() == futures.size();
+      });
+    };
+    try {
+      auto it = std::ranges::begin(inputs);
+      const auto last = std::ranges::end(inputs);
+      for (; it != last; ++it) {
+        if (stop_early()) break;
+        if (futures.size() == futures.capacity()) futures.reserve(2 * futures.size() + 8);
+        nodes.emplace_back();
+        board.reserve(futures.size() + 1);  // report() must not allocate
+        futures.push_back(submit(source.token(), fn, static_cast<Arg>(*it)));
+        board.watch(nodes.back(), futures.size() - 1, futures.back());
+      }
+      all_submitted = it == last;
+    } catch (...) {
+      give_up();
+      internal::drop_map_outcomes(futures, futures.size());
+      throw;
+    }
+    const size_t n = futures.size();
+    finished = all_submitted &&
+               board.wait_until(deadline, [&](const internal::WaitProgress& p) {
+                 not_done = n - p.finished.size();
+                 if (p.failures > 0) failed = p.first_failure;
+                 return not_done == 0 || p.failures > 0;
+               });
+    if (!finished || failed != SIZE_MAX) {
+      board.inspect([&](const internal::WaitProgress& p) {
+        not_done = n - p.finished.size();
+        if (p.failures > 0) failed = p.first_failure;
+      });
+      give_up();
+    }
   }
+  if (failed != SIZE_MAX) {
+    internal::drop_map_outcomes(futures, failed);
+    std::rethrow_exception(futures[failed].exception());
+  }
+  if (!finished) {
+    internal::drop_map_outcomes(futures, futures.size());
+    internal::throw_map_timeout(not_done, futures.size(), all_submitted, total,
+                                deadline.timeout());
+  }
+  const size_t n = futures.size();
   for (size_t i = 0; i < n; ++i) {
     if (futures[i].cancelled()) {
       throw CancelledError("Executor::map: call " + std::to_string(i) + " of " +

@@ -75,21 +75,38 @@ enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, 
 inline constexpr uint8_t kStatusMask = 0x7;
 inline constexpr uint8_t kListeners = 0x8;
 
-// A thread blocked in result()/exception(), linked into its future's state
-// under the state's lock. Each waiter brings its own mutex and condition
-// variable (they live on the waiter's stack), so that a state, built and
-// destroyed for every submitted task, holds neither: they took 88 of its
-// bytes, and std::condition_variable's destructor is an atomic
-// read-modify-write even when nobody ever waited.
+// A listener woken when its future completes, before the callbacks run:
+// linked into the state's list under the state's lock, taken off it (all
+// at once) by the completion, which then calls wake() on each, unlocked.
+// A waiter that stops waiting first unlinks itself under the lock; if it
+// finds itself gone, a completion has it and will call wake(), and the
+// waiter must outlive that call. Waiters are not allocated by the library:
+// they live in whoever waits (a blocked thread's stack, a multi-future
+// wait's board), so a state holds only the list head.
 struct ConcurrentWaiter {
+  ConcurrentWaiter* next = nullptr;  // guarded by the state's lock
+  // Called once, by the completion that took this waiter off the list, on
+  // the completing thread; the state is alive and done. The waiter may be
+  // destroyed by its owner as soon as wake() has finished with it.
+  virtual void wake() = 0;
+
+ protected:
+  ~ConcurrentWaiter() = default;
+};
+
+// A thread blocked in result()/exception(). Each brings its own mutex and
+// condition variable (on its stack), so that a state, built and destroyed
+// for every submitted task, holds neither: they took 88 of its bytes, and
+// std::condition_variable's destructor is an atomic read-modify-write even
+// when nobody ever waited.
+struct BlockingWaiter final : ConcurrentWaiter {
   std::mutex mu;
   std::condition_variable cv;
-  bool woken = false;                 // guarded by mu
-  ConcurrentWaiter* next = nullptr;   // guarded by the state's lock
+  bool woken = false;  // guarded by mu
 
-  // Called by the completion that took this waiter off the list. Under mu,
-  // so the waiter cannot see `woken` and destroy itself before the notify.
-  void wake() {
+  // Under mu, so the waiter cannot see `woken` and destroy itself before
+  // the notify.
+  void wake() override {
     std::lock_guard<std::mutex> lock(mu);
     woken = true;
     cv.notify_one();
@@ -215,6 +232,37 @@ struct ConcurrentAccess {
   template <class T>
   static ConcurrentState<T>& state(const ConcurrentFuture<T>& f) {
     return state(f, "ConcurrentFuture", "a handle the library holds is empty");
+  }
+  // Links `w` into the future's waiters, to be woken when it completes
+  // (before its callbacks run). Returns false, linking nothing, if the
+  // future is done already.
+  template <class T>
+  static bool link_waiter(const ConcurrentFuture<T>& f, ConcurrentWaiter& w) {
+    ConcurrentState<T>& s = *f.state_;
+    std::lock_guard<ConcurrentState<T>> lock(s);
+    w.next = s.waiters;
+    s.waiters = &w;
+    const uint8_t was = s.word.fetch_or(kListeners, std::memory_order_acq_rel);
+    if (is_done(ConcurrentState<T>::status(was))) {
+      s.waiters = w.next;  // the completion took the list before we got in
+      return false;
+    }
+    return true;
+  }
+  // Takes a linked `w` off the list. Returns false if a completion took it
+  // first: that completion calls (or is calling) w.wake(), and `w` must
+  // outlive the call.
+  template <class T>
+  static bool unlink_waiter(const ConcurrentFuture<T>& f, ConcurrentWaiter& w) {
+    ConcurrentState<T>& s = *f.state_;
+    std::lock_guard<ConcurrentState<T>> lock(s);
+    for (ConcurrentWaiter** p = &s.waiters; *p != nullptr; p = &(*p)->next) {
+      if (*p == &w) {
+        *p = w.next;
+        return true;
+      }
+    }
+    return false;
   }
   // share_unpublished, unobserved and complete_unobserved below are for an
   // executor's own task future, which is never empty: unchecked.
@@ -652,17 +700,8 @@ class ConcurrentFuture {
         state_->completed_on == Scheduler::current()) {
       internal::throw_concurrent_deadlock(op);
     }
-    internal::ConcurrentWaiter self;
-    {
-      std::lock_guard<internal::ConcurrentState<T>> lock(*state_);
-      self.next = state_->waiters;
-      state_->waiters = &self;
-      const uint8_t was = state_->word.fetch_or(internal::kListeners, std::memory_order_acq_rel);
-      if (internal::is_done(internal::ConcurrentState<T>::status(was))) {
-        state_->waiters = self.next;
-        return internal::ConcurrentState<T>::status(was);
-      }
-    }
+    internal::BlockingWaiter self;
+    if (!internal::ConcurrentAccess::link_waiter(*this, self)) return status();
     std::unique_lock<std::mutex> lock(self.mu);
     auto woken = [&] { return self.woken; };
     auto is_done = [&] { return internal::is_done(status()); };
@@ -678,18 +717,7 @@ class ConcurrentFuture {
       self.cv.wait(lock, woken);
     } else if (!self.cv.wait_until(lock, start + absl::ToChronoNanoseconds(*timeout), woken)) {
       lock.unlock();
-      bool unlinked = false;
-      {
-        std::lock_guard<internal::ConcurrentState<T>> state_lock(*state_);
-        for (internal::ConcurrentWaiter** p = &state_->waiters; *p != nullptr; p = &(*p)->next) {
-          if (*p == &self) {
-            *p = self.next;
-            unlinked = true;
-            break;
-          }
-        }
-      }
-      if (!unlinked) {
+      if (!internal::ConcurrentAccess::unlink_waiter(*this, self)) {
         // A completion took the list as we timed out: it is done, and about
         // to wake us (`self` must outlive that).
         lock.lock();

@@ -28,20 +28,25 @@
 // is blocked in the wait: futures from IOLoop::run_in_loop) throws
 // InvalidStateError instead, as ConcurrentFuture::result() does.
 //
+// How they wait: like a thread blocked in result(), on the futures' own
+// waiter lists, so a completion wakes them before it runs the future's
+// callbacks (a slow callback does not delay them), and a wait that ends
+// takes itself off every future: polling (a zero timeout, which only
+// looks) or abandoning an AsCompleted leaves nothing behind.
+//
 // Threading: call them on any thread; the futures may complete on any
-// thread. Each waits with a done callback on every future it has to wait
-// for (one small block shared by them, freed when the last future is done
-// or the wait, whichever is later, ends), so a wait that times out leaves
-// nothing behind but those callbacks, which do nothing once the wait is
-// gone.
+// thread.
 #ifndef EDDY_FUTURES_CONCURRENT_WAIT_H_
 #define EDDY_FUTURES_CONCURRENT_WAIT_H_
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <iterator>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -100,6 +105,8 @@ class WaitDeadline {
     }
   }
   bool forever() const { return !at_; }
+  // True once the deadline (if any) has passed.
+  bool passed() const { return at_ && Clock::now() >= *at_; }
   Clock::time_point at() const { return *at_; }
   absl::Duration timeout() const { return *timeout_; }
 
@@ -108,35 +115,88 @@ class WaitDeadline {
   std::optional<Clock::time_point> at_;
 };
 
-// What the done callbacks have reported to a CompletionBoard.
+// What a CompletionBoard has heard.
 struct WaitProgress {
   std::vector<size_t> finished;  // positions, in the order they finished
   size_t failures = 0;           // how many of them with an exception
   size_t first_failure = 0;      // the first of those (if failures > 0)
 };
 
-// Shared by a waiting thread and the done callbacks it put on the futures:
-// the callbacks report the positions of the futures as they finish, and the
-// waiter sleeps until what it waits for has been reported. Counted by the
-// waiter and by every callback not yet run (or destroyed).
+template <class T>
+ConcurrentStatus status_of(const ConcurrentFuture<T>& f) {
+  return ConcurrentState<T>::status(ConcurrentAccess::state(f).word.load(std::memory_order_acquire));
+}
+
+// True when `f` is pending and completed by the loop current on this
+// thread, so that a wait on this thread keeps it pending forever.
+template <class T>
+bool completed_by_this_loop(const ConcurrentFuture<T>& f) {
+  const Scheduler* on = ConcurrentAccess::state(f).completed_on;
+  return on != nullptr && on == Scheduler::current() && !is_done(status_of(f));
+}
+
+// Where a waiter for many futures learns of their completions: one Node per
+// future, linked into the future's waiters (woken by its completion before
+// its callbacks run, as a thread blocked in result() is), reports the
+// future's position; the waiter sleeps until what it waits for has been
+// reported. The board and its nodes belong to the waiter (no reference
+// counting, no allocation per future): it unwatches every node before they
+// go, which unlinks the node, or waits out a completion that has taken it,
+// so that nothing is left on the futures.
 class CompletionBoard {
  public:
-  explicit CompletionBoard(size_t n) { progress_.finished.reserve(n); }
+  struct Node final : ConcurrentWaiter {
+    CompletionBoard* board = nullptr;
+    const std::atomic<uint8_t>* word = nullptr;  // the future's state word
+    size_t index = 0;
+    bool linked = false;    // the owner's: linked, not unwatched yet
+    bool reported = false;  // guarded by board->mu_
+
+    void wake() override {
+      board->report(*this, static_cast<ConcurrentStatus>(word->load(std::memory_order_acquire) &
+                                                         kStatusMask) ==
+                               ConcurrentStatus::kException);
+    }
+  };
+
+  // `on_first_failure(context)`, if given, runs under the board's lock when
+  // the first failure is reported (on the completing thread).
+  explicit CompletionBoard(size_t n, void (*on_first_failure)(void*) = nullptr,
+                           void* context = nullptr)
+      : on_first_failure_(on_first_failure), context_(context) {
+    progress_.finished.reserve(n);
+  }
   CompletionBoard(const CompletionBoard&) = delete;
   CompletionBoard& operator=(const CompletionBoard&) = delete;
 
-  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void release() noexcept {
-    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  // Watches future `f` at position `index` through `node`. A future done
+  // already is reported here instead.
+  template <class T>
+  void watch(Node& node, size_t index, const ConcurrentFuture<T>& f) {
+    node.board = this;
+    node.word = &ConcurrentAccess::state(f).word;
+    node.index = index;
+    node.linked = ConcurrentAccess::link_waiter(f, node);
+    if (!node.linked) report(node, status_of(f) == ConcurrentStatus::kException);
   }
 
-  // From a done callback: future `index` is done; `failed` if with an
-  // exception.
-  void report(size_t index, bool failed) {
+  // Makes room for reports of n futures (report() never allocates: it runs
+  // in completions, under the lock). Grows geometrically.
+  void reserve(size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
-    progress_.finished.push_back(index);
-    if (failed && progress_.failures++ == 0) progress_.first_failure = index;
-    changed_.notify_all();
+    std::vector<size_t>& v = progress_.finished;
+    if (n > v.capacity()) v.reserve(std::max(n, 2 * v.capacity()));
+  }
+
+  // Takes `node` off `f` (the future it watches), or waits until the
+  // completion that took it has reported. Then the node may go.
+  template <class T>
+  void unwatch(Node& node, const ConcurrentFuture<T>& f) noexcept {
+    if (!node.linked) return;
+    node.linked = false;
+    if (ConcurrentAccess::unlink_waiter(f, node)) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    changed_.wait(lock, [&] { return node.reported; });
   }
 
   // Sleeps until `ready(progress)` holds or `deadline` passes; returns
@@ -160,73 +220,44 @@ class CompletionBoard {
   }
 
  private:
-  ~CompletionBoard() = default;
+  // The node's wake() (on the completing thread), or watch(). Under the
+  // lock to the end: once `reported` is seen, the owner may destroy the
+  // node and the board.
+  void report(Node& node, bool failed) {
+    std::lock_guard<std::mutex> lock(mu_);
+    progress_.finished.push_back(node.index);  // reserved: does not allocate
+    if (failed && progress_.failures++ == 0) {
+      progress_.first_failure = node.index;
+      if (on_first_failure_ != nullptr) on_first_failure_(context_);
+    }
+    node.reported = true;
+    changed_.notify_all();
+  }
 
-  std::atomic<uint32_t> refs_{1};  // the waiter's
+  void (*const on_first_failure_)(void*);
+  void* const context_;
   std::mutex mu_;
   std::condition_variable changed_;
   WaitProgress progress_;  // guarded by mu_
 };
 
-// A done callback's reference on the board: small enough (with the
-// position) for a callback stored inline, without an allocation.
-class BoardRef {
+// Unwatches nodes[0..n) (those of futures[0..n)) when it goes.
+template <class T, class Nodes>
+class Unwatcher {
  public:
-  explicit BoardRef(CompletionBoard* b) noexcept : board_(b) { board_->add_ref(); }
-  BoardRef(BoardRef&& other) noexcept : board_(std::exchange(other.board_, nullptr)) {}
-  BoardRef& operator=(BoardRef&&) = delete;
-  ~BoardRef() {
-    if (board_ != nullptr) board_->release();
+  Unwatcher(CompletionBoard& board, Nodes& nodes, const std::vector<ConcurrentFuture<T>>& futures)
+      : board_(board), nodes_(nodes), futures_(futures) {}
+  Unwatcher(const Unwatcher&) = delete;
+  Unwatcher& operator=(const Unwatcher&) = delete;
+  ~Unwatcher() {
+    const size_t n = std::min<size_t>(nodes_.size(), futures_.size());
+    for (size_t i = 0; i < n; ++i) board_.unwatch(nodes_[i], futures_[i]);
   }
-  CompletionBoard* operator->() const noexcept { return board_; }
 
  private:
-  CompletionBoard* board_;
-};
-
-template <class T>
-ConcurrentStatus status_of(const ConcurrentFuture<T>& f) {
-  return ConcurrentState<T>::status(ConcurrentAccess::state(f).word.load(std::memory_order_acquire));
-}
-
-// True when `f` is completed by the loop current on this thread, so that a
-// wait on this thread keeps it pending forever.
-template <class T>
-bool completed_by_this_loop(const ConcurrentFuture<T>& f) {
-  const Scheduler* on = ConcurrentAccess::state(f).completed_on;
-  return on != nullptr && on == Scheduler::current();
-}
-
-// Puts the board's done callback on future `index`; runs it here if the
-// future is already done.
-template <class T>
-void watch_on_board(CompletionBoard* board, size_t index, const ConcurrentFuture<T>& f) {
-  ConcurrentFuture<T> handle = f;
-  handle.add_done_callback([ref = BoardRef(board), index](ConcurrentFuture<T>& done) {
-    ref->report(index, status_of(done) == ConcurrentStatus::kException);
-  });
-}
-
-// The waiter's own reference on a new board for n futures.
-class OwnedBoard {
- public:
-  explicit OwnedBoard(size_t n) : board_(new CompletionBoard(n)) {}
-  OwnedBoard(OwnedBoard&& other) noexcept : board_(std::exchange(other.board_, nullptr)) {}
-  OwnedBoard& operator=(OwnedBoard&& other) noexcept {
-    if (this != &other) {
-      if (board_ != nullptr) board_->release();
-      board_ = std::exchange(other.board_, nullptr);
-    }
-    return *this;
-  }
-  ~OwnedBoard() {
-    if (board_ != nullptr) board_->release();
-  }
-  CompletionBoard* get() const noexcept { return board_; }
-  CompletionBoard* operator->() const noexcept { return board_; }
-
- private:
-  CompletionBoard* board_;
+  CompletionBoard& board_;
+  Nodes& nodes_;
+  const std::vector<ConcurrentFuture<T>>& futures_;
 };
 
 }  // namespace internal
@@ -267,37 +298,59 @@ DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures,
     }
     return d == n;
   };
-  if (!reached(done, failed)) {
-    if (deadline.forever() && pending_by_this_loop > 0) {
-      // All: one such future is enough to never finish. First: only when
-      // every pending future is one.
-      const bool all = return_when == ReturnWhen::kAllCompleted;
-      if (all || pending_by_this_loop == n - done) internal::throw_wait_deadlock("wait");
+  // A timeout of zero (or one that has passed) only looks: a poll.
+  if (!reached(done, failed) && !deadline.passed()) {
+    // Without a timeout: all needs every future, first needs one that this
+    // loop does not complete.
+    if (deadline.forever() && pending_by_this_loop > 0 &&
+        (return_when == ReturnWhen::kAllCompleted || pending_by_this_loop == n - done)) {
+      internal::throw_wait_deadlock("wait");
     }
-    internal::OwnedBoard board(n);
-    size_t already_done = 0;
-    size_t already_failed = 0;
-    for (size_t i = 0; i < n; ++i) {
-      const internal::ConcurrentStatus s = internal::status_of(futures[i]);
-      if (internal::is_done(s)) {
-        ++already_done;
-        if (s == internal::ConcurrentStatus::kException) ++already_failed;
-      } else {
-        internal::watch_on_board(board.get(), i, futures[i]);
+    // For the first exception, that holds only while a future this loop
+    // does not complete is pending: once they all succeeded, it cannot end.
+    const bool may_deadlock = deadline.forever() && pending_by_this_loop > 0 &&
+                              return_when == ReturnWhen::kFirstException;
+    std::vector<bool> by_this_loop;
+    size_t others = 0;
+    if (may_deadlock) {
+      by_this_loop.resize(n);
+      for (size_t i = 0; i < n; ++i) {
+        by_this_loop[i] = internal::completed_by_this_loop(futures[i]);
+        if (!by_this_loop[i]) ++others;
       }
     }
-    // The callbacks report only the futures still pending when they were
-    // put on (those done by then were counted above, whether or not one
-    // finished between the two passes).
-    board->wait_until(deadline, [&](const internal::WaitProgress& p) {
-      return reached(already_done + p.finished.size(), already_failed + p.failures);
-    });
+    bool deadlocked = false;
+    internal::CompletionBoard board(n);
+    std::vector<internal::CompletionBoard::Node> nodes(n);
+    {
+      internal::Unwatcher<T, decltype(nodes)> unwatch_all(board, nodes, futures);
+      // Every position is reported to the board from here on, the futures
+      // done already by watch() itself.
+      for (size_t i = 0; i < n; ++i) board.watch(nodes[i], i, futures[i]);
+      size_t seen = 0;
+      size_t others_finished = 0;
+      board.wait_until(deadline, [&](const internal::WaitProgress& p) {
+        if (reached(p.finished.size(), p.failures)) return true;
+        if (may_deadlock) {
+          for (; seen < p.finished.size(); ++seen) others_finished += !by_this_loop[p.finished[seen]];
+          deadlocked = others_finished == others;
+        }
+        return deadlocked;
+      });
+    }
+    if (deadlocked) internal::throw_wait_deadlock("wait");
   }
   DoneAndNotDone<T> answer;
   for (const ConcurrentFuture<T>& f : futures) {
     (internal::is_done(internal::status_of(f)) ? answer.done : answer.not_done).push_back(f);
   }
   return answer;
+}
+
+// As above, waiting as long as it takes.
+template <class T>
+DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures, ReturnWhen return_when) {
+  return wait(futures, std::nullopt, return_when);
 }
 
 // Hands out the futures as they finish (Python's
@@ -311,30 +364,57 @@ DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures,
 // `timeout` bounds the whole iteration, counted from construction: a next()
 // (or the range for's increment) that would wait past it throws
 // TimeoutError ("3 of 10 futures not done within 10s"); the futures not yet
-// handed out are left as they are. Move-only; handed-out futures stay
-// valid after it is gone.
+// handed out are left as they are, and a later next() may still hand them
+// out. Move-only; moving it invalidates its iterators. Handed-out futures
+// stay valid after it is gone, and it leaves nothing on the futures.
 // Throws InvalidStateError if a future is empty (moved from), or from a
-// next() without a timeout that could never end (see the file comment).
+// next() without a timeout that could never end (see the file comment), or
+// on a moved-from AsCompleted.
+// Threading: use one AsCompleted on one thread at a time.
 template <class T>
 class AsCompleted {
  public:
   explicit AsCompleted(std::vector<ConcurrentFuture<T>> futures,
                        std::optional<absl::Duration> timeout = std::nullopt)
-      : futures_(std::move(futures)), deadline_(timeout), board_(futures_.size()) {
+      : futures_(std::move(futures)), deadline_(timeout) {
     for (const ConcurrentFuture<T>& f : futures_) {
       internal::ConcurrentAccess::state(f, "as_completed", "a future is empty");
       if (internal::ConcurrentAccess::state(f).completed_on != nullptr) any_loop_bound_ = true;
     }
-    for (size_t i = 0; i < futures_.size(); ++i) {
-      internal::watch_on_board(board_.get(), i, futures_[i]);
-    }
+    board_ = std::make_unique<internal::CompletionBoard>(futures_.size());
+    nodes_ = std::make_unique<internal::CompletionBoard::Node[]>(futures_.size());
+    for (size_t i = 0; i < futures_.size(); ++i) board_->watch(nodes_[i], i, futures_[i]);
   }
-  AsCompleted(AsCompleted&&) noexcept = default;
-  AsCompleted& operator=(AsCompleted&&) noexcept = default;
+  AsCompleted(AsCompleted&& other) noexcept
+      : futures_(std::move(other.futures_)),
+        deadline_(other.deadline_),
+        board_(std::move(other.board_)),
+        nodes_(std::move(other.nodes_)),
+        handed_out_(std::exchange(other.handed_out_, 0)),
+        any_loop_bound_(other.any_loop_bound_) {
+    other.futures_.clear();
+  }
+  AsCompleted& operator=(AsCompleted&& other) noexcept {
+    if (this != &other) {
+      unwatch_all();
+      futures_ = std::move(other.futures_);
+      other.futures_.clear();
+      deadline_ = other.deadline_;
+      board_ = std::move(other.board_);
+      nodes_ = std::move(other.nodes_);
+      handed_out_ = std::exchange(other.handed_out_, 0);
+      any_loop_bound_ = other.any_loop_bound_;
+    }
+    return *this;
+  }
+  ~AsCompleted() { unwatch_all(); }
 
   // The next future to finish, waiting for it if none is waiting; nullopt
   // once every future has been handed out.
   std::optional<Completed<T>> next() {
+    if (board_ == nullptr) {
+      throw InvalidStateError("as_completed: this AsCompleted was moved from");
+    }
     if (handed_out_ == futures_.size()) return std::nullopt;
     size_t index = 0;
     auto take = [&](const internal::WaitProgress& p) {
@@ -380,7 +460,7 @@ class AsCompleted {
 
  private:
   // About to wait with no timeout: throws if every future not yet reported
-  // is completed by this thread's loop.
+  // is pending and completed by this thread's loop.
   void check_deadlock() {
     std::vector<bool> reported(futures_.size(), false);
     board_->inspect([&](const internal::WaitProgress& p) {
@@ -392,9 +472,15 @@ class AsCompleted {
     internal::throw_wait_deadlock("as_completed");
   }
 
+  void unwatch_all() noexcept {
+    if (board_ == nullptr) return;
+    for (size_t i = 0; i < futures_.size(); ++i) board_->unwatch(nodes_[i], futures_[i]);
+  }
+
   std::vector<ConcurrentFuture<T>> futures_;
   internal::WaitDeadline deadline_;
-  internal::OwnedBoard board_;
+  std::unique_ptr<internal::CompletionBoard> board_;
+  std::unique_ptr<internal::CompletionBoard::Node[]> nodes_;
   size_t handed_out_ = 0;
   bool any_loop_bound_ = false;
 };

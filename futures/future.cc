@@ -1,5 +1,6 @@
 #include "eddy/futures/future.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 #include <vector>
@@ -129,7 +130,7 @@ void throw_wait_timeout(const char* who, size_t pending, size_t total, const cha
                         absl::Duration timeout) {
   throw TimeoutError(std::string(who) + ": " + std::to_string(pending) + " of " +
                      std::to_string(total) + " " + things + " not done within " +
-                     absl::FormatDuration(timeout));
+                     absl::FormatDuration(std::max(timeout, absl::ZeroDuration())));
 }
 
 }  // namespace eddy::internal

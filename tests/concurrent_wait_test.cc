@@ -4,6 +4,11 @@
 #include "eddy/futures/concurrent_wait.h"
 
 #include <atomic>
+#include <chrono>
+#include <ranges>
+#include <span>
+#include <mutex>
+#include <condition_variable>
 #include <exception>
 #include <functional>
 #include <latch>
@@ -538,6 +543,179 @@ TEST(ConcurrentWaitReadmeTest, TheSnippetRunsAsWritten) {
   std::vector<std::string> shown(2);
   for (auto& [index, f] : eddy::as_completed(fetches)) shown[index] = f.result();
   EXPECT_EQ(shown, (std::vector<std::string>{"<x>", "<y>"}));
+}
+
+// --- what the review of the first version found ------------------------------
+
+TEST(WaitTest, AWaitThatEndsLeavesNothingOnTheFutures) {
+  std::vector<ConcurrentFuture<int>> fs = pending(3);
+  for (int i = 0; i < 100; ++i) {
+    EXPECT_EQ(wait(fs, absl::ZeroDuration(), ReturnWhen::kFirstCompleted).not_done.size(), 3u);
+    EXPECT_EQ(wait(fs, absl::Microseconds(1)).not_done.size(), 3u);
+    AsCompleted<int> abandoned(fs, absl::Microseconds(1));
+    EXPECT_THROW(abandoned.next(), TimeoutError);
+  }
+  for (const ConcurrentFuture<int>& f : fs) {
+    EXPECT_EQ(internal::ConcurrentAccess::state(f).waiters, nullptr)
+        << "a poll or an abandoned iteration left a listener behind";
+    EXPECT_FALSE(internal::ConcurrentAccess::state(f).first_callback);
+  }
+}
+
+// A done callback that blocks until released (at most 60 s).
+struct Gate {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = false;
+  bool passed = false;
+  void pass() {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait_for(lock, std::chrono::seconds(60), [&] { return open; });
+    passed = true;
+  }
+  void release() {
+    std::lock_guard<std::mutex> lock(mu);
+    open = true;
+    cv.notify_all();
+  }
+};
+
+TEST(WaitTest, ASlowCallbackOfTheFutureDoesNotDelayTheWait) {
+  ConcurrentFuture<int> f;
+  Gate gate;
+  f.add_done_callback([&] { gate.pass(); });
+  std::thread completer([&] { f.set_result(1); });  // runs the callback after waking waiters
+  DoneAndNotDone<int> r = wait(std::vector<ConcurrentFuture<int>>{f}, ReturnWhen::kAllCompleted);
+  EXPECT_EQ(r.done.size(), 1u);
+  {
+    std::lock_guard<std::mutex> lock(gate.mu);
+    EXPECT_FALSE(gate.passed) << "the wait returned only after the callback";
+  }
+  gate.release();
+  completer.join();
+
+  ConcurrentFuture<int> g;
+  Gate gate2;
+  g.add_done_callback([&] { gate2.pass(); });
+  std::thread completer2([&] { g.set_result(2); });
+  AsCompleted<int> each(std::vector<ConcurrentFuture<int>>{g}, absl::Seconds(30));
+  std::optional<Completed<int>> c = each.next();
+  ASSERT_TRUE(c) << "as_completed waited for the callback";
+  gate2.release();
+  completer2.join();
+}
+
+TEST(WaitTest, FirstExceptionThrowsOnceOnlyTheLoopsOwnWorkIsLeft) {
+  IOLoop loop;
+  loop.make_current();
+  ConcurrentFuture<int> other;
+  std::vector<ConcurrentFuture<int>> fs = {loop.run_in_loop([] { return 1; }), other};
+  std::thread completer([&] {
+    absl::SleepFor(absl::Milliseconds(5));
+    other.set_result(3);  // a value: the wait can no longer end
+  });
+  EXPECT_TRUE(contains(
+      thrown_what<InvalidStateError>([&] { wait(fs, ReturnWhen::kFirstException); }),
+      "would deadlock"));
+  completer.join();
+  loop.clear_current();
+}
+
+TEST(AsCompletedTest, AMovedFromOneRefusesPolitely) {
+  std::vector<ConcurrentFuture<int>> fs = pending(2);
+  fs[0].set_result(0);
+  AsCompleted<int> a(fs);
+  EXPECT_TRUE(a.next());
+  AsCompleted<int> b = std::move(a);
+  EXPECT_EQ(a.remaining(), 0u);  // NOLINT(bugprone-use-after-move): tested on purpose
+  EXPECT_TRUE(contains(thrown_what<InvalidStateError>([&] { a.next(); }), "moved from"));
+  EXPECT_EQ(b.remaining(), 1u);
+  fs[1].set_result(1);
+  EXPECT_EQ(b.next()->index, 1u);
+}
+
+TEST(ExecutorMapTest, AViewOrSpanIsCopiedFromNeverMovedFrom) {
+  ThreadPoolExecutor pool(2);
+  std::vector<std::string> names = {"alpha", "beta"};
+  std::vector<size_t> sizes = pool.map([](std::string s) { return s.size(); }, std::span(names));
+  EXPECT_EQ(sizes, (std::vector<size_t>{5, 4}));
+  EXPECT_EQ(names, (std::vector<std::string>{"alpha", "beta"})) << "the caller's elements moved";
+}
+
+#ifndef __clang__  // clang 14 cannot compile libstdc++ 12's range adaptors
+TEST(ExecutorMapTest, TemporaryElementsAreMovedSoMoveOnlyOnesWork) {
+  ThreadPoolExecutor pool(2);
+  std::vector<int> ints = {1, 2};
+  auto boxed = ints | std::views::transform([](int i) { return std::make_unique<int>(i); });
+  std::vector<int> out = pool.map([](std::unique_ptr<int> p) { return *p * 10; }, boxed);
+  EXPECT_EQ(out, (std::vector<int>{10, 20}));
+  std::vector<std::string> names = {"a", "bb"};
+  EXPECT_EQ(pool.map([](const std::string& s) { return s.size(); }, names | std::views::take(2)),
+            (std::vector<size_t>{1, 2}));
+  EXPECT_EQ(names[1], "bb") << "a view's elements are the caller's: copied";
+}
+#endif
+
+TEST(ExecutorMapTest, ProxyElementsArriveAsValues) {
+  ThreadPoolExecutor pool(2);
+  std::vector<bool> bits = {true, false, true};
+  std::vector<bool> flipped = pool.map(
+      [](auto b) {
+        static_assert(std::is_same_v<decltype(b), bool>, "a vector<bool> proxy reached the call");
+        return !b;
+      },
+      bits);
+  EXPECT_EQ(flipped, (std::vector<bool>{false, true, false}));
+  EXPECT_EQ(bits, (std::vector<bool>{true, false, true}));
+}
+
+TEST(ExecutorMapTest, ABracedListAndAReturnWhenWithoutTimeout) {
+  ThreadPoolExecutor pool(2);
+  EXPECT_EQ(pool.map([](int i) { return i + 1; }, {1, 2, 3}), (std::vector<int>{2, 3, 4}));
+}
+
+TEST(ExecutorMapTest, ABoundedQueueStillFailsFast) {
+  ThreadPoolExecutor pool(ThreadPoolExecutor::Options{.max_workers = 1, .max_queue_size = 1});
+  std::atomic<int> ran_after_failure{0};
+  std::vector<int> in(20);
+  std::iota(in.begin(), in.end(), 0);
+  const std::string what = failure_after_shutdown(pool, [&] {
+    pool.map(
+        [&](int i) {
+          if (i == 0) throw std::runtime_error("item 0 failed");
+          ++ran_after_failure;
+        },
+        in);
+  });
+  EXPECT_EQ(what, "item 0 failed");
+  // The failure cancels the calls' tokens as it completes, on the worker,
+  // before it takes the next call: none starts after it.
+  EXPECT_EQ(ran_after_failure.load(), 0);
+}
+
+TEST(ExecutorMapTest, ABoundedQueueStopsSubmittingAtTheTimeout) {
+  ThreadPoolExecutor pool(ThreadPoolExecutor::Options{.max_workers = 1, .max_queue_size = 1});
+  std::atomic<int> ran{0};
+  std::vector<int> in(50);
+  std::iota(in.begin(), in.end(), 0);
+  const std::string what = thrown_what<TimeoutError>([&] {
+    pool.map(
+        [&](int) {
+          ++ran;
+          absl::SleepFor(absl::Milliseconds(5));
+        },
+        in, absl::Milliseconds(20));
+  });
+  EXPECT_TRUE(what.starts_with("Executor::map: ")) << what;
+  EXPECT_TRUE(what.ends_with(" of 50 calls not done within 20ms")) << what;
+  EXPECT_LT(ran.load(), 50) << "it went on submitting past its timeout";
+}
+
+TEST(WaitTest, TimeoutMessagesNeverSayNegative) {
+  std::vector<ConcurrentFuture<int>> fs = pending(1);
+  AsCompleted<int> each(fs, absl::Milliseconds(-5));
+  EXPECT_EQ(thrown_what<TimeoutError>([&] { each.next(); }),
+            "as_completed: 1 of 1 futures not done within 0");
 }
 
 }  // namespace
