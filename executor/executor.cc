@@ -108,9 +108,11 @@ void throw_map_timeout(size_t not_done, size_t submitted, bool all_submitted,
     throw TimeoutError("Executor::map: " + std::to_string(not_done + (n - submitted)) + " of " +
                        std::to_string(n) + " calls" + within);
   }
-  throw TimeoutError("Executor::map: " + std::to_string(not_done) + " of the " +
-                     std::to_string(submitted) +
-                     " calls submitted, and the items after them," + within);
+  throw TimeoutError("Executor::map: not done within " +
+                     absl::FormatDuration(std::max(timeout, absl::ZeroDuration())) + ": " +
+                     std::to_string(not_done) + " of the " + std::to_string(submitted) +
+                     " calls submitted were still running or queued, and the rest of the "
+                     "items were never submitted");
 }
 
 }  // namespace internal

@@ -49,6 +49,7 @@
 #ifndef EDDY_EXECUTOR_EXECUTOR_H_
 #define EDDY_EXECUTOR_EXECUTOR_H_
 
+#include <array>
 #include <atomic>
 #include <concepts>
 #include <condition_variable>
@@ -210,9 +211,12 @@ class Executor {
   // delays that return until it ends. (The copies of fn and of the item
   // that a cancelled, never-run call holds may be destroyed by a worker
   // after map returns: their destructors must not need the caller's stack.)
-  // With a bounded queue (Options::max_queue_size), map submits as room
-  // appears, and stops at a failure or at the timeout; a submit already
-  // waiting for room finishes waiting first. A call cancelled by someone
+  // map checks for a failure and for the timeout before each submit: with
+  // a bounded queue (Options::max_queue_size), where it submits as room
+  // appears, it stops there (a submit already waiting for room finishes
+  // waiting first), and a timeout that has passed before the first submit
+  // (zero) submits nothing. Items of an rvalue that is not a container
+  // (an adaptor over std::move(v)) are copied, not moved. A call cancelled by someone
   // else (shutdown(cancel_futures)) makes map throw CancelledError once the
   // others are done.
   //
@@ -570,13 +574,22 @@ namespace internal {
 // transform's result) is moved; a proxy (std::vector<bool>'s) becomes the
 // range's value type first, so no call sees, or writes through, the
 // caller's container.
+template <class T>
+inline constexpr bool IsStdArray = false;
+template <class T, size_t N>
+inline constexpr bool IsStdArray<std::array<T, N>> = true;
+
 template <class Range>
 struct MapItem {
   using Reference = std::ranges::range_reference_t<Range>;
   using Value = std::ranges::range_value_t<Range>;
-  static constexpr bool kOwnedRvalue = !std::is_lvalue_reference_v<Range> &&
-                                       !std::ranges::view<std::remove_cvref_t<Range>> &&
-                                       !std::ranges::borrowed_range<Range>;
+  // Only a container known to own its elements (one with an allocator, or
+  // an array) is moved from; anything else given as an rvalue may be a
+  // view of the caller's elements (std::span, absl::Span, an adaptor).
+  static constexpr bool kOwnedRvalue =
+      !std::is_lvalue_reference_v<Range> &&
+      (requires { typename std::remove_cvref_t<Range>::allocator_type; } ||
+       std::is_bounded_array_v<std::remove_cvref_t<Range>> || IsStdArray<std::remove_cvref_t<Range>>);
   using type = std::conditional_t<
       std::is_reference_v<Reference>,
       std::conditional_t<kOwnedRvalue, std::remove_reference_t<Reference>&&, Reference>,
@@ -612,7 +625,7 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
                 "Executor::map: fn is copied into every call: pass a copyable callable, or "
                 "std::ref(fn) to share one");
   using Arg = typename internal::MapItem<Range>::type;
-  static_assert(internal::CallResultImpl<std::decay_t<F>, std::decay_t<Arg>>::kShape !=
+  static_assert(internal::call_shape<std::decay_t<F>, std::decay_t<Arg>>() !=
                     internal::CallShape::kInvalid,
                 "Executor::map: fn cannot be called with the range's items (each call gets "
                 "its own copy of its item, as an rvalue: take it by value or const&)");
@@ -632,16 +645,14 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
   std::deque<internal::CompletionBoard::Node> nodes;  // stable addresses
   if (total) futures.reserve(*total);
   internal::CompletionBoard board(total.value_or(0), &internal::cancel_map_source, &source);
+  size_t board_room = total.value_or(0);
   size_t not_done = 0;
   size_t failed = SIZE_MAX;  // none
   bool finished = false;
   bool all_submitted = false;
   {
     internal::Unwatcher<R, decltype(nodes)> unwatch_all(board, nodes, futures);
-    auto stop_early = [&] {
-      return board.inspect([](const internal::WaitProgress& p) { return p.failures > 0; }) ||
-             deadline.passed();
-    };
+    auto stop_early = [&] { return board.failed() || deadline.passed(); };
     auto give_up = [&] {
       source.cancel();
       for (Fut& f : futures) f.cancel();
@@ -656,7 +667,8 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
         if (stop_early()) break;
         if (futures.size() == futures.capacity()) futures.reserve(2 * futures.size() + 8);
         nodes.emplace_back();
-        board.reserve(futures.size() + 1);  // report() must not allocate
+        // report() must not allocate.
+        if (futures.size() == board_room) board_room = board.reserve(futures.size() + 1);
         futures.push_back(submit(source.token(), fn, static_cast<Arg>(*it)));
         board.watch(nodes.back(), futures.size() - 1, futures.back());
       }

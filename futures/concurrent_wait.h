@@ -182,10 +182,13 @@ class CompletionBoard {
 
   // Makes room for reports of n futures (report() never allocates: it runs
   // in completions, under the lock). Grows geometrically.
-  void reserve(size_t n) {
+  // Returns the room made, so that a caller adding one future at a time
+  // comes back only when that is used up.
+  size_t reserve(size_t n) {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<size_t>& v = progress_.finished;
     if (n > v.capacity()) v.reserve(std::max(n, 2 * v.capacity()));
+    return v.capacity();
   }
 
   // Takes `node` off `f` (the future it watches), or waits until the
@@ -212,6 +215,9 @@ class CompletionBoard {
     return changed_.wait_until(lock, deadline.at(), holds);
   }
 
+  // True once a failure was reported (no lock: for polling between steps).
+  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+
   // Runs `look(progress)` under the lock, without waiting.
   template <class Look>
   decltype(auto) inspect(Look&& look) {
@@ -228,6 +234,7 @@ class CompletionBoard {
     progress_.finished.push_back(node.index);  // reserved: does not allocate
     if (failed && progress_.failures++ == 0) {
       progress_.first_failure = node.index;
+      failed_.store(true, std::memory_order_release);
       if (on_first_failure_ != nullptr) on_first_failure_(context_);
     }
     node.reported = true;
@@ -239,6 +246,7 @@ class CompletionBoard {
   std::mutex mu_;
   std::condition_variable changed_;
   WaitProgress progress_;  // guarded by mu_
+  std::atomic<bool> failed_{false};  // progress_.failures > 0
 };
 
 // Unwatches nodes[0..n) (those of futures[0..n)) when it goes.
@@ -249,9 +257,13 @@ class Unwatcher {
       : board_(board), nodes_(nodes), futures_(futures) {}
   Unwatcher(const Unwatcher&) = delete;
   Unwatcher& operator=(const Unwatcher&) = delete;
+  // Each watched node reports exactly once: when all have, none is linked
+  // and nothing is left to do (the common end of a wait). Otherwise, newest
+  // first: a future listed many times has its nodes at the head of its list.
   ~Unwatcher() {
     const size_t n = std::min<size_t>(nodes_.size(), futures_.size());
-    for (size_t i = 0; i < n; ++i) board_.unwatch(nodes_[i], futures_[i]);
+    if (board_.inspect([n](const WaitProgress& p) { return p.finished.size() == n; })) return;
+    for (size_t i = n; i-- > 0;) board_.unwatch(nodes_[i], futures_[i]);
   }
 
  private:
@@ -474,7 +486,7 @@ class AsCompleted {
 
   void unwatch_all() noexcept {
     if (board_ == nullptr) return;
-    for (size_t i = 0; i < futures_.size(); ++i) board_->unwatch(nodes_[i], futures_[i]);
+    for (size_t i = futures_.size(); i-- > 0;) board_->unwatch(nodes_[i], futures_[i]);
   }
 
   std::vector<ConcurrentFuture<T>> futures_;
