@@ -75,6 +75,29 @@ enum class ConcurrentStatus : uint8_t { kPending, kRunning, kValue, kException, 
 inline constexpr uint8_t kStatusMask = 0x7;
 inline constexpr uint8_t kListeners = 0x8;
 
+// The end of a wait `timeout` from now: none for no timeout, or for one
+// past the clock's range (absl::InfiniteDuration(), absl::Seconds(INT64_MAX)
+// would wrap into the past).
+class WaitDeadline {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit WaitDeadline(std::optional<absl::Duration> timeout) : timeout_(timeout) {
+    const Clock::time_point now = Clock::now();
+    if (timeout && *timeout < absl::FromChrono(Clock::time_point::max() - now)) {
+      at_ = now + absl::ToChronoNanoseconds(*timeout);
+    }
+  }
+  bool forever() const { return !at_; }
+  // True once the deadline (if any) has passed.
+  bool passed() const { return at_ && Clock::now() >= *at_; }
+  Clock::time_point at() const { return *at_; }
+  absl::Duration timeout() const { return *timeout_; }
+
+ private:
+  std::optional<absl::Duration> timeout_;
+  std::optional<Clock::time_point> at_;
+};
+
 // A listener woken when its future completes, before the callbacks run:
 // linked into the state's list under the state's lock, taken off it (all
 // at once) by the completion, which then calls wake() on each, unlocked.
@@ -705,17 +728,12 @@ class ConcurrentFuture {
     std::unique_lock<std::mutex> lock(self.mu);
     auto woken = [&] { return self.woken; };
     auto is_done = [&] { return internal::is_done(status()); };
-    // An absolute deadline, saturated: wait_for(d) adds d to now() and
-    // wraps into the past for anything past ~292 years (e.g.
-    // absl::Seconds(INT64_MAX)), which timed out at once. A deadline past
-    // the clock's range is no deadline.
-    using Clock = std::chrono::steady_clock;
-    const Clock::time_point start = Clock::now();
-    const bool forever =
-        !timeout || *timeout >= absl::FromChrono(Clock::time_point::max() - start);
-    if (forever) {
+    // An absolute deadline, saturated (see WaitDeadline): wait_for(d) adds
+    // d to now() and wrapped into the past for absl::Seconds(INT64_MAX).
+    const internal::WaitDeadline deadline(timeout);
+    if (deadline.forever()) {
       self.cv.wait(lock, woken);
-    } else if (!self.cv.wait_until(lock, start + absl::ToChronoNanoseconds(*timeout), woken)) {
+    } else if (!self.cv.wait_until(lock, deadline.at(), woken)) {
       lock.unlock();
       if (!internal::ConcurrentAccess::unlink_waiter(*this, self)) {
         // A completion took the list as we timed out: it is done, and about

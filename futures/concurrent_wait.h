@@ -92,29 +92,6 @@ namespace internal {
 [[noreturn]] void throw_wait_timeout(const char* who, size_t pending, size_t total,
                                      const char* things, absl::Duration timeout);
 
-// The end of a wait `timeout` from now: none for no timeout, or for one
-// past the clock's range (absl::InfiniteDuration(), absl::Seconds(INT64_MAX)
-// would wrap into the past).
-class WaitDeadline {
- public:
-  using Clock = std::chrono::steady_clock;
-  explicit WaitDeadline(std::optional<absl::Duration> timeout) : timeout_(timeout) {
-    const Clock::time_point now = Clock::now();
-    if (timeout && *timeout < absl::FromChrono(Clock::time_point::max() - now)) {
-      at_ = now + absl::ToChronoNanoseconds(*timeout);
-    }
-  }
-  bool forever() const { return !at_; }
-  // True once the deadline (if any) has passed.
-  bool passed() const { return at_ && Clock::now() >= *at_; }
-  Clock::time_point at() const { return *at_; }
-  absl::Duration timeout() const { return *timeout_; }
-
- private:
-  std::optional<absl::Duration> timeout_;
-  std::optional<Clock::time_point> at_;
-};
-
 // What a CompletionBoard has heard.
 struct WaitProgress {
   std::vector<size_t> finished;  // positions, in the order they finished
