@@ -42,6 +42,10 @@ inline constexpr int64_t kW7Futures = 10'000'000;
 inline constexpr int64_t kW8Children = 1'000'000;
 inline constexpr int64_t kW8SmallChildren = 100'000;
 inline constexpr int64_t kW9Awaits = 1'000'000;
+// X1 (beyond DESIGN.md): Executor::map from a thread that is not a loop,
+// W3's sizes.
+inline constexpr int64_t kX1ItemsPerRound = kW3TasksPerRound;
+inline constexpr int64_t kX1Rounds = kW3Rounds;
 // The floor ping-pongs: as many round trips as W2.
 inline constexpr int64_t kFloorRoundTrips = kW2RoundTrips;
 

@@ -184,6 +184,23 @@ WORKLOADS = [
         "ready await <= a function call plus a branch; a loop-resolved await <= one loop "
         "callback on top of the callback that resolves it (<= 2x the baseline)",
         extra=[("allocs_per_item", "allocs/await", "{:.3f}")]),
+    Workload(
+        "X1", "executor_map", "x1_executor_map",
+        "Beyond DESIGN.md's workloads: a thread that is not a loop maps a tiny function over 1,000 "
+        "items on the pool, results in input order (Executor::map); 200 rounds.",
+        "ns_per_item", "ns/item",
+        [Row("eddy", "BM_ExecutorMap_Eddy", EDDY, "Executor::map(fn, items)"),
+         Row("eddy, by hand", "BM_ExecutorMap_EddySubmit", "eddy-variant",
+             "submit x1000 into a vector, then result() of each"),
+         Row("eddy, by hand with a token", "BM_ExecutorMap_EddySubmitToken", "eddy-variant",
+             "the same, each call given a token of one CancellationSource, as map's are"),
+         Row("Asio", "BM_ExecutorMap_AsioUseFuture", "peer",
+             "post(thread_pool, use_future(fn)) x1000, then get() of each"),
+         Row("Asio, results in slots + latch", "BM_ExecutorMap_AsioLatch", "baseline",
+             "no exceptions back, no cancellation: the floor for \"run these, wait\"")],
+        "at least as fast as Asio's use_future (the peer that carries results and exceptions back), "
+        "and no slower than eddy's own submit + result() loop (libuv has no loop-less equivalent)",
+        extra=[("allocs_per_item", "allocs/item", "{:.3f}")]),
 ]
 
 SUFFIXES = re.compile(r"(/iterations:\d+|/process_time|/real_time|/manual_time|/repeats:\d+|/threads:\d+)")
@@ -364,6 +381,22 @@ def verdicts(w, s):
                 x = big["median"] / small["median"]
                 out.append(("floor ({}): time(1M) / time(100k) = {:.1f}".format(label, x),
                             "(for context) no eddy in it: caches against DRAM", None))
+    elif w.wid == "X1":
+        peer = s.stat("BM_ExecutorMap_AsioUseFuture", w.metric)
+        if e and peer:
+            ratio = peer["median"] / e["median"]
+            met = ratio >= 1.0
+            out.append(("Asio use_future / eddy = {}".format(fmt_ratio(ratio)), "met" if met else "MISSED", met))
+        hand = s.stat("BM_ExecutorMap_EddySubmit", w.metric)
+        if e and hand:
+            x = e["median"] / hand["median"]
+            met = x <= 1.0
+            out.append(("map / the submit + result() loop = {:.2f}x (limit 1)".format(x),
+                        "met" if met else "MISSED", met))
+        floor = s.stat("BM_ExecutorMap_AsioLatch", w.metric)
+        if e and floor:
+            out.append(("map / Asio's latch floor = {:.2f}x".format(e["median"] / floor["median"]),
+                        "(for context) what the futures, fail-fast and the ordered vector cost", None))
     elif w.wid == "W9":
         ready = s.stat("BM_AwaitReady_Eddy", w.metric)
         call = s.stat("BM_FunctionCall", w.metric)

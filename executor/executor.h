@@ -658,7 +658,7 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
       for (Fut& f : futures) f.cancel();
       board.wait_until(internal::WaitDeadline(std::nullopt), [&](const internal::WaitProgress& p) {
         return p.finished.size() == futures.size();
-      });
+      }, internal::WakeWhen{.finished = futures.size(), .on_failure = false});
     };
     try {
       auto it = std::ranges::begin(inputs);
@@ -684,7 +684,7 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
                  not_done = n - p.finished.size();
                  if (p.failures > 0) failed = p.first_failure;
                  return not_done == 0 || p.failures > 0;
-               });
+               }, internal::WakeWhen{.finished = n, .on_failure = true});
     if (!finished || failed != SIZE_MAX) {
       board.inspect([&](const internal::WaitProgress& p) {
         not_done = n - p.finished.size();

@@ -99,6 +99,28 @@ struct WaitProgress {
   size_t first_failure = 0;      // the first of those (if failures > 0)
 };
 
+// Which reports can make a waiter's condition hold, so that the others do
+// not wake it: a thread waiting for 1,000 calls is woken once, not 1,000
+// times (each a futex wake, and on a small machine a core taken from the
+// workers). The default wakes it on every report.
+struct WakeWhen {
+  size_t finished = 0;     // once at least this many have finished
+  bool on_failure = true;  // and at the first failure (any failure if set)
+};
+
+// The reports that can end a wait(return_when) for n futures.
+inline WakeWhen wake_when(ReturnWhen return_when, size_t n) {
+  switch (return_when) {
+    case ReturnWhen::kFirstCompleted:
+      return WakeWhen{};
+    case ReturnWhen::kFirstException:
+      return WakeWhen{.finished = n, .on_failure = true};
+    case ReturnWhen::kAllCompleted:
+      break;
+  }
+  return WakeWhen{.finished = n, .on_failure = false};
+}
+
 template <class T>
 ConcurrentStatus status_of(const ConcurrentFuture<T>& f) {
   return ConcurrentState<T>::status(ConcurrentAccess::state(f).word.load(std::memory_order_acquire));
@@ -180,16 +202,21 @@ class CompletionBoard {
   }
 
   // Sleeps until `ready(progress)` holds or `deadline` passes; returns
-  // whether it holds. `ready` runs under the board's lock.
+  // whether it holds. `ready` runs under the board's lock, on every report
+  // that `when` admits (`ready` may not hold before one of those does).
   template <class Ready>
-  bool wait_until(const WaitDeadline& deadline, Ready&& ready) {
+  bool wait_until(const WaitDeadline& deadline, Ready&& ready, WakeWhen when = {}) {
     std::unique_lock<std::mutex> lock(mu_);
     auto holds = [&] { return ready(std::as_const(progress_)); };
+    wake_ = when;
+    bool held = true;
     if (deadline.forever()) {
       changed_.wait(lock, holds);
-      return true;
+    } else {
+      held = changed_.wait_until(lock, deadline.at(), holds);
     }
-    return changed_.wait_until(lock, deadline.at(), holds);
+    wake_ = WakeWhen{};  // unwatch() waits for any report
+    return held;
   }
 
   // True once a failure was reported (no lock: for polling between steps).
@@ -215,7 +242,9 @@ class CompletionBoard {
       if (on_first_failure_ != nullptr) on_first_failure_(context_);
     }
     node.reported = true;
-    changed_.notify_all();
+    if (progress_.finished.size() >= wake_.finished || (failed && wake_.on_failure)) {
+      changed_.notify_all();
+    }
   }
 
   void (*const on_first_failure_)(void*);
@@ -223,6 +252,7 @@ class CompletionBoard {
   std::mutex mu_;
   std::condition_variable changed_;
   WaitProgress progress_;  // guarded by mu_
+  WakeWhen wake_;          // guarded by mu_: the waiting thread's
   std::atomic<bool> failed_{false};  // progress_.failures > 0
 };
 
@@ -325,7 +355,7 @@ DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures,
           deadlocked = others_finished == others;
         }
         return deadlocked;
-      });
+      }, may_deadlock ? internal::WakeWhen{} : internal::wake_when(return_when, n));
     }
     if (deadlocked) internal::throw_wait_deadlock("wait");
   }
