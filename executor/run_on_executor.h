@@ -7,15 +7,20 @@
 //     eddy::Future<Row> load(int id) {
 //       return eddy::run_on_executor(this, &Store::load_blocking, id);
 //     }
-//    private:
 //     Row load_blocking(int id);      // blocking: runs on a pool thread
+//
+//     std::string dsn_;               // what the calls use, declared first...
+//     // ...and the pool last: members go in reverse order, so the pool's
+//     // destructor (shutdown(wait=true): queued calls still run) finishes
+//     // every call before anything they use is destroyed.
 //     std::unique_ptr<eddy::ThreadPoolExecutor> executor =
 //         std::make_unique<eddy::ThreadPoolExecutor>(4);
 //   };
 //
-// The object's member named `executor` picks the pool; it may be an
+// The object's public member named `executor` picks the pool; it may be an
 // Executor (or derived) pointer, reference or value, or a std::unique_ptr /
-// std::shared_ptr to one. To use another pool, name it:
+// std::shared_ptr to one (a value used from a const method must be
+// `mutable`). To use another pool, or keep the member private, name it:
 //   eddy::run_on_executor(pool_.get(), this, &Store::load_blocking, id);
 // where nullptr means the loop's default executor.
 //
@@ -70,6 +75,14 @@ Executor* as_executor(const std::shared_ptr<E>& e) {
 
 template <class Self>
 Executor* executor_member(const Self& self) {
+  static_assert(requires { (*self).executor; },
+                "run_on_executor(self, method, ...): the object has no accessible member named "
+                "`executor`: make it public, or name the pool: "
+                "run_on_executor(pool, self, method, ...)");
+  static_assert(requires { as_executor((*self).executor); },
+                "run_on_executor(self, method, ...): the object's `executor` member is not an "
+                "Executor pointer, reference or value, or a std::unique_ptr / std::shared_ptr to "
+                "one (a value used from a const method must be declared `mutable`)");
   Executor* e = as_executor((*self).executor);
   if (e == nullptr) {
     throw std::invalid_argument("run_on_executor: the object's `executor` member is null");
