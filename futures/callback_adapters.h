@@ -115,7 +115,10 @@ class CallbackCore {
   explicit CallbackCore(Future<T> future) : outcome_(std::make_shared<CallbackOutcome<T>>()) {
     Scheduler* s = FutureAccess::state(future)->scheduler();
     if (s != nullptr) {
-      delivery_.emplace(make_delivery(s, Payload{std::move(future), outcome_}));
+      // Any thread: legacy code often calls back from this loop's own
+      // timers, so an auto-advancing clock must not wait for it.
+      delivery_.emplace(
+          make_delivery(s, DeliveryFrom::kAnyThread, Payload{std::move(future), outcome_}));
     } else {
       inline_.emplace(std::move(future));
     }
