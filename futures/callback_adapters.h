@@ -37,7 +37,9 @@
 // synchronously inside fn. If the loop is destroyed first, the outcome is
 // dropped. With no loop current, there is no thread to deliver to: done must
 // then be called (and dropped) on the calling thread, and it completes the
-// future inline.
+// future inline. A `done` not yet called does not hold back an
+// auto-advancing ManualClock (it may well be this loop's own timer that
+// calls it; see loop/manual_clock.h).
 #ifndef EDDY_FUTURES_CALLBACK_ADAPTERS_H_
 #define EDDY_FUTURES_CALLBACK_ADAPTERS_H_
 
