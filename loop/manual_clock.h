@@ -45,10 +45,11 @@
 //   - Other loops on a shared clock: each loop holds back only its own
 //     jumps; another loop, idle, still moves the clock.
 // And what it waits for must come: a bridged ConcurrentFuture that nobody
-// completes, or pool work that itself waits for one of this loop's
-// timers, holds the clock (and the loop) still for good. To time such
-// work out, move the clock yourself (advance() from another thread, or
-// auto-advance off).
+// completes, one that only a timer of this loop would complete (made by
+// hand rather than by run_in_loop; a Future fits that better), or pool
+// work that itself waits for one of this loop's timers holds the clock
+// (and the loop) still for good. To time such work out, move the clock
+// yourself (advance() from another thread, or auto-advance off).
 //
 // Threading: every method is safe from any thread.
 #ifndef EDDY_LOOP_MANUAL_CLOCK_H_
