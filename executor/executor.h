@@ -556,9 +556,10 @@ auto Executor::submit_from_loop(F&& fn, A&&... args) {
   Future<ConcurrentFuture<R>> admitted;
   // The admission may be signalled from a pool thread; the loop Future is
   // completed on its own thread through a delivery.
-  auto delivery = internal::make_delivery(loop, [admitted, future]() mutable {
-    internal::FutureAccess::state(admitted)->try_set_value(std::move(future));
-  });
+  auto delivery = internal::make_delivery(
+      loop, internal::DeliveryFrom::kOtherThread, [admitted, future]() mutable {
+        internal::FutureAccess::state(admitted)->try_set_value(std::move(future));
+      });
   execute_without_blocking(std::move(task),
                            [delivery = std::move(delivery)]() mutable { delivery.deliver(); });
   return admitted;

@@ -96,7 +96,9 @@ class OffloadTask final : public Executor::Task {
     loop_side_.emplace(LoopSide{std::move(target), std::move(canceller)});
     node_.owner = this;
     node_.drop = &drop;
-    loop.own(&node_);
+    // Awaited: an auto-advancing ManualClock holds still until the
+    // completion has come back (see Scheduler::own_awaited).
+    loop.own_awaited(&node_);
     FutureAccess::state(loop_side_->target)->set_cancel_hook({&on_cancel, this});
   }
 

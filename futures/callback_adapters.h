@@ -37,7 +37,9 @@
 // synchronously inside fn. If the loop is destroyed first, the outcome is
 // dropped. With no loop current, there is no thread to deliver to: done must
 // then be called (and dropped) on the calling thread, and it completes the
-// future inline.
+// future inline. A `done` not yet called does not hold back an
+// auto-advancing ManualClock (it may well be this loop's own timer that
+// calls it; see loop/manual_clock.h).
 #ifndef EDDY_FUTURES_CALLBACK_ADAPTERS_H_
 #define EDDY_FUTURES_CALLBACK_ADAPTERS_H_
 
@@ -115,7 +117,10 @@ class CallbackCore {
   explicit CallbackCore(Future<T> future) : outcome_(std::make_shared<CallbackOutcome<T>>()) {
     Scheduler* s = FutureAccess::state(future)->scheduler();
     if (s != nullptr) {
-      delivery_.emplace(make_delivery(s, Payload{std::move(future), outcome_}));
+      // Any thread: legacy code often calls back from this loop's own
+      // timers, so an auto-advancing clock must not wait for it.
+      delivery_.emplace(
+          make_delivery(s, DeliveryFrom::kAnyThread, Payload{std::move(future), outcome_}));
     } else {
       inline_.emplace(std::move(future));
     }

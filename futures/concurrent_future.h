@@ -750,6 +750,20 @@ class ConcurrentFuture {
   internal::ConcurrentState<T>* state_;  // owns one reference; null once moved from
 };
 
+namespace internal {
+
+// Who delivers `f`'s outcome to the loop `s` (see DeliveryFrom): the loop
+// itself if IOLoop::run_in_loop made `f` there, otherwise another thread
+// (a pool, another loop, whoever completes a ConcurrentFuture), which `s`
+// is then awaiting.
+template <class T>
+DeliveryFrom delivery_from(const ConcurrentFuture<T>& f, const Scheduler* s) {
+  return ConcurrentAccess::state(f).completed_on == s ? DeliveryFrom::kAnyThread
+                                                      : DeliveryFrom::kOtherThread;
+}
+
+}  // namespace internal
+
 // Copies a's outcome into b (a loop future) once a is done, unless b is done
 // by then. The copy happens on b's loop thread, whichever thread completes a;
 // if a is done already, at once (b's callbacks still wait for a later turn),
@@ -781,7 +795,7 @@ void chain_future(ConcurrentFuture<T> a, Future<T> b) {
   // the loop closes if a were abandoned. The completing thread hands the
   // done future over instead (as IOLoop::add_future does).
   auto handle = internal::make_delivery_with<ConcurrentFuture<T>>(
-      s, [b](ConcurrentFuture<T>& done) mutable {
+      s, internal::delivery_from(a, s), [b](ConcurrentFuture<T>& done) mutable {
         internal::copy_outcome(done, internal::FutureAccess::state(b));  // a copy that throws fails b
       });
   a.add_done_callback([handle = std::move(handle)](ConcurrentFuture<T>& done) mutable {

@@ -497,7 +497,8 @@ class ConcurrentAwaiter {
     slot_->source = &future_;
     slot_->scheduler = s;
     p->on_suspend(h, &on_cancel, slot_);
-    auto delivery = make_delivery(s, [ref = SlotRef(slot_)]() mutable { ref.fire(); });
+    auto delivery = make_delivery(s, delivery_from(future_, s),
+                                  [ref = SlotRef(slot_)]() mutable { ref.fire(); });
     future_.add_done_callback([d = std::move(delivery)]() mutable { d.deliver(); });
     // Cancelled while it ran: this await takes the cancellation, unless the
     // work finished meanwhile (then it stays pending for the next await, as

@@ -4,18 +4,28 @@ namespace eddy {
 
 thread_local Scheduler* Scheduler::current_ = nullptr;
 
+namespace {
+
+// Links `node` at the back of the circular list whose sentinel is `list`.
+void link_back(internal::OwnedNode& list, internal::OwnedNode* node) noexcept {
+  node->prev = list.prev;
+  node->next = &list;
+  list.prev->next = node;
+  list.prev = node;
+}
+
+}  // namespace
+
 Scheduler::Scheduler() : anchor_(new internal::SchedulerAnchor(this)) {
   owned_.prev = owned_.next = &owned_;
+  awaited_.prev = awaited_.next = &awaited_;
 }
 
 Scheduler::~Scheduler() { detach_scheduler(); }
 
-void Scheduler::own(internal::OwnedNode* node) noexcept {
-  node->prev = owned_.prev;
-  node->next = &owned_;
-  owned_.prev->next = node;
-  owned_.prev = node;
-}
+void Scheduler::own(internal::OwnedNode* node) noexcept { link_back(owned_, node); }
+
+void Scheduler::own_awaited(internal::OwnedNode* node) noexcept { link_back(awaited_, node); }
 
 void Scheduler::disown(internal::OwnedNode* node) noexcept {
   if (!node->linked()) return;
@@ -34,10 +44,15 @@ void Scheduler::detach_scheduler() {
     anchor_->release();
     anchor_ = nullptr;
   }
-  // Dropping one node may disown others (a frame's destructor can free a
-  // delivery), never add one here, so take them one at a time from the front.
-  while (owned_.next != &owned_) {
-    internal::OwnedNode* node = owned_.next;
+  // Dropping one node may disown others, from either list (a frame's
+  // destructor can free a delivery), and should add none, so take them one
+  // at a time from the front: the frames first, then what other threads
+  // were to deliver. (Each drop stands alone; the order of the two kinds
+  // was arbitrary when they shared one list.)
+  for (;;) {
+    internal::OwnedNode* list = owned_.next != &owned_ ? &owned_ : &awaited_;
+    if (list->next == list) break;
+    internal::OwnedNode* node = list->next;
     disown(node);
     node->drop(node);
   }

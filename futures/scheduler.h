@@ -115,8 +115,20 @@ class Scheduler {
   // Keeps `node` until disown(node), or calls node->drop at
   // detach_scheduler(). Scheduler thread only.
   void own(internal::OwnedNode* node) noexcept;
-  // Forgets `node`; a no-op when it is not owned. Scheduler thread only.
+  // As own(), for the loop-side end of work that another thread is doing
+  // for this scheduler and will post the completion of (an offload, a
+  // ConcurrentFuture bridged onto the loop): awaiting_other_threads() is
+  // true while any such node is owned. The same cost as own(): the nodes
+  // sit on a list of their own. Scheduler thread only.
+  void own_awaited(internal::OwnedNode* node) noexcept;
+  // Forgets `node` (from either list); a no-op when it is not owned.
+  // Scheduler thread only.
   static void disown(internal::OwnedNode* node) noexcept;
+
+  // True while a node given to own_awaited() is owned: a post from another
+  // thread is still to come. An idle IOLoop on an auto-advancing
+  // ManualClock does not jump the clock then. Scheduler thread only.
+  bool awaiting_other_threads() const noexcept { return awaited_.next != &awaited_; }
 
  protected:
   // post_resume()'s closure, for implementations that build it in place.
@@ -139,7 +151,8 @@ class Scheduler {
  private:
   static thread_local Scheduler* current_;
   internal::SchedulerAnchor* anchor_;
-  internal::OwnedNode owned_;  // sentinel of a circular list
+  internal::OwnedNode owned_;    // sentinel of a circular list
+  internal::OwnedNode awaited_;  // the same, for own_awaited()'s nodes
 };
 
 }  // namespace eddy

@@ -1082,9 +1082,14 @@ void IOLoop::run_iteration(bool may_block) {
     } else if (idle_on_manual_clock) {
       n = poll(0);
       if (n == 0 && !inbox_->maybe_nonempty()) {
-        // Truly idle: an auto-advancing clock jumps to the timer, anything
-        // else leaves us to block on fds and the inbox only.
-        if (!clock_->advance_when_idle(next_timer)) {
+        // Truly idle: an auto-advancing clock jumps to the timer, unless
+        // work another thread does for us (an offload, a ConcurrentFuture
+        // bridged here) is still to report: its outcome must arrive at the
+        // time it would on a real clock, not after a jump past a timeout
+        // around it. Anything else leaves us to block on fds and the inbox
+        // only, so that work's post wakes us, as on a real clock. (Asked
+        // here only: the loop on a steady clock never gets this far.)
+        if (awaiting_other_threads() || !clock_->advance_when_idle(next_timer)) {
           may_sleep = inbox_->prepare_to_block(stop_requested_, remote_spare_);
           n = poll(may_sleep ? -1 : 0);
         }

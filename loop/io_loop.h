@@ -19,7 +19,9 @@
 //      for it instead); otherwise until the earliest timer
 //      (forever with no timers, or on a clock that does not advance by
 //      itself, such as ManualClock; an auto-advancing ManualClock jumps to
-//      the timer instead when nothing else is ready).
+//      the timer instead when nothing else is ready and no work the loop
+//      awaits from another thread, an offload or a bridged
+//      ConcurrentFuture, is still out).
 //   2. Poll: epoll_wait on the registered fds and the waker (an eventfd
 //      that other threads write only when the loop is asleep and not yet
 //      signalled). Skipped entirely when there is no fd to watch and no
@@ -917,7 +919,8 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // it posts: one recycled block per call, and a done-callback small
   // enough to be stored in the state without an allocation.
   auto delivery = internal::make_delivery_with<ConcurrentFuture<T>>(
-      this, [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
+      this, internal::delivery_from(f, this),
+      [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
         internal::call_add_future_callback(cb, done);
       });
   f.add_done_callback([delivery = std::move(delivery)](ConcurrentFuture<T>& done) mutable {

@@ -21,7 +21,35 @@
 // jumps the clock straight to its next timer instead of blocking, as
 // Trio's autojump clock and tokio's paused time do: `run_sync` over a
 // coroutine that sleeps an hour returns at once, with time() an hour later.
-// Beware that it also skips time while the loop waits for real I/O.
+//
+// It does not jump while it awaits work running on another thread that
+// will report back to it (as tokio's paused time does not while a
+// spawn_blocking task runs): an offload (run_in_executor, run_on_executor,
+// submit_from_loop's admission) or a ConcurrentFuture bridged onto the loop
+// (add_future, co_await, chain_future, with_timeout, run_sync) that is not
+// done yet. The loop then blocks until that work posts its outcome, as a
+// loop on a real clock would, and the clock stands still meanwhile:
+// with_timeout(2s) around a pool call of 50 ms succeeds, with time()
+// unchanged. Timers already due still fire; the jump to a later one waits
+// until nothing is pending. A ConcurrentFuture the loop completes itself
+// (IOLoop::run_in_loop on the same loop) is not waited for.
+//
+// What the loop cannot know about, it does not wait for: the clock may
+// jump while such work runs.
+//   - A thread the test started, or a ConcurrentFuture it polls (done(),
+//     result with a timeout) instead of bridging, that will post
+//     (add_callback) or complete something later.
+//   - A callback adapter's `done` (from_callback): legacy code calls it
+//     from this loop's own timers as often as from a thread.
+//   - I/O: the clock also skips time while the loop waits on its fds.
+//   - Other loops on a shared clock: each loop holds back only its own
+//     jumps; another loop, idle, still moves the clock.
+// And what it waits for must come: a bridged ConcurrentFuture that nobody
+// completes, one that only a timer of this loop would complete (made by
+// hand rather than by run_in_loop; a Future fits that better), or pool
+// work that itself waits for one of this loop's timers holds the clock
+// (and the loop) still for good. To time such work out, move the clock
+// yourself (advance() from another thread, or auto-advance off).
 //
 // Threading: every method is safe from any thread.
 #ifndef EDDY_LOOP_MANUAL_CLOCK_H_
@@ -44,7 +72,8 @@ class ManualClock final : public Clock {
   struct Options {
     // The initial reading.
     MonotonicTime start;
-    // Jump to the next timer when a loop on this clock is idle.
+    // Jump to the next timer when a loop on this clock is idle and awaits
+    // no work from other threads (see the file comment).
     bool auto_advance = false;
   };
 

@@ -114,8 +114,9 @@ class Clock {
   // knows through it after moving; others ignore it.
   virtual void attach(std::weak_ptr<RemoteScheduler> loop) { (void)loop; }
 
-  // Called by an idle loop (nothing to run, nothing ready) whose next timer
-  // is due at `deadline`, on a clock that does not advance by itself.
+  // Called by an idle loop (nothing to run, nothing ready, no work awaited
+  // from another thread: Scheduler::awaiting_other_threads()) whose next
+  // timer is due at `deadline`, on a clock that does not advance by itself.
   // Returns true if the clock moved (to `deadline`), false to let the loop
   // block. Called on the loop's thread.
   virtual bool advance_when_idle(MonotonicTime deadline) {

@@ -21,6 +21,12 @@
 // while it is queued (ConcurrentFuture::cancel()); a task already running
 // goes on, and its late failure is logged as above.
 //
+// The TimeoutError says what the caller gave: "with_timeout: timed out
+// after 100ms" for a timeout (0s for a negative one); for a deadline, how
+// far ahead of the call it was, to three significant digits ("with_timeout:
+// timed out at its deadline, 2.5s after the call"), or that it had passed
+// already ("... at its deadline, already past at the call").
+//
 // Threading: call on the current loop's thread; the futures must belong to
 // that loop. The result belongs to it too.
 #ifndef EDDY_LOOP_WITH_TIMEOUT_H_
@@ -51,7 +57,15 @@ struct TimeoutOptions {
 namespace internal {
 
 void log_failure_after_timeout(const std::exception_ptr& e);
-std::exception_ptr make_timeout_error(absl::Duration timeout);
+
+// What the caller gave, for the TimeoutError's message: a timeout, or a
+// deadline as its distance from the loop's time at the call. Kept as a
+// duration (the message is made only if the timer fires).
+struct TimeoutGiven {
+  absl::Duration after;
+  bool as_deadline = false;
+};
+std::exception_ptr make_timeout_error(const TimeoutGiven& given);
 
 // Tornado's error_callback: a wrapped future that fails when nobody waits
 // for it any more (the result timed out or was cancelled) is logged,
@@ -66,20 +80,21 @@ void log_if_failed_unobserved(Future<T>& late, const QuietExceptions& quiet) {
 }
 
 // `f` is the loop future whose outcome `result` gets; `source` is what the
-// caller wrapped: f itself, or the ConcurrentFuture f is bridged from. The
+// caller wrapped: f itself, or the ConcurrentFuture f is bridged from;
+// `given` is what the caller said, for the message (not recomputed from
+// the deadline: a second clock reading made 100ms read 99.999389ms). The
 // timer asks the source whether it is done (a ConcurrentFuture may be done
 // with its outcome still on the way to f) and cancels the source (a running
 // ConcurrentFuture cannot be cancelled: f then stays pending, and a late
 // failure still reaches f, where it is logged as below).
 template <class T, class Source>
-Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f, Source source,
-                          TimeoutOptions options) {
-  const absl::Duration budget = deadline - loop.time();
+Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, TimeoutGiven given, Future<T> f,
+                          Source source, TimeoutOptions options) {
   Future<T> result;
   chain_future(f, result);
   QuietExceptions quiet = options.quiet;
   TimeoutHandle timer = loop.call_at(
-      deadline, [result, f, source = std::move(source), budget,
+      deadline, [result, f, source = std::move(source), given,
                  options = std::move(options)]() mutable {
         // Done but its outcome not yet in f (f's callbacks not yet run, or
         // a ConcurrentFuture's delivery still in the loop's inbox): the
@@ -92,7 +107,7 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, Future<T> f, Sou
         // too), and f's own callback logs a late failure.
         if (result.cancelled()) return;
         if (!result.done()) {
-          result.set_exception(make_timeout_error(budget));
+          result.set_exception(make_timeout_error(given));
           if (options.cancel_on_timeout) source.cancel();
         }
         // In case it goes on to fail, log it (Tornado's error_callback).
@@ -129,7 +144,8 @@ Future<T> with_timeout(MonotonicTime deadline, Future<T> f, TimeoutOptions optio
   internal::FutureAccess::state(f, "with_timeout", "the Future f is empty");
   IOLoop& loop = IOLoop::current();
   Future<T> source = f;
-  return internal::with_timeout_on(loop, deadline, std::move(f), std::move(source),
+  const internal::TimeoutGiven given{deadline - loop.time(), /*as_deadline=*/true};
+  return internal::with_timeout_on(loop, deadline, given, std::move(f), std::move(source),
                                    std::move(options));
 }
 template <class T>
@@ -143,8 +159,8 @@ Future<T> with_timeout(absl::Duration timeout, Future<T> f, TimeoutOptions optio
   internal::FutureAccess::state(f, "with_timeout", "the Future f is empty");
   IOLoop& loop = IOLoop::current();
   Future<T> source = f;
-  return internal::with_timeout_on(loop, loop.time() + timeout, std::move(f), std::move(source),
-                                   std::move(options));
+  return internal::with_timeout_on(loop, loop.time() + timeout, internal::TimeoutGiven{timeout},
+                                   std::move(f), std::move(source), std::move(options));
 }
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, Future<T> f, QuietExceptions quiet = {}) {
@@ -158,8 +174,8 @@ Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, TimeoutOpt
   IOLoop& loop = IOLoop::current();
   Future<T> bridged;
   chain_future(f, bridged);
-  return internal::with_timeout_on(loop, loop.time() + timeout, std::move(bridged), std::move(f),
-                                   std::move(options));
+  return internal::with_timeout_on(loop, loop.time() + timeout, internal::TimeoutGiven{timeout},
+                                   std::move(bridged), std::move(f), std::move(options));
 }
 template <class T>
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, QuietExceptions quiet = {}) {
@@ -170,7 +186,11 @@ Future<T> with_timeout(MonotonicTime deadline, ConcurrentFuture<T> f,
                        TimeoutOptions options = {}) {
   internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
   IOLoop& loop = IOLoop::current();
-  return with_timeout(deadline - loop.time(), std::move(f), std::move(options));
+  const internal::TimeoutGiven given{deadline - loop.time(), /*as_deadline=*/true};
+  Future<T> bridged;
+  chain_future(f, bridged);
+  return internal::with_timeout_on(loop, deadline, given, std::move(bridged), std::move(f),
+                                   std::move(options));
 }
 
 }  // namespace eddy

@@ -32,7 +32,11 @@
 //     unless expected with expect_log().
 //
 // Threading: use the fixture from the test's own thread; the loop runs
-// there. Work offloaded to pools is fine: its results come back to the loop.
+// there. Work offloaded to pools is fine: its results come back to the
+// loop, and with auto_advance the clock holds still until they have (a
+// with_timeout around an offload does not time out early). What the loop
+// cannot see coming (a thread of the test's own, a ConcurrentFuture polled
+// instead of awaited) does not hold it: see loop/manual_clock.h.
 #ifndef EDDY_TESTING_ASYNC_TEST_H_
 #define EDDY_TESTING_ASYNC_TEST_H_
 
@@ -59,7 +63,9 @@ class AsyncTest : public ::testing::Test {
   struct Options {
     // Run the loop on a ManualClock (see clock()).
     bool manual_clock = false;
-    // With manual_clock: jump to the next timer whenever the loop is idle.
+    // With manual_clock: jump to the next timer whenever the loop is idle,
+    // not while it awaits pool work (an offload, a ConcurrentFuture it
+    // bridged).
     bool auto_advance = false;
     // The default timeout of run().
     absl::Duration timeout = absl::Seconds(30);

@@ -2,14 +2,21 @@
 // failing on logged errors, expect_log, and the manual clock.
 #include "eddy/testing/async_test.h"
 
+#include <atomic>
+#include <chrono>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <type_traits>
+#include <vector>
 
 #include "absl/time/time.h"
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/callback_adapters.h"
 #include "eddy/futures/coroutine.h"
 #include "eddy/futures/log.h"
 #include "eddy/loop/sleep.h"
+#include "eddy/loop/with_timeout.h"
 #include "gtest/gtest-spi.h"
 #include "gtest/gtest.h"
 
@@ -127,6 +134,140 @@ TEST_F(ManualClockAsyncTest, ClockIsAvailable) {
   MonotonicTime start = loop().time();
   clock().advance(absl::Minutes(2));
   EXPECT_EQ(loop().time() - start, absl::Minutes(2));
+}
+
+// Real time a pool call takes in the tests below: long enough that the
+// loop goes idle (and would jump the clock) many times before it returns.
+constexpr std::chrono::milliseconds kSlowCall{50};
+
+int slow_call(int v) {
+  std::this_thread::sleep_for(kSlowCall);
+  return v;
+}
+
+// The clock does not jump while an offload runs: with_timeout(2s) around a
+// call of 50 ms of real time used to time out in about a millisecond (the
+// idle loop jumped to the 2 s timer), and succeeds now, with the clock
+// where it was.
+TEST_F(ManualClockAsyncTest, WithTimeoutAroundASlowOffloadSucceeds) {
+  ThreadPoolExecutor pool(1);
+  const MonotonicTime start = loop().time();
+  int v = run([&] {
+    return with_timeout(absl::Seconds(2), loop().run_in_executor(&pool, slow_call, 7));
+  });
+  EXPECT_EQ(v, 7);
+  EXPECT_EQ(loop().time(), start);
+}
+
+// The same for a ConcurrentFuture of a pool, bridged onto the loop: by
+// with_timeout itself (chain_future), by co_await, and by add_future.
+TEST_F(ManualClockAsyncTest, WithTimeoutAroundAPoolsConcurrentFutureSucceeds) {
+  ThreadPoolExecutor pool(1);
+  int v = run([&] { return with_timeout(absl::Seconds(2), pool.submit(slow_call, 8)); });
+  EXPECT_EQ(v, 8);
+}
+
+TEST_F(ManualClockAsyncTest, AnAwaitedConcurrentFutureArrivesBeforeAPendingTimer) {
+  ThreadPoolExecutor pool(1);
+  std::vector<std::string> events;
+  loop().call_later(absl::Seconds(1), [&] { events.push_back("timer"); });
+  run([&]() -> Future<void> {
+    events.push_back("call " + std::to_string(co_await pool.submit(slow_call, 9)));
+  });
+  EXPECT_EQ(events, (std::vector<std::string>{"call 9"}));
+}
+
+TEST_F(ManualClockAsyncTest, AddFutureOfAConcurrentFutureArrivesBeforeAPendingTimer) {
+  ThreadPoolExecutor pool(1);
+  std::vector<std::string> events;
+  Future<void> done;
+  loop().call_later(absl::Seconds(1), [&, done]() mutable {
+    events.push_back("timer");
+    done.set_result();
+  });
+  loop().add_future(pool.submit(slow_call, 10), [&] { events.push_back("call"); });
+  run([&] { return done; });
+  EXPECT_EQ(events, (std::vector<std::string>{"call", "timer"}));
+}
+
+// Timers still fire in deadline order: one due already fires while the
+// call runs (due timers need no jump), and a later one only once the call
+// has reported and the loop is idle with nothing pending, at its deadline.
+// Meanwhile the loop sleeps in epoll for the call's post, as on a real
+// clock, instead of spinning.
+TEST_F(ManualClockAsyncTest, TimersFireInOrderAndTheLaterOneOnlyOnceTheOffloadReported) {
+  ThreadPoolExecutor pool(1);
+  const MonotonicTime start = loop().time();
+  std::vector<std::string> events;
+  std::vector<MonotonicTime> at;
+  loop().call_later(absl::Seconds(1), [&] {
+    events.push_back("1s timer");
+    at.push_back(loop().time());
+  });
+  const uint64_t iterations_before = loop().stats().iterations;
+  run([&]() -> Future<void> {
+    Future<int> call = loop().run_in_executor(&pool, slow_call, 11);
+    loop().call_later(absl::ZeroDuration(), [&] {
+      events.push_back("due timer");
+      at.push_back(loop().time());
+    });
+    int v = co_await call;
+    events.push_back("call " + std::to_string(v));
+    at.push_back(loop().time());
+    co_await sleep(absl::Seconds(2));
+    events.push_back("2s sleep");
+    at.push_back(loop().time());
+  });
+  EXPECT_EQ(events,
+            (std::vector<std::string>{"due timer", "call 11", "1s timer", "2s sleep"}));
+  EXPECT_EQ(at, (std::vector<MonotonicTime>{start, start, start + absl::Seconds(1),
+                                            start + absl::Seconds(2)}));
+  // A loop polling while it waited would have turned thousands of times.
+  EXPECT_LT(loop().stats().iterations - iterations_before, 50u);
+}
+
+// What the loop does not wait for: a callback adapter's `done` (legacy
+// code calls it from this loop's own timers as often as from a thread) and
+// a run_in_loop future of this very loop. The clock jumps as before.
+TEST_F(ManualClockAsyncTest, ACallbackCalledFromThisLoopsTimerStillLetsTheClockJump) {
+  int v = run(
+      [&] {
+        return from_callback<int>([&](ResultCallback<int> done) {
+          loop().call_later(absl::Hours(1), [done] { done(12); });
+        });
+      },
+      absl::Seconds(5));
+  EXPECT_EQ(v, 12);
+}
+
+TEST_F(ManualClockAsyncTest, RunInLoopOfThisLoopStillLetsTheClockJump) {
+  int v = run(
+      [&]() -> Future<int> {
+        co_return co_await loop().run_in_loop([]() -> Future<int> {
+          co_await sleep(absl::Hours(1));
+          co_return 13;
+        });
+      },
+      absl::Seconds(5));
+  EXPECT_EQ(v, 13);
+}
+
+// The limit: a ConcurrentFuture that nobody completes holds the clock, as
+// it would hold a real-clock loop until its timeout. A test that means to
+// time such work out moves the clock itself.
+TEST_F(ManualClockAsyncTest, TimingOutWorkThatNeverReportsTakesAnAdvance) {
+  ConcurrentFuture<int> never;
+  std::atomic<bool> finished{false};
+  std::thread mover([&] {
+    while (!finished.load()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      clock().advance(absl::Seconds(1));
+    }
+  });
+  EXPECT_THROW(run([&] { return with_timeout(absl::Seconds(2), never); }, absl::Seconds(5)),
+               TimeoutError);
+  finished.store(true);
+  mover.join();
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // sleep() and with_timeout(), mostly on a manual clock.
 #include "eddy/loop/with_timeout.h"
 
+#include <algorithm>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -252,6 +253,70 @@ TEST_F(WithTimeoutTest, ALateFailureOfARunningConcurrentFutureIsLoggedOnceUnless
   turn();
   EXPECT_EQ(log.count("quiet late failure"), 0u) << log.joined();
   EXPECT_EQ(log.count("loud late failure"), 1u) << log.joined();
+}
+
+// The message says what the caller gave. The clock used to be read twice
+// (for the deadline, then for the message), so on a clock that moves by
+// itself 100ms read "timed out after 99.999389ms".
+TEST(WithTimeoutSteadyClockTest, TheMessageStatesTheTimeoutAsGiven) {
+  IOLoop loop;
+  EXPECT_EQ(thrown_what<TimeoutError>([&] {
+              loop.run_sync([] { return with_timeout(absl::Milliseconds(5), Future<int>()); });
+            }),
+            "with_timeout: timed out after 5ms");
+  ConcurrentFuture<int> running;
+  ASSERT_TRUE(running.set_running_or_notify_cancel());
+  EXPECT_EQ(thrown_what<TimeoutError>([&] {
+              loop.run_sync([&] { return with_timeout(absl::Milliseconds(5), running); });
+            }),
+            "with_timeout: timed out after 5ms");
+  std::thread([running]() mutable { running.set_result(1); }).join();
+}
+
+TEST_F(WithTimeoutTest, ANegativeTimeoutIsReportedAsZero) {
+  Future<int> r = with_timeout(absl::Seconds(-3), Future<int>());
+  turn();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(thrown_what<TimeoutError>([&] { r.result(); }), "with_timeout: timed out after 0s");
+}
+
+// A deadline is reported as its distance from the call, to three
+// significant digits: a deadline computed from the clock a moment before
+// the call is a few microseconds short of what the caller meant.
+TEST_F(WithTimeoutTest, TheMessageOfADeadlineSaysHowFarAheadOfTheCallItWas) {
+  struct Case {
+    absl::Duration ahead;
+    const char* message;
+  };
+  const Case cases[] = {
+      {absl::Seconds(2), "with_timeout: timed out at its deadline, 2s after the call"},
+      {absl::Nanoseconds(99'999'389),
+       "with_timeout: timed out at its deadline, 100ms after the call"},
+      {absl::Nanoseconds(2'345'670'000),
+       "with_timeout: timed out at its deadline, 2.35s after the call"},
+      {absl::Microseconds(1234), "with_timeout: timed out at its deadline, 1.23ms after the call"},
+      {absl::Nanoseconds(7), "with_timeout: timed out at its deadline, 7ns after the call"},
+      {absl::ZeroDuration(), "with_timeout: timed out at its deadline, 0s after the call"},
+      {absl::Seconds(-1), "with_timeout: timed out at its deadline, already past at the call"},
+  };
+  for (const Case& c : cases) {
+    Future<int> r = with_timeout(loop.time() + c.ahead, Future<int>());
+    advance(std::max(c.ahead, absl::ZeroDuration()));
+    ASSERT_TRUE(r.done()) << c.message;
+    EXPECT_EQ(thrown_what<TimeoutError>([&] { r.result(); }), c.message);
+  }
+}
+
+TEST_F(WithTimeoutTest, TheMessageOfADeadlineForAConcurrentFutureToo) {
+  ConcurrentFuture<int> cf;
+  ASSERT_TRUE(cf.set_running_or_notify_cancel());
+  Future<int> r = with_timeout(loop.time() + absl::Milliseconds(1500), cf);
+  advance(absl::Milliseconds(1500));
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(thrown_what<TimeoutError>([&] { r.result(); }),
+            "with_timeout: timed out at its deadline, 1.5s after the call");
+  std::thread([cf]() mutable { cf.set_result(1); }).join();
+  turn();
 }
 
 TEST(WithTimeoutSteadyClockTest, TimesOutForReal) {

@@ -24,10 +24,16 @@
 // without an allocation when it is small, as a ConcurrentFuture handle
 // is), so a callback that needs the done future costs no second
 // allocation.
+//
+// The maker says who will deliver (DeliveryFrom): a delivery that waits for
+// work on another thread keeps Scheduler::awaiting_other_threads() true
+// until it runs or is dropped, which stops an auto-advancing ManualClock
+// from jumping past that work.
 #ifndef EDDY_FUTURES_INTERNAL_DELIVERY_H_
 #define EDDY_FUTURES_INTERNAL_DELIVERY_H_
 
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <type_traits>
@@ -41,6 +47,17 @@ namespace eddy::internal {
 // The Arg of a delivery without an argument.
 struct NoDeliveryArg {};
 
+// Who calls deliver(), as far as the maker knows.
+enum class DeliveryFrom : uint8_t {
+  // Any thread, this loop's own included (a callback adapter's `done`,
+  // which legacy code often calls from a timer of the same loop).
+  kAnyThread,
+  // Work that runs on another thread for this loop (a pool's call, a
+  // ConcurrentFuture that this loop does not complete itself): the loop is
+  // awaiting it (Scheduler::own_awaited).
+  kOtherThread,
+};
+
 template <class Fn, class Arg = NoDeliveryArg>
 class DeliveryHandle;
 
@@ -49,19 +66,24 @@ class DeliveryBlock : public Recycled {
  private:
   friend class DeliveryHandle<Fn, Arg>;
   template <class F>
-  friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
+  friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, DeliveryFrom from, F payload);
   template <class A, class F>
-  friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, F payload);
+  friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, DeliveryFrom from,
+                                                 F payload);
 
   struct Node : OwnedNode {
     DeliveryBlock* owner;
   };
 
-  DeliveryBlock(Scheduler* scheduler, Fn payload)
+  DeliveryBlock(Scheduler* scheduler, DeliveryFrom from, Fn payload)
       : remote_(scheduler->remote()), payload_(std::move(payload)) {
     node_.owner = this;
     node_.drop = &drop;
-    scheduler->own(&node_);
+    if (from == DeliveryFrom::kOtherThread) {
+      scheduler->own_awaited(&node_);
+    } else {
+      scheduler->own(&node_);
+    }
   }
 
   // Loop thread, from detach_scheduler(): the loop is going away.
@@ -175,9 +197,10 @@ class DeliveryHandle {
 
  private:
   template <class F>
-  friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, F payload);
+  friend DeliveryHandle<F> make_delivery(Scheduler* scheduler, DeliveryFrom from, F payload);
   template <class A, class F>
-  friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, F payload);
+  friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, DeliveryFrom from,
+                                                 F payload);
   explicit DeliveryHandle(Block* b) : block_(b), remote_(b->remote_.get()) {}
 
   // Not delivered: the payload must still die on the loop thread.
@@ -193,15 +216,17 @@ class DeliveryHandle {
 
 // Loop thread (`scheduler` runs here). See the file comment.
 template <class Fn>
-DeliveryHandle<Fn> make_delivery(Scheduler* scheduler, Fn payload) {
-  return DeliveryHandle<Fn>(new DeliveryBlock<Fn>(scheduler, std::move(payload)));
+DeliveryHandle<Fn> make_delivery(Scheduler* scheduler, DeliveryFrom from, Fn payload) {
+  return DeliveryHandle<Fn>(new DeliveryBlock<Fn>(scheduler, from, std::move(payload)));
 }
 
 // Loop thread. The same, for a payload called as payload(Arg&) with what
 // the handle's deliver(arg) hands it.
 template <class Arg, class Fn>
-DeliveryHandle<Fn, Arg> make_delivery_with(Scheduler* scheduler, Fn payload) {
-  return DeliveryHandle<Fn, Arg>(new DeliveryBlock<Fn, Arg>(scheduler, std::move(payload)));
+DeliveryHandle<Fn, Arg> make_delivery_with(Scheduler* scheduler, DeliveryFrom from,
+                                           Fn payload) {
+  return DeliveryHandle<Fn, Arg>(
+      new DeliveryBlock<Fn, Arg>(scheduler, from, std::move(payload)));
 }
 
 }  // namespace eddy::internal
