@@ -43,6 +43,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/callable_check.h"
+#include "eddy/futures/internal/copy_or_move.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
@@ -813,7 +814,7 @@ void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
       // while its callbacks run, so `done` is never the last one
       // (may_take_value), and that handle's owner may still read the value.
       try {
-        if constexpr (std::is_copy_constructible_v<T>) {
+        if constexpr (internal::is_deeply_copyable_v<T>) {
           b.try_set_result(done.result());
         } else {
           b.try_set_result(std::move(done.result()));

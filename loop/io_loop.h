@@ -112,6 +112,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/callable_check.h"
+#include "eddy/futures/internal/copy_or_move.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/scheduler.h"
 #include "eddy/futures/source_location.h"
@@ -265,7 +266,7 @@ class LoopCompleter {
       set_exception(std::move(e));
     } else if constexpr (std::is_void_v<T>) {
       set_value();
-    } else if constexpr (std::is_copy_constructible_v<T>) {
+    } else if constexpr (internal::is_deeply_copyable_v<T>) {
       set_value(done.result());
     } else {
       set_value(std::move(done.result()));
@@ -872,7 +873,7 @@ T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout,
   }
   if constexpr (std::is_void_v<T>) {
     f.result();
-  } else if constexpr (std::is_copy_constructible_v<T>) {
+  } else if constexpr (internal::is_deeply_copyable_v<T>) {
     return f.result();
   } else {
     return std::move(f.result());
