@@ -403,7 +403,8 @@ class ConcurrentFuture {
   // that loop to finish: it would wait forever (use add_future or co_await).
   // Where that is detectable (a future from IOLoop::run_in_loop, waited on
   // while its loop is current) it throws InvalidStateError instead.
-  std::add_lvalue_reference_t<T> result(std::optional<absl::Duration> timeout = std::nullopt) const {
+  std::add_lvalue_reference_t<T> result(
+      std::optional<absl::Duration> timeout = std::nullopt) const& {
     internal::ConcurrentStatus s = wait("result", timeout);
     if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
     if (s == internal::ConcurrentStatus::kException) {
@@ -411,6 +412,22 @@ class ConcurrentFuture {
       std::rethrow_exception(state_->error_);
     }
     if constexpr (!std::is_void_v<T>) return *state_->value_;
+  }
+  // On a temporary (`pool.submit(query).result()`, or std::move(f)): the
+  // value itself, since a reference would die with the handle (`for (auto&
+  // row : pool.submit(query).result())`). It is moved out when this is the
+  // last handle, and copied while others remain (a worker that has not yet
+  // let go of its handle counts: the copy is only slower); a move-only
+  // value (a container of them included) is moved regardless: keep no
+  // other reader of it (the rule of an rvalue co_await).
+  // Blocks and throws as above.
+  T result(std::optional<absl::Duration> timeout = std::nullopt) && {
+    if constexpr (std::is_void_v<T>) {
+      std::as_const(*this).result(timeout);
+    } else {
+      T& value = std::as_const(*this).result(timeout);
+      return internal::take_or_copy(value, [this] { return internal::may_take_value(*this); });
+    }
   }
 
   // Blocks like result(); returns the stored exception or nullptr.

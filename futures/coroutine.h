@@ -67,7 +67,6 @@
 #include "absl/container/flat_hash_map.h"
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/future.h"
-#include "eddy/futures/internal/copy_or_move.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/multi.h"
 #include "eddy/futures/scheduler.h"
@@ -393,9 +392,8 @@ class FutureAwaiter {
       // cache of in-flight work, other awaiters) may still read the value,
       // so it is moved out only when this is the last handle, and copied
       // otherwise (a move-only T, a container of them included, has no
-      // choice).
-      return take_or_copy(future_.result(),
-                          [this] { return FutureAccess::state(future_)->unique(); });
+      // choice): Future::result() &&.
+      return std::move(future_).result();
     } else {
       return future_.result();  // T&
     }
@@ -518,8 +516,8 @@ class ConcurrentAwaiter {
       // Other handles (a cache of in-flight work, a thread blocked in
       // result()) may still read the value, so it is moved out only when
       // this is the last handle, and copied otherwise (a move-only T has no
-      // choice).
-      return take_or_copy(future_.result(), [this] { return may_take_value(future_); });
+      // choice): ConcurrentFuture::result() &&.
+      return std::move(future_).result();
     } else {
       return future_.result();
     }

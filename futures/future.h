@@ -474,7 +474,7 @@ class Future {
   // The value (a reference into the shared state, valid while any handle
   // lives), or rethrows the stored exception.
   // Throws CancelledError if cancelled, InvalidStateError if still pending.
-  std::add_lvalue_reference_t<T> result() const {
+  std::add_lvalue_reference_t<T> result() const& {
     internal::FutureState<T>* s = state("result");
     // The value path stays a load and a compare wherever result() is
     // inlined (every co_await resumes through it); the raising cases are
@@ -482,6 +482,20 @@ class Future {
     // on how many callers the program has.
     if (s->status() != internal::FutureStatus::kValue) [[unlikely]] raise_result(s);
     if constexpr (!std::is_void_v<T>) return s->value();
+  }
+  // On a temporary (or std::move(f)): the value itself, since a reference
+  // would die with the handle (`for (auto& row : fetch().result())`). It
+  // is moved out when this is the last handle, and copied while others
+  // remain; a move-only value (a container of them included) is moved
+  // regardless: keep no other reader of it (the rule of an rvalue co_await).
+  // Throws as above.
+  T result() && {
+    if constexpr (std::is_void_v<T>) {
+      std::as_const(*this).result();
+    } else {
+      T& value = std::as_const(*this).result();
+      return internal::take_or_copy(value, [this] { return state_->unique(); });
+    }
   }
 
   // The stored exception, or nullptr if the future has a value.
