@@ -198,8 +198,9 @@ class ConcurrentState : public Recycled {
   SourceLocation created_;
   // The loop whose thread must run to complete this future (set by
   // IOLoop::run_in_loop before the future is shared; read-only after). A
-  // wait without timeout while that loop is current would deadlock, so
-  // result()/exception() throw instead. Compared, never dereferenced.
+  // blocking wait while that loop is current could only run out (without a
+  // timeout: deadlock), so result()/exception() throw instead. Compared,
+  // never dereferenced.
   const Scheduler* completed_on = nullptr;
   ConcurrentWaiter* waiters = nullptr;  // guarded by the lock; woken by the completion
   // Guarded by the lock. The first callback is stored inline (the common
@@ -399,10 +400,13 @@ class ConcurrentFuture {
   // chain_future) take the value out only from the last handle, except a
   // move-only one, which they move out regardless.
   // Throws CancelledError if cancelled, TimeoutError if not done in time.
-  // Never call it without a timeout on a loop thread for work that needs
-  // that loop to finish: it would wait forever (use add_future or co_await).
-  // Where that is detectable (a future from IOLoop::run_in_loop, waited on
-  // while its loop is current) it throws InvalidStateError instead.
+  // Never block on a loop thread for work that needs that loop to finish:
+  // the wait would last forever, or for the whole timeout, and the work
+  // could not finish meanwhile (use add_future or co_await). Where that is
+  // detectable (a pending future from IOLoop::run_in_loop, waited on while
+  // its loop is current) it throws InvalidStateError instead, with or
+  // without a timeout; a zero (or negative) timeout only looks, and throws
+  // TimeoutError as usual.
   std::add_lvalue_reference_t<T> result(
       std::optional<absl::Duration> timeout = std::nullopt) const& {
     internal::ConcurrentStatus s = wait("result", timeout);
@@ -431,7 +435,8 @@ class ConcurrentFuture {
   }
 
   // Blocks like result(); returns the stored exception or nullptr.
-  // Throws CancelledError if cancelled, TimeoutError if not done in time.
+  // Throws CancelledError if cancelled, TimeoutError if not done in time,
+  // InvalidStateError where result() does.
   std::exception_ptr exception(std::optional<absl::Duration> timeout = std::nullopt) const {
     internal::ConcurrentStatus s = wait("exception", timeout);
     if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
@@ -737,8 +742,10 @@ class ConcurrentFuture {
   internal::ConcurrentStatus wait(const char* op, std::optional<absl::Duration> timeout) const {
     internal::ConcurrentStatus now = status(op);
     if (internal::is_done(now)) return now;
-    if (!timeout && state_->completed_on != nullptr &&
-        state_->completed_on == Scheduler::current()) {
+    // Only this thread's loop can complete it, and the wait blocks that
+    // loop: it could only run out. A zero timeout only looks.
+    if (state_->completed_on != nullptr && state_->completed_on == Scheduler::current() &&
+        (!timeout || *timeout > absl::ZeroDuration())) {
       internal::throw_concurrent_deadlock(op);
     }
     internal::BlockingWaiter self;

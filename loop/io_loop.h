@@ -494,9 +494,10 @@ class IOLoop final : public Scheduler {
   // run_coroutine_threadsafe). If fn returns a Future<T> (a coroutine), the
   // ConcurrentFuture completes with that future's outcome. If fn throws, it
   // holds the exception. If the loop is closed before fn (or its future)
-  // finishes, it fails with CancelledError. Blocking on it without a
-  // timeout on this loop's thread throws InvalidStateError instead of
-  // deadlocking (see ConcurrentFuture::result).
+  // finishes, it fails with CancelledError. Blocking on it on this loop's
+  // thread, with or without a timeout, throws InvalidStateError instead of
+  // deadlocking or stalling the loop for the whole timeout (a zero timeout
+  // only polls; see ConcurrentFuture::result).
   // Throws std::invalid_argument (on the calling thread, before anything is
   // queued) if `fn` is empty (a null function pointer, an empty
   // AnyInvocable or std::function).
