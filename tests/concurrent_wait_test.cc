@@ -656,7 +656,8 @@ TEST(WaitTest, ASlowCallbackOfTheFutureDoesNotDelayTheWait) {
 TEST(WaitTest, FirstExceptionThrowsOnceOnlyTheLoopsOwnWorkIsLeft) {
   IOLoop loop;
   loop.make_current();
-  for (std::optional<absl::Duration> timeout : {std::optional<absl::Duration>(), {absl::Hours(1)}}) {
+  const std::optional<absl::Duration> kNone;
+  for (std::optional<absl::Duration> timeout : {kNone, std::optional(absl::Hours(1))}) {
     ConcurrentFuture<int> other;
     std::vector<ConcurrentFuture<int>> fs = {loop.run_in_loop([] { return 1; }), other};
     std::thread completer([&] {

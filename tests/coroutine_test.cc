@@ -162,21 +162,22 @@ TEST(CoroutineTest, MoveOnlyValuesPassThroughAwaitAndReturn) {
 // A container of move-only values is copy constructible as far as
 // std::is_copy_constructible_v can tell (the containers' copy constructors
 // are not constrained); the library asks of the elements too.
-static_assert(!internal::is_deeply_copyable_v<std::vector<std::unique_ptr<int>>>);
+using UniqueRows = std::vector<std::unique_ptr<int>>;
+static_assert(!internal::is_deeply_copyable_v<UniqueRows>);
+static_assert(!internal::is_deeply_copyable_v<const UniqueRows>);
 static_assert(!internal::is_deeply_copyable_v<std::map<int, std::unique_ptr<int>>>);
 static_assert(!internal::is_deeply_copyable_v<std::optional<std::unique_ptr<int>>>);
-static_assert(!internal::is_deeply_copyable_v<std::pair<int, std::vector<std::unique_ptr<int>>>>);
-static_assert(!internal::is_deeply_copyable_v<std::tuple<int, std::vector<std::unique_ptr<int>>>>);
-static_assert(!internal::is_deeply_copyable_v<std::variant<int, std::vector<std::unique_ptr<int>>>>);
+static_assert(!internal::is_deeply_copyable_v<std::pair<int, UniqueRows>>);
+static_assert(!internal::is_deeply_copyable_v<std::tuple<int, UniqueRows>>);
+static_assert(!internal::is_deeply_copyable_v<std::variant<int, UniqueRows>>);
 static_assert(
-    !internal::is_deeply_copyable_v<std::vector<std::map<int, std::optional<std::unique_ptr<int>>>>>);
-static_assert(!internal::is_deeply_copyable_v<const std::vector<std::unique_ptr<int>>>);
+    !internal::is_deeply_copyable_v<std::vector<std::map<int, std::optional<UniqueRows>>>>);
 static_assert(internal::is_deeply_copyable_v<std::vector<std::string>>);
 static_assert(internal::is_deeply_copyable_v<std::map<std::string, std::vector<int>>>);
 static_assert(internal::is_deeply_copyable_v<std::tuple<int, std::string, std::optional<int>>>);
 static_assert(internal::is_deeply_copyable_v<std::variant<int, std::string>>);
 static_assert(internal::is_deeply_copyable_v<std::shared_ptr<std::unique_ptr<int>>>);
-static_assert(internal::is_deeply_copyable_v<std::pair<std::vector<std::unique_ptr<int>>&, int>>);
+static_assert(internal::is_deeply_copyable_v<std::pair<UniqueRows&, int>>);  // a reference
 static_assert(internal::is_deeply_copyable_v<std::filesystem::path>);  // its elements are paths
 static_assert(internal::is_deeply_copyable_v<int>);
 

@@ -165,7 +165,8 @@ TEST(FutureTest, MoveOnlyResult) {
 // state the temporary takes with it (ASan sees a use after free otherwise).
 TEST(FutureTest, ResultOnATemporaryReturnsTheValueNotADanglingReference) {
   auto fetch = [] {
-    return make_ready_future(std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b')});
+    return make_ready_future(
+        std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b')});
   };
   std::string seen;
   for (const std::string& row : fetch().result()) seen += row.substr(0, 1);
