@@ -43,6 +43,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/callable_check.h"
+#include "eddy/futures/internal/copy_or_move.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
@@ -197,8 +198,9 @@ class ConcurrentState : public Recycled {
   SourceLocation created_;
   // The loop whose thread must run to complete this future (set by
   // IOLoop::run_in_loop before the future is shared; read-only after). A
-  // wait without timeout while that loop is current would deadlock, so
-  // result()/exception() throw instead. Compared, never dereferenced.
+  // blocking wait while that loop is current could only run out (without a
+  // timeout: deadlock), so result()/exception() throw instead. Compared,
+  // never dereferenced.
   const Scheduler* completed_on = nullptr;
   ConcurrentWaiter* waiters = nullptr;  // guarded by the lock; woken by the completion
   // Guarded by the lock. The first callback is stored inline (the common
@@ -398,11 +400,15 @@ class ConcurrentFuture {
   // chain_future) take the value out only from the last handle, except a
   // move-only one, which they move out regardless.
   // Throws CancelledError if cancelled, TimeoutError if not done in time.
-  // Never call it without a timeout on a loop thread for work that needs
-  // that loop to finish: it would wait forever (use add_future or co_await).
-  // Where that is detectable (a future from IOLoop::run_in_loop, waited on
-  // while its loop is current) it throws InvalidStateError instead.
-  std::add_lvalue_reference_t<T> result(std::optional<absl::Duration> timeout = std::nullopt) const {
+  // Never block on a loop thread for work that needs that loop to finish:
+  // the wait would last forever, or for the whole timeout, and the work
+  // could not finish meanwhile (use add_future or co_await). Where that is
+  // detectable (a pending future from IOLoop::run_in_loop, waited on while
+  // its loop is current) it throws InvalidStateError instead, with or
+  // without a timeout; a zero (or negative) timeout only looks, and throws
+  // TimeoutError as usual.
+  std::add_lvalue_reference_t<T> result(
+      std::optional<absl::Duration> timeout = std::nullopt) const& {
     internal::ConcurrentStatus s = wait("result", timeout);
     if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
     if (s == internal::ConcurrentStatus::kException) {
@@ -411,9 +417,26 @@ class ConcurrentFuture {
     }
     if constexpr (!std::is_void_v<T>) return *state_->value_;
   }
+  // On a temporary (`pool.submit(query).result()`, or std::move(f)): the
+  // value itself, since a reference would die with the handle (`for (auto&
+  // row : pool.submit(query).result())`). It is moved out when this is the
+  // last handle, and copied while others remain (a worker that has not yet
+  // let go of its handle counts: the copy is only slower); a move-only
+  // value (a container of them included) is moved regardless: keep no
+  // other reader of it (the rule of an rvalue co_await).
+  // Blocks and throws as above.
+  T result(std::optional<absl::Duration> timeout = std::nullopt) && {
+    if constexpr (std::is_void_v<T>) {
+      std::as_const(*this).result(timeout);
+    } else {
+      T& value = std::as_const(*this).result(timeout);
+      return internal::take_or_copy(value, [this] { return internal::may_take_value(*this); });
+    }
+  }
 
   // Blocks like result(); returns the stored exception or nullptr.
-  // Throws CancelledError if cancelled, TimeoutError if not done in time.
+  // Throws CancelledError if cancelled, TimeoutError if not done in time,
+  // InvalidStateError where result() does.
   std::exception_ptr exception(std::optional<absl::Duration> timeout = std::nullopt) const {
     internal::ConcurrentStatus s = wait("exception", timeout);
     if (s == internal::ConcurrentStatus::kCancelled) throw CancelledError();
@@ -719,8 +742,10 @@ class ConcurrentFuture {
   internal::ConcurrentStatus wait(const char* op, std::optional<absl::Duration> timeout) const {
     internal::ConcurrentStatus now = status(op);
     if (internal::is_done(now)) return now;
-    if (!timeout && state_->completed_on != nullptr &&
-        state_->completed_on == Scheduler::current()) {
+    // Only this thread's loop can complete it, and the wait blocks that
+    // loop: it could only run out. A zero timeout only looks.
+    if (state_->completed_on != nullptr && state_->completed_on == Scheduler::current() &&
+        (!timeout || *timeout > absl::ZeroDuration())) {
       internal::throw_concurrent_deadlock(op);
     }
     internal::BlockingWaiter self;
@@ -827,7 +852,7 @@ void chain_future(ConcurrentFuture<T> a, ConcurrentFuture<T> b) {
       // while its callbacks run, so `done` is never the last one
       // (may_take_value), and that handle's owner may still read the value.
       try {
-        if constexpr (std::is_copy_constructible_v<T>) {
+        if constexpr (internal::is_deeply_copyable_v<T>) {
           b.try_set_result(done.result());
         } else {
           b.try_set_result(std::move(done.result()));

@@ -23,10 +23,11 @@
 // a vector and keep its order. A future listed twice is reported at both
 // positions.
 //
-// Deadlocks: a wait without a timeout that can never end because the
-// futures it needs are completed by the loop current on this thread (which
-// is blocked in the wait: futures from IOLoop::run_in_loop) throws
-// InvalidStateError instead, as ConcurrentFuture::result() does.
+// Deadlocks: a wait that could only end by running the loop current on
+// this thread, which the wait blocks (the futures it needs are completed by
+// that loop: futures from IOLoop::run_in_loop), throws InvalidStateError
+// instead, as ConcurrentFuture::result() does. With a timeout too: such a
+// wait could only run out. A zero timeout only looks, and never throws it.
 //
 // How they wait: like a thread blocked in result(), on the futures' own
 // waiter lists, so a completion wakes them before it runs the future's
@@ -285,8 +286,12 @@ class Unwatcher {
 // returns which of them are done then (Python's concurrent.futures.wait).
 // A timeout is not an error: the answer then has futures in not_done.
 // Returns at once for an empty vector.
-// Throws InvalidStateError if a future is empty (moved from), or, without
-// a timeout, if the wait could never end (see the file comment).
+// Throws InvalidStateError if a future is empty (moved from), or, unless
+// `timeout` is zero (or negative), if the wait could only end by running
+// this thread's loop (see the file comment): for kAllCompleted, when any
+// pending future is completed by that loop; for kFirstCompleted, when every
+// pending one is; for kFirstException, when every pending one is, or once
+// all the others are done without an exception.
 template <class T>
 DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures,
                        std::optional<absl::Duration> timeout = std::nullopt,
@@ -317,18 +322,21 @@ DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures,
     }
     return d == n;
   };
-  // A timeout of zero (or one that has passed) only looks: a poll.
-  if (!reached(done, failed) && !deadline.passed()) {
-    // Without a timeout: all needs every future, first needs one that this
-    // loop does not complete.
-    if (deadline.forever() && pending_by_this_loop > 0 &&
+  // A timeout of zero (or less) only looks: a poll. Any other wait blocks
+  // this thread, and with it this thread's loop: one that only that loop
+  // could end would last forever, or run out, so it throws instead.
+  const bool blocks = !timeout || *timeout > absl::ZeroDuration();
+  if (!reached(done, failed) && blocks) {
+    // All needs every future, first needs one that this loop does not
+    // complete.
+    if (pending_by_this_loop > 0 &&
         (return_when == ReturnWhen::kAllCompleted || pending_by_this_loop == n - done)) {
       internal::throw_wait_deadlock("wait");
     }
     // For the first exception, that holds only while a future this loop
     // does not complete is pending: once they all succeeded, it cannot end.
-    const bool may_deadlock = deadline.forever() && pending_by_this_loop > 0 &&
-                              return_when == ReturnWhen::kFirstException;
+    const bool may_deadlock =
+        pending_by_this_loop > 0 && return_when == ReturnWhen::kFirstException;
     std::vector<bool> by_this_loop;
     size_t others = 0;
     if (may_deadlock) {
@@ -387,8 +395,9 @@ DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures, ReturnWh
 // out. Move-only; moving it invalidates its iterators. Handed-out futures
 // stay valid after it is gone, and it leaves nothing on the futures.
 // Throws InvalidStateError if a future is empty (moved from), or from a
-// next() without a timeout that could never end (see the file comment), or
-// on a moved-from AsCompleted.
+// next() that would wait (no timeout, or one that has not passed) when only
+// this thread's loop could complete the futures left (see the file
+// comment), or on a moved-from AsCompleted.
 // Threading: use one AsCompleted on one thread at a time.
 template <class T>
 class AsCompleted {
@@ -441,7 +450,7 @@ class AsCompleted {
       index = p.finished[handed_out_];
       return true;
     };
-    if (deadline_.forever() && any_loop_bound_ && !board_->inspect(take)) check_deadlock();
+    if (any_loop_bound_ && !deadline_.passed() && !board_->inspect(take)) check_deadlock();
     if (!board_->wait_until(deadline_, take)) {
       internal::throw_wait_timeout("as_completed", futures_.size() - handed_out_, futures_.size(),
                                    "futures", deadline_.timeout());
@@ -478,8 +487,8 @@ class AsCompleted {
   std::default_sentinel_t end() const { return {}; }
 
  private:
-  // About to wait with no timeout: throws if every future not yet reported
-  // is pending and completed by this thread's loop.
+  // About to wait (forever, or until the deadline): throws if every future
+  // not yet reported is pending and completed by this thread's loop.
   void check_deadlock() {
     std::vector<bool> reported(futures_.size(), false);
     board_->inspect([&](const internal::WaitProgress& p) {

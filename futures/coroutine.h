@@ -20,8 +20,10 @@
 //   - co_await accepts Future<T> and ConcurrentFuture<T>, yielding T& for
 //     an lvalue future and T for an rvalue one: moved out when that handle
 //     was the last one, else copied (a move-only T is moved regardless:
-//     keep no other reader of it). A ConcurrentFuture completes on any
-//     thread and resumes the coroutine on the awaiting loop's thread.
+//     keep no other reader of it; a container of move-only values, such as
+//     std::vector<std::unique_ptr<Row>>, counts as move-only). A
+//     ConcurrentFuture completes on any thread and resumes the coroutine on
+//     the awaiting loop's thread.
 //     co_await also accepts std::vector, std::map, absl::flat_hash_map
 //     and std::tuple of futures (awaited in parallel with multi()
 //     semantics; see multi.h). Awaiting a future that is already done does
@@ -389,11 +391,9 @@ class FutureAwaiter {
       // An rvalue handle does not make the state ours: other handles (a
       // cache of in-flight work, other awaiters) may still read the value,
       // so it is moved out only when this is the last handle, and copied
-      // otherwise (a move-only T has no choice).
-      if constexpr (std::is_copy_constructible_v<T>) {
-        if (!FutureAccess::state(future_)->unique()) return T(future_.result());
-      }
-      return T(std::move(future_.result()));
+      // otherwise (a move-only T, a container of them included, has no
+      // choice): Future::result() &&.
+      return std::move(future_).result();
     } else {
       return future_.result();  // T&
     }
@@ -517,11 +517,8 @@ class ConcurrentAwaiter {
       // Other handles (a cache of in-flight work, a thread blocked in
       // result()) may still read the value, so it is moved out only when
       // this is the last handle, and copied otherwise (a move-only T has no
-      // choice).
-      if constexpr (std::is_copy_constructible_v<T>) {
-        if (!may_take_value(future_)) return T(future_.result());
-      }
-      return T(std::move(future_.result()));
+      // choice): ConcurrentFuture::result() &&.
+      return std::move(future_).result();
     } else {
       return future_.result();
     }

@@ -109,8 +109,9 @@ void throw_concurrent_no_state(const char* op) {
 void throw_concurrent_deadlock(const char* op) {
   throw InvalidStateError(std::string("ConcurrentFuture::") + op +
                           ": would deadlock: this future is completed by the loop current on "
-                          "this thread, which is blocked waiting for it (use "
-                          "IOLoop::add_future, co_await, or a timeout)");
+                          "this thread, which this wait blocks: it would never end, or only "
+                          "time out (use IOLoop::add_future or co_await; a zero timeout only "
+                          "polls)");
 }
 
 void throw_concurrent_timeout(const char* op, absl::Duration timeout) {
@@ -121,9 +122,9 @@ void throw_concurrent_timeout(const char* op, absl::Duration timeout) {
 void throw_wait_deadlock(const char* who) {
   throw InvalidStateError(std::string(who) +
                           ": would deadlock: the futures it waits for are completed by the "
-                          "loop current on this thread, which is blocked waiting for them "
-                          "(on a loop, use multi, WaitIterator or first_completed; or give a "
-                          "timeout)");
+                          "loop current on this thread, which this wait blocks: it would "
+                          "never end, or only time out (on a loop, use multi, WaitIterator or "
+                          "first_completed; a zero timeout only polls)");
 }
 
 void throw_wait_timeout(const char* who, size_t pending, size_t total, const char* things,

@@ -46,6 +46,7 @@
 #include "absl/functional/any_invocable.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/internal/callable_check.h"
+#include "eddy/futures/internal/copy_or_move.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
@@ -473,7 +474,7 @@ class Future {
   // The value (a reference into the shared state, valid while any handle
   // lives), or rethrows the stored exception.
   // Throws CancelledError if cancelled, InvalidStateError if still pending.
-  std::add_lvalue_reference_t<T> result() const {
+  std::add_lvalue_reference_t<T> result() const& {
     internal::FutureState<T>* s = state("result");
     // The value path stays a load and a compare wherever result() is
     // inlined (every co_await resumes through it); the raising cases are
@@ -481,6 +482,20 @@ class Future {
     // on how many callers the program has.
     if (s->status() != internal::FutureStatus::kValue) [[unlikely]] raise_result(s);
     if constexpr (!std::is_void_v<T>) return s->value();
+  }
+  // On a temporary (or std::move(f)): the value itself, since a reference
+  // would die with the handle (`for (auto& row : fetch().result())`). It
+  // is moved out when this is the last handle, and copied while others
+  // remain; a move-only value (a container of them included) is moved
+  // regardless: keep no other reader of it (the rule of an rvalue co_await).
+  // Throws as above.
+  T result() && {
+    if constexpr (std::is_void_v<T>) {
+      std::as_const(*this).result();
+    } else {
+      T& value = std::as_const(*this).result();
+      return internal::take_or_copy(value, [this] { return state_->unique(); });
+    }
   }
 
   // The stored exception, or nullptr if the future has a value.
@@ -563,8 +578,9 @@ class Future {
   // for Future<void>) on this future's loop, in the turn its callbacks run.
   // fn(T&&) gets the value moved out when nothing else can read it later
   // (no other handle, no callback after this one: the usual
-  // `make().then(...)`), and a copy otherwise (a move-only T is moved
-  // regardless: keep no other reader of it). fn may return U (the result
+  // `make().then(...)`), and a copy otherwise (a move-only T, or a
+  // container of move-only values, is moved regardless: keep no other
+  // reader of it). fn may return U (the result
   // is Future<U>), void (Future<void>) or a Future<V>, which is flattened:
   // the result is a Future<V> that completes when that one does.
   //   - If fn throws, the result fails with that exception.
@@ -757,8 +773,9 @@ bool may_take_value(const ConcurrentFuture<T>& from);
 
 // Copies the outcome of `from` (done) into `to` unless `to` is done.
 // Moves the value when nobody else can read it (may_take_value), or when it
-// cannot be copied: a move-only value goes to `to` whoever else holds
-// `from`, and they must not read it.
+// cannot be copied (is_deeply_copyable_v: a vector of unique_ptrs cannot
+// either): a move-only value goes to `to` whoever else holds `from`, and
+// they must not read it.
 template <class T, class From>
 bool copy_outcome(From& from, FutureState<T>* to) {
   if (to->done()) return false;
@@ -774,7 +791,7 @@ bool copy_outcome(From& from, FutureState<T>* to) {
     // A value whose copy throws fails `to` with that instead of leaving it
     // pending forever (the throw would only reach a callback's log line).
     try {
-      if constexpr (std::is_copy_constructible_v<T>) {
+      if constexpr (is_deeply_copyable_v<T>) {
         if (!may_take_value(from)) return to->try_set_value(from.result());
       }
       return to->try_set_value(std::move(from.result()));
@@ -864,8 +881,8 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
         } else {
           // Moved out only when nobody else can read it afterwards (another
           // handle, a later callback); a copy otherwise, unless T cannot be
-          // copied.
-          if constexpr (std::is_copy_constructible_v<T>) {
+          // copied (is_deeply_copyable_v).
+          if constexpr (internal::is_deeply_copyable_v<T>) {
             if (!from->sole_reader()) {
               T copy(from->value());
               return fn(std::move(copy));

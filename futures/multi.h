@@ -54,7 +54,9 @@
 //   - Values are copied out of the children when T is copyable (a child may
 //     be shared with other code; the copy is taken when the child
 //     completes), and moved out at the end otherwise: with a move-only T, a
-//     child listed twice leaves a moved-from value in the second place.
+//     child listed twice leaves a moved-from value in the second place. A
+//     container of move-only values (std::vector<std::unique_ptr<int>>)
+//     counts as move-only.
 //
 // Cost: linear in the number of children. One shared block (one counter)
 // with one slot array (a value per child for copyable T, else a pointer;
@@ -89,6 +91,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/combinators.h"
+#include "eddy/futures/internal/copy_or_move.h"
 
 namespace eddy {
 
@@ -129,7 +132,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
   // children again (at a million children that walk is a cache miss per
   // child). Move-only values are taken at the end, once it is known that no
   // child failed: a failed multi leaves every child's value in place.
-  static constexpr bool kEager = std::is_void_v<T> || std::is_copy_constructible_v<T>;
+  static constexpr bool kEager = std::is_void_v<T> || is_deeply_copyable_v<T>;
 
   MultiBlock(size_t n, QuietExceptions quiet, SourceLocation where)
       : result_(new FutureState<Result>(where)),

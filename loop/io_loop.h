@@ -114,6 +114,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/callable_check.h"
+#include "eddy/futures/internal/copy_or_move.h"
 #include "eddy/futures/internal/delivery.h"
 #include "eddy/futures/scheduler.h"
 #include "eddy/futures/source_location.h"
@@ -267,7 +268,7 @@ class LoopCompleter {
       set_exception(std::move(e));
     } else if constexpr (std::is_void_v<T>) {
       set_value();
-    } else if constexpr (std::is_copy_constructible_v<T>) {
+    } else if constexpr (internal::is_deeply_copyable_v<T>) {
       set_value(done.result());
     } else {
       set_value(std::move(done.result()));
@@ -495,9 +496,10 @@ class IOLoop final : public Scheduler {
   // run_coroutine_threadsafe). If fn returns a Future<T> (a coroutine), the
   // ConcurrentFuture completes with that future's outcome. If fn throws, it
   // holds the exception. If the loop is closed before fn (or its future)
-  // finishes, it fails with CancelledError. Blocking on it without a
-  // timeout on this loop's thread throws InvalidStateError instead of
-  // deadlocking (see ConcurrentFuture::result).
+  // finishes, it fails with CancelledError. Blocking on it on this loop's
+  // thread, with or without a timeout, throws InvalidStateError instead of
+  // deadlocking or stalling the loop for the whole timeout (a zero timeout
+  // only polls; see ConcurrentFuture::result).
   // Throws std::invalid_argument (on the calling thread, before anything is
   // queued) if `fn` is empty (a null function pointer, an empty
   // AnyInvocable or std::function).
@@ -874,7 +876,7 @@ T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout,
   }
   if constexpr (std::is_void_v<T>) {
     f.result();
-  } else if constexpr (std::is_copy_constructible_v<T>) {
+  } else if constexpr (internal::is_deeply_copyable_v<T>) {
     return f.result();
   } else {
     return std::move(f.result());

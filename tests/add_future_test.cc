@@ -424,5 +424,38 @@ TEST(RunInLoopTest, WaitingWithoutTimeoutOnTheLoopsOwnThreadThrowsInsteadOfDeadl
   IOLoop::clear_current();
 }
 
+// With a timeout the wait would block the loop for all of it and then time
+// out, the work never done meanwhile: it throws at once too (an hour's
+// timeout would otherwise hang the test). A zero timeout only looks.
+TEST(RunInLoopTest, WaitingWithATimeoutOnTheLoopsOwnThreadThrowsAtOnceTooButAZeroTimeoutPolls) {
+  IOLoop loop;
+  loop.make_current();
+  const absl::Duration kHour = absl::Hours(1);
+  ConcurrentFuture<int> r = loop.run_in_loop([] { return 1; });
+  const std::string what = thrown_what<InvalidStateError>([&] { r.result(kHour); });
+  EXPECT_NE(what.find("would deadlock"), std::string::npos) << what;
+  EXPECT_EQ(what.find("or a timeout"), std::string::npos) << what;
+  EXPECT_THROW(r.result(absl::InfiniteDuration()), InvalidStateError);
+  EXPECT_THROW(r.exception(kHour), InvalidStateError);
+  EXPECT_THROW(ConcurrentFuture<int>(r).result(kHour), InvalidStateError);  // a temporary
+  EXPECT_THROW(r.result(absl::ZeroDuration()), TimeoutError);
+  EXPECT_THROW(r.exception(absl::ZeroDuration()), TimeoutError);
+  EXPECT_THROW(r.result(-absl::Seconds(1)), TimeoutError);
+  // Inside a callback of the running loop, too (the review's case:
+  // result(2s) blocked the loop for 2 s, then timed out).
+  std::string in_loop;
+  ConcurrentFuture<int> r2;
+  loop.add_callback([&] {
+    r2 = loop.run_in_loop([] { return 2; });
+    in_loop = thrown_what<InvalidStateError>([&] { r2.result(absl::Seconds(2)); });
+  });
+  loop.run_sync([] {});
+  EXPECT_NE(in_loop.find("would deadlock"), std::string::npos) << in_loop;
+  loop.run_sync([] {});
+  EXPECT_EQ(r2.result(kHour), 2) << "the loop went on and completed it";
+  EXPECT_EQ(r.result(kHour), 1) << "done: nothing to wait for";
+  IOLoop::clear_current();
+}
+
 }  // namespace
 }  // namespace eddy

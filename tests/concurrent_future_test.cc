@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
@@ -25,6 +26,7 @@ namespace {
 using testing::CopyCounted;
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::MoveCounted;
 using testing::thrown_what;
 
 TEST(ConcurrentFutureTest, StatesAndTransitions) {
@@ -174,6 +176,80 @@ TEST(ConcurrentFutureTest, MoveOnlyResult) {
   t.join();
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(*p, 3);
+}
+
+// `for (auto& x : pool.submit(query).result())`: on a temporary handle
+// result() returns the value, not a reference into the state the temporary
+// takes with it (ASan saw a use after free here).
+TEST(ConcurrentFutureTest, ResultOnATemporaryReturnsTheValueNotADanglingReference) {
+  auto fetch = [] {
+    ConcurrentFuture<std::vector<std::string>> f;
+    f.set_result(std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b')});
+    return f;  // the only handle
+  };
+  std::string seen;
+  for (const std::string& row : fetch().result()) seen += row.substr(0, 1);
+  for (const std::string& row : fetch().result(absl::Seconds(60))) seen += row.substr(0, 1);
+  EXPECT_EQ(seen, "abab");
+  static_assert(std::is_same_v<decltype(fetch().result()), std::vector<std::string>>);
+  ConcurrentFuture<std::vector<std::string>> kept = fetch();
+  static_assert(std::is_same_v<decltype(kept.result()), std::vector<std::string>&>);
+}
+
+TEST(ConcurrentFutureTest, ResultOnTheLastHandleMovesTheValueOut) {
+  ConcurrentFuture<MoveCounted> f;
+  std::thread([p = f]() mutable { p.set_result(MoveCounted()); }).join();  // p is gone
+  MoveCounted::reset();
+  MoveCounted v = std::move(f).result();
+  (void)v;
+  EXPECT_EQ(MoveCounted::copies, 0);
+  EXPECT_EQ(MoveCounted::moves, 1);
+
+  ConcurrentFuture<MoveCounted> g;
+  std::thread([p = g]() mutable { p.set_result(MoveCounted()); }).join();
+  MoveCounted::reset();
+  MoveCounted w = std::move(g).result(absl::Seconds(60));
+  (void)w;
+  EXPECT_EQ(MoveCounted::copies, 0);
+  EXPECT_EQ(MoveCounted::moves, 1);
+}
+
+TEST(ConcurrentFutureTest, ResultOnATemporaryCopiesWhileOtherHandlesRemain) {
+  ConcurrentFuture<MoveCounted> shared;
+  shared.set_result(MoveCounted());
+  auto get = [&] { return shared; };
+  MoveCounted::reset();
+  MoveCounted v = get().result();
+  MoveCounted w = get().result(absl::ZeroDuration());
+  (void)v;
+  (void)w;
+  EXPECT_EQ(MoveCounted::copies, 2);
+  EXPECT_EQ(MoveCounted::moves, 0);
+}
+
+TEST(ConcurrentFutureTest, ResultOnATemporaryMovesAMoveOnlyValueEvenWhenShared) {
+  ConcurrentFuture<std::unique_ptr<int>> f;
+  f.set_result(std::make_unique<int>(3));
+  ConcurrentFuture<std::unique_ptr<int>> other = f;
+  std::unique_ptr<int> p = std::move(f).result();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(*p, 3);
+  EXPECT_EQ(other.result(), nullptr) << "moved regardless: keep no other reader of it";
+}
+
+TEST(ConcurrentFutureTest, ResultOnATemporaryBlocksAndThrowsAsOnAnyHandle) {
+  ConcurrentFuture<int> late;
+  std::thread t([late]() mutable { late.set_result(4); });
+  EXPECT_EQ(ConcurrentFuture<int>(late).result(), 4);
+  t.join();
+  EXPECT_THROW(ConcurrentFuture<int>().result(absl::ZeroDuration()), TimeoutError);
+  ConcurrentFuture<void> failed;
+  failed.set_exception(std::make_exception_ptr(std::runtime_error("x")));
+  EXPECT_THROW(std::move(failed).result(), std::runtime_error);
+  ConcurrentFuture<void> ok;
+  ok.set_result();
+  std::move(ok).result();
+  static_assert(std::is_void_v<decltype(std::move(ok).result())>);
 }
 
 TEST(ConcurrentFutureTest, UnretrievedExceptionIsLoggedOnce) {

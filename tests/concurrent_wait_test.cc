@@ -207,8 +207,8 @@ TEST(WaitTest, WaitingForTheCurrentLoopsOwnWorkThrowsInsteadOfDeadlocking) {
                                            loop.run_in_loop([] { return 2; })};
   EXPECT_TRUE(contains(thrown_what<InvalidStateError>([&] { wait(fs); }), "would deadlock"));
   EXPECT_THROW(wait(fs, std::nullopt, ReturnWhen::kFirstCompleted), InvalidStateError);
-  // With a timeout it only times out.
-  DoneAndNotDone<int> r = wait(fs, absl::Milliseconds(1));
+  // A zero timeout only looks.
+  DoneAndNotDone<int> r = wait(fs, absl::ZeroDuration());
   EXPECT_EQ(r.not_done.size(), 2u);
 
   // One future another thread completes: waiting for the first can end.
@@ -224,6 +224,46 @@ TEST(WaitTest, WaitingForTheCurrentLoopsOwnWorkThrowsInsteadOfDeadlocking) {
   EXPECT_TRUE(r.done[0] == other);
   // ... but waiting for all cannot.
   EXPECT_THROW(wait(mixed), InvalidStateError);
+  loop.clear_current();
+}
+
+// With a timeout, the same wait would block the loop for all of it and
+// then time out, whatever the loop had to do meanwhile: it throws at once
+// too (an hour's timeout would otherwise hang the test). A zero timeout is
+// still a poll.
+TEST(WaitTest, WithATimeoutWaitingForTheCurrentLoopsOwnWorkThrowsAtOnceToo) {
+  IOLoop loop;
+  loop.make_current();
+  const absl::Duration kHour = absl::Hours(1);
+  std::vector<ConcurrentFuture<int>> fs = {loop.run_in_loop([] { return 1; }),
+                                           loop.run_in_loop([] { return 2; })};
+  for (ReturnWhen when :
+       {ReturnWhen::kAllCompleted, ReturnWhen::kFirstCompleted, ReturnWhen::kFirstException}) {
+    const std::string what = thrown_what<InvalidStateError>([&] { wait(fs, kHour, when); });
+    EXPECT_TRUE(contains(what, "would deadlock")) << what;
+    EXPECT_FALSE(contains(what, "give a timeout")) << what;
+    EXPECT_THROW(wait(fs, absl::InfiniteDuration(), when), InvalidStateError);
+    EXPECT_EQ(wait(fs, absl::ZeroDuration(), when).not_done.size(), 2u) << "a poll";
+    EXPECT_EQ(wait(fs, -absl::Seconds(1), when).not_done.size(), 2u) << "a poll";
+  }
+
+  // All completed: one such future is enough, whatever else is pending.
+  ConcurrentFuture<int> other;
+  std::vector<ConcurrentFuture<int>> mixed = {fs[0], other};
+  EXPECT_THROW(wait(mixed, kHour), InvalidStateError);
+  // First completed: only when every pending one is such; `other` may end it.
+  std::thread completer([&] { other.set_result(3); });
+  DoneAndNotDone<int> r = wait(mixed, kHour, ReturnWhen::kFirstCompleted);
+  completer.join();
+  ASSERT_EQ(r.done.size(), 1u);
+  EXPECT_TRUE(r.done[0] == other);
+  // A done future changes nothing for all, and is the answer for first.
+  EXPECT_THROW(wait(mixed, kHour), InvalidStateError);
+  EXPECT_EQ(wait(mixed, kHour, ReturnWhen::kFirstCompleted).done.size(), 1u);
+
+  // Once the loop has run them, the same waits return.
+  loop.run_sync([] {});
+  EXPECT_EQ(wait(fs, kHour).done.size(), 2u);
   loop.clear_current();
 }
 
@@ -333,7 +373,10 @@ TEST(AsCompletedTest, AbandonedWithFuturesPendingFreesEverythingWhenTheyFinish) 
   EXPECT_EQ(fs[2].result(), 2);
 }
 
-TEST(AsCompletedTest, OnlyTheCurrentLoopsOwnWorkLeftWithoutATimeoutThrows) {
+// A next() that would wait, forever or until the deadline, for what only
+// the blocked loop can complete throws; one past the deadline (a zero
+// timeout) only looks, and times out.
+TEST(AsCompletedTest, OnlyTheCurrentLoopsOwnWorkLeftThrowsWithOrWithoutATimeout) {
   IOLoop loop;
   loop.make_current();
   ConcurrentFuture<int> other;
@@ -342,9 +385,12 @@ TEST(AsCompletedTest, OnlyTheCurrentLoopsOwnWorkLeftWithoutATimeoutThrows) {
   AsCompleted<int> each(fs);
   EXPECT_EQ(each.next()->index, 1u) << "the done one first";
   EXPECT_TRUE(contains(thrown_what<InvalidStateError>([&] { each.next(); }), "would deadlock"));
-  AsCompleted<int> timed(fs, absl::Milliseconds(1));
-  timed.next();
-  EXPECT_THROW(timed.next(), TimeoutError);
+  AsCompleted<int> timed(fs, absl::Hours(1));
+  EXPECT_EQ(timed.next()->index, 1u);
+  EXPECT_TRUE(contains(thrown_what<InvalidStateError>([&] { timed.next(); }), "would deadlock"));
+  AsCompleted<int> polled(fs, absl::ZeroDuration());
+  EXPECT_EQ(polled.next()->index, 1u);
+  EXPECT_THROW(polled.next(), TimeoutError);
   loop.clear_current();
 }
 
@@ -606,19 +652,35 @@ TEST(WaitTest, ASlowCallbackOfTheFutureDoesNotDelayTheWait) {
   completer2.join();
 }
 
+// With or without a timeout (an hour: it would hang the test).
 TEST(WaitTest, FirstExceptionThrowsOnceOnlyTheLoopsOwnWorkIsLeft) {
   IOLoop loop;
   loop.make_current();
-  ConcurrentFuture<int> other;
-  std::vector<ConcurrentFuture<int>> fs = {loop.run_in_loop([] { return 1; }), other};
-  std::thread completer([&] {
-    absl::SleepFor(absl::Milliseconds(5));
-    other.set_result(3);  // a value: the wait can no longer end
-  });
-  EXPECT_TRUE(contains(
-      thrown_what<InvalidStateError>([&] { wait(fs, ReturnWhen::kFirstException); }),
-      "would deadlock"));
-  completer.join();
+  const std::optional<absl::Duration> kNone;
+  for (std::optional<absl::Duration> timeout : {kNone, std::optional(absl::Hours(1))}) {
+    ConcurrentFuture<int> other;
+    std::vector<ConcurrentFuture<int>> fs = {loop.run_in_loop([] { return 1; }), other};
+    std::thread completer([&] {
+      absl::SleepFor(absl::Milliseconds(5));
+      other.set_result(3);  // a value: the wait can no longer end
+    });
+    EXPECT_TRUE(contains(
+        thrown_what<InvalidStateError>([&] { wait(fs, timeout, ReturnWhen::kFirstException); }),
+        "would deadlock"));
+    completer.join();
+    // Had it failed, the wait would have ended with it.
+    ConcurrentFuture<int> failing;
+    std::vector<ConcurrentFuture<int>> gs = {loop.run_in_loop([] { return 2; }), failing};
+    std::thread failer([&] {
+      absl::SleepFor(absl::Milliseconds(5));
+      failing.set_exception(std::make_exception_ptr(std::runtime_error("x")));
+    });
+    DoneAndNotDone<int> r = wait(gs, timeout, ReturnWhen::kFirstException);
+    failer.join();
+    ASSERT_EQ(r.done.size(), 1u);
+    EXPECT_TRUE(r.done[0] == failing);
+    EXPECT_THROW(r.done[0].result(), std::runtime_error);
+  }
   loop.clear_current();
 }
 

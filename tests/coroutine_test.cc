@@ -4,6 +4,7 @@
 #include "eddy/futures/coroutine.h"
 
 #include <coroutine>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <optional>
@@ -11,6 +12,8 @@
 #include <string>
 #include <thread>
 #include <tuple>
+#include <utility>
+#include <variant>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -154,6 +157,141 @@ TEST(CoroutineTest, MoveOnlyValuesPassThroughAwaitAndReturn) {
   loop.run_pending();
   ASSERT_TRUE(f.done());
   EXPECT_EQ(*f.result(), 42);
+}
+
+// A container of move-only values is copy constructible as far as
+// std::is_copy_constructible_v can tell (the containers' copy constructors
+// are not constrained); the library asks of the elements too.
+using UniqueRows = std::vector<std::unique_ptr<int>>;
+static_assert(!internal::is_deeply_copyable_v<UniqueRows>);
+static_assert(!internal::is_deeply_copyable_v<const UniqueRows>);
+static_assert(!internal::is_deeply_copyable_v<std::map<int, std::unique_ptr<int>>>);
+static_assert(!internal::is_deeply_copyable_v<std::optional<std::unique_ptr<int>>>);
+static_assert(!internal::is_deeply_copyable_v<std::pair<int, UniqueRows>>);
+static_assert(!internal::is_deeply_copyable_v<std::tuple<int, UniqueRows>>);
+static_assert(!internal::is_deeply_copyable_v<std::variant<int, UniqueRows>>);
+static_assert(
+    !internal::is_deeply_copyable_v<std::vector<std::map<int, std::optional<UniqueRows>>>>);
+static_assert(internal::is_deeply_copyable_v<std::vector<std::string>>);
+static_assert(internal::is_deeply_copyable_v<std::map<std::string, std::vector<int>>>);
+static_assert(internal::is_deeply_copyable_v<std::tuple<int, std::string, std::optional<int>>>);
+static_assert(internal::is_deeply_copyable_v<std::variant<int, std::string>>);
+static_assert(internal::is_deeply_copyable_v<std::shared_ptr<std::unique_ptr<int>>>);
+static_assert(internal::is_deeply_copyable_v<std::pair<UniqueRows&, int>>);  // a reference
+static_assert(internal::is_deeply_copyable_v<std::filesystem::path>);  // its elements are paths
+static_assert(internal::is_deeply_copyable_v<int>);
+
+TEST(CoroutineTest, AnRvalueAwaitOfAVectorOfMoveOnlyValuesMovesItOut) {
+  ManualScheduler loop;
+  using Rows = std::vector<std::unique_ptr<int>>;
+  Future<Rows> gate;
+  int* first = nullptr;
+  auto body = [&]() -> Future<size_t> {
+    Rows rows = co_await std::exchange(gate, Future<Rows>());
+    EXPECT_EQ(rows[0].get(), first) << "the rows were not moved out";
+    co_return rows.size();
+  };
+  Future<Rows> producer = gate;
+  Future<size_t> n = body();
+  Rows rows;
+  rows.push_back(std::make_unique<int>(1));
+  rows.push_back(std::make_unique<int>(2));
+  first = rows[0].get();
+  producer.set_result(std::move(rows));
+  producer = Future<Rows>();
+  loop.run_pending();
+  ASSERT_TRUE(n.done());
+  EXPECT_EQ(n.result(), 2u);
+}
+
+TEST(CoroutineTest, AnRvalueAwaitOfAMapOfMoveOnlyValuesMovesItOut) {
+  ManualScheduler loop;
+  using Table = std::map<int, std::unique_ptr<int>>;
+  auto body = [](Future<Table> f) -> Future<int> {
+    Table t = co_await std::move(f);
+    co_return *t.at(1) + *t.at(2);
+  };
+  Table t;
+  t.emplace(1, std::make_unique<int>(10));
+  t.emplace(2, std::make_unique<int>(20));
+  Future<int> done_already = body(make_ready_future(std::move(t)));
+  ASSERT_TRUE(done_already.done());
+  EXPECT_EQ(done_already.result(), 30);
+
+  Future<Table> gate;
+  Future<int> pending = body(gate);
+  Table u;
+  u.emplace(1, std::make_unique<int>(1));
+  u.emplace(2, std::make_unique<int>(2));
+  gate.set_result(std::move(u));
+  loop.run_pending();
+  ASSERT_TRUE(pending.done());
+  EXPECT_EQ(pending.result(), 3);
+  // `gate` still holds a handle: a move-only value is moved out regardless.
+  EXPECT_TRUE(gate.result().empty());
+}
+
+TEST(CoroutineTest, AnRvalueAwaitOfAnOptionalMoveOnlyValueMovesItOut) {
+  ManualScheduler loop;
+  using Maybe = std::optional<std::unique_ptr<int>>;
+  auto body = [](Future<Maybe> f) -> Future<int> {
+    Maybe m = co_await std::move(f);
+    co_return m && *m ? **m : -1;
+  };
+  Future<Maybe> gate;
+  Future<int> r = body(gate);
+  gate.set_result(Maybe(std::make_unique<int>(5)));
+  loop.run_pending();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 5);
+}
+
+TEST(CoroutineTest, AnRvalueAwaitOfAConcurrentFutureOfMoveOnlyRowsMovesThemOut) {
+  ManualScheduler loop;
+  using Rows = std::vector<std::unique_ptr<int>>;
+  ConcurrentFuture<Rows> work;
+  auto body = [](ConcurrentFuture<Rows> f) -> Future<int> {
+    Rows rows = co_await std::move(f);
+    co_return *rows.at(0);
+  };
+  Future<int> r = body(work);
+  std::thread([work]() mutable {
+    Rows rows;
+    rows.push_back(std::make_unique<int>(8));
+    work.set_result(std::move(rows));
+  }).join();
+  loop.run_pending();
+  ASSERT_TRUE(r.done());
+  EXPECT_EQ(r.result(), 8);
+}
+
+// The existing rule for a copyable value: an rvalue handle that is not the
+// last one copies, the last one moves.
+TEST(CoroutineTest, AnRvalueAwaitCopiesACopyableValueWhileOtherHandlesRemain) {
+  ManualScheduler loop;
+  using Copies = std::vector<CopyCounted>;
+  CopyCounted::copies = 0;
+  Future<Copies> shared = make_ready_future(Copies(3));
+  auto get = [&] { return shared; };
+  auto body = [&]() -> Future<size_t> {
+    Copies mine = co_await get();
+    co_return mine.size();
+  };
+  Future<size_t> n = body();
+  ASSERT_TRUE(n.done());
+  EXPECT_EQ(n.result(), 3u);
+  EXPECT_EQ(CopyCounted::copies, 3) << "each element copied once";
+  EXPECT_EQ(shared.result().size(), 3u) << "the other handle's value was taken";
+
+  CopyCounted::copies = 0;
+  auto take = [](Future<Copies> f) -> Future<size_t> {
+    Copies mine = co_await std::move(f);
+    co_return mine.size();
+  };
+  Future<size_t> m = take(make_ready_future(Copies(3)));
+  ASSERT_TRUE(m.done());
+  EXPECT_EQ(m.result(), 3u);
+  EXPECT_EQ(CopyCounted::copies, 0) << "the last handle's value was copied";
 }
 
 TEST(CoroutineTest, AnRvalueThenOnACoroutinesResultTakesItWithoutACopy) {
@@ -320,6 +458,36 @@ TEST(CoroutineParallelTest, AwaitMapOfFuturesKeepsKeys) {
   children["a"].set_result(1);
   loop.run_pending();
   EXPECT_EQ(f.result(), (std::map<std::string, int>{{"a", 1}, {"b", 2}}));
+}
+
+// multi over move-only children gives a container of move-only values,
+// which an rvalue co_await (of multi's result, or of the container itself)
+// moves out.
+TEST(CoroutineParallelTest, AwaitingVectorsAndMapsOfMoveOnlyFuturesMovesTheValuesOut) {
+  ManualScheduler loop;
+  using UP = std::unique_ptr<int>;
+  std::vector<Future<UP>> list(2);
+  std::map<std::string, Future<UP>> table;
+  table["a"] = Future<UP>();
+  table["b"] = Future<UP>();
+  std::vector<Future<UP>> more(1);
+  auto body = [&]() -> Future<int> {
+    std::vector<UP> a = co_await std::vector<Future<UP>>(list);
+    std::map<std::string, UP> b = co_await multi(table);
+    std::map<std::string, UP> c = co_await std::map<std::string, Future<UP>>{};
+    std::vector<UP> d = co_await std::move(more);
+    co_return *a[0] + *a[1] + *b["a"] + *b["b"] + static_cast<int>(c.size()) + *d[0];
+  };
+  Future<int> f = body();
+  list[0].set_result(std::make_unique<int>(1));
+  list[1].set_result(std::make_unique<int>(2));
+  table["a"].set_result(std::make_unique<int>(10));
+  table["b"].set_result(std::make_unique<int>(20));
+  more[0].set_result(std::make_unique<int>(100));
+  loop.run_pending();
+  loop.run_pending();
+  ASSERT_TRUE(f.done());
+  EXPECT_EQ(f.result(), 133);
 }
 
 TEST(CoroutineParallelTest, AwaitTupleOfMixedTypes) {

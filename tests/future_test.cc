@@ -8,11 +8,13 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
 #include "gtest/gtest.h"
+#include "tests/live_count.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
 #include "tests/thrown.h"
@@ -22,6 +24,7 @@ namespace {
 
 using testing::LogCapture;
 using testing::ManualScheduler;
+using testing::MoveCounted;
 using testing::thrown_what;
 
 std::exception_ptr boom(const char* what = "boom") {
@@ -155,6 +158,68 @@ TEST(FutureTest, MoveOnlyResult) {
   std::unique_ptr<int> p = std::move(f.result());
   ASSERT_NE(p, nullptr);
   EXPECT_EQ(*p, 5);
+}
+
+// `for (auto& x : fetch().result())` must not read a dead state: on a
+// temporary handle result() returns the value, not a reference into the
+// state the temporary takes with it (ASan sees a use after free otherwise).
+TEST(FutureTest, ResultOnATemporaryReturnsTheValueNotADanglingReference) {
+  auto fetch = [] {
+    return make_ready_future(
+        std::vector<std::string>{std::string(100, 'a'), std::string(100, 'b')});
+  };
+  std::string seen;
+  for (const std::string& row : fetch().result()) seen += row.substr(0, 1);
+  EXPECT_EQ(seen, "ab");
+  static_assert(std::is_same_v<decltype(fetch().result()), std::vector<std::string>>);
+  Future<std::vector<std::string>> kept = fetch();
+  static_assert(std::is_same_v<decltype(kept.result()), std::vector<std::string>&>);
+  static_assert(std::is_same_v<decltype(std::as_const(kept).result()), std::vector<std::string>&>);
+}
+
+TEST(FutureTest, ResultOnTheLastHandleMovesTheValueOut) {
+  Future<MoveCounted> f = make_ready_future(MoveCounted());
+  MoveCounted::reset();
+  MoveCounted v = std::move(f).result();
+  (void)v;
+  EXPECT_EQ(MoveCounted::copies, 0);
+  EXPECT_EQ(MoveCounted::moves, 1);
+}
+
+// Other handles may still read it (a cache of results): copied, as an
+// rvalue co_await does.
+TEST(FutureTest, ResultOnATemporaryCopiesWhileOtherHandlesRemain) {
+  Future<MoveCounted> shared = make_ready_future(MoveCounted());
+  auto get = [&] { return shared; };
+  MoveCounted::reset();
+  MoveCounted v = get().result();
+  (void)v;
+  EXPECT_EQ(MoveCounted::copies, 1);
+  EXPECT_EQ(MoveCounted::moves, 0);
+  Future<std::string> text = make_ready_future(std::string(100, 'x'));
+  Future<std::string> other = text;
+  EXPECT_EQ(std::move(text).result(), std::string(100, 'x'));
+  EXPECT_EQ(other.result(), std::string(100, 'x')) << "the other handle's value was taken";
+}
+
+TEST(FutureTest, ResultOnATemporaryMovesAMoveOnlyValueEvenWhenShared) {
+  Future<std::unique_ptr<int>> f = make_ready_future(std::make_unique<int>(5));
+  Future<std::unique_ptr<int>> other = f;
+  std::unique_ptr<int> p = std::move(f).result();
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(*p, 5);
+  EXPECT_EQ(other.result(), nullptr) << "moved regardless: keep no other reader of it";
+}
+
+TEST(FutureTest, ResultOnATemporaryThrowsAsOnAnyHandle) {
+  EXPECT_THROW(make_exceptional_future<int>(boom()).result(), std::runtime_error);
+  EXPECT_THROW(make_exceptional_future<void>(boom()).result(), std::runtime_error);
+  EXPECT_THROW(Future<std::string>().result(), InvalidStateError);
+  Future<std::string> cancelled;
+  cancelled.cancel();
+  EXPECT_THROW(std::move(cancelled).result(), CancelledError);
+  make_ready_future().result();  // void: returns nothing
+  static_assert(std::is_void_v<decltype(make_ready_future().result())>);
 }
 
 TEST(FutureTest, MakeReadyAndExceptionalFutures) {

@@ -4,6 +4,8 @@
 // CopyCounted: a value that counts its copies (moves are free), so that a
 // test can see whether a result was copied or moved on its way. Tests that
 // use it set `copies` to 0 first.
+// MoveCounted: a value that counts its copies and its moves, on any thread;
+// reset() before use.
 #ifndef EDDY_TESTS_LIVE_COUNT_H_
 #define EDDY_TESTS_LIVE_COUNT_H_
 
@@ -27,6 +29,20 @@ struct CopyCounted {
   CopyCounted& operator=(const CopyCounted&) = default;
   CopyCounted& operator=(CopyCounted&&) noexcept = default;
   static inline int copies = 0;
+};
+
+struct MoveCounted {
+  MoveCounted() = default;
+  MoveCounted(const MoveCounted&) { ++copies; }
+  MoveCounted(MoveCounted&&) noexcept { ++moves; }
+  MoveCounted& operator=(const MoveCounted&) = default;
+  MoveCounted& operator=(MoveCounted&&) noexcept = default;
+  static void reset() {
+    copies = 0;
+    moves = 0;
+  }
+  static inline std::atomic<int> copies{0};
+  static inline std::atomic<int> moves{0};
 };
 
 }  // namespace eddy::testing

@@ -49,7 +49,7 @@ TEST_F(LockTest, ReleasingAnUnlockedLockThrowsInvalidStateError) {
 TEST_F(LockTest, CoroutinesGetTheLockInTheOrderTheyAsked) {
   Lock lock;
   History history;
-  Lock::Releaser held = std::move(lock.acquire().result());
+  Lock::Releaser held = lock.acquire().result();
   auto worker = [&](int i) -> Future<void> {
     auto guard = co_await lock.acquire();
     history.push_back(std::to_string(i));
@@ -78,7 +78,7 @@ TEST_F(LockTest, AcquireTimesOutWithTimeoutErrorAndLeavesTheLockToItsHolder) {
 
 TEST_F(LockTest, CancelledAcquireIsSkipped) {
   Lock lock;
-  Lock::Releaser held = std::move(lock.acquire().result());
+  Lock::Releaser held = lock.acquire().result();
   Future<Lock::Releaser> cancelled = lock.acquire();
   Future<Lock::Releaser> next = lock.acquire();
   cancelled.cancel();
@@ -141,7 +141,7 @@ TEST_F(LockTest, DestroyingTheLockCancelsItsWaiters) {
   Lock::Releaser held;
   {
     Lock lock;
-    held = std::move(lock.acquire().result());
+    held = lock.acquire().result();
     waiter = lock.acquire();
   }
   EXPECT_TRUE(waiter.cancelled());
@@ -157,7 +157,7 @@ TEST_F(LockTest, DestroyingTheLockCancelsItsWaiters) {
 TEST_F(LockTest, AGuardDroppedOnAForeignThreadHandsTheLockToTheNextWaiter) {
   testing::LogCapture log;
   Lock lock;
-  Lock::Releaser guard = std::move(lock.acquire().result());
+  Lock::Releaser guard = lock.acquire().result();
   Future<Lock::Releaser> waiter = lock.acquire();
   std::thread other([g = std::move(guard)]() mutable { g.reset(); });
   other.join();

@@ -429,6 +429,39 @@ TEST(MultiTest, MoveOnlyValuesAreMovedOutOfTheChildren) {
   EXPECT_EQ(children[0].result(), nullptr) << "moved out";
 }
 
+// A child's value that is a container of move-only values cannot be copied
+// either (std::is_copy_constructible_v says it can): it is moved out, as a
+// move-only value is, in both the list and the map form.
+TEST(MultiTest, ContainersOfMoveOnlyValuesAreMovedOutOfTheChildren) {
+  ManualScheduler loop;
+  using Rows = std::vector<std::unique_ptr<int>>;
+  auto rows_of = [](int v) {
+    Rows r;
+    r.push_back(std::make_unique<int>(v));
+    return r;
+  };
+  std::vector<Future<Rows>> list(2);
+  std::map<std::string, Future<Rows>> table;
+  table["a"] = Future<Rows>();
+  table["b"] = make_ready_future(rows_of(20));
+  Future<std::vector<Rows>> all = multi(list);
+  Future<std::map<std::string, Rows>> keyed = multi(table);
+  list[1].set_result(rows_of(2));
+  list[0].set_result(rows_of(1));
+  table["a"].set_result(rows_of(10));
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  ASSERT_TRUE(keyed.done());
+  std::vector<Rows>& values = all.result();
+  ASSERT_EQ(values.size(), 2u);
+  EXPECT_EQ(*values[0].at(0), 1);
+  EXPECT_EQ(*values[1].at(0), 2);
+  EXPECT_TRUE(list[0].result().empty()) << "moved out";
+  std::map<std::string, Rows>& by_key = keyed.result();
+  EXPECT_EQ(*by_key.at("a").at(0), 10);
+  EXPECT_EQ(*by_key.at("b").at(0), 20);
+}
+
 // A value type that counts its live copies, to show multi leaks none.
 struct Counted {
   static inline int live = 0;

@@ -139,6 +139,28 @@ TEST(RunSyncTest, MoveOnlyResultsAreMovedOut) {
   EXPECT_EQ(*p, 4);
 }
 
+// A container of move-only values, which std::is_copy_constructible_v takes
+// for copyable, is moved out too (run_sync and run_in_loop).
+TEST(RunSyncTest, ContainersOfMoveOnlyValuesAreMovedOut) {
+  using Rows = std::vector<std::unique_ptr<int>>;
+  IOLoop loop;
+  Rows rows = loop.run_sync([] {
+    Rows r;
+    r.push_back(std::make_unique<int>(4));
+    return make_ready_future(std::move(r));
+  });
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(*rows[0], 4);
+  ConcurrentFuture<Rows> from_loop = loop.run_in_loop([]() -> Future<Rows> {
+    Rows r;
+    r.push_back(std::make_unique<int>(5));
+    return make_ready_future(std::move(r));
+  });
+  loop.run_sync([] {});
+  ASSERT_TRUE(from_loop.done());
+  EXPECT_EQ(*from_loop.result().at(0), 5);
+}
+
 TEST(RunSyncTest, TimeoutThrowsTimeoutErrorAndCancelsTheFuture) {
   auto clock = std::make_shared<ManualClock>(ManualClock::Options{{}, /*auto_advance=*/true});
   IOLoop loop(IOLoop::Options{clock});

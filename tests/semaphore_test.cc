@@ -160,7 +160,7 @@ TEST_F(SemaphoreTest, BoundedSemaphoreRefusesToGrowPastItsInitialValue) {
 TEST_F(SemaphoreTest, ReleaserGivesThePermitBackWhenDestroyed) {
   Semaphore sem(1);
   {
-    Semaphore::Releaser guard = std::move(sem.acquire().result());
+    Semaphore::Releaser guard = sem.acquire().result();
     EXPECT_TRUE(guard.holds());
     EXPECT_EQ(sem.value(), 0);
   }
@@ -169,8 +169,8 @@ TEST_F(SemaphoreTest, ReleaserGivesThePermitBackWhenDestroyed) {
 
 TEST_F(SemaphoreTest, ReleaserResetDetachAndMoveAssignment) {
   Semaphore sem(2);
-  Semaphore::Releaser a = std::move(sem.acquire().result());
-  Semaphore::Releaser b = std::move(sem.acquire().result());
+  Semaphore::Releaser a = sem.acquire().result();
+  Semaphore::Releaser b = sem.acquire().result();
   EXPECT_EQ(sem.value(), 0);
 
   a.reset();
@@ -184,7 +184,7 @@ TEST_F(SemaphoreTest, ReleaserResetDetachAndMoveAssignment) {
   EXPECT_FALSE(b.holds());
   EXPECT_EQ(sem.value(), 1);
 
-  Semaphore::Releaser c = std::move(sem.acquire().result());
+  Semaphore::Releaser c = sem.acquire().result();
   a = std::move(c);  // releases a's permit first
   EXPECT_EQ(sem.value(), 1);
 
@@ -197,7 +197,7 @@ TEST_F(SemaphoreTest, ReleaserResetDetachAndMoveAssignment) {
 
 TEST_F(SemaphoreTest, ReleaserHandsItsPermitToTheOldestWaiter) {
   Semaphore sem(1);
-  Semaphore::Releaser guard = std::move(sem.acquire().result());
+  Semaphore::Releaser guard = sem.acquire().result();
   Future<Semaphore::Releaser> next = sem.acquire();
   guard.reset();
   EXPECT_TRUE(next.done());
@@ -208,7 +208,7 @@ TEST_F(SemaphoreTest, ReleaserOutlivingItsSemaphoreReleasesNothing) {
   Semaphore::Releaser guard;
   {
     Semaphore sem(1);
-    guard = std::move(sem.acquire().result());
+    guard = sem.acquire().result();
     EXPECT_TRUE(guard.holds());
   }
   EXPECT_FALSE(guard.holds());
@@ -219,7 +219,7 @@ TEST_F(SemaphoreTest, ReleaserErrorIsLoggedNotThrown) {
   testing::LogCapture logs;
   BoundedSemaphore sem(1);
   {
-    Semaphore::Releaser guard = std::move(sem.acquire().result());
+    Semaphore::Releaser guard = sem.acquire().result();
     sem.release();  // by hand: now the guard's release is one too many
   }
   EXPECT_EQ(logs.count("Semaphore released too many times"), 1u);
@@ -228,7 +228,7 @@ TEST_F(SemaphoreTest, ReleaserErrorIsLoggedNotThrown) {
 
 TEST_F(SemaphoreTest, UnretrievedPermitHandedToADroppedFutureComesBack) {
   Semaphore sem(1);
-  Semaphore::Releaser guard = std::move(sem.acquire().result());
+  Semaphore::Releaser guard = sem.acquire().result();
   (void)sem.acquire();  // nobody keeps this future
   Future<Semaphore::Releaser> last = sem.acquire();
   guard.reset();  // to the dropped waiter, whose guard dies with its future
@@ -341,7 +341,7 @@ TEST(SemaphoreWithoutLoopTest, TimeoutWithoutAnIOLoopThrowsInvalidStateError) {
 TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadGivesThePermitToTheNextWaiter) {
   testing::LogCapture log;
   Semaphore sem(1);
-  Semaphore::Releaser permit = std::move(sem.acquire().result());
+  Semaphore::Releaser permit = sem.acquire().result();
   Future<Semaphore::Releaser> waiter = sem.acquire();
   std::thread other([&] { permit.reset(); });
   other.join();

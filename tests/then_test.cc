@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/functional/any_invocable.h"
+#include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/future.h"
 #include "gtest/gtest.h"
 #include "tests/log_capture.h"
@@ -198,6 +199,39 @@ TEST(ThenTest, MoveOnlyValuesGoToAnRvalueFn) {
   EXPECT_EQ(out.result(), 5);
   EXPECT_EQ(peek.result(), 6);
   EXPECT_NE(by_ref.result(), nullptr) << "an lvalue fn leaves the value in place";
+}
+
+// A container of move-only values cannot be copied either, whatever
+// std::is_copy_constructible_v says: fn(T&&) gets it moved out, and
+// chain_future moves it into the target.
+TEST(ThenTest, ContainersOfMoveOnlyValuesGoToAnRvalueFnAndThroughChainFuture) {
+  ManualScheduler loop;
+  using Rows = std::vector<std::unique_ptr<int>>;
+  auto rows_of = [](int v) {
+    Rows r;
+    r.push_back(std::make_unique<int>(v));
+    return r;
+  };
+  Future<Rows> source;
+  Future<int> first = source.then([](Rows&& rows) { return *rows.at(0); });
+  Future<Rows> other;
+  Future<Rows> chained;
+  chain_future(other, chained);
+  source.set_result(rows_of(1));
+  other.set_result(rows_of(3));
+  loop.run_pending();
+  ASSERT_TRUE(first.done());
+  EXPECT_EQ(first.result(), 1);
+  ASSERT_TRUE(chained.done());
+  EXPECT_EQ(*chained.result().at(0), 3);
+
+  ConcurrentFuture<Rows> pooled;
+  Future<Rows> bridged;
+  chain_future(pooled, bridged);
+  pooled.set_result(rows_of(2));
+  loop.run_pending();
+  ASSERT_TRUE(bridged.done());
+  EXPECT_EQ(*bridged.result().at(0), 2);
 }
 
 // A long string: its buffer is on the heap, so a move leaves the source

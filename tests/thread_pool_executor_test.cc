@@ -81,6 +81,24 @@ TEST(ThreadPoolExecutorTest, ReferenceResultsAreCopiedOut) {
   EXPECT_EQ(f.result(), "kept");
 }
 
+// The natural one-liner: result() on submit's temporary returns the value,
+// which the range for keeps alive (a reference into the future's state
+// died with the temporary: a use after free under ASan, a crash in most
+// plain runs).
+TEST(ThreadPoolExecutorTest, RangeForOverTheResultOfATemporarySubmitIsSafe) {
+  ThreadPoolExecutor pool(2);
+  auto query = [] {
+    return std::vector<std::string>{std::string(64, 'a'), std::string(64, 'b')};
+  };
+  for (int round = 0; round < 100; ++round) {
+    std::string seen;
+    for (const std::string& row : pool.submit(query).result()) seen += row.substr(0, 1);
+    ASSERT_EQ(seen, "ab");
+  }
+  std::unique_ptr<int> p = pool.submit([] { return std::make_unique<int>(7); }).result();
+  EXPECT_EQ(*p, 7);
+}
+
 TEST(ThreadPoolExecutorTest, MemberFunctionsTakeTheObjectFirst) {
   struct Counter {
     int add(int n) { return total += n; }

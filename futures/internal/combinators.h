@@ -22,6 +22,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/copy_or_move.h"
 
 namespace eddy::internal {
 
@@ -60,12 +61,13 @@ Future<T> as_loop_future(ConcurrentFuture<T> f,
 }
 
 // The value a finished child contributes to an aggregate result: a copy
-// when T is copyable (the child may be shared with other code), otherwise
-// moved out of the child. Precondition: the child holds a value.
+// when T is copyable, elements included (the child may be shared with other
+// code; is_deeply_copyable_v), otherwise moved out of the child.
+// Precondition: the child holds a value.
 template <class T>
   requires(!std::is_void_v<T>)
 T take_value(FutureState<T>* s) {
-  if constexpr (std::is_copy_constructible_v<T>) {
+  if constexpr (is_deeply_copyable_v<T>) {
     return s->value();
   } else {
     return std::move(s->value());
