@@ -1,10 +1,20 @@
 #include "eddy/futures/scheduler.h"
 
+#include <atomic>
+
 namespace eddy {
 
-thread_local Scheduler* Scheduler::current_ = nullptr;
+namespace {
 
-Scheduler::Scheduler() : anchor_(new internal::SchedulerAnchor(this)) {
+std::atomic<uint64_t> next_serial{1};
+
+}  // namespace
+
+constinit thread_local Scheduler* Scheduler::current_ = nullptr;
+
+Scheduler::Scheduler()
+    : serial_(next_serial.fetch_add(1, std::memory_order_relaxed)),
+      anchor_(new internal::SchedulerAnchor(this)) {
   owned_.prev = owned_.next = &owned_;
 }
 
