@@ -18,6 +18,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/loop/io_loop.h"
+#include "eddy/loop/periodic_callback.h"
 #include "eddy/sync/condition.h"
 #include "eddy/sync/event.h"
 #include "eddy/sync/lock.h"
@@ -170,6 +171,14 @@ TEST(SyncForeignThreadStressTest, ALockAndItsGuardDroppedOnAPoolThreadWhileItsLo
       [](Held& h) {
         for (int i = 0; i < 3; ++i) (void)lock_on(&h.lock);
       });
+}
+
+// ~PeriodicCallback on the worker used to ask the loop, being freed, whether
+// it was on its thread, then post to it.
+TEST(SyncForeignThreadStressTest, ARunningPeriodicCallbackDroppedOnAPoolThreadWhileItsLoopIsDestroyed) {
+  race_with_loop_teardown(
+      1000, [] { return std::make_shared<PeriodicCallback>([] {}, absl::Milliseconds(1)); },
+      [](PeriodicCallback& pc) { pc.start(); });
 }
 
 }  // namespace
