@@ -53,7 +53,7 @@ TEST(SyncForeignThreadStressTest, GuardsDroppedInPoolTasksLoseNeitherAWakeUpNorT
     while (rounds < 3000 && absl::Now() < stop_at) {
       Lock::Releaser guard;
       try {
-        guard = co_await lock.acquire(absl::Seconds(2));
+        guard = co_await lock.acquire(absl::Seconds(5));
       } catch (const TimeoutError&) {
         ++timeouts;
         co_return;
@@ -70,7 +70,7 @@ TEST(SyncForeignThreadStressTest, GuardsDroppedInPoolTasksLoseNeitherAWakeUpNorT
   EXPECT_EQ(timeouts, 0) << "after " << rounds << " rounds, the lock was "
                          << (lock.locked() ? "locked" : "free (a lost wake-up)");
   // The last guard's release is on its way to the loop: the lock comes back.
-  Lock::Releaser last = loop.run_sync([&] { return lock.acquire(absl::Seconds(2)); });
+  Lock::Releaser last = loop.run_sync([&] { return lock.acquire(absl::Seconds(5)); });
   EXPECT_TRUE(last.holds());
   EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"),
             static_cast<size_t>(rounds));
