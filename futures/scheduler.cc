@@ -1,10 +1,12 @@
 #include "eddy/futures/scheduler.h"
 
+#include <atomic>
+
 namespace eddy {
 
-thread_local Scheduler* Scheduler::current_ = nullptr;
-
 namespace {
+
+std::atomic<uint64_t> next_serial{1};
 
 // Links `node` at the back of the circular list whose sentinel is `list`.
 void link_back(internal::OwnedNode& list, internal::OwnedNode* node) noexcept {
@@ -16,7 +18,11 @@ void link_back(internal::OwnedNode& list, internal::OwnedNode* node) noexcept {
 
 }  // namespace
 
-Scheduler::Scheduler() : anchor_(new internal::SchedulerAnchor(this)) {
+constinit thread_local Scheduler* Scheduler::current_ = nullptr;
+
+Scheduler::Scheduler()
+    : serial_(next_serial.fetch_add(1, std::memory_order_relaxed)),
+      anchor_(new internal::SchedulerAnchor(this)) {
   owned_.prev = owned_.next = &owned_;
   awaited_.prev = awaited_.next = &awaited_;
 }

@@ -112,6 +112,10 @@ class Scheduler {
   // The anchor futures hold; valid until detach_scheduler().
   internal::SchedulerAnchor* anchor() const noexcept { return anchor_; }
 
+  // A number no other scheduler of this process had or will have (never 0):
+  // tells this scheduler from one built later at the same address.
+  uint64_t serial() const noexcept { return serial_; }
+
   // Keeps `node` until disown(node), or calls node->drop at
   // detach_scheduler(). Scheduler thread only.
   void own(internal::OwnedNode* node) noexcept;
@@ -149,7 +153,10 @@ class Scheduler {
   void detach_scheduler();
 
  private:
-  static thread_local Scheduler* current_;
+  // constinit: read in hot paths; without it, every read from another
+  // file first checks for a dynamic initializer.
+  static constinit thread_local Scheduler* current_;
+  const uint64_t serial_;
   internal::SchedulerAnchor* anchor_;
   internal::OwnedNode owned_;    // sentinel of a circular list
   internal::OwnedNode awaited_;  // the same, for own_awaited()'s nodes

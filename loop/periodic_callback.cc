@@ -3,11 +3,13 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <stdexcept>
 #include <string>
 
 #include "eddy/futures/errors.h"
+#include "eddy/futures/internal/loop_home.h"
 #include "eddy/futures/log.h"
 #include "eddy/loop/internal/loop_ref.h"
 #include "eddy/loop/io_loop.h"
@@ -25,6 +27,9 @@ struct PeriodicCallback::State {
   // leaves two schedules going.
   uint64_t epoch = 0;
   internal::LoopRef loop;
+  // The same loop as seen from other threads (bound by start()): all a
+  // destructor running elsewhere may look at, besides `abandoned`.
+  internal::LoopHome home;
   // Set by a destructor running on another thread than the loop's: from
   // then on nothing calls fn or schedules (the loop's thread stops it for
   // good on its next look). Atomic: it is the one field written off the
@@ -129,26 +134,42 @@ PeriodicCallback::PeriodicCallback(absl::Duration interval, double jitter)
 
 PeriodicCallback::~PeriodicCallback() {
   State& s = *state_;
-  if (!s.running) return;
-  IOLoop* loop = s.loop.get();
-  if (loop != nullptr && !loop->in_scheduler_thread()) [[unlikely]] {
-    // Destroyed off the loop's thread (the object's last owner let go on
-    // a pool thread, say): the timer and the schedule are the loop's to
-    // touch. Whatever happens, no new call may start once we return (fn
-    // may refer to what is being destroyed with us), and no exception may
-    // leave a destructor.
-    s.abandoned.store(true, std::memory_order_release);
-    log(LogLevel::kError,
-        "PeriodicCallback destroyed on a thread that does not own its loop while running; it "
-        "is stopped on the loop's thread instead");
-    try {
-      loop->add_callback([state = state_] { stop_state(*state); });
-    } catch (...) {
-      // Out of memory: the timer goes when it fires (run() sees the flag).
-    }
+  if (s.home.here()) [[likely]] {  // never started, or on its loop's thread
+    stop_state(s);
     return;
   }
-  stop_state(s);
+  // Destroyed off the loop's thread (the object's last owner let go on a
+  // pool thread, say): the timer, the schedule and the state itself (its
+  // loop reference counts without atomics) are the loop's to touch, and so
+  // is the loop, which may be being destroyed right now: nothing of it is
+  // asked here. Whatever happens, no new call may start once we return (fn
+  // may refer to what is being destroyed with us), and no exception may
+  // leave a destructor.
+  s.abandoned.store(true, std::memory_order_release);
+  std::unique_ptr<std::shared_ptr<State>> handoff;
+  try {
+    log(LogLevel::kError,
+        "PeriodicCallback destroyed on a thread that does not own its loop; it is stopped on "
+        "the loop's thread instead");
+    handoff = std::make_unique<std::shared_ptr<State>>(std::move(state_));
+  } catch (...) {
+    // Out of memory: if state_ is still here it dies with this object;
+    // the loop's timer holds the state too, and run() sees the flag.
+    return;
+  }
+  // The payload owns `s`: post_owned does not touch the home once it is
+  // queued, and nor does this.
+  if (!s.home.post_owned(std::move(handoff),
+                         +[](std::shared_ptr<State>& st) { stop_state(*st); })) {
+    // Closed: its thread may still hold the state (a timer being dropped)
+    // and count down the same loop reference, so this thread leaves it be.
+    try {
+      log(LogLevel::kError,
+          "PeriodicCallback: its loop is closed: its state is leaked (fn included), since no "
+          "thread may destroy it safely");
+    } catch (...) {
+    }
+  }
 }
 
 void PeriodicCallback::set_plain(absl::AnyInvocable<void()> fn) { state_->plain = std::move(fn); }
@@ -162,6 +183,7 @@ void PeriodicCallback::start() {
   if (s.running && s.loop.get() != nullptr) return;
   IOLoop& loop = IOLoop::current();
   s.loop = internal::LoopRef(&loop);
+  s.home.bind(&loop);
   s.running = true;
   ++s.epoch;
   s.next = loop.time();

@@ -24,9 +24,13 @@
 // start()). fn runs on that loop. If the loop is closed, the callback
 // simply stops. In builds with EDDY_THREAD_CHECKS, stop() on another thread
 // throws InvalidStateError and changes nothing. The destructor never
-// throws: run on another thread while the callback runs, it logs an error,
-// makes sure fn is not called again (a call in progress on the loop
-// finishes) and leaves removing the timer to the loop's thread.
+// throws: run on another thread than the loop's once started (running or
+// not), it logs an error, makes sure fn is not called again (a call in
+// progress on the loop finishes) and posts the rest (removing the timer,
+// dropping the state) to the loop's thread, touching neither the state nor
+// the loop there (it may be being destroyed). If that loop is closed by
+// then, the state, fn included, is leaked rather than destroyed on the
+// wrong thread, and that is logged too.
 #ifndef EDDY_LOOP_PERIODIC_CALLBACK_H_
 #define EDDY_LOOP_PERIODIC_CALLBACK_H_
 

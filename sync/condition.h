@@ -34,8 +34,11 @@
 // own the waiters' loop throw InvalidStateError and wake nobody.
 //
 // Lifetime: destroying a Condition cancels the futures still waiting on it
-// (CancelledError). Destroyed on a thread that does not own their loop, it
-// logs an error and leaves the cancelling to that loop's thread.
+// (CancelledError). Destroyed on another thread than their loop's (the one
+// current at the last wait()), it logs an error and posts the cancelling to
+// that loop's thread, touching neither the waiters nor the loop there (it
+// may be being destroyed). If that loop is closed by then, the waiters are
+// leaked, neither cancelled nor destroyed, and that is logged too.
 #ifndef EDDY_SYNC_CONDITION_H_
 #define EDDY_SYNC_CONDITION_H_
 
@@ -56,7 +59,7 @@ class Condition {
   Condition() = default;
   Condition(const Condition&) = delete;
   Condition& operator=(const Condition&) = delete;
-  ~Condition() { internal::cancel_waiters(waiters_.take_all(), "Condition"); }
+  ~Condition() { internal::cancel_waiters(waiters_, "Condition"); }
 
   // A future that completes when a notify() picks this waiter. With a
   // `timeout` it fails with TimeoutError if not notified within that time
@@ -79,7 +82,7 @@ class Condition {
   // Throws InvalidStateError (waking nobody) on a foreign thread (see
   // Threading).
   size_t notify(size_t n = 1) {
-    waiters_.check_owner("Condition::notify", /*all=*/false);
+    waiters_.check_owner("Condition::notify");
     // Take the waiters first, then complete them: with no loop current a
     // completion runs callbacks inline, which may call notify() or wait()
     // again (Tornado's test_nested_notify).
@@ -102,7 +105,7 @@ class Condition {
   // Wakes every waiter that is waiting now. Returns how many were woken.
   // Throws InvalidStateError (waking nobody) on a foreign thread.
   size_t notify_all() {
-    waiters_.check_owner("Condition::notify_all", /*all=*/true);
+    waiters_.check_owner("Condition::notify_all");
     size_t woken = 0;
     for (Future<void>& w : waiters_.take_all()) {
       if (w.done()) continue;

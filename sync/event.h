@@ -30,8 +30,11 @@
 // there is nothing to tell the owner by).
 //
 // Lifetime: destroying an Event cancels the futures still waiting on it
-// (CancelledError). Destroyed on a thread that does not own their loop,
-// it logs an error and leaves the cancelling to that loop's thread.
+// (CancelledError). Destroyed on another thread than their loop's (the one
+// current at the last wait()), it logs an error and posts the cancelling to
+// that loop's thread, touching neither the waiters nor the loop there (it
+// may be being destroyed). If that loop is closed by then, the waiters are
+// leaked, neither cancelled nor destroyed, and that is logged too.
 #ifndef EDDY_SYNC_EVENT_H_
 #define EDDY_SYNC_EVENT_H_
 
@@ -54,7 +57,7 @@ class Event {
   Event() = default;
   Event(const Event&) = delete;
   Event& operator=(const Event&) = delete;
-  ~Event() { internal::cancel_waiters(waiters_.take_all(), "Event"); }
+  ~Event() { internal::cancel_waiters(waiters_, "Event"); }
 
   // True once set() was called (and clear() not since).
   bool is_set() const { return set_; }
@@ -65,7 +68,7 @@ class Event {
   // does not own the waiters' loop (see Threading).
   void set() {
     if (set_) return;
-    waiters_.check_owner("Event::set", /*all=*/true);
+    waiters_.check_owner("Event::set");
     set_ = true;
     for (Future<void>& w : waiters_.take_all()) {
       if (!w.done()) w.set_result();

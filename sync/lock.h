@@ -29,14 +29,18 @@
 // Threading: loop-affine and not thread-safe: use a Lock (and its guards)
 // only on the thread of the loop current when it is used. Waiters' callbacks
 // run on that loop on a later turn, never inside release(). As for a
-// Semaphore: release() on a foreign thread throws InvalidStateError (with
-// EDDY_THREAD_CHECKS) and changes nothing; a guard reset or destroyed there
-// logs an error and hands the unlock to the waiters' loop.
+// Semaphore: release() on a foreign thread while waiters are queued throws
+// InvalidStateError (with EDDY_THREAD_CHECKS) and changes nothing; a guard
+// reset or destroyed there, waiters queued or not, logs an error and posts
+// the unlock to the lock's loop (the one current at the last acquire()),
+// touching neither the lock nor the loop there. If that loop is closed by
+// then, the unlock is lost: the lock stays locked (logged).
 //
 // Lifetime: destroying a Lock cancels the futures still waiting for it
 // (CancelledError); a guard that outlives its Lock releases nothing.
-// Destroyed on a thread that does not own the waiters' loop, it logs an
-// error and leaves the cancelling to that loop's thread.
+// Destroyed on another thread than its loop's, it logs an error and posts
+// the cancelling to that loop's thread; if that loop is closed by then, the
+// waiters are leaked instead (logged).
 #ifndef EDDY_SYNC_LOCK_H_
 #define EDDY_SYNC_LOCK_H_
 

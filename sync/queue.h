@@ -52,8 +52,13 @@
 //
 // Lifetime: destroying a queue cancels the futures still waiting on it
 // (get, put and join: CancelledError) and destroys the items it holds.
-// Destroyed on a thread that does not own the waiters' loop, it logs an
-// error and leaves the cancelling to that loop's thread.
+// Destroyed on another thread than the waiters' loop's (the one current at
+// the last wait), it logs an error and posts the cancelling (and the
+// waiting putters' items) to that loop's thread, touching neither the
+// waiters nor the loop there (it may be being destroyed). If that loop is
+// closed by then, the waiters and those items are leaked, neither cancelled
+// nor destroyed, and that is logged too. The items in the queue itself are
+// destroyed where the queue is.
 #ifndef EDDY_SYNC_QUEUE_H_
 #define EDDY_SYNC_QUEUE_H_
 
@@ -191,8 +196,8 @@ class BasicQueue {
   BasicQueue(const BasicQueue&) = delete;
   BasicQueue& operator=(const BasicQueue&) = delete;
   ~BasicQueue() {
-    internal::cancel_waiters(getters_.take_all(), "Queue");
-    internal::cancel_waiters(putters_.take_all(), "Queue");
+    internal::cancel_waiters(getters_, "Queue");
+    internal::cancel_waiters(putters_, "Queue");
   }
 
   // The bound given at construction (0: none).
@@ -262,7 +267,7 @@ class BasicQueue {
       throw InvalidStateError("Queue::task_done called more times than items were put");
     }
     // Before the count moves: the last task_done() sets finished_.
-    if (unfinished_ == 1) finished_.waiters_.check_owner("Queue::task_done", /*all=*/true);
+    if (unfinished_ == 1) finished_.waiters_.check_owner("Queue::task_done");
     if (--unfinished_ == 0) finished_.set();
   }
 
@@ -298,8 +303,8 @@ class BasicQueue {
 
   // On a foreign thread (see Threading), throws before anything changes.
   void check_owner(const char* op) const {
-    getters_.check_owner(op, /*all=*/false);
-    putters_.check_owner(op, /*all=*/false);
+    getters_.check_owner(op);
+    putters_.check_owner(op);
   }
 
   // Puts `item` (moving it out) unless the queue is full; false if full.

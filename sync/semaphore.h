@@ -27,19 +27,26 @@
 // the oldest waiter, so a later acquire() cannot overtake it.
 //
 // Threading: loop-affine and not thread-safe: use a Semaphore (and its
-// Releasers) only on the thread of the loop current when it is used.
-// Waiters' callbacks run on that loop on a later turn, never inside
-// release(). In builds with EDDY_THREAD_CHECKS, release() from a thread
-// that does not own the waiters' loop throws InvalidStateError and
-// changes nothing. A Releaser reset or destroyed on such a thread (a guard
-// dropped in a pool task) logs an error and hands its release to that
-// loop, so the permit reaches the next waiter on the loop's thread instead
-// of being lost.
+// Releasers) only on the thread of the loop current when it is used. That
+// loop is the semaphore's: each acquire() records it (its thread, and a
+// door into it that any thread may use, RemoteScheduler, taken the first
+// time), waiters or not. Waiters' callbacks run on that loop on a later
+// turn, never inside release(). In builds with EDDY_THREAD_CHECKS,
+// release() on another thread while waiters are queued throws
+// InvalidStateError and changes nothing. A Releaser reset or destroyed on
+// another thread (a guard dropped in a pool task) logs an error and posts
+// its release to that loop, touching neither the semaphore nor the loop
+// there: the permit reaches the next waiter (or the count) on the loop's
+// thread instead of racing it. If that loop is closed by then, the release
+// cannot run anywhere: the permit is not given back (logged too).
 //
 // Lifetime: destroying a Semaphore cancels the futures still waiting on it
 // (CancelledError); a Releaser that outlives its Semaphore releases nothing.
-// Destroyed on a thread that does not own the waiters' loop, it logs an
-// error and leaves the cancelling to that loop's thread.
+// Destroyed on another thread than its loop's, it logs an error and posts
+// the waiters to that loop, whose thread cancels them. If that loop is
+// closed by then, they are leaked, neither cancelled nor destroyed (they
+// belong to that loop's thread, which may still be tearing them down), and
+// that is logged too.
 #ifndef EDDY_SYNC_SEMAPHORE_H_
 #define EDDY_SYNC_SEMAPHORE_H_
 
@@ -92,9 +99,10 @@ class Semaphore {
 
     // Gives the permit back now (a no-op if empty, or if the semaphore is
     // gone). Never throws: an error from the release (a BoundedSemaphore
-    // or Lock already released by hand) is logged through eddy::log. On a
-    // thread that does not own the waiters' loop, the release is logged as
-    // an error and posted to that loop (see Threading).
+    // or Lock already released by hand) is logged through eddy::log. On
+    // another thread than the semaphore's loop's, the release is logged as
+    // an error and posted to that loop, or lost if it is closed (see
+    // Threading).
     void reset() noexcept;
 
     // Forgets the permit without releasing it: whoever detaches promises a
@@ -109,6 +117,8 @@ class Semaphore {
     friend struct internal::SemaphoreState;
     explicit Releaser(std::weak_ptr<internal::SemaphoreState> state)
         : state_(std::move(state)) {}
+    // reset() on a thread that is not the semaphore's loop's.
+    static void release_elsewhere(std::shared_ptr<internal::SemaphoreState> state) noexcept;
 
     std::weak_ptr<internal::SemaphoreState> state_;
   };
@@ -136,7 +146,7 @@ class Semaphore {
   // future completes on a later turn), else to the counter.
   // Throws SemaphoreOverReleaseError on a BoundedSemaphore already at its
   // initial value; InvalidStateError, changing nothing, on a foreign thread
-  // (see Threading).
+  // while waiters are queued (see Threading).
   void release();
 
   // The free permits now.

@@ -202,5 +202,25 @@ TEST_F(EventTest, DestroyedOnAForeignThreadItLogsAndItsLoopCancelsTheWaiters) {
   EXPECT_TRUE(w.cancelled());
 }
 
+// Its loop closed, nobody can cancel the waiters on their thread, and this
+// thread must not touch them (their loop's thread may still be): they are
+// left as they are, leaked on purpose, and that is logged.
+TEST_F(EventTest, DestroyedOnAForeignThreadAfterItsLoopClosedItLeavesTheWaitersAlone) {
+  testing::LogCapture log;
+  auto e = std::make_unique<Event>();
+  Future<void> w;
+  {
+    IOLoop gone;
+    gone.make_current();
+    w = e->wait();
+  }
+  loop_.make_current();
+  std::thread other([&] { e.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("Event destroyed on a thread that does not own"), 1u);
+  EXPECT_EQ(log.count("is closed: they are leaked"), 1u) << log.size();
+  EXPECT_FALSE(w.done());
+}
+
 }  // namespace
 }  // namespace eddy

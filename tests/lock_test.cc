@@ -171,6 +171,24 @@ TEST_F(LockTest, AGuardDroppedOnAForeignThreadHandsTheLockToTheNextWaiter) {
   EXPECT_FALSE(lock.locked());
 }
 
+// With nobody waiting, the guard could not tell it was on a foreign thread
+// (it looked at the front waiter's loop) and unlocked right there, racing
+// the loop's next acquire(): a lost wake-up, or a lock left locked with no
+// holder. It knows its loop now, waiters or not.
+TEST_F(LockTest, AGuardDroppedOnAForeignThreadWithNobodyWaitingUnlocksOnTheLoopsThread) {
+  testing::LogCapture log;
+  Lock lock;
+  Lock::Releaser guard = std::move(lock.acquire().result());
+  std::thread other([g = std::move(guard)]() mutable { g.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"), 1u);
+  EXPECT_TRUE(lock.locked());  // untouched off the loop's thread
+  drain();
+  EXPECT_FALSE(lock.locked());
+  Future<Lock::Releaser> again = lock.acquire();
+  EXPECT_TRUE(again.done());
+}
+
 TEST_F(LockTest, ReleaseOnAForeignThreadIsRefusedNamingLockRelease) {
   Lock lock;
   (void)lock.acquire().result().detach();

@@ -276,6 +276,25 @@ TEST_F(PeriodicCallbackTest, DestroyedOnAForeignThreadItLogsAndStopsOnTheLoop) {
   EXPECT_EQ(loop.stats().timers, 0u);
 }
 
+// Its loop closed, nothing may run on its thread any more and this thread
+// must not touch the state (its loop reference is that loop's): the state
+// is leaked on purpose, and that is logged.
+TEST_F(PeriodicCallbackTest, DestroyedOnAForeignThreadAfterItsLoopClosedItTouchesNothing) {
+  WaitableLog log;
+  auto pc = std::make_unique<PeriodicCallback>([] {}, absl::Seconds(1));
+  {
+    IOLoop gone;
+    gone.make_current();
+    pc->start();
+  }
+  loop.make_current();
+  std::thread other([&] { pc.reset(); });
+  other.join();
+  EXPECT_EQ(log.count("PeriodicCallback destroyed on a thread that does not own"), 1u)
+      << log.joined();
+  EXPECT_EQ(log.count("is closed: its state is leaked"), 1u) << log.joined();
+}
+
 TEST_F(PeriodicCallbackTest, StopOnAForeignThreadIsRefusedAndChangesNothing) {
   int calls = 0;
   PeriodicCallback pc([&] { ++calls; }, absl::Seconds(1));

@@ -355,6 +355,40 @@ TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadGivesThePermitToTheNextWaite
   EXPECT_EQ(sem.value(), 1);
 }
 
+TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadWithNobodyWaitingReleasesOnTheLoopsThread) {
+  testing::LogCapture log;
+  Semaphore sem(2);
+  Semaphore::Releaser permit = std::move(sem.acquire().result());
+  EXPECT_EQ(sem.value(), 1);
+  std::thread other([&] { permit.reset(); });
+  other.join();
+  EXPECT_FALSE(permit.holds());
+  EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"), 1u);
+  EXPECT_EQ(sem.value(), 1);  // untouched off the loop's thread
+  drain();
+  EXPECT_EQ(sem.value(), 2);
+}
+
+// Its loop closed, nobody can take the release to that loop's thread, and
+// this thread must not touch the semaphore: the permit stays out (logged).
+TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadAfterItsLoopClosedGivesNothingBack) {
+  testing::LogCapture log;
+  Semaphore sem(1);
+  Semaphore::Releaser permit;
+  {
+    IOLoop gone;
+    gone.make_current();
+    permit = std::move(sem.acquire().result());
+  }
+  loop_.make_current();
+  std::thread other([&] { permit.reset(); });
+  other.join();
+  EXPECT_FALSE(permit.holds());
+  EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"), 1u);
+  EXPECT_EQ(log.count("is closed: the permit is not given back"), 1u) << log.size();
+  EXPECT_EQ(sem.value(), 0);
+}
+
 TEST_F(SemaphoreTest, ReleaseOnAForeignThreadIsRefusedAndChangesNothing) {
   Semaphore sem(0);
   Future<Semaphore::Releaser> waiter = sem.acquire();

@@ -20,9 +20,13 @@
 //
 // Not for users. Threading: the loop's thread only, like the futures. The
 // primitives have no owner of their own: the loop their waiters' futures
-// belong to is theirs, so that is what foreign_loop() and check_owner()
-// look at, before anything changes (a primitive used from a pool thread
-// must not lose waiters on the way to the error).
+// belong to is theirs. Each push() records it (home(): the scheduler
+// current at the push, which the waiter's future binds to), so that
+// check_owner() and cancel_waiters() can tell a foreign thread without
+// looking at a waiter's future or its loop, which such a thread must not
+// touch (the loop may be being destroyed), and before anything changes (a
+// primitive used from a pool thread must not lose waiters on the way to
+// the error).
 #ifndef EDDY_SYNC_INTERNAL_WAITER_QUEUE_H_
 #define EDDY_SYNC_INTERNAL_WAITER_QUEUE_H_
 
@@ -38,22 +42,11 @@
 
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/internal/loop_home.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
 
 namespace eddy::internal {
-
-// The scheduler `waiter` belongs to if it still exists and runs on another
-// thread than the caller's; nullptr if it is this thread's, gone, or none.
-// Safe from any thread (it reads what the future fixed at its creation,
-// and the scheduler's own thread-safe owner test).
-template <class W>
-Scheduler* foreign_scheduler_of(const W& waiter) noexcept {
-  const auto* state = FutureAccess::state_or_null(waiter);
-  if (state == nullptr) return nullptr;
-  Scheduler* s = state->scheduler();
-  return s != nullptr && !s->in_scheduler_thread() ? s : nullptr;
-}
 
 [[noreturn, gnu::cold]] inline void throw_foreign_primitive(const char* op) {
   throw InvalidStateError(std::string(op) +
@@ -69,7 +62,9 @@ class WaiterQueue {
   static constexpr size_t kMinSweep = 64;
 
   // Appends a waiter at the back, sweeping finished ones first when due.
+  // Binds home() to the current scheduler (the waiter's).
   void push(Entry entry) {
+    home_.bind(Scheduler::current());
     if (entries_.size() >= sweep_at_) sweep();
     entries_.push_back(std::move(entry));
   }
@@ -108,31 +103,23 @@ class WaiterQueue {
   // Entries stored, finished ones included (tests of the sweeping).
   size_t stored() const { return entries_.size(); }
 
-  // The loop of a waiter that runs on another thread than the caller's
-  // (see foreign_scheduler_of), looking at the front entry only, or at
-  // every entry if `all`; nullptr when there is none. Changes nothing, and
-  // never touches the waiters' futures beyond reading where they belong.
-  Scheduler* foreign_loop(bool all) const noexcept {
-    for (const Entry& e : entries_) {
-      if (Scheduler* s = foreign_scheduler_of(waiter_of(e))) return s;
-      if (!all) break;
-    }
-    return nullptr;
-  }
+  // The loop the waiters belong to (see Threading above). A primitive that
+  // hands out something loop-affine without a waiter (a free permit) binds
+  // it itself.
+  LoopHome& home() { return home_; }
+  const LoopHome& home() const { return home_; }
 
   // In builds with EDDY_THREAD_CHECKS (as Future's own checks): throws
-  // InvalidStateError naming `op` if foreign_loop(all) finds one, so that
-  // a primitive used from a foreign thread is refused before it changes.
-  // Front only for operations that take one waiter (O(1)); all for those
-  // that take every waiter anyway.
-  void check_owner(const char* op, bool all) const {
+  // InvalidStateError naming `op` when waiters are queued and the caller
+  // is not on their loop's thread (LoopHome::here()), so that a primitive
+  // used from a foreign thread is refused before it changes. O(1).
+  void check_owner(const char* op) const {
 #if EDDY_THREAD_CHECKS
-    if (!entries_.empty() && foreign_loop(all) != nullptr) [[unlikely]] {
+    if (!entries_.empty() && !home_.here()) [[unlikely]] {
       throw_foreign_primitive(op);
     }
 #else
     (void)op;
-    (void)all;
 #endif
   }
 
@@ -174,6 +161,7 @@ class WaiterQueue {
 
   std::deque<Entry> entries_;
   size_t sweep_at_ = kMinSweep;
+  LoopHome home_;
 };
 
 // Cancels every still-pending waiter in `entries`, on their loop's thread.
@@ -192,34 +180,50 @@ void cancel_pending(std::deque<Entry>& entries) noexcept {
 }
 
 // A primitive's destructor (`owner` names its type): cancels every
-// still-pending waiter in `entries`, since nobody could ever complete them
-// otherwise. Never throws. On a thread that does not own the waiters' loop
-// (the last reference to an object holding a Lock dropped on a pool
-// thread), touching them here would race with that loop (and used to call
-// std::terminate from the check): the misuse is logged, and the waiters
-// are handed to their loop, whose thread cancels them on a later turn (if
-// the loop is closed by then, it has dropped what awaited them already).
+// still-pending waiter in `queue`, since nobody could ever complete them
+// otherwise. Never throws. On a thread that is not the waiters' loop's (the
+// last reference to an object holding a Lock dropped on a pool thread), the
+// waiters must not be touched: that loop's thread may be using them, or
+// destroying the loop and them with it. The misuse is logged and the
+// waiters are handed to the loop (LoopHome::post_owned) without asking it
+// anything: its thread cancels them on a later turn, or destroys them if it
+// closes first. If it is closed already, nobody may destroy them: they are
+// leaked on purpose (with the items of waiting putters), and that is
+// logged too.
 template <class Entry>
-void cancel_waiters(std::deque<Entry> entries, const char* owner) noexcept {
-  Scheduler* home = nullptr;
-  for (const Entry& e : entries) {
-    home = foreign_scheduler_of(WaiterQueue<Entry>::waiter_of(e));
-    if (home != nullptr) break;
-  }
-  if (home == nullptr) {
+void cancel_waiters(WaiterQueue<Entry>& queue, const char* owner) noexcept {
+  const LoopHome& home = queue.home();
+  if (home.here()) {
+    std::deque<Entry> entries = queue.take_all();
     cancel_pending(entries);
     return;
   }
+  if (queue.stored() == 0) return;
+  std::unique_ptr<std::deque<Entry>> entries;
+  try {
+    // Made empty, then the queue's deque moved in: its blocks change hands,
+    // the futures in them are not touched.
+    entries = std::make_unique<std::deque<Entry>>();
+    *entries = queue.take_all();
+  } catch (...) {
+    // Out of memory on the way: the waiters stay in the queue and die with
+    // it on this thread, the race this avoids when it can.
+    return;
+  }
+  const size_t count = entries->size();
   try {
     log(LogLevel::kError,
         std::string(owner) + " destroyed on a thread that does not own its waiters' loop, with " +
-            std::to_string(entries.size()) +
-            " waiter(s); they are cancelled on that loop's thread instead");
-    std::shared_ptr<RemoteScheduler> remote = home->remote();
-    remote->post([entries = std::move(entries)]() mutable { cancel_pending(entries); });
+            std::to_string(count) + " waiter(s); they are cancelled on that loop's thread instead");
   } catch (...) {
-    // Out of memory on the way: the waiters stay as they are, for their
-    // loop's teardown.
+  }
+  if (!home.post_owned(std::move(entries), &cancel_pending<Entry>)) {
+    try {
+      log(LogLevel::kError, std::string(owner) + ": the waiters' loop is closed: they are leaked (" +
+                                std::to_string(count) +
+                                " waiter(s)), since no thread may destroy them safely");
+    } catch (...) {
+    }
   }
 }
 
