@@ -221,7 +221,8 @@ void cancel_waiters(WaiterQueue<Entry>& queue, const char* owner) noexcept {
     try {
       log(LogLevel::kError, std::string(owner) + ": the waiters' loop is closed: they are leaked (" +
                                 std::to_string(count) +
-                                " waiter(s)), since no thread may destroy them safely");
+                                " waiter(s)), since no thread may destroy them safely: destroy it on "
+                                "its loop's thread, before that loop closes");
     } catch (...) {
     }
   }
