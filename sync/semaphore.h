@@ -80,8 +80,10 @@ class Semaphore {
  public:
   // Holds one permit and gives it back when destroyed. Move-only; an empty
   // Releaser (default-constructed, moved-from, reset or detached) holds
-  // nothing.
-  class Releaser {
+  // nothing. [[nodiscard]]: `co_await lock.acquire();` on its own releases
+  // at once (clang warns about it; GCC only about a direct call's result).
+  class [[nodiscard("the permit is released when this guard goes: keep it (auto guard = "
+                    "co_await sem.acquire();), or detach() it and call release() later")]] Releaser {
    public:
     Releaser() = default;
     Releaser(Releaser&& other) noexcept = default;

@@ -128,7 +128,7 @@ TEST_F(LockTest, ManualStyleDetachAndRelease) {
 TEST_F(LockTest, DiscardingTheGuardUnlocksAtOnce) {
   Lock lock;
   auto careless = [&]() -> Future<bool> {
-    co_await lock.acquire();  // the guard is a temporary: unlocked here
+    (void)co_await lock.acquire();  // the guard is a temporary: unlocked here
     co_return lock.locked();
   };
   Future<bool> f = careless();
@@ -178,7 +178,7 @@ TEST_F(LockTest, AGuardDroppedOnAForeignThreadHandsTheLockToTheNextWaiter) {
 TEST_F(LockTest, AGuardDroppedOnAForeignThreadWithNobodyWaitingUnlocksOnTheLoopsThread) {
   testing::LogCapture log;
   Lock lock;
-  Lock::Releaser guard = std::move(lock.acquire().result());
+  Lock::Releaser guard = lock.acquire().result();
   std::thread other([g = std::move(guard)]() mutable { g.reset(); });
   other.join();
   EXPECT_EQ(log.count("Semaphore::Releaser reset on a thread that does not own"), 1u);

@@ -358,7 +358,7 @@ TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadGivesThePermitToTheNextWaite
 TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadWithNobodyWaitingReleasesOnTheLoopsThread) {
   testing::LogCapture log;
   Semaphore sem(2);
-  Semaphore::Releaser permit = std::move(sem.acquire().result());
+  Semaphore::Releaser permit = sem.acquire().result();
   EXPECT_EQ(sem.value(), 1);
   std::thread other([&] { permit.reset(); });
   other.join();
@@ -378,7 +378,7 @@ TEST_F(SemaphoreTest, AReleaserResetOnAForeignThreadAfterItsLoopClosedGivesNothi
   {
     IOLoop gone;
     gone.make_current();
-    permit = std::move(sem.acquire().result());
+    permit = sem.acquire().result();
   }
   loop_.make_current();
   std::thread other([&] { permit.reset(); });

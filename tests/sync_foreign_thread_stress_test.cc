@@ -165,7 +165,7 @@ TEST(SyncForeignThreadStressTest, ALockAndItsGuardDroppedOnAPoolThreadWhileItsLo
       1000,
       [] {
         auto held = std::make_shared<Held>();
-        held->guard = std::move(held->lock.acquire().result());
+        held->guard = held->lock.acquire().result();
         return held;
       },
       [](Held& h) {
