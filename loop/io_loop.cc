@@ -968,9 +968,20 @@ void IOLoop::start() {
 }
 
 void IOLoop::stop() {
-  // Set before the inbox decides whether to wake: see Inbox::prepare_to_block.
+  if (in_scheduler_thread()) {
+    stop_requested_.store(true, std::memory_order_release);
+    return;
+  }
+  // From another thread, nothing of the loop may be touched once the flag
+  // is up: the owner may see it, return from start() and destroy the loop
+  // at once (a controller thread stopping a worker's loop cannot know when
+  // that happens). So the owner test above and this copy of the inbox come
+  // first, and the wake goes through the copy, which keeps the inbox (and
+  // its eventfd) alive past the loop. The flag is still set before the
+  // inbox decides whether to wake: see Inbox::prepare_to_block.
+  std::shared_ptr<internal::Inbox> inbox = inbox_;
   stop_requested_.store(true, std::memory_order_release);
-  if (!in_scheduler_thread()) inbox_->wake();
+  inbox->wake();
 }
 
 IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,

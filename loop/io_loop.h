@@ -364,7 +364,10 @@ class IOLoop final : public Scheduler {
   void start();
 
   // Makes start() return after the current iteration (or run_sync() throw,
-  // see there). Safe from any thread; wakes a sleeping loop.
+  // see there). Safe from any thread; wakes a sleeping loop. From another
+  // thread it touches nothing of the loop once the stop is published, so
+  // the loop's owner may destroy the loop as soon as start() returns, even
+  // while stop() is still returning on the stopping thread.
   void stop();
 
   // True while start() or run_sync() runs. Loop thread only.
