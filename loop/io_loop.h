@@ -224,8 +224,9 @@ void call_add_future_callback(F& cb, Fut& f) {
 }
 
 // Completes a ConcurrentFuture exactly once; if destroyed first (the loop
-// dropped the work without running it), fails it with CancelledError so
-// that a waiting thread wakes instead of hanging. Move-only.
+// dropped the work without running it, or the Future it waited for died
+// pending), fails it with CancelledError so that a waiting thread wakes
+// instead of hanging. Move-only.
 template <class T>
 class LoopCompleter {
  public:
@@ -236,7 +237,9 @@ class LoopCompleter {
   LoopCompleter& operator=(const LoopCompleter&) = delete;
   LoopCompleter& operator=(LoopCompleter&&) = delete;
   ~LoopCompleter() {
-    if (armed_) {
+    // done(): a twin (see below) that finds the future completed makes no
+    // exception to throw away.
+    if (armed_ && !f_.done()) {
       f_.try_set_exception(std::make_exception_ptr(CancelledError(
           "IOLoop::run_in_loop: the loop was closed before the work finished")));
     }
@@ -272,6 +275,9 @@ class LoopCompleter {
     }
   }
   bool armed() const { return armed_; }
+  // Another completer of the same future: whichever completes it first
+  // wins, and either one destroyed armed fails it (unless it is done).
+  LoopCompleter twin() const { return LoopCompleter(f_); }
 
  private:
   ConcurrentFuture<T> f_;
@@ -495,10 +501,13 @@ class IOLoop final : public Scheduler {
   // ConcurrentFuture completed with its result (asyncio's
   // run_coroutine_threadsafe). If fn returns a Future<T> (a coroutine), the
   // ConcurrentFuture completes with that future's outcome. If fn throws, it
-  // holds the exception. If the loop is closed before fn (or its future)
-  // finishes, it fails with CancelledError. Blocking on it without a
-  // timeout on this loop's thread throws InvalidStateError instead of
-  // deadlocking (see ConcurrentFuture::result).
+  // holds the exception. If the loop is closed (or destroyed) before fn
+  // (or its future) finishes, it fails with CancelledError during the
+  // close, even if fn's future lives on (held by an Event's waiter, or by
+  // the application); whatever that future gets later is not passed on.
+  // It fails the same way if fn's future is destroyed pending. Blocking on
+  // it without a timeout on this loop's thread throws InvalidStateError
+  // instead of deadlocking (see ConcurrentFuture::result).
   // Throws std::invalid_argument (on the calling thread, before anything is
   // queued) if `fn` is empty (a null function pointer, an empty
   // AnyInvocable or std::function).
@@ -946,12 +955,23 @@ auto IOLoop::run_in_loop(F&& fn)
   internal::LoopCompleter<V> completer(result);
   // If the loop is closed, add_callback destroys the closure, and the
   // completer in it fails `result` with CancelledError.
-  add_callback([fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+  add_callback([this, fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
     try {
       if constexpr (internal::IsFuture<R>::value) {
         R f = fn();
-        f.add_done_callback([completer = std::move(completer)](R& done) mutable {
+        // `f` may outlive the loop (an Event's waiter, a handle the
+        // application keeps), and its callback with it: closing the loop
+        // must still fail `result`. So the loop owns a second completer,
+        // as the payload of a delivery that is never delivered: closing
+        // drops it (CancelledError, unless `result` is done); otherwise it
+        // dies on the loop thread once f's callback is gone, finding
+        // `result` done (or failing it, if f died pending). `result`
+        // takes whichever completion comes first.
+        auto on_close = internal::make_delivery(this, completer.twin());
+        f.add_done_callback([completer = std::move(completer),
+                             on_close = std::move(on_close)](R& done) mutable {
           completer.set_from(done);
+          [[maybe_unused]] auto release = std::move(on_close);  // now, not with f's state
         });
       } else if constexpr (std::is_void_v<R>) {
         fn();
