@@ -73,6 +73,13 @@
 // default_executor()); the completions of offloaded calls still in flight
 // are dropped safely. A loop must not be destroyed while it runs.
 //
+// std::exit() may be called from a callback (or inside run_sync), as
+// sys.exit() under Tornado: the process exits with that status. Of the
+// loops running on the exiting thread, the default one (IOLoop::current()'s)
+// is left as it is, neither closed nor freed, and one of static storage
+// duration, which exit() destroys, is closed as usual (the callback never
+// returns to it).
+//
 // Errors: a callback, timer or handler that throws is logged through
 // eddy::log and the loop goes on (each runs once, whatever happens while
 // its failure is reported). As in Tornado, a CancelledError escaping a
@@ -336,11 +343,14 @@ class IOLoop final : public Scheduler {
   // Throws std::system_error if epoll or eventfd cannot be created.
   IOLoop();
   explicit IOLoop(Options options);
-  // close(). Aborts (after logging) if the loop is running.
+  // close(). Aborts (after logging) if the loop is running, unless this
+  // thread is ending inside one of its callbacks (std::exit(), see
+  // Lifetime above): then it is closed all the same.
   ~IOLoop() override;
 
   // This thread's current loop; if there is none, a loop owned by this
-  // thread is created (once; destroyed at thread exit) and made current.
+  // thread is created (once; destroyed at thread exit, unless it is running
+  // then: std::exit() from one of its callbacks) and made current.
   // Throws InvalidStateError if none is current and that default loop was
   // closed (IOLoop::current().close()): it is not replaced, since
   // references to it may still be held (Tornado's current() hands back the
