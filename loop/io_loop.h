@@ -966,6 +966,7 @@ auto IOLoop::run_in_loop(F&& fn)
   // If the loop is closed, add_callback destroys the closure, and the
   // completer in it fails `result` with CancelledError.
   add_callback([this, fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+    [[maybe_unused]] IOLoop* const loop = this;  // for a Future only
     try {
       if constexpr (internal::IsFuture<R>::value) {
         R f = fn();
@@ -977,7 +978,7 @@ auto IOLoop::run_in_loop(F&& fn)
         // dies on the loop thread once f's callback is gone, finding
         // `result` done (or failing it, if f died pending). `result`
         // takes whichever completion comes first.
-        auto on_close = internal::make_delivery(this, completer.twin());
+        auto on_close = internal::make_delivery(loop, completer.twin());
         f.add_done_callback([completer = std::move(completer),
                              on_close = std::move(on_close)](R& done) mutable {
           completer.set_from(done);
