@@ -116,9 +116,15 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
 ThreadPoolExecutor::~ThreadPoolExecutor() {
   if (on_pool_thread()) {
     destroy_from_own_worker();
-    return;
+  } else {
+    shutdown(/*wait=*/true, /*cancel_futures=*/false);
   }
-  shutdown(/*wait=*/true, /*cancel_futures=*/false);
+  // Threads blocked in submit() for room in a bounded queue were woken by
+  // the shutdown and are failing with ExecutorShutdownError: wait until
+  // they have left (see wait_for_room_locked), or they would relock mu_
+  // after it is freed.
+  std::unique_lock<QueueMutex> lock(mu_);
+  room_cv_.wait(lock, [&] { return room_waiters_ == 0; });
 }
 
 // One of the pool's tasks dropped the last reference to whatever owns the
@@ -375,12 +381,37 @@ bool ThreadPoolExecutor::execute_locked(TaskPtr& task, absl::AnyInvocable<void()
         ++submitted_;
         return false;
       }
-      ++room_waiters_;
-      room_cv_.wait(lock, [&] { return shutdown_ || broken_ || room_locked(); });
-      --room_waiters_;
-      check_accepting_locked();
+      return wait_for_room_locked(lock, task);
     }
     wake = hand_over_locked(task);
+    std::lock_guard<SpinLock> submit_lock(submit_mu_);
+    ++submitted_;
+  }
+  if (wake) wake_sleeper();
+  return true;
+}
+
+// execute_locked() with the queue full, off the pool: blocks for room.
+// The destructor may be waiting (after a shutdown) for this thread to
+// leave, which it sees once room_waiters_ is back where it was, under mu_:
+// so the count drops only at the end, and this thread does everything
+// else, the wake-up of a worker included, before it lets go of mu_, the
+// last thing it touches. (Lock order: mu_ before sleep_mu_, as ever.)
+bool ThreadPoolExecutor::wait_for_room_locked(std::unique_lock<QueueMutex>& lock, TaskPtr& task) {
+  struct Leave {
+    ThreadPoolExecutor* pool;
+    ~Leave() {
+      if (--pool->room_waiters_ == 0 && (pool->shutdown_ || pool->broken_)) {
+        pool->room_cv_.notify_all();  // the destructor, if it waits
+      }
+    }
+  };
+  ++room_waiters_;
+  Leave leave{this};
+  room_cv_.wait(lock, [&] { return shutdown_ || broken_ || room_locked(); });
+  check_accepting_locked();
+  const bool wake = hand_over_locked(task);
+  {
     std::lock_guard<SpinLock> submit_lock(submit_mu_);
     ++submitted_;
   }

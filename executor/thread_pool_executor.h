@@ -153,7 +153,12 @@ class ThreadPoolExecutor final : public Executor {
   // shutdown(wait=true): runs what is queued and joins. On one of this
   // pool's own threads (a task dropped the last reference to the pool's
   // owner) it runs the queued tasks on that thread, joins the other
-  // workers, and that worker leaves once its task returns.
+  // workers, and that worker leaves once its task returns. Threads blocked
+  // in submit() for room in a full bounded queue fail with
+  // ExecutorShutdownError, and the destructor waits until they have
+  // returned from the pool's code. (Any other call racing the destructor
+  // is the caller's bug: a submit() that is not yet blocked may find the
+  // pool gone.)
   ~ThreadPoolExecutor() override;
 
   // See Executor::shutdown. From one of this pool's own threads `wait` is
@@ -255,6 +260,7 @@ class ThreadPoolExecutor final : public Executor {
   bool room_locked() const { return max_queue_size_ == 0 || (queued_ < max_queue_size_ && parked_.empty()); }
   bool try_execute_unlocked(TaskPtr& task);
   bool execute_locked(TaskPtr& task, absl::AnyInvocable<void()>* on_admitted);
+  bool wait_for_room_locked(std::unique_lock<QueueMutex>& lock, TaskPtr& task);
   bool hand_over_locked(TaskPtr& task);
   void push(Task* task);
   Task* pop_locked(bool& retry);
@@ -335,7 +341,7 @@ class ThreadPoolExecutor final : public Executor {
   uint64_t failed_ = 0;
   uint64_t running_ = 0;
   int spinning_ = 0;                // workers polling; guarded by mu_
-  int room_waiters_ = 0;            // guarded by mu_
+  int room_waiters_ = 0;            // submit()s blocked for room; guarded by mu_
   size_t queued_ = 0;               // bounded pools only; guarded by mu_
   std::deque<Parked> parked_;       // waiting for room; guarded by mu_
   std::vector<std::thread> threads_;  // guarded by mu_; joined under join_mu_

@@ -452,6 +452,7 @@ class ConcurrentFuture {
   // running or done. Callbacks run on this thread.
   bool cancel() {
     uint8_t w = state("cancel")->word.load(std::memory_order_acquire);
+    std::optional<ConcurrentFuture> self;
     for (;;) {
       internal::ConcurrentStatus s = internal::ConcurrentState<T>::status(w);
       if (s == internal::ConcurrentStatus::kCancelled) return true;
@@ -462,12 +463,13 @@ class ConcurrentFuture {
       if (s != internal::ConcurrentStatus::kPending) return false;
       const uint8_t to =
           static_cast<uint8_t>(internal::ConcurrentStatus::kCancelled) | (w & internal::kListeners);
+      if ((w & internal::kListeners) && !self) self.emplace(*this);  // see notify_listeners
       if (state_->word.compare_exchange_weak(w, to, std::memory_order_acq_rel,
                                              std::memory_order_acquire)) {
         break;
       }
     }
-    if (w & internal::kListeners) notify_listeners();
+    if (w & internal::kListeners) self->notify_listeners();
     return true;
   }
 
@@ -689,14 +691,34 @@ class ConcurrentFuture {
       }
       throw;
     }
-    const uint8_t was = state_->word.exchange(static_cast<uint8_t>(to), std::memory_order_acq_rel);
-    if (was & internal::kListeners) notify_listeners();
+    // Publish. A compare-exchange, not an exchange: a listener that
+    // registers meanwhile makes it fail, so a handle of our own is always
+    // taken before the outcome is out when anything listens (see
+    // notify_listeners).
+    std::optional<ConcurrentFuture> self;
+    uint8_t cur = state_->word.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((cur & internal::kListeners) && !self) self.emplace(*this);
+      if (state_->word.compare_exchange_weak(cur, static_cast<uint8_t>(to),
+                                             std::memory_order_acq_rel,
+                                             std::memory_order_relaxed)) {
+        break;
+      }
+    }
+    if (cur & internal::kListeners) self->notify_listeners();
     return true;
   }
 
   // After a completion that found listeners: takes the blocked waiters and
   // the callbacks under the lock, then wakes the waiters and runs the
   // callbacks unlocked (a callback may call back into this future).
+  // Called on a handle the completion took before it published the
+  // outcome, never on the handle it was made through: once the outcome is
+  // out, a waiter may return and free that handle, the object holding it
+  // and its reference, perhaps the last (std::promise style:
+  // `job->done.set_result(1)` on a worker, `job->done.result(); delete
+  // job;` on the waiter), while the callbacks still need the state. That
+  // costs a reference count, on this path only.
   void notify_listeners() {
     internal::ConcurrentWaiter* waiters;
     Callbacks callbacks;

@@ -694,8 +694,39 @@ constexpr uint64_t kTimerFdToken = UINT64_MAX - 1;
 constexpr int64_t kTimerFdBackstopNs = 2'000'000;
 
 thread_local IOLoop* t_current_loop = nullptr;
-// The loop IOLoop::current() creates; destroyed at thread exit.
-thread_local std::unique_ptr<IOLoop> t_default_loop;
+
+// Raised on a thread whose thread_local objects are being destroyed: at its
+// exit, or, on a thread that calls std::exit(), before the objects of
+// static storage duration are. A loop running on such a thread is not
+// coming back to its callback: the thread is ending inside it. (A trivial
+// thread_local, readable all the while.) Set by the destructor of
+// ThreadEnd, which a run constructs on its thread (see RunScope), so it is
+// destroyed before any static loop that ran here.
+thread_local bool t_thread_ending = false;
+struct ThreadEnd {
+  ~ThreadEnd() { t_thread_ending = true; }
+};
+thread_local ThreadEnd t_thread_end;
+
+// The loop IOLoop::current() creates; destroyed at thread exit, unless it
+// is running on this thread then: std::exit() called from one of its
+// callbacks (or inside run_sync) destroys thread_local objects with the
+// loop running below. The process is ending, and the callback will never
+// return to the loop: it is left as it is, neither closed nor freed, so
+// that nothing the callback was in the middle of is torn down under it,
+// and exit() cannot hang joining the loop's default pool. A pointer to it
+// stays in g_left_running, for leak checkers.
+std::atomic<IOLoop*> g_left_running{nullptr};
+class DefaultLoop {
+ public:
+  ~DefaultLoop() {
+    if (loop != nullptr && loop->is_running() && loop->in_scheduler_thread()) {
+      g_left_running.store(loop.release(), std::memory_order_relaxed);
+    }
+  }
+  std::unique_ptr<IOLoop> loop;
+};
+thread_local DefaultLoop t_default_loop;
 
 uint32_t to_epoll(uint32_t events) {
   uint32_t out = 0;
@@ -744,11 +775,17 @@ IOLoop::IOLoop(Options options)
 }
 
 IOLoop::~IOLoop() {
-  if (running_) {
+  if (running_ && !(in_scheduler_thread() && t_thread_ending)) [[unlikely]] {
     // Destroying the loop under its own feet: nothing sensible can follow.
     log(LogLevel::kError, "IOLoop destroyed while running (from one of its callbacks?)");
     std::abort();
   }
+  // Running here while this thread ends: std::exit() was called from one of
+  // the loop's callbacks, and the loop has static storage duration (the
+  // default loop is left alone, see DefaultLoop). The callback never
+  // returns, so nothing will touch the loop after this: it is closed as
+  // usual (what it owns is destroyed, the callback's own closure included,
+  // unrun or mid-run).
   close_now();
 }
 
@@ -839,9 +876,10 @@ Executor& IOLoop::default_executor() {
 
 IOLoop& IOLoop::current() {
   if (t_current_loop != nullptr) return *t_current_loop;
-  if (t_default_loop == nullptr) {
-    t_default_loop = std::make_unique<IOLoop>();
-  } else if (t_default_loop->closed_) [[unlikely]] {
+  std::unique_ptr<IOLoop>& default_loop = t_default_loop.loop;
+  if (default_loop == nullptr) {
+    default_loop = std::make_unique<IOLoop>();
+  } else if (default_loop->closed_) [[unlikely]] {
     // Not replaced by a fresh loop: references to the closed one may be
     // held, and Tornado's current() hands back the closed loop too.
     throw InvalidStateError(
@@ -849,8 +887,8 @@ IOLoop& IOLoop::current() {
         "closed, and no other loop is current; make a loop current (IOLoop loop; "
         "loop.make_current();) instead of relying on the default one after closing it");
   }
-  t_default_loop->make_current();
-  return *t_default_loop;
+  default_loop->make_current();
+  return *default_loop;
 }
 
 IOLoop* IOLoop::current_or_null() noexcept { return t_current_loop; }
@@ -935,6 +973,7 @@ IOLoop::RunScope::RunScope(IOLoop* loop, const char* op) : loop_(loop) {
   // Running the loop makes this thread its owner (a loop may be created on
   // one thread and run on another), and the loop current here.
   loop->take_ownership();
+  (void)&t_thread_end;  // odr-use: registers its destructor on this thread
   loop->running_.store(true, std::memory_order_relaxed);
   previous_loop_ = t_current_loop;
   previous_scheduler_ = Scheduler::current();
@@ -968,9 +1007,20 @@ void IOLoop::start() {
 }
 
 void IOLoop::stop() {
-  // Set before the inbox decides whether to wake: see Inbox::prepare_to_block.
+  if (in_scheduler_thread()) {
+    stop_requested_.store(true, std::memory_order_release);
+    return;
+  }
+  // From another thread, nothing of the loop may be touched once the flag
+  // is up: the owner may see it, return from start() and destroy the loop
+  // at once (a controller thread stopping a worker's loop cannot know when
+  // that happens). So the owner test above and this copy of the inbox come
+  // first, and the wake goes through the copy, which keeps the inbox (and
+  // its eventfd) alive past the loop. The flag is still set before the
+  // inbox decides whether to wake: see Inbox::prepare_to_block.
+  std::shared_ptr<internal::Inbox> inbox = inbox_;
   stop_requested_.store(true, std::memory_order_release);
-  if (!in_scheduler_thread()) inbox_->wake();
+  inbox->wake();
 }
 
 IOLoop::RunOutcome IOLoop::run_until(const internal::FutureStatus* watched,

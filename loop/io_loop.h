@@ -75,6 +75,13 @@
 // default_executor()); the completions of offloaded calls still in flight
 // are dropped safely. A loop must not be destroyed while it runs.
 //
+// std::exit() may be called from a callback (or inside run_sync), as
+// sys.exit() under Tornado: the process exits with that status. Of the
+// loops running on the exiting thread, the default one (IOLoop::current()'s)
+// is left as it is, neither closed nor freed, and one of static storage
+// duration, which exit() destroys, is closed as usual (the callback never
+// returns to it).
+//
 // Errors: a callback, timer or handler that throws is logged through
 // eddy::log and the loop goes on (each runs once, whatever happens while
 // its failure is reported). As in Tornado, a CancelledError escaping a
@@ -227,8 +234,9 @@ void call_add_future_callback(F& cb, Fut& f) {
 }
 
 // Completes a ConcurrentFuture exactly once; if destroyed first (the loop
-// dropped the work without running it), fails it with CancelledError so
-// that a waiting thread wakes instead of hanging. Move-only.
+// dropped the work without running it, or the Future it waited for died
+// pending), fails it with CancelledError so that a waiting thread wakes
+// instead of hanging. Move-only.
 template <class T>
 class LoopCompleter {
  public:
@@ -239,7 +247,9 @@ class LoopCompleter {
   LoopCompleter& operator=(const LoopCompleter&) = delete;
   LoopCompleter& operator=(LoopCompleter&&) = delete;
   ~LoopCompleter() {
-    if (armed_) {
+    // done(): a twin (see below) that finds the future completed makes no
+    // exception to throw away.
+    if (armed_ && !f_.done()) {
       f_.try_set_exception(std::make_exception_ptr(CancelledError(
           "IOLoop::run_in_loop: the loop was closed before the work finished")));
     }
@@ -275,6 +285,9 @@ class LoopCompleter {
     }
   }
   bool armed() const { return armed_; }
+  // Another completer of the same future: whichever completes it first
+  // wins, and either one destroyed armed fails it (unless it is done).
+  LoopCompleter twin() const { return LoopCompleter(f_); }
 
  private:
   ConcurrentFuture<T> f_;
@@ -333,11 +346,14 @@ class IOLoop final : public Scheduler {
   // Throws std::system_error if epoll or eventfd cannot be created.
   IOLoop();
   explicit IOLoop(Options options);
-  // close(). Aborts (after logging) if the loop is running.
+  // close(). Aborts (after logging) if the loop is running, unless this
+  // thread is ending inside one of its callbacks (std::exit(), see
+  // Lifetime above): then it is closed all the same.
   ~IOLoop() override;
 
   // This thread's current loop; if there is none, a loop owned by this
-  // thread is created (once; destroyed at thread exit) and made current.
+  // thread is created (once; destroyed at thread exit, unless it is running
+  // then: std::exit() from one of its callbacks) and made current.
   // Throws InvalidStateError if none is current and that default loop was
   // closed (IOLoop::current().close()): it is not replaced, since
   // references to it may still be held (Tornado's current() hands back the
@@ -367,7 +383,10 @@ class IOLoop final : public Scheduler {
   void start();
 
   // Makes start() return after the current iteration (or run_sync() throw,
-  // see there). Safe from any thread; wakes a sleeping loop.
+  // see there). Safe from any thread; wakes a sleeping loop. From another
+  // thread it touches nothing of the loop once the stop is published, so
+  // the loop's owner may destroy the loop as soon as start() returns, even
+  // while stop() is still returning on the stopping thread.
   void stop();
 
   // True while start() or run_sync() runs. Loop thread only.
@@ -495,11 +514,14 @@ class IOLoop final : public Scheduler {
   // ConcurrentFuture completed with its result (asyncio's
   // run_coroutine_threadsafe). If fn returns a Future<T> (a coroutine), the
   // ConcurrentFuture completes with that future's outcome. If fn throws, it
-  // holds the exception. If the loop is closed before fn (or its future)
-  // finishes, it fails with CancelledError. Blocking on it on this loop's
-  // thread, with or without a timeout, throws InvalidStateError instead of
-  // deadlocking or stalling the loop for the whole timeout (a zero timeout
-  // only polls; see ConcurrentFuture::result).
+  // holds the exception. If the loop is closed (or destroyed) before fn
+  // (or its future) finishes, it fails with CancelledError during the
+  // close, even if fn's future lives on (held by an Event's waiter, or by
+  // the application); whatever that future gets later is not passed on.
+  // It fails the same way if fn's future is destroyed pending. Blocking on
+  // it on this loop's thread, with or without a timeout, throws
+  // InvalidStateError instead of deadlocking or stalling the loop for the
+  // whole timeout (a zero timeout only polls; see ConcurrentFuture::result).
   // Throws std::invalid_argument (on the calling thread, before anything is
   // queued) if `fn` is empty (a null function pointer, an empty
   // AnyInvocable or std::function).
@@ -948,12 +970,24 @@ auto IOLoop::run_in_loop(F&& fn)
   internal::LoopCompleter<V> completer(result);
   // If the loop is closed, add_callback destroys the closure, and the
   // completer in it fails `result` with CancelledError.
-  add_callback([fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+  add_callback([this, fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+    [[maybe_unused]] IOLoop* const loop = this;  // for a Future only
     try {
       if constexpr (internal::IsFuture<R>::value) {
         R f = fn();
-        f.add_done_callback([completer = std::move(completer)](R& done) mutable {
+        // `f` may outlive the loop (an Event's waiter, a handle the
+        // application keeps), and its callback with it: closing the loop
+        // must still fail `result`. So the loop owns a second completer,
+        // as the payload of a delivery that is never delivered: closing
+        // drops it (CancelledError, unless `result` is done); otherwise it
+        // dies on the loop thread once f's callback is gone, finding
+        // `result` done (or failing it, if f died pending). `result`
+        // takes whichever completion comes first.
+        auto on_close = internal::make_delivery(loop, completer.twin());
+        f.add_done_callback([completer = std::move(completer),
+                             on_close = std::move(on_close)](R& done) mutable {
           completer.set_from(done);
+          [[maybe_unused]] auto release = std::move(on_close);  // now, not with f's state
         });
       } else if constexpr (std::is_void_v<R>) {
         fn();

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -394,6 +395,81 @@ TEST(RunInLoopTest, ALoopClosedFirstFailsTheFutureInsteadOfHanging) {
   IOLoop closed;
   closed.close();
   EXPECT_THROW(closed.run_in_loop([] { return 1; }).result(), CancelledError);
+}
+
+// fn's future may outlive the loop (a handle the application keeps, an
+// Event's waiter): closing the loop still fails the ConcurrentFuture with
+// CancelledError, at the close. (Its completer used to live only in a
+// callback on that future, so it stayed pending as long as the future
+// lived.) What the future gets after the close is not passed on.
+TEST(RunInLoopTest, ALoopClosedWhileFnsFutureIsPendingFailsItEvenIfThatFutureOutlivesTheLoop) {
+  std::optional<Future<int>> held;  // outlives the loop
+  ConcurrentFuture<int> r;
+  {
+    IOLoop loop;
+    r = loop.run_in_loop([&] {
+      held.emplace();
+      return *held;
+    });
+    loop.run_sync([] {});  // runs fn
+    ASSERT_TRUE(held.has_value());
+    EXPECT_FALSE(r.done());
+    loop.close();
+    EXPECT_TRUE(r.done());
+  }
+  EXPECT_THROW(r.result(absl::Seconds(1)), CancelledError);
+  held->set_result(7);  // the loop is gone: its callbacks run inline
+  EXPECT_THROW(r.result(), CancelledError);
+  held.reset();
+}
+
+// The same with the waiter on another thread, blocked before the close: it
+// wakes with CancelledError instead of waiting for as long as the future
+// lives.
+TEST(RunInLoopTest, AThreadWaitingOnFnsFutureWakesWhenTheLoopIsDestroyed) {
+  std::optional<Future<void>> held;
+  auto loop = std::make_unique<IOLoop>();
+  ConcurrentFuture<void> r = loop->run_in_loop([&] {
+    held.emplace();
+    return *held;
+  });
+  std::atomic<bool> cancelled{false};
+  std::thread waiter([&] {
+    try {
+      r.result(absl::Seconds(5));
+    } catch (const CancelledError&) {
+      cancelled = true;
+    } catch (const TimeoutError&) {
+    }
+  });
+  loop->run_sync([] {});  // runs fn
+  loop.reset();
+  waiter.join();
+  EXPECT_TRUE(cancelled);
+  held.reset();
+}
+
+// Without a close, the outcome of fn's future arrives as before, and a
+// future of fn's destroyed pending fails the ConcurrentFuture.
+TEST(RunInLoopTest, FnsFutureCompletingOrDyingPendingStillDecidesTheOutcome) {
+  IOLoop loop;
+  std::optional<Future<int>> held;
+  ConcurrentFuture<int> value = loop.run_in_loop([&] {
+    held.emplace();
+    return *held;
+  });
+  ConcurrentFuture<int> dropped = loop.run_in_loop([] { return Future<int>(); });
+  loop.run_sync([] {});
+  EXPECT_TRUE(dropped.done());
+  EXPECT_THROW(dropped.result(absl::ZeroDuration()), CancelledError);
+  EXPECT_FALSE(value.done());
+  held->set_result(5);
+  loop.run_sync([] {});  // held's callbacks run
+  EXPECT_EQ(value.result(absl::ZeroDuration()), 5);
+  held.reset();
+  loop.run_sync([] {});
+  loop.close();
+  EXPECT_EQ(value.result(absl::ZeroDuration()), 5);
 }
 
 TEST(RunInLoopTest, WaitingWithoutTimeoutOnTheLoopsOwnThreadThrowsInsteadOfDeadlocking) {

@@ -3,6 +3,7 @@
 #include "eddy/futures/concurrent_future.h"
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -388,6 +389,46 @@ TEST(ConcurrentFutureRaceTest, SetRunningAndCancelHaveExactlyOneWinner) {
 // cleanly: try_set_* answer false, set_result throws InvalidStateError.
 // A moved-from handle used to crash (a null dereference) on every call. It
 // now throws InvalidStateError naming the call, as a moved-from Future does.
+// std::promise style: the only handle lives in an object the waiter frees
+// once result() returns. The completion wakes the waiter before it runs
+// the callbacks, so it must not need the handle it was made through (nor
+// that handle's reference) for them. The first callback holds the
+// completion until the job is gone; under ASan the second one used to
+// read the freed handle. The same for cancel().
+TEST(ConcurrentFutureRaceTest, AWaiterMayFreeTheCompletingHandleWhileTheCallbacksRun) {
+  struct Job {
+    ConcurrentFuture<int> done;
+  };
+  for (bool cancel : {false, true}) {
+    Job* job = new Job;
+    std::atomic<bool> freed{false};
+    std::atomic<int> calls{0};
+    job->done.add_done_callback([&] {
+      calls++;
+      for (int i = 0; i < 5000 && !freed; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+    job->done.add_done_callback([&] { calls++; });
+    std::thread worker([job, cancel] {
+      if (cancel) {
+        job->done.cancel();
+      } else {
+        job->done.set_result(1);
+      }
+    });
+    if (cancel) {
+      EXPECT_THROW(job->done.result(), CancelledError);
+    } else {
+      EXPECT_EQ(job->done.result(), 1);
+    }
+    delete job;  // while the first callback runs
+    freed = true;
+    worker.join();
+    EXPECT_EQ(calls.load(), 2);
+  }
+}
+
 TEST(MovedFromConcurrentFutureTest, EveryCallThrowsInvalidStateErrorNamingIt) {
   ConcurrentFuture<int> a;
   ConcurrentFuture<int> b = std::move(a);

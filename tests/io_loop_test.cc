@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdlib>
 #include <functional>
 #include <mutex>
 #include <memory>
@@ -961,6 +962,62 @@ TEST(IOLoopTest, AnEmptyCallablePostedFromAnotherThreadThrowsOnThatThread) {
   });
   other.join();
   loop.run_sync([] {});  // nothing arrived through the inbox
+}
+
+// std::exit() from inside a loop callback ends the process with its status,
+// as sys.exit() does under Tornado: it destroys this thread's thread_local
+// objects with the loop running below, and the default loop (the one
+// IOLoop::current() made) is left alone instead of being destroyed under
+// the callback (that aborted: "IOLoop destroyed while running").
+TEST(IOLoopDeathTest, StdExitFromACallbackOfTheDefaultLoopExitsWithItsStatus) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        IOLoop::current().add_callback([] { std::exit(3); });
+        IOLoop::current().start();
+      },
+      ::testing::ExitedWithCode(3), "");
+}
+
+TEST(IOLoopDeathTest, StdExitInsideRunSyncOfTheDefaultLoopExitsWithItsStatus) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        IOLoop::current().run_sync([] {
+          Future<void> never;
+          IOLoop::current().call_later(absl::Milliseconds(1), [] { std::exit(4); });
+          return never;
+        });
+      },
+      ::testing::ExitedWithCode(4), "");
+}
+
+// A loop of static storage duration is destroyed by std::exit() itself:
+// running on the exiting thread, it is closed as usual (the callback
+// never returns to it) instead of aborting.
+TEST(IOLoopDeathTest, StdExitFromACallbackOfAStaticLoopExitsWithItsStatus) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_EXIT(
+      {
+        static IOLoop loop;
+        loop.call_later(absl::Hours(1), [] {});  // something to close
+        loop.add_callback([] { std::exit(5); });
+        loop.start();
+      },
+      ::testing::ExitedWithCode(5), "");
+}
+
+// Destroying a running loop from one of its own callbacks, with the thread
+// going on, is still a bug the loop cannot survive: it aborts, saying so.
+TEST(IOLoopDeathTest, ALoopDestroyedFromItsOwnCallbackAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  EXPECT_DEATH(
+      {
+        IOLoop* loop = new IOLoop;
+        loop->add_callback([loop] { delete loop; });
+        loop->start();
+      },
+      "IOLoop destroyed while running");
 }
 
 // A sandbox (an older Docker or podman seccomp profile) that denies
