@@ -983,7 +983,8 @@ auto IOLoop::run_in_loop(F&& fn)
         // dies on the loop thread once f's callback is gone, finding
         // `result` done (or failing it, if f died pending). `result`
         // takes whichever completion comes first.
-        auto on_close = internal::make_delivery(loop, completer.twin());
+        auto on_close =
+            internal::make_delivery(loop, internal::DeliveryFrom::kAnyThread, completer.twin());
         f.add_done_callback([completer = std::move(completer),
                              on_close = std::move(on_close)](R& done) mutable {
           completer.set_from(done);
