@@ -35,6 +35,8 @@
 #include <future>
 #include <latch>
 #include <numeric>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -89,7 +91,11 @@ void BM_ExecutorMap_Eddy(benchmark::State& state) {
 }
 EDDY_WORKLOAD(BM_ExecutorMap_Eddy);
 
-void BM_ExecutorMap_EddySubmit(benchmark::State& state) {
+// The hand-written loop: submit every item, then result() of each in turn;
+// with kWithToken, each call gets a token of one CancellationSource, as
+// map's calls do.
+template <bool kWithToken>
+void submit_then_collect(benchmark::State& state, const char* wrong_sum) {
   const int64_t rounds = scaled(kX1Rounds);
   ThreadPoolExecutor pool(workers());
   warm_up_eddy(pool);
@@ -99,36 +105,31 @@ void BM_ExecutorMap_EddySubmit(benchmark::State& state) {
   for (auto _ : state) {
     sum = 0;
     for (int64_t r = 0; r < rounds; ++r) {
+      [[maybe_unused]] std::conditional_t<kWithToken, CancellationSource, std::monostate> src;
       std::vector<ConcurrentFuture<int64_t>> futures;
       futures.reserve(kItems);
-      for (int64_t v : items) futures.push_back(pool.submit([v] { return tiny_task(v); }));
+      for (int64_t v : items) {
+        auto fn = [v] { return tiny_task(v); };
+        if constexpr (kWithToken) {
+          futures.push_back(pool.submit(src.token(), fn));
+        } else {
+          futures.push_back(pool.submit(fn));
+        }
+      }
       for (auto& f : futures) sum += f.result();
     }
   }
   finish(state, rounds * kItems, allocs);
-  check_sum(state, sum, rounds, "eddy submit: wrong sum");
+  check_sum(state, sum, rounds, wrong_sum);
+}
+
+void BM_ExecutorMap_EddySubmit(benchmark::State& state) {
+  submit_then_collect<false>(state, "eddy submit: wrong sum");
 }
 EDDY_WORKLOAD(BM_ExecutorMap_EddySubmit);
 
 void BM_ExecutorMap_EddySubmitToken(benchmark::State& state) {
-  const int64_t rounds = scaled(kX1Rounds);
-  ThreadPoolExecutor pool(workers());
-  warm_up_eddy(pool);
-  const std::vector<int64_t> items = inputs();
-  int64_t sum = 0;
-  uint64_t allocs = allocations();
-  for (auto _ : state) {
-    sum = 0;
-    for (int64_t r = 0; r < rounds; ++r) {
-      CancellationSource src;
-      std::vector<ConcurrentFuture<int64_t>> futures;
-      futures.reserve(kItems);
-      for (int64_t v : items) futures.push_back(pool.submit(src.token(), [v] { return tiny_task(v); }));
-      for (auto& f : futures) sum += f.result();
-    }
-  }
-  finish(state, rounds * kItems, allocs);
-  check_sum(state, sum, rounds, "eddy submit: wrong sum");
+  submit_then_collect<true>(state, "eddy submit with a token: wrong sum");
 }
 EDDY_WORKLOAD(BM_ExecutorMap_EddySubmitToken);
 
