@@ -90,6 +90,8 @@ namespace internal {
 // from)").
 [[noreturn]] void throw_source_empty(const char* op);
 
+struct CancellationAccess;
+
 // Shared by a source and its tokens.
 struct CancellationState {
   explicit CancellationState(Deadline d) : deadline(d) {}
@@ -159,6 +161,7 @@ class CancellationToken {
 
  private:
   friend class CancellationSource;
+  friend struct internal::CancellationAccess;
   explicit CancellationToken(std::shared_ptr<internal::CancellationState> s)
       : state_(std::move(s)) {}
   std::shared_ptr<internal::CancellationState> state_;
@@ -210,7 +213,26 @@ class CancellationSource {
   }
 
   std::shared_ptr<internal::CancellationState> state_;
+  friend struct internal::CancellationAccess;
 };
+
+namespace internal {
+
+struct CancellationAccess {
+  // A token that observes `source` without sharing its ownership: copying
+  // and destroying it touch no reference count (a shared count that every
+  // copy and drop on another core would move between cores). For the
+  // library's own calls only, which read it while `source` is known to be
+  // alive (Executor::map: once a call's future is running; never handed to
+  // user code, which could keep it).
+  static CancellationToken borrowed(const CancellationSource& source) {
+    const std::shared_ptr<CancellationState>& owner = source.state("token");
+    return CancellationToken(std::shared_ptr<CancellationState>(
+        std::shared_ptr<CancellationState>(), owner.get()));
+  }
+};
+
+}  // namespace internal
 
 }  // namespace eddy
 

@@ -378,11 +378,16 @@ decltype(auto) invoke_call(Fn& fn, CancellationToken& token, Args&... args) {
 // destroyed as soon as it returns, before its future completes (or by
 // dispose() if it never ran), so that the user's captures do not live as
 // long as the future.
-template <class R, class Fn, class... Args>
-class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> {
+//
+// kBorrowedToken: the token borrows its source (CancellationAccess) and
+// the function does not take it (Executor::map). The source may be gone
+// once the future is done (map returned, its calls cancelled), so the
+// token is read only once the future is running, which map waits out.
+template <bool kBorrowedToken, class R, class Fn, class... Args>
+class BasicCallTask final : public Executor::Task, public EmbeddedConcurrentState<R> {
  public:
   template <class F, class... A>
-  CallTask(CancellationToken token, F&& fn, A&&... args)
+  BasicCallTask(CancellationToken token, F&& fn, A&&... args)
       : EmbeddedConcurrentState<R>(SourceLocation::current()),
         call_(std::move(token), std::forward<F>(fn), std::forward<A>(args)...),
         future_(ConcurrentAccess::adopt<R>(*this)) {}
@@ -390,17 +395,31 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
   const ConcurrentFuture<R>& future() const { return future_; }
 
   bool run() noexcept override {
-    if (call_.token.cancel_requested()) {
-      future_.cancel();
-      return false;
+    if constexpr (!kBorrowedToken) {
+      if (call_.token.cancel_requested()) {
+        future_.cancel();
+        return false;
+      }
     }
     // Fire and forget (the submitter dropped its future, nothing listens):
     // nobody can cancel the call or see the future's states, so it runs
     // without marking the future running and completes it with plain
     // stores, three locked instructions fewer per task. A failure still
     // goes through the usual completion, which logs it if never retrieved.
-    const bool unobserved = ConcurrentAccess::unobserved(future_);
+    // (Never with a borrowed token, which start() must come before.)
+    const bool unobserved = !kBorrowedToken && ConcurrentAccess::unobserved(future_);
     if (!unobserved && !start()) return false;
+    if constexpr (kBorrowedToken) {
+      // Running: the future cannot be cancelled any more, so it fails with
+      // a CancelledError, which map drops (it cancels the source only once
+      // it has given up on its calls).
+      if (call_.token.cancel_requested()) {
+        end_call();
+        future_.try_set_exception(std::make_exception_ptr(
+            CancelledError("the offloaded call was cancelled before it started")));
+        return false;
+      }
+    }
     if (call_.token.expired()) {
       future_.try_set_exception(std::make_exception_ptr(
           TimeoutError("the offloaded call's deadline passed before it started")));
@@ -467,7 +486,7 @@ class CallTask final : public Executor::Task, public EmbeddedConcurrentState<R> 
 
   // Only free_block() destroys a task, once dispose() has destroyed call_
   // and dropped future_.
-  ~CallTask() override {}
+  ~BasicCallTask() override {}
 
   void free_block() noexcept override { delete this; }
 
@@ -515,10 +534,13 @@ struct ExecutorAccess {
   }
 };
 
-template <class F, class... A>
+template <class R, class Fn, class... Args>
+using CallTask = BasicCallTask<false, R, Fn, Args...>;
+
+template <bool kBorrowedToken = false, class F, class... A>
 auto make_call_task(CancellationToken token, F&& fn, A&&... args) {
   using R = call_result_t<F, A...>;
-  using Call = CallTask<R, std::decay_t<F>, std::decay_t<A>...>;
+  using Call = BasicCallTask<kBorrowedToken, R, std::decay_t<F>, std::decay_t<A>...>;
   return std::unique_ptr<Call, Executor::TaskDisposer>(
       new Call(std::move(token), std::forward<F>(fn), std::forward<A>(args)...));
 }
@@ -632,6 +654,8 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
                 "its own copy of its item, as an rvalue: take it by value or const&)");
   using R = internal::call_result_t<F, Arg>;
   using Fut = ConcurrentFuture<R>;
+  constexpr bool kFnTakesToken = internal::call_shape<std::decay_t<F>, std::decay_t<Arg>>() !=
+                                 internal::CallShape::kPlain;
 
   const internal::WaitDeadline deadline(timeout);
   std::optional<size_t> total;
@@ -670,7 +694,16 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
         nodes.emplace_back();
         // report() must not allocate.
         if (futures.size() == board_room) board_room = board.reserve(futures.size() + 1);
-        futures.push_back(submit(source.token(), fn, static_cast<Arg>(*it)));
+        if constexpr (kFnTakesToken) {
+          futures.push_back(submit(source.token(), fn, static_cast<Arg>(*it)));
+        } else {
+          // A borrowed token: no shared count moved between cores per call.
+          auto task = internal::make_call_task<true>(
+              internal::CancellationAccess::borrowed(source), fn, static_cast<Arg>(*it));
+          Fut future = internal::ConcurrentAccess::share_unpublished(task->future());
+          execute(std::move(task));  // may throw: then map never watches the future
+          futures.push_back(std::move(future));  // reserved: does not throw
+        }
         board.watch(nodes.back(), futures.size() - 1, futures.back());
       }
       all_submitted = it == last;

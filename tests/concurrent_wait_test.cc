@@ -779,6 +779,47 @@ TEST(ExecutorMapTest, ABoundedQueueStopsSubmittingAtTheTimeout) {
   EXPECT_LT(ran.load(), 50) << "it went on submitting past its timeout";
 }
 
+TEST(ExecutorMapTest, CallsLeftQueuedWhenMapGaveUpNeverRunAfterItReturned) {
+  // The calls of a fn without a token share a token that map's frame owns
+  // (no reference count per call): once map has returned, its calls still
+  // queued must not read it. ASan reports a read of the freed source.
+  ThreadPoolExecutor pool(1);
+  std::latch release(1);
+  ConcurrentFuture<void> blocker = pool.submit([&] { release.wait(); });
+  std::atomic<int> ran{0};
+  {
+    std::vector<int> in = {0, 1, 2, 3};
+    EXPECT_EQ(thrown_what<TimeoutError>(
+                  [&] { pool.map([&](int) { ++ran; }, in, absl::Milliseconds(20)); }),
+              "Executor::map: 4 of 4 calls not done within 20ms");
+  }
+  release.count_down();
+  blocker.result();
+  pool.shutdown();
+  EXPECT_EQ(ran.load(), 0) << "a call map gave up on ran after it returned";
+}
+
+TEST(ExecutorMapTest, AFailureStopsTheQueuedCallsOfAFnWithoutAToken) {
+  ThreadPoolExecutor pool(1);
+  std::atomic<int> ran_after_failure{0};
+  std::vector<int> in(50);
+  std::iota(in.begin(), in.end(), 0);
+  LogCapture log;
+  const std::string what = failure_after_shutdown(pool, [&] {
+    pool.map(
+        [&](int i) {
+          if (i == 0) throw std::runtime_error("item 0 failed");
+          ++ran_after_failure;
+        },
+        in);
+  });
+  EXPECT_EQ(what, "item 0 failed");
+  // The calls queued behind call 0 share a borrowed token: the failure
+  // cancels it as it completes, before the worker takes the next call.
+  EXPECT_EQ(ran_after_failure.load(), 0);
+  EXPECT_EQ(log.size(), 0u) << "the cancelled calls' outcomes are not logged: " << log.lines()[0];
+}
+
 TEST(WaitTest, TimeoutMessagesNeverSayNegative) {
   std::vector<ConcurrentFuture<int>> fs = pending(1);
   AsCompleted<int> each(fs, absl::Milliseconds(-5));
