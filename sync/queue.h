@@ -66,11 +66,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
-#include "eddy/futures/source_location.h"
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -78,6 +80,8 @@
 #include "eddy/futures/coroutine.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
+#include "eddy/futures/log.h"
+#include "eddy/futures/source_location.h"
 #include "eddy/sync/event.h"
 #include "eddy/sync/internal/wait_timeout.h"
 #include "eddy/sync/internal/waiter_queue.h"
@@ -107,17 +111,15 @@ inline size_t checked_queue_maxsize(std::int64_t maxsize) {
   return static_cast<size_t>(maxsize);
 }
 
-// The item stores behind the three queues: push(), pop() (of the next item
-// to hand out) and size().
+// The item stores behind the three queues: push(), next() and drop_next()
+// (the next item to hand out: it is moved out before it is dropped, so
+// that a throwing copy or move leaves it in the queue), and size().
 template <class T>
 class FifoStorage {
  public:
   void push(T item) { items_.push_back(std::move(item)); }
-  T pop() {
-    T item = std::move(items_.front());
-    items_.pop_front();
-    return item;
-  }
+  T& next() { return items_.front(); }
+  void drop_next() { items_.pop_front(); }
   size_t size() const { return items_.size(); }
 
  private:
@@ -128,11 +130,8 @@ template <class T>
 class LifoStorage {
  public:
   void push(T item) { items_.push_back(std::move(item)); }
-  T pop() {
-    T item = std::move(items_.back());
-    items_.pop_back();
-    return item;
-  }
+  T& next() { return items_.back(); }
+  void drop_next() { items_.pop_back(); }
   size_t size() const { return items_.size(); }
 
  private:
@@ -147,14 +146,14 @@ class PriorityStorage {
   explicit PriorityStorage(Compare compare = Compare()) : compare_(std::move(compare)) {}
 
   void push(T item) {
-    heap_.push_back(Slot{std::move(item), next_seq_++});
+    heap_.push_back(make_held(std::move(item), next_seq_));
+    ++next_seq_;
     std::push_heap(heap_.begin(), heap_.end(), later());
   }
-  T pop() {
+  T& next() { return slot(heap_.front()).item; }
+  void drop_next() {
     std::pop_heap(heap_.begin(), heap_.end(), later());
-    T item = std::move(heap_.back().item);
     heap_.pop_back();
-    return item;
   }
   size_t size() const { return heap_.size(); }
 
@@ -163,10 +162,34 @@ class PriorityStorage {
     T item;
     uint64_t seq;
   };
+  // The heap's sifting moves its elements: an item whose move may throw is
+  // held through a pointer, so that a throwing move cannot lose an item or
+  // leave a copy of it behind half-way through a sift.
+  static constexpr bool kInline =
+      std::is_nothrow_move_constructible_v<T> && std::is_nothrow_move_assignable_v<T>;
+  using Held = std::conditional_t<kInline, Slot, std::unique_ptr<Slot>>;
+  static Held make_held(T&& item, uint64_t seq) {
+    if constexpr (kInline) {
+      return Slot{std::move(item), seq};
+    } else {
+      return std::make_unique<Slot>(Slot{std::move(item), seq});
+    }
+  }
+  static const Slot& slot(const Held& h) {
+    if constexpr (kInline) {
+      return h;
+    } else {
+      return *h;
+    }
+  }
+  static Slot& slot(Held& h) { return const_cast<Slot&>(slot(std::as_const(h))); }
+
   // std::push_heap keeps the greatest on top; "comes out later" as the
   // ordering puts the earliest-out slot there.
   auto later() const {
-    return [this](const Slot& a, const Slot& b) {
+    return [this](const Held& ha, const Held& hb) {
+      const Slot& a = slot(ha);
+      const Slot& b = slot(hb);
       if (compare_(b.item, a.item)) return true;
       if (compare_(a.item, b.item)) return false;
       return a.seq > b.seq;
@@ -174,7 +197,7 @@ class PriorityStorage {
   }
 
   Compare compare_;
-  std::vector<Slot> heap_;
+  std::vector<Held> heap_;
   uint64_t next_seq_ = 0;
 };
 
@@ -240,10 +263,14 @@ class BasicQueue {
   // scheduler is not an IOLoop.
   Future<T> get(std::optional<absl::Duration> timeout = std::nullopt,
                 SourceLocation where = SourceLocation::current()) {
-    if (std::optional<T> item = try_get()) {
-      Future<T> ready(where);
-      ready.set_result(std::move(*item));
-      return ready;
+    {
+      HandOut out(*this, admit_putter());
+      if (items_.size() > 0) {
+        out.arm();
+        Future<T> ready(where);
+        ready.set_result(std::move(items_.next()));
+        return ready;
+      }
     }
     Future<T> waiter =
         internal::make_waiter<T>(timeout, "Queue::get", "Queue::get timed out", where);
@@ -255,8 +282,10 @@ class BasicQueue {
   // in to take its place.
   // Throws QueueEmpty if there is none.
   T get_nowait() {
-    if (std::optional<T> item = try_get()) return std::move(*item);
-    throw QueueEmpty();
+    HandOut out(*this, admit_putter());
+    if (items_.size() == 0) throw QueueEmpty();
+    out.arm();
+    return T(std::move(items_.next()));  // the caller's object, built in place
   }
 
   // Tells the queue that a consumer has finished with one item it got:
@@ -296,9 +325,9 @@ class BasicQueue {
 
   // Tornado's __put_internal: every item entering counts as unfinished.
   void put_internal(T item) {
+    items_.push(std::move(item));  // first: if it throws, nothing changed
     ++unfinished_;
     finished_.clear();
-    items_.push(std::move(item));
   }
 
   // On a foreign thread (see Threading), throws before anything changes.
@@ -308,15 +337,28 @@ class BasicQueue {
   }
 
   // Puts `item` (moving it out) unless the queue is full; false if full.
+  // If moving the item throws, nothing has changed (no waiter is lost).
   bool try_put(T& item) {
     check_owner("Queue::put");
     putters_.drop_finished_front();
-    if (std::optional<Future<T>> getter = getters_.pop_live()) {
+    if (getters_.has_live()) {
       // A live getter means the queue is empty: the item passes through.
-      put_internal(std::move(item));
-      // Out of the deque and the queue before completing: with no loop
-      // current the getter's callbacks run inline and may use the queue.
-      getter->set_result(items_.pop());
+      // Completed while still queued (through a handle of its own), so that
+      // a throwing move of the item leaves it waiting; dropped once done.
+      // Counted first: with no loop current the getter's callbacks run
+      // inline and may use the queue (task_done()).
+      Future<T> getter = getters_.front();
+      const bool was_finished = unfinished_ == 0;
+      ++unfinished_;
+      finished_.clear();
+      try {
+        getter.set_result(std::move(item));
+      } catch (...) {
+        --unfinished_;
+        if (was_finished) finished_.set();
+        throw;
+      }
+      getters_.drop_finished_front();
       return true;
     }
     if (full()) return false;
@@ -324,21 +366,50 @@ class BasicQueue {
     return true;
   }
 
-  // The next item, or nullopt when the queue is empty.
-  std::optional<T> try_get() {
+  // The first half of a get: a live putter means the queue is full; its
+  // item joins (for a LifoQueue it is the next to leave) and the putter
+  // leaves its deque, to be completed by the HandOut once the leaving item
+  // is out of the queue too: with no loop current its callbacks run inline
+  // and may use the queue. If moving its item in throws, nothing changed.
+  std::optional<Future<void>> admit_putter() {
     check_owner("Queue::get");
     getters_.drop_finished_front();
-    if (std::optional<Putter> putter = putters_.pop_live()) {
-      // A live putter means the queue is full: its item joins, the next
-      // one leaves (for a LifoQueue, that is the putter's own item).
-      put_internal(std::move(putter->item));
-      std::optional<T> out(items_.pop());
-      putter->waiter.set_result();
-      return out;
-    }
-    if (items_.size() == 0) return std::nullopt;
-    return std::optional<T>(items_.pop());
+    if (!putters_.has_live()) return std::nullopt;
+    items_.push(std::move(putters_.front().item));
+    std::optional<Future<void>> putter(putters_.take_front_waiter());
+    ++unfinished_;
+    finished_.clear();
+    return putter;
   }
+
+  // The second half: once armed, drops the item handed out when the scope
+  // ends, unless handing it out (moving it into the caller's object or
+  // future) threw, which leaves it in the queue; then completes the
+  // admitted putter, if any, whose item is in either way.
+  class HandOut {
+   public:
+    HandOut(BasicQueue& q, std::optional<Future<void>> putter) noexcept
+        : q_(q), putter_(std::move(putter)) {}
+    HandOut(const HandOut&) = delete;
+    HandOut& operator=(const HandOut&) = delete;
+    void arm() noexcept { armed_ = true; }
+    ~HandOut() {
+      if (armed_ && std::uncaught_exceptions() == uncaught_) q_.items_.drop_next();
+      if (!putter_) return;
+      try {
+        putter_->set_result();
+      } catch (...) {
+        log(LogLevel::kError, "Queue::get: completing a waiting put() failed: " +
+                                  describe_exception(std::current_exception()));
+      }
+    }
+
+   private:
+    BasicQueue& q_;
+    std::optional<Future<void>> putter_;
+    bool armed_ = false;
+    const int uncaught_ = std::uncaught_exceptions();
+  };
 
   size_t maxsize_;
   Storage items_;

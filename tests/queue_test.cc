@@ -5,6 +5,7 @@
 // a manual clock.
 #include "eddy/sync/queue.h"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -637,6 +638,141 @@ TEST_F(QueueTest, PutOnAForeignThreadIsRefusedNamingQueuePut) {
   q.put_nowait(6);
   drain();
   EXPECT_EQ(getter.result(), 6);
+}
+
+// --- Items whose copy throws --------------------------------------------
+
+// A copy-only item (no move constructor: every move is a copy) whose copy
+// throws while `fail` is set, as a legacy type's copy that allocates or
+// validates may.
+struct Brittle {
+  static inline bool fail = false;
+  static inline int copies_left = -1;  // >= 0: the copy after that many throws
+  int v = 0;
+  explicit Brittle(int x) : v(x) {}
+  Brittle(const Brittle& o) : v(o.v) {
+    if (fail || copies_left == 0) throw std::runtime_error("copy failed");
+    if (copies_left > 0) --copies_left;
+  }
+  Brittle& operator=(const Brittle&) = default;
+  bool operator<(const Brittle& o) const { return v < o.v; }
+};
+
+// Runs fn with Brittle's copies failing.
+template <class F>
+std::string copy_failure(F&& fn) {
+  Brittle::fail = true;
+  std::string what = "nothing thrown";
+  try {
+    fn();
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  Brittle::fail = false;
+  return what;
+}
+
+template <class Q>
+class QueueOfBrittleTest : public QueueTest {};
+using BrittleQueues = ::testing::Types<Queue<Brittle>, LifoQueue<Brittle>, PriorityQueue<Brittle>>;
+TYPED_TEST_SUITE(QueueOfBrittleTest, BrittleQueues);
+
+TYPED_TEST(QueueOfBrittleTest, AFailedPutToAWaitingGetterKeepsTheGetterWaiting) {
+  TypeParam q;
+  Future<Brittle> getter = q.get();
+  // (A temporary: the copy that fails is the queue's own, not the call's.)
+  EXPECT_EQ(copy_failure([&] { q.put_nowait(Brittle(1)); }), "copy failed");
+  EXPECT_FALSE(getter.done());
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_EQ(q.unfinished_tasks(), 0u);
+  EXPECT_TRUE(q.join().done()) << "the failed put left an unfinished task";
+  q.put_nowait(Brittle(2));
+  ASSERT_TRUE(getter.done()) << "the getter was lost with the failed put";
+  EXPECT_EQ(getter.result().v, 2);
+  EXPECT_EQ(q.qsize(), 0u);
+}
+
+TYPED_TEST(QueueOfBrittleTest, AFailedGetWithAWaitingPutterKeepsTheQueueWhole) {
+  TypeParam q(1);
+  q.put_nowait(Brittle(1));
+  Future<void> putter = q.put(Brittle(2));
+  ASSERT_FALSE(putter.done());
+  EXPECT_EQ(copy_failure([&] { q.get_nowait(); }), "copy failed");
+  // Nothing changed: the putter still waits with its item.
+  EXPECT_FALSE(putter.done());
+  EXPECT_EQ(q.qsize(), 1u);
+  std::vector<int> out;
+  out.push_back(q.get_nowait().v);
+  EXPECT_TRUE(putter.done());
+  out.push_back(q.get_nowait().v);
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, (std::vector<int>{1, 2}));
+  EXPECT_TRUE(q.empty());
+  q.put_nowait(Brittle(3));
+  EXPECT_EQ(q.get_nowait().v, 3) << "the queue is still usable";
+}
+
+TYPED_TEST(QueueOfBrittleTest, AFailedGetLeavesTheItemInTheQueue) {
+  TypeParam q;
+  q.put_nowait(Brittle(1));
+  EXPECT_EQ(copy_failure([&] { q.get_nowait(); }), "copy failed");
+  EXPECT_EQ(copy_failure([&] { q.get(); }), "copy failed");
+  EXPECT_EQ(q.qsize(), 1u);
+  Future<Brittle> got = q.get();
+  ASSERT_TRUE(got.done());
+  EXPECT_EQ(got.result().v, 1);
+}
+
+// Whichever copy fails, every item is in exactly one place afterwards (the
+// queue, a waiting putter, a completed getter, or handed out) and every
+// waiter that is not done still waits.
+TYPED_TEST(QueueOfBrittleTest, NoItemOrWaiterIsLostWhicheverCopyFails) {
+  for (int k = 0; k < 8; ++k) {
+    SCOPED_TRACE("the copy after " + std::to_string(k) + " fails");
+    {
+      TypeParam q(1);
+      q.put_nowait(Brittle(1));
+      Future<void> putter = q.put(Brittle(2));
+      std::vector<int> out;
+      Brittle::copies_left = k;
+      try {
+        out.push_back(q.get_nowait().v);
+      } catch (const std::runtime_error&) {
+      }
+      Brittle::copies_left = -1;
+      while (!q.empty()) out.push_back(q.get_nowait().v);
+      std::sort(out.begin(), out.end());
+      EXPECT_EQ(out, (std::vector<int>{1, 2}));
+      EXPECT_TRUE(putter.done());
+      EXPECT_EQ(q.unfinished_tasks(), 2u);
+    }
+    {
+      TypeParam q;
+      Future<Brittle> getter = q.get();
+      Brittle::copies_left = k;
+      bool put = true;
+      try {
+        q.put_nowait(Brittle(1));
+      } catch (const std::runtime_error&) {
+        put = false;
+      }
+      Brittle::copies_left = -1;
+      EXPECT_EQ(getter.done(), put);
+      if (!put) q.put_nowait(Brittle(2));
+      ASSERT_TRUE(getter.done());
+      EXPECT_EQ(getter.result().v, put ? 1 : 2);
+      EXPECT_TRUE(q.empty());
+      EXPECT_EQ(q.unfinished_tasks(), 1u);
+    }
+  }
+}
+
+TYPED_TEST(QueueOfBrittleTest, AFailedPutChangesNothing) {
+  TypeParam q(1);
+  EXPECT_EQ(copy_failure([&] { q.put_nowait(Brittle(1)); }), "copy failed");
+  EXPECT_EQ(q.qsize(), 0u);
+  EXPECT_EQ(q.unfinished_tasks(), 0u);
+  EXPECT_TRUE(q.join().done());
 }
 
 }  // namespace

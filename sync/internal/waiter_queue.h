@@ -94,6 +94,17 @@ class WaiterQueue {
   // The front entry; precondition: has_live().
   Entry& front() { return entries_.front(); }
 
+  // Takes the front entry's waiter out and drops the entry (with whatever
+  // else it carries, e.g. a putter's item, moved from by then). Cannot
+  // throw: an entry is never moved as a whole, so a T whose copy or move
+  // throws cannot leave a half-moved entry behind. Precondition:
+  // has_live().
+  auto take_front_waiter() noexcept {
+    auto waiter = std::move(waiter_of(entries_.front()));
+    entries_.pop_front();
+    return waiter;
+  }
+
   // How many waiters are still pending. Linear: for diagnostics and tests.
   size_t live_count() const {
     return static_cast<size_t>(std::count_if(entries_.begin(), entries_.end(),
