@@ -36,6 +36,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"

@@ -383,6 +383,8 @@ decltype(auto) invoke_call(Fn& fn, CancellationToken& token, Args&... args) {
 // the function does not take it (Executor::map). The source may be gone
 // once the future is done (map returned, its calls cancelled), so the
 // token is read only once the future is running, which map waits out.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"  // see EmbeddedConcurrentState
 template <bool kBorrowedToken, class R, class Fn, class... Args>
 class BasicCallTask final : public Executor::Task, public EmbeddedConcurrentState<R> {
  public:
@@ -466,8 +468,8 @@ class BasicCallTask final : public Executor::Task, public EmbeddedConcurrentStat
  private:
   struct Call {
     template <class F, class... A>
-    Call(CancellationToken token, F&& fn, A&&... args)
-        : token(std::move(token)), fn(std::forward<F>(fn)), args(std::forward<A>(args)...) {}
+    Call(CancellationToken t, F&& f, A&&... a)
+        : token(std::move(t)), fn(std::forward<F>(f)), args(std::forward<A>(a)...) {}
 
     CancellationToken token;
     // Often empty (no arguments, a captureless lambda): then they take no
@@ -525,6 +527,7 @@ class BasicCallTask final : public Executor::Task, public EmbeddedConcurrentStat
   ConcurrentFuture<R> future_;  // the task's own reference; empty after dispose()
   bool call_alive_ = true;      // (in padding: the task stays 160 bytes)
 };
+#pragma GCC diagnostic pop
 
 // Library-internal access to the protected hand-over (the loop bridge).
 struct ExecutorAccess {

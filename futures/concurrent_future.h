@@ -223,6 +223,11 @@ class ConcurrentState : public Recycled {
 // owner counts its own reference too if it must outlive the handles (a
 // task until it has run), and frees the object, state included, in
 // free_block().
+// (Never deleted through a pointer to its base: release() calls
+// free_block() for an embedded state. GCC's -Wnon-virtual-dtor, which a
+// consumer may build with, cannot tell.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wnon-virtual-dtor"
 template <class T>
 class EmbeddedConcurrentState : public ConcurrentState<T> {
  protected:
@@ -236,6 +241,7 @@ class EmbeddedConcurrentState : public ConcurrentState<T> {
   // release(), on whichever thread that happens.
   virtual void free_block() noexcept = 0;
 };
+#pragma GCC diagnostic pop
 
 [[noreturn]] void throw_concurrent_deadlock(const char* op);
 

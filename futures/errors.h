@@ -17,6 +17,10 @@
 #ifndef EDDY_FUTURES_ERRORS_H_
 #define EDDY_FUTURES_ERRORS_H_
 
+#if __cplusplus < 202002L
+#error "eddy needs C++20: with Bazel, add build --cxxopt=-std=c++20 --host_cxxopt=-std=c++20 to your .bazelrc"
+#endif
+
 #include <exception>
 #include <stdexcept>
 #include <string>

@@ -102,7 +102,10 @@ std::string describe_exception(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const std::exception& ex) {
-    return demangle(typeid(ex).name()) + ": " + ex.what();
+    // The thrown object's type, from the C++ runtime rather than typeid,
+    // so that this also builds with -fno-rtti.
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    return (type ? demangle(type->name()) : std::string("std::exception")) + ": " + ex.what();
   } catch (...) {
     const std::type_info* type = abi::__cxa_current_exception_type();
     return type ? demangle(type->name()) + " (not a std::exception)"

@@ -13,6 +13,10 @@
 #ifndef EDDY_FUTURES_SOURCE_LOCATION_H_
 #define EDDY_FUTURES_SOURCE_LOCATION_H_
 
+#if __cplusplus < 202002L
+#error "eddy needs C++20: with Bazel, add build --cxxopt=-std=c++20 --host_cxxopt=-std=c++20 to your .bazelrc"
+#endif
+
 #include <cstdint>
 #if __has_include(<source_location>)
 #include <source_location>

@@ -1183,7 +1183,7 @@ void IOLoop::run_iteration(bool may_block) {
 bool IOLoop::arm_timer_fd(MonotonicTime deadline) {
   if (timer_fd_ == kTimerFdUnavailable) return false;
   if (timer_fd_ < 0) {
-    if (dynamic_cast<const SteadyClock*>(clock_.get()) == nullptr) {
+    if (!clock_->reads_clock_monotonic()) {
       timer_fd_ = kTimerFdUnavailable;
       return false;
     }

@@ -123,6 +123,11 @@ class Clock {
     (void)deadline;
     return false;
   }
+
+  // True when now() is CLOCK_MONOTONIC's time (std::chrono::steady_clock's),
+  // as SteadyClock's is: the loop then sleeps toward its timers on a
+  // timerfd, to the nanosecond, rather than on epoll's millisecond timeout.
+  virtual bool reads_clock_monotonic() const { return false; }
 };
 
 // std::chrono::steady_clock (CLOCK_MONOTONIC). The default clock.
@@ -131,6 +136,7 @@ class SteadyClock final : public Clock {
   MonotonicTime now() const override {
     return MonotonicTime::from_steady(std::chrono::steady_clock::now());
   }
+  bool reads_clock_monotonic() const override { return true; }
   // The process-wide instance loops share.
   static std::shared_ptr<Clock> shared();
 };
