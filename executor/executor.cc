@@ -12,6 +12,8 @@
 
 namespace eddy {
 
+constinit thread_local std::atomic<int>* internal::t_worker_finishing = nullptr;
+
 namespace {
 
 // The InlineExecutor calls the current thread is inside, innermost first: a

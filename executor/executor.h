@@ -84,6 +84,19 @@ namespace eddy {
 class Executor;
 namespace internal {
 struct ExecutorAccess;
+
+// Set by a ThreadPoolExecutor worker around a task while its pool may still
+// start workers: a call about to complete its future counts itself in here
+// (once; it clears the pointer), so that a submit woken by that completion
+// finds this worker about to be free instead of starting another one.
+extern constinit thread_local std::atomic<int>* t_worker_finishing;
+
+inline void note_worker_finishing() noexcept {
+  if (std::atomic<int>* finishing = t_worker_finishing) [[unlikely]] {
+    finishing->fetch_add(1, std::memory_order_relaxed);  // published by the completion
+    t_worker_finishing = nullptr;
+  }
+}
 }  // namespace internal
 
 // What an executor did with the work it accepted, as of the moment
@@ -436,14 +449,17 @@ class BasicCallTask final : public Executor::Task, public EmbeddedConcurrentStat
       if constexpr (std::is_void_v<R>) {
         invoke();
         end_call();
+        note_worker_finishing();
         settle(unobserved);
       } else {
         R value = invoke();  // a reference into a capture is copied first
         end_call();
+        note_worker_finishing();
         settle(unobserved, std::move(value));
       }
     } catch (...) {
       end_call();
+      note_worker_finishing();
       future_.try_set_exception(std::current_exception());
     }
     return true;

@@ -100,10 +100,28 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
   }
   // No lock while the task runs, nor while it is destroyed: both run
   // user code, which may submit more work, or drop the pool.
+  // While workers may still start, the call counts this worker as about to
+  // be free just before it completes its future: a submit woken by that
+  // completion (a submit().result() loop) then leaves the task to it
+  // rather than starting another worker.
+  const bool may_start_more = started_.load(std::memory_order_relaxed) < max_workers_;
+  if (may_start_more) internal::t_worker_finishing = &finishing_;
   bool ran = task->run();
   task->dispose();
-  if (tls_pool_gone) return false;
+  if (tls_pool_gone) {
+    internal::t_worker_finishing = nullptr;
+    return false;
+  }
   lock.lock();
+  if (may_start_more) {
+    // Takes back its count unless a submit claimed it (counts are
+    // interchangeable: each stands for one worker about to look again).
+    if (internal::t_worker_finishing == nullptr) {
+      claim_finishing_locked();
+    } else {
+      internal::t_worker_finishing = nullptr;  // the task did not count itself
+    }
+  }
   --running_;
   if (ran) {
     ++completed_;
@@ -317,6 +335,16 @@ void ThreadPoolExecutor::spawn_locked() {
 // time either is claimed or sees the task. The first worker starts before
 // the push, so that if it cannot start the task is not queued (and no
 // claim is needed: it looks at the queue under mu_ once it runs).
+// Under mu_ (the count's increments are not): takes one finishing
+// worker's count, if any.
+bool ThreadPoolExecutor::claim_finishing_locked() {
+  int f = finishing_.load(std::memory_order_relaxed);
+  while (f > 0) {
+    if (finishing_.compare_exchange_weak(f, f - 1, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
+
 bool ThreadPoolExecutor::hand_over_locked(TaskPtr& task) {
   const int started = started_.load(std::memory_order_relaxed);
   if (started == 0) spawn_locked();
@@ -324,7 +352,12 @@ bool ThreadPoolExecutor::hand_over_locked(TaskPtr& task) {
   if (max_queue_size_ != 0) ++queued_;
   if (started == 0) return false;
   uint64_t claimed = claim_available();
-  if (claimed == 0 && started < max_workers_ && !shutdown_ && !broken_) spawn_locked();
+  // A worker about to be free takes this task (one task per such worker:
+  // a burst still starts workers).
+  if (claimed == 0 && started < max_workers_ && !shutdown_ && !broken_ &&
+      !claim_finishing_locked()) {
+    spawn_locked();
+  }
   return claimed == kSleeper;
 }
 
@@ -478,8 +511,11 @@ void ThreadPoolExecutor::worker_main(int index) {
       available_.fetch_add(kSpinner, std::memory_order_seq_cst);
       lock.unlock();
       for (int i = 0; i < kSpinIterations && queue_looks_empty(); ++i) cpu_relax();
-      unclaim(kSpinner);
+      // Under mu_, so that from here until it sleeps (registered again,
+      // under mu_ too) a submit, which decides under mu_ whether to start
+      // a worker, never finds this one neither busy nor registered.
       lock.lock();
+      unclaim(kSpinner);
       --spinning_;
       continue;
     }

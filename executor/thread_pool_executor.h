@@ -9,7 +9,9 @@
 //
 // Behaviour, as Python's:
 //   - workers start lazily: a submit that finds no idle worker starts one,
-//     up to max_workers; idle workers are reused;
+//     up to max_workers; idle workers are reused, and so is a worker whose
+//     call has just completed the future the submitter waited for (a
+//     submit(...).result() loop runs on one worker);
 //   - tasks run in submission order (FIFO queue); a task that throws stores
 //     the exception in its future and the worker goes on;
 //   - the future of a queued task can be cancelled and the task never runs;
@@ -262,6 +264,7 @@ class ThreadPoolExecutor final : public Executor {
   bool execute_locked(TaskPtr& task, absl::AnyInvocable<void()>* on_admitted);
   bool wait_for_room_locked(std::unique_lock<QueueMutex>& lock, TaskPtr& task);
   bool hand_over_locked(TaskPtr& task);
+  bool claim_finishing_locked();
   void push(Task* task);
   Task* pop_locked(bool& retry);
   // Unlocked: a poller's hint (see sleep() for when it is wrong).
@@ -341,6 +344,10 @@ class ThreadPoolExecutor final : public Executor {
   uint64_t failed_ = 0;
   uint64_t running_ = 0;
   int spinning_ = 0;                // workers polling; guarded by mu_
+  // Workers whose call completed its future and that will look at the
+  // queue again (internal::t_worker_finishing): counted as about to be free
+  // while not every worker has started; claimed by submits, under mu_.
+  std::atomic<int> finishing_{0};
   int room_waiters_ = 0;            // submit()s blocked for room; guarded by mu_
   size_t queued_ = 0;               // bounded pools only; guarded by mu_
   std::deque<Parked> parked_;       // waiting for room; guarded by mu_

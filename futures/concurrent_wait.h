@@ -392,8 +392,9 @@ DoneAndNotDone<T> wait(const std::vector<ConcurrentFuture<T>>& futures, ReturnWh
 // (or the range for's increment) that would wait past it throws
 // TimeoutError ("3 of 10 futures not done within 10s"); the futures not yet
 // handed out are left as they are, and a later next() may still hand them
-// out. Move-only; moving it invalidates its iterators. Handed-out futures
-// stay valid after it is gone, and it leaves nothing on the futures.
+// out. Move-only; moving it invalidates its iterators. It keeps no handle
+// to a future it has handed out (drop one, and its result goes at once),
+// and it leaves nothing on the futures.
 // Throws InvalidStateError if a future is empty (moved from), or from a
 // next() that would wait (no timeout, or one that has not passed) when only
 // this thread's loop could complete the futures left (see the file
@@ -456,7 +457,12 @@ class AsCompleted {
                                    "futures", deadline_.timeout());
     }
     ++handed_out_;
-    return Completed<T>{index, futures_[index]};
+    // Handed out, not kept: a caller that drops it frees its result while
+    // the iteration goes on (Python's as_completed keeps no reference
+    // either). Its node is off the future already: reported means the
+    // completion took it, or watch() never linked it.
+    nodes_[index].linked = false;
+    return Completed<T>{index, std::move(futures_[index])};
   }
 
   // How many futures are still to be handed out.

@@ -116,7 +116,7 @@ void throw_concurrent_deadlock(const char* op) {
 
 void throw_concurrent_timeout(const char* op, absl::Duration timeout) {
   throw TimeoutError(std::string("ConcurrentFuture::") + op + ": not done within " +
-                     absl::FormatDuration(timeout));
+                     absl::FormatDuration(std::max(timeout, absl::ZeroDuration())));
 }
 
 void throw_wait_deadlock(const char* who) {

@@ -12,16 +12,19 @@
 namespace eddy {
 namespace {
 
+// Both never destroyed: a pool with static storage duration logs (a
+// failure never retrieved) from its destructor, after main() returned and
+// possibly after statics made later than it were destroyed.
 std::mutex& handler_mu() {
-  static std::mutex mu;
-  return mu;
+  static std::mutex* const mu = new std::mutex;
+  return *mu;
 }
 
 // Guarded by handler_mu(). Held by shared_ptr so log() can call it unlocked:
 // a handler may be slow, and several threads may log at once.
 std::shared_ptr<LogHandler>& handler_slot() {
-  static std::shared_ptr<LogHandler> slot;
-  return slot;
+  static auto* const slot = new std::shared_ptr<LogHandler>;
+  return *slot;
 }
 
 const char* prefix(LogLevel level) {

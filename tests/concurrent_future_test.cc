@@ -70,6 +70,9 @@ TEST(ConcurrentFutureTest, ResultWithTimeoutThrowsTimeoutErrorWhenNotDone) {
   ConcurrentFuture<int> f;
   EXPECT_THROW(f.result(absl::Milliseconds(5)), TimeoutError);
   EXPECT_THROW(f.exception(absl::ZeroDuration()), TimeoutError);
+  // A negative timeout is a poll, and says so (as the other waits do).
+  EXPECT_EQ(thrown_what<TimeoutError>([&] { f.result(absl::Seconds(-1)); }),
+            "ConcurrentFuture::result: not done within 0");
   f.set_result(1);
   EXPECT_EQ(f.result(absl::ZeroDuration()), 1);
 }

@@ -373,6 +373,33 @@ TEST(AsCompletedTest, AbandonedWithFuturesPendingFreesEverythingWhenTheyFinish) 
   EXPECT_EQ(fs[2].result(), 2);
 }
 
+// CPython's test_free_reference_yielded_future: a future handed out and
+// dropped goes, with its result, while the iteration goes on.
+TEST(AsCompletedTest, KeepsNothingOfWhatItHandedOut) {
+  std::vector<std::weak_ptr<int>> values;
+  std::vector<ConcurrentFuture<std::shared_ptr<int>>> fs;
+  for (int i = 0; i < 4; ++i) {
+    ConcurrentFuture<std::shared_ptr<int>> f;
+    auto value = std::make_shared<int>(i);
+    values.push_back(value);
+    f.set_result(std::move(value));
+    fs.push_back(std::move(f));
+  }
+  ConcurrentFuture<std::shared_ptr<int>> last;
+  fs.push_back(last);
+  AsCompleted<std::shared_ptr<int>> each(std::move(fs));
+  for (int i = 0; i < 4; ++i) {
+    std::optional<Completed<std::shared_ptr<int>>> c = each.next();
+    ASSERT_TRUE(c.has_value());
+    EXPECT_EQ(*c->future.result(), static_cast<int>(c->index));
+    c.reset();
+    EXPECT_TRUE(values[static_cast<size_t>(i)].expired()) << "result " << i << " is still held";
+  }
+  last.set_result(std::make_shared<int>(4));
+  EXPECT_EQ(*each.next()->future.result(), 4);
+  EXPECT_FALSE(each.next().has_value());
+}
+
 // A next() that would wait, forever or until the deadline, for what only
 // the blocked loop can complete throws; one past the deadline (a zero
 // timeout) only looks, and times out.

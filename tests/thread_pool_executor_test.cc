@@ -184,6 +184,40 @@ TEST(ThreadPoolExecutorTest, IdleWorkerIsReusedInsteadOfStartingAnother) {
   EXPECT_EQ(pool.thread_count(), 1);
 }
 
+TEST(ThreadPoolExecutorTest, ASubmitResultLoopRunsOnOneWorker) {
+  // CPython's test_idle_thread_reuse, without waiting for the worker to
+  // look idle: the next submit comes as soon as result() returns, while
+  // the worker that completed it has not gone back to the queue yet.
+  for (int round = 0; round < 20; ++round) {
+    ThreadPoolExecutor pool(4);
+    for (int i = 0; i < 5; ++i) EXPECT_EQ(pool.submit([i] { return 2 * i; }).result(), 2 * i);
+    EXPECT_EQ(pool.thread_count(), 1) << "round " << round;
+    // A failing call is the same.
+    for (int i = 0; i < 3; ++i) {
+      EXPECT_THROW(pool.submit([] { throw std::runtime_error("x"); }).result(),
+                   std::runtime_error);
+    }
+    EXPECT_EQ(pool.thread_count(), 1) << "round " << round;
+  }
+}
+
+TEST(ThreadPoolExecutorTest, ABurstAfterACompletionStillStartsWorkers) {
+  // The worker about to be free takes one task of the burst, not all: the
+  // three tasks wait for each other, so they deadlock unless three run.
+  ThreadPoolExecutor pool(3);
+  pool.submit([] {}).result();
+  Gate all;
+  std::atomic<int> arrived{0};
+  auto meet = [&] {
+    if (++arrived == 3) all.open();
+    all.wait();
+  };
+  std::vector<ConcurrentFuture<void>> fs;
+  for (int i = 0; i < 3; ++i) fs.push_back(pool.submit(meet));
+  for (auto& f : fs) f.result();
+  EXPECT_EQ(pool.thread_count(), 3);
+}
+
 TEST(ThreadPoolExecutorTest, TwoTasksThatNeedEachOtherRunInParallel) {
   // Each waits for the other to arrive: deadlocks unless both run at once.
   ThreadPoolExecutor pool(2);
