@@ -131,5 +131,165 @@ TEST(AllocFailureTest, CallLaterThatThrowsLeavesTheLoopsTimersWorking) {
   }
 }
 
+using AllocFailureSyncTest = testing::SyncLoopTest;
+
+// Defect: set() set the flag, then taking the waiters out (a new
+// std::deque) threw: the waiters stayed queued and a retried set() did
+// nothing, so they were never woken.
+TEST_F(AllocFailureSyncTest, EventSetThatThrowsChangesNothingAndARetryWakesTheWaiters) {
+  for (long n = 0; n < kMaxSweep; ++n) {
+    Event ev;
+    Future<void> a = ev.wait();
+    Future<void> b = ev.wait();
+    bool threw = false;
+    bool fired;
+    {
+      FailAllocation fail(n);
+      try {
+        ev.set();
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      fired = fail.fired();
+    }
+    if (threw) {
+      EXPECT_FALSE(ev.is_set()) << "n " << n;
+      EXPECT_FALSE(a.done());
+      EXPECT_FALSE(b.done());
+      ev.set();
+    }
+    EXPECT_TRUE(ev.is_set());
+    drain();
+    EXPECT_TRUE(a.done()) << "n " << n;
+    EXPECT_TRUE(b.done()) << "n " << n;
+    if (!fired) break;
+    ASSERT_LT(n + 1, kMaxSweep);
+  }
+}
+
+// Defect: notify() popped a waiter, then growing its list of woken
+// waiters threw: that waiter was out of the queue and never woken.
+TEST_F(AllocFailureSyncTest, ConditionNotifyThatThrowsLosesNoWaiter) {
+  for (long n = 0; n < kMaxSweep; ++n) {
+    Condition c;
+    Future<void> first = c.wait();
+    Future<void> second = c.wait();
+    bool threw = false;
+    bool fired;
+    {
+      FailAllocation fail(n);
+      try {
+        EXPECT_EQ(c.notify(1), 1u);
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      fired = fail.fired();
+    }
+    if (threw) {
+      EXPECT_EQ(c.waiter_count(), 2u) << "n " << n;
+      EXPECT_EQ(c.notify(1), 1u);
+    }
+    drain();
+    EXPECT_TRUE(first.done()) << "n " << n;
+    EXPECT_FALSE(second.done());
+    EXPECT_EQ(c.waiter_count(), 1u);
+    if (!fired) break;
+    ASSERT_LT(n + 1, kMaxSweep);
+  }
+}
+
+TEST_F(AllocFailureSyncTest, ConditionNotifyAllThatThrowsLeavesEveryWaiterForARetry) {
+  for (long n = 0; n < kMaxSweep; ++n) {
+    Condition c;
+    Future<void> a = c.wait();
+    Future<void> b = c.wait();
+    bool threw = false;
+    bool fired;
+    {
+      FailAllocation fail(n);
+      try {
+        EXPECT_EQ(c.notify_all(), 2u);
+      } catch (const std::bad_alloc&) {
+        threw = true;
+      }
+      fired = fail.fired();
+    }
+    if (threw) {
+      EXPECT_EQ(c.notify_all(), 2u) << "n " << n;
+    }
+    drain();
+    EXPECT_TRUE(a.done());
+    EXPECT_TRUE(b.done());
+    if (!fired) break;
+    ASSERT_LT(n + 1, kMaxSweep);
+  }
+}
+
+// Defect: a primitive's destructor (noexcept) took its waiters out into a
+// new std::deque; when that allocation threw, std::terminate. Now they are
+// cancelled in place, whatever fails.
+template <class MakeAndWait>
+void destroy_while_allocation_fails(MakeAndWait make_and_wait) {
+  for (long n = 0; n < kMaxSweep; ++n) {
+    auto [primitive, waiters] = make_and_wait();
+    bool fired;
+    {
+      testing::LogCapture logs;  // a cancel that fails is logged
+      FailAllocation fail(n);
+      primitive.reset();
+      fired = fail.fired();
+    }
+    for (auto& w : waiters) EXPECT_TRUE(w.cancelled()) << "n " << n;
+    if (!fired) break;
+    ASSERT_LT(n + 1, kMaxSweep);
+  }
+}
+
+TEST_F(AllocFailureSyncTest, EventDestroyedWhileAllocationFailsCancelsItsWaiters) {
+  destroy_while_allocation_fails([] {
+    auto ev = std::make_unique<Event>();
+    std::vector<Future<void>> waiters = {ev->wait(), ev->wait()};
+    return std::make_pair(std::move(ev), std::move(waiters));
+  });
+  drain();
+}
+
+TEST_F(AllocFailureSyncTest, ConditionDestroyedWhileAllocationFailsCancelsItsWaiters) {
+  destroy_while_allocation_fails([] {
+    auto c = std::make_unique<Condition>();
+    std::vector<Future<void>> waiters = {c->wait(), c->wait()};
+    return std::make_pair(std::move(c), std::move(waiters));
+  });
+  drain();
+}
+
+TEST_F(AllocFailureSyncTest, LockDestroyedWhileAllocationFailsCancelsItsWaiters) {
+  std::vector<Lock::Releaser> held;
+  destroy_while_allocation_fails([&held] {
+    auto lock = std::make_unique<Lock>();
+    Future<Lock::Releaser> first = lock->acquire();
+    held.push_back(std::move(first.result()));
+    std::vector<Future<Lock::Releaser>> waiters = {lock->acquire(), lock->acquire()};
+    return std::make_pair(std::move(lock), std::move(waiters));
+  });
+  held.clear();
+  drain();
+}
+
+TEST_F(AllocFailureSyncTest, QueueDestroyedWhileAllocationFailsCancelsItsGettersAndPutters) {
+  destroy_while_allocation_fails([] {
+    auto getters = std::make_unique<Queue<int>>();
+    std::vector<Future<int>> waiting = {getters->get(), getters->get()};
+    return std::make_pair(std::move(getters), std::move(waiting));
+  });
+  destroy_while_allocation_fails([] {
+    auto putters = std::make_unique<Queue<int>>(1);
+    putters->put_nowait(0);
+    std::vector<Future<void>> waiting = {putters->put(1), putters->put(2)};
+    return std::make_pair(std::move(putters), std::move(waiting));
+  });
+  drain();
+}
+
 }  // namespace
 }  // namespace eddy
