@@ -291,5 +291,65 @@ TEST_F(AllocFailureSyncTest, QueueDestroyedWhileAllocationFailsCancelsItsGetters
   drain();
 }
 
+// Defect: MultiBlock allocated its result future with a raw new, then its
+// vectors: a throw from those leaked the result (and its loop anchor).
+// Each attempt completes the children and runs the loop, so that nothing
+// of the attempt may remain allocated.
+template <class Drain, class Children, class Complete>
+void multi_leaves_nothing_allocated(Drain drain, Children make, Complete complete) {
+  auto attempt = [&](long n) {
+    auto children = make();
+    bool fired = false;
+    {
+      FailAllocation fail(n);
+      try {
+        auto result = multi(children);
+        fail.disarm();
+        complete(children);
+        drain();
+        EXPECT_TRUE(result.done());
+      } catch (const std::bad_alloc&) {
+      }
+      fired = fail.fired();
+    }
+    complete(children);
+    drain();
+    return fired;
+  };
+  attempt(-1);  // warms up the loop's own storage
+  for (long n = 0; n < kMaxSweep; ++n) {
+    const int64_t before = testing::outstanding_allocations();
+    const bool fired = attempt(n);
+    EXPECT_EQ(testing::outstanding_allocations(), before) << "n " << n;
+    if (!fired) break;
+    ASSERT_LT(n + 1, kMaxSweep);
+  }
+}
+
+TEST_F(AllocFailureSyncTest, MultiOverAVectorThatThrowsLeaksNothing) {
+  multi_leaves_nothing_allocated(
+      [this] { drain(); }, [] { return std::vector<Future<int>>(3); },
+      [](std::vector<Future<int>>& fs) {
+        for (Future<int>& f : fs) {
+          if (!f.done()) f.set_result(1);
+        }
+      });
+}
+
+TEST_F(AllocFailureSyncTest, MultiOverAMapThatThrowsLeaksNothing) {
+  multi_leaves_nothing_allocated(
+      [this] { drain(); },
+      [] {
+        std::map<int, Future<int>> fs;
+        for (int i = 0; i < 3; ++i) fs.emplace(i, Future<int>());
+        return fs;
+      },
+      [](std::map<int, Future<int>>& fs) {
+        for (auto& [k, f] : fs) {
+          if (!f.done()) f.set_result(k);
+        }
+      });
+}
+
 }  // namespace
 }  // namespace eddy
