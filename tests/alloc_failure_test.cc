@@ -351,5 +351,46 @@ TEST_F(AllocFailureSyncTest, MultiOverAMapThatThrowsLeaksNothing) {
       });
 }
 
+// Defect: the completer was moved into fn's future's callback before
+// attaching it could throw; the callback, destroyed on the way, failed the
+// ConcurrentFuture with CancelledError "the loop was closed" and the real
+// error was dropped.
+TEST(AllocFailureTest, RunInLoopFailsWithTheAllocationErrorNotWithCancelledError) {
+  int saw_bad_alloc = 0;
+  for (long n = 0; n < kMaxSweep; ++n) {
+    IOLoop loop;
+    std::optional<Future<int>> inner;
+    bool fired = false;
+    ConcurrentFuture<int> r = loop.run_in_loop([&] {
+      inner.emplace();
+      // A callback already: attaching the next one allocates a vector.
+      inner->add_done_callback([](Future<int>&) {});
+      testing::fail_allocation(n);
+      return *inner;
+    });
+    // Disarms at the end of the turn that ran fn.
+    loop.run_sync([&] {
+      fired = testing::allocation_failure_fired();
+      testing::disarm_allocation_failure();
+    });
+    testing::disarm_allocation_failure();
+    if (fired) {
+      ASSERT_TRUE(r.done()) << "n " << n;
+      std::exception_ptr e = r.exception(absl::ZeroDuration());
+      EXPECT_TRUE(internal::holds_exception<std::bad_alloc>(e))
+          << "n " << n << ": " << describe_exception(e);
+      ++saw_bad_alloc;
+    } else {
+      EXPECT_FALSE(r.done());
+      inner->set_result(7);
+      loop.run_sync([] {});
+      EXPECT_EQ(r.result(absl::ZeroDuration()), 7);
+      break;
+    }
+    ASSERT_LT(n + 1, kMaxSweep);
+  }
+  EXPECT_GT(saw_bad_alloc, 0);
+}
+
 }  // namespace
 }  // namespace eddy
