@@ -60,6 +60,19 @@ int fire_all(TimerQueue& q) {
   return ran;
 }
 
+// The injector itself: an allocation in eddy's code (a library of its own
+// in a dynamically linked build) fails when armed, and only then.
+TEST(AllocFailureTest, TheArmedAllocationThrowsOnceInLibraryCode) {
+  TimerQueue q;
+  {
+    FailAllocation fail(0);
+    EXPECT_THROW(q.add(at_ms(1), [] {}), std::bad_alloc);
+    EXPECT_TRUE(fail.fired());
+    q.add(at_ms(1), [] {});  // once
+  }
+  EXPECT_EQ(q.size(), 1u);
+}
+
 // Defect: growing slots_ and position_ (or heap_) one after the other left
 // them out of step when the second growth threw (the next add wrote past
 // position_), and a throw after the slot was filled kept the callback in a
