@@ -135,16 +135,16 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
   static constexpr bool kEager = std::is_void_v<T> || is_deeply_copyable_v<T>;
 
   MultiBlock(size_t n, QuietExceptions quiet, SourceLocation where)
-      : result_(new FutureState<Result>(where)),
-        remaining_(n + 1),
-        quiet_(std::move(quiet)),
-        where_(where) {
+      : remaining_(n + 1), quiet_(std::move(quiet)), where_(where) {
     if constexpr (!kEager) {
       slots_.resize(n);
     } else if constexpr (!std::is_void_v<T>) {
       values_.resize(n);
     }
     if constexpr (!std::is_same_v<Keys, NoKeys>) keys_.reserve(n);
+    // Last: the destructor, which releases it, does not run if the
+    // constructor throws, so nothing that can throw comes after it.
+    result_ = new FutureState<Result>(where);
   }
   ~MultiBlock() {
     release_children();
@@ -309,7 +309,7 @@ class MultiBlock : public RefCounted<MultiBlock<T, Result>> {
                                     std::vector<std::optional<MultiValue<T>>>, Unused>;
   using Slots = std::conditional_t<kEager, Unused, std::vector<HeldState<T>>>;
 
-  FutureState<Result>* result_;  // one reference, released in the destructor
+  FutureState<Result>* result_ = nullptr;  // one reference, released in the destructor
   [[no_unique_address]] Values values_;  // copyable T: in input order, filled on arrival
   [[no_unique_address]] Slots slots_;    // move-only T: the children, held until the end
   // Children that did not produce a value (copyable T), with their index,

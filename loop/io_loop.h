@@ -288,6 +288,16 @@ class LoopCompleter {
   // Another completer of the same future: whichever completes it first
   // wins, and either one destroyed armed fails it (unless it is done).
   LoopCompleter twin() const { return LoopCompleter(f_); }
+  // A twin that only completes: destroyed first, it leaves the future as
+  // it is (another completer answers for that).
+  LoopCompleter unarmed_twin() const {
+    LoopCompleter c(f_);
+    c.armed_ = false;
+    return c;
+  }
+  // Hands this completer's duty to another: destroyed, it no longer fails
+  // the future.
+  void disarm() { armed_ = false; }
 
  private:
   ConcurrentFuture<T> f_;
@@ -983,13 +993,23 @@ auto IOLoop::run_in_loop(F&& fn)
         // dies on the loop thread once f's callback is gone, finding
         // `result` done (or failing it, if f died pending). `result`
         // takes whichever completion comes first.
-        auto on_close =
-            internal::make_delivery(loop, internal::DeliveryFrom::kAnyThread, completer.twin());
-        f.add_done_callback([completer = std::move(completer),
+        //
+        // on_close also answers for f dying pending (its callback, and
+        // on_close with it, destroyed unrun): so the callback's completer
+        // is unarmed, and `completer` stays armed here until the callback
+        // is attached. If a step throws (std::bad_alloc), the catch below
+        // fails `result` with that exception: no armed completer may die
+        // on the way, or it would fail `result` first, with a
+        // CancelledError saying the loop was closed. Hence also the twin
+        // made inside on_close's block, once that is allocated.
+        auto on_close = internal::make_delivery_in_place(
+            loop, internal::DeliveryFrom::kAnyThread, [&completer] { return completer.twin(); });
+        f.add_done_callback([setter = completer.unarmed_twin(),
                              on_close = std::move(on_close)](R& done) mutable {
-          completer.set_from(done);
+          setter.set_from(done);
           [[maybe_unused]] auto release = std::move(on_close);  // now, not with f's state
         });
+        completer.disarm();
       } else if constexpr (std::is_void_v<R>) {
         fn();
         completer.set_value();

@@ -42,7 +42,9 @@
 #ifndef EDDY_SYNC_CONDITION_H_
 #define EDDY_SYNC_CONDITION_H_
 
+#include <algorithm>
 #include <cstddef>
+#include <deque>
 #include <optional>
 #include "eddy/futures/source_location.h"
 #include <vector>
@@ -86,7 +88,10 @@ class Condition {
     // Take the waiters first, then complete them: with no loop current a
     // completion runs callbacks inline, which may call notify() or wait()
     // again (Tornado's test_nested_notify).
+    // Room first: once a waiter is popped nothing may throw, or it would be
+    // lost. stored() bounds the number of live waiters.
     std::vector<Future<void>> woken;
+    woken.reserve(std::min(n, waiters_.stored()));
     while (woken.size() < n) {
       std::optional<Future<void>> w = waiters_.pop_live();
       if (!w.has_value()) break;
@@ -106,8 +111,10 @@ class Condition {
   // Throws InvalidStateError (waking nobody) on a foreign thread.
   size_t notify_all() {
     waiters_.check_owner("Condition::notify_all");
+    std::deque<Future<void>> taken;  // may throw: nothing taken yet
+    waiters_.take_all(taken);
     size_t woken = 0;
-    for (Future<void>& w : waiters_.take_all()) {
+    for (Future<void>& w : taken) {
       if (w.done()) continue;
       w.set_result();
       ++woken;

@@ -39,6 +39,7 @@
 #define EDDY_SYNC_EVENT_H_
 
 #include <cstddef>
+#include <deque>
 #include <optional>
 #include "eddy/futures/source_location.h"
 
@@ -69,8 +70,17 @@ class Event {
   void set() {
     if (set_) return;
     waiters_.check_owner("Event::set");
+    if (waiters_.stored() == 0) {
+      set_ = true;
+      return;
+    }
+    // The waiters are in hand before the flag is set: if making room for
+    // them throws (std::bad_alloc), nothing changed, and a retried set()
+    // wakes them.
+    std::deque<Future<void>> woken;
+    waiters_.take_all(woken);
     set_ = true;
-    for (Future<void>& w : waiters_.take_all()) {
+    for (Future<void>& w : woken) {
       if (!w.done()) w.set_result();
     }
   }

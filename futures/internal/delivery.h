@@ -70,6 +70,10 @@ class DeliveryBlock : public Recycled {
   template <class A, class F>
   friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, DeliveryFrom from,
                                                  F payload);
+  template <class Make>
+  friend DeliveryHandle<std::invoke_result_t<Make&>> make_delivery_in_place(Scheduler* scheduler,
+                                                                           DeliveryFrom from,
+                                                                           Make make);
 
   struct Node : OwnedNode {
     DeliveryBlock* owner;
@@ -77,6 +81,17 @@ class DeliveryBlock : public Recycled {
 
   DeliveryBlock(Scheduler* scheduler, DeliveryFrom from, Fn payload)
       : remote_(scheduler->remote()), payload_(std::move(payload)) {
+    link(scheduler, from);
+  }
+  // The payload made by `make()` here, once the block's memory exists.
+  struct InPlace {};
+  template <class Make>
+  DeliveryBlock(Scheduler* scheduler, DeliveryFrom from, InPlace, Make& make)
+      : remote_(scheduler->remote()), payload_(std::in_place, make()) {
+    link(scheduler, from);
+  }
+
+  void link(Scheduler* scheduler, DeliveryFrom from) noexcept {
     node_.owner = this;
     node_.drop = &drop;
     if (from == DeliveryFrom::kOtherThread) {
@@ -201,6 +216,10 @@ class DeliveryHandle {
   template <class A, class F>
   friend DeliveryHandle<F, A> make_delivery_with(Scheduler* scheduler, DeliveryFrom from,
                                                  F payload);
+  template <class Make>
+  friend DeliveryHandle<std::invoke_result_t<Make&>> make_delivery_in_place(Scheduler* scheduler,
+                                                                           DeliveryFrom from,
+                                                                           Make make);
   explicit DeliveryHandle(Block* b) : block_(b), remote_(b->remote_.get()) {}
 
   // Not delivered: the payload must still die on the loop thread.
@@ -218,6 +237,18 @@ class DeliveryHandle {
 template <class Fn>
 DeliveryHandle<Fn> make_delivery(Scheduler* scheduler, DeliveryFrom from, Fn payload) {
   return DeliveryHandle<Fn>(new DeliveryBlock<Fn>(scheduler, from, std::move(payload)));
+}
+
+// Loop thread. make_delivery() with the payload made by `make()` inside the
+// block, after the block's allocation: a payload whose destruction does
+// something (a completer that fails its future when dropped) is never
+// destroyed by a failed allocation here.
+template <class Make>
+DeliveryHandle<std::invoke_result_t<Make&>> make_delivery_in_place(Scheduler* scheduler,
+                                                                  DeliveryFrom from, Make make) {
+  using Fn = std::invoke_result_t<Make&>;
+  using Block = DeliveryBlock<Fn>;
+  return DeliveryHandle<Fn>(new Block(scheduler, from, typename Block::InPlace{}, make));
 }
 
 // Loop thread. The same, for a payload called as payload(Arg&) with what

@@ -4,9 +4,32 @@
 
 namespace eddy::internal {
 
+namespace {
+
+// Makes room for one more element, doubling: afterwards push_back and
+// emplace_back cannot throw. Allocates only when the vector is full.
+template <class V>
+void room_for_one(V& v) {
+  if (v.size() == v.capacity()) [[unlikely]] {
+    v.reserve(v.capacity() < 8 ? 8 : 2 * v.capacity());
+  }
+}
+
+}  // namespace
+
 TimerQueue::Id TimerQueue::add(MonotonicTime deadline, absl::AnyInvocable<void()> fn) {
+  // Every allocation first, before anything changes: a bad_alloc leaves the
+  // queue as it was (slots_ and position_ the same length, no slot holding
+  // a callback that no heap entry points to), and `fn` dies with the
+  // parameter. From here on nothing throws.
+  room_for_one(heap_);
+  const bool grow = free_head_ == kNoSlot;
+  if (grow) {
+    room_for_one(slots_);
+    room_for_one(position_);
+  }
   uint32_t index;
-  if (free_head_ != kNoSlot) {
+  if (!grow) {
     index = free_head_;
     free_head_ = slots_[index].next_free;
   } else {

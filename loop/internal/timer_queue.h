@@ -39,7 +39,8 @@ class TimerQueue {
   TimerQueue& operator=(const TimerQueue&) = delete;
 
   // Schedules `fn` at `deadline`. May allocate (amortised: the heap and
-  // the slab grow, freed slots are reused).
+  // the slab grow, freed slots are reused). If an allocation throws, the
+  // queue is unchanged and `fn` is destroyed unrun.
   Id add(MonotonicTime deadline, absl::AnyInvocable<void()> fn);
 
   // Cancels the timer; returns true if it was pending. The callback is

@@ -134,10 +134,38 @@ class WaiterQueue {
 #endif
   }
 
-  // Moves every entry out (the primitive is going away, or wakes all).
-  std::deque<Entry> take_all() {
+  // Moves every entry into `out`, which must be empty (the primitive is
+  // going away, or wakes all). Never throws: the deques swap their blocks.
+  // The caller makes `out` first: in libstdc++ even an empty std::deque
+  // allocates, so building it here could fail with the waiters half taken.
+  void take_all(std::deque<Entry>& out) noexcept {
     sweep_at_ = kMinSweep;
-    return std::exchange(entries_, {});
+    out.swap(entries_);
+  }
+
+  // Cancels every still-pending waiter where it is and empties the queue,
+  // without allocating (a primitive's destructor). Cancelling posts the
+  // waiters' callbacks; one that runs inline and queues a new waiter
+  // (appending, which keeps the entries before it in place) gets it
+  // cancelled too. A cancel that throws is logged.
+  void cancel_all_in_place() noexcept {
+    for (size_t i = 0; i < entries_.size(); ++i) cancel_entry(entries_[i]);
+    entries_.clear();
+    sweep_at_ = kMinSweep;
+  }
+
+  // Cancels `e`'s waiter unless it is done; logs a cancel that throws.
+  static void cancel_entry(Entry& e) noexcept {
+    try {
+      auto& w = waiter_of(e);
+      if (!w.done()) w.cancel();
+    } catch (...) {
+      try {
+        log(LogLevel::kError, "cancelling a waiter failed: " +
+                                  describe_exception(std::current_exception()));
+      } catch (...) {
+      }
+    }
   }
 
   static auto& waiter_of(Entry& e) {
@@ -179,15 +207,7 @@ class WaiterQueue {
 // A cancel that throws is logged, and the others are still cancelled.
 template <class Entry>
 void cancel_pending(std::deque<Entry>& entries) noexcept {
-  for (Entry& e : entries) {
-    try {
-      auto& w = WaiterQueue<Entry>::waiter_of(e);
-      if (!w.done()) w.cancel();
-    } catch (...) {
-      log(LogLevel::kError, "cancelling a waiter failed: " +
-                                describe_exception(std::current_exception()));
-    }
-  }
+  for (Entry& e : entries) WaiterQueue<Entry>::cancel_entry(e);
 }
 
 // A primitive's destructor (`owner` names its type): cancels every
@@ -205,8 +225,9 @@ template <class Entry>
 void cancel_waiters(WaiterQueue<Entry>& queue, const char* owner) noexcept {
   const LoopHome& home = queue.home();
   if (home.here()) {
-    std::deque<Entry> entries = queue.take_all();
-    cancel_pending(entries);
+    // In place: taking the entries out would need a new deque (an
+    // allocation, which may fail here, where nothing may throw).
+    queue.cancel_all_in_place();
     return;
   }
   if (queue.stored() == 0) return;
@@ -215,12 +236,12 @@ void cancel_waiters(WaiterQueue<Entry>& queue, const char* owner) noexcept {
     // Made empty, then the queue's deque moved in: its blocks change hands,
     // the futures in them are not touched.
     entries = std::make_unique<std::deque<Entry>>();
-    *entries = queue.take_all();
   } catch (...) {
     // Out of memory on the way: the waiters stay in the queue and die with
     // it on this thread, the race this avoids when it can.
     return;
   }
+  queue.take_all(*entries);
   const size_t count = entries->size();
   try {
     log(LogLevel::kError,
