@@ -127,6 +127,7 @@ class OffloadTask final : public Executor::Task {
         error_ = std::current_exception();
       }
     }
+    note_worker_finishing();  // a loop woken by this completion reuses this worker
     complete();
     return ran;
   }

@@ -170,6 +170,21 @@ TEST(RunInExecutorTest, ResultsAndExceptionsArriveOnTheLoopThread) {
   EXPECT_EQ(error_cb_thread, loop_thread);
 }
 
+TEST(RunInExecutorTest, SequentialOffloadsFromTheLoopRunOnOneWorker) {
+  // W2's shape: the loop offloads a call, its result comes back, the next
+  // goes out at once: the worker that completed the call takes the next,
+  // instead of the pool starting another worker each time.
+  IOLoop loop;
+  loop.make_current();
+  ThreadPoolExecutor pool(4);
+  for (int i = 0; i < 10; ++i) {
+    Future<int> f = loop.run_in_executor(&pool, [i] { return i; });
+    run_until_done(loop, f);
+    EXPECT_EQ(f.result(), i);
+  }
+  EXPECT_EQ(pool.thread_count(), 1);
+}
+
 TEST(RunInExecutorTest, MoveOnlyArgumentsAndResultsCrossBothWays) {
   IOLoop loop;
   loop.make_current();
