@@ -380,13 +380,12 @@ class FutureState : public Recycled {
     cancel_hook_ = {};
     complete(a);
   }
-  // How the out-of-line path takes an argument: a small trivially copyable
-  // value by value, so that the inline path need not spill it to memory
-  // for a reference; anything else by reference.
+  // How the out-of-line path takes an argument: a scalar (a number, a
+  // pointer, an enum) by value, so that the inline path need not spill it to
+  // memory for a reference; anything else by reference.
   template <class A>
-  using ColdArg = std::conditional_t<std::is_trivially_copyable_v<std::remove_cvref_t<A>> &&
-                                         sizeof(std::remove_cvref_t<A>) <= 16,
-                                     std::remove_cvref_t<A>, A&&>;
+  using ColdArg =
+      std::conditional_t<std::is_scalar_v<std::remove_cvref_t<A>>, std::remove_cvref_t<A>, A&&>;
   // try_set_value() when the flag is up and there is something to post:
   // makes room first (throwing with nothing changed if it cannot), then
   // completes.
