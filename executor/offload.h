@@ -194,10 +194,15 @@ class OffloadTask final : public Executor::Task {
   // but the object's other members expect their owner's thread.
   // (If the loop is gone first, the call goes with the last reference,
   // wherever that is dropped.)
+  //
+  // post_completion, not post: this is noexcept and there is nobody to tell
+  // on a worker, so queuing must not fail for lack of memory (the inbox
+  // waits for memory instead; see RemoteScheduler::post_completion).
   void complete() noexcept {
-    // A failed post destroys the Completion here, which releases its
-    // reference; the loop side is then dropped by the dying loop.
-    remote_->post(Completion(this));
+    // A post refused by a closed loop destroys the Completion here, which
+    // releases its reference; the loop side is then dropped by the dying
+    // loop.
+    remote_->post_completion(Completion(this));
   }
 
   // Loop thread, the completion's turn.

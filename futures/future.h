@@ -178,25 +178,59 @@ class FutureState : public Recycled {
 
   // The transitions. Each returns false (and changes nothing) when the
   // future is already done.
+  //
+  // A completion first makes sure that its post cannot fail (see
+  // ensure_post_room), before it changes anything. set_result, the hot one,
+  // reads the flag from the anchor it posts through (with a coroutine
+  // waiter, known not to be null), only when there is something to post,
+  // and a raised flag moves the whole transition out of line, so that the
+  // common path makes no call it has to come back from (the check costs
+  // W7 and W9 about two instructions per future: bench/FINDINGS.md).
   template <class... A>
   bool try_set_value(A&&... args) {
     if (done()) return false;
+    if (waiter_ != nullptr) [[likely]] {
+      SchedulerAnchor* const a = anchor_;  // not null: see try_set_waiter
+      if (a->post_room_low()) [[unlikely]] {
+        return set_value_after_reserve<ColdArg<A>...>(std::forward<A>(args)...);
+      }
+      CoroutineWaiter* const w = waiter_;
+      std::construct_at(&value_, std::forward<A>(args)...);
+      status_ = FutureStatus::kValue;
+      cancel_hook_ = {};
+      waiter_ = nullptr;
+      // With its loop gone, the waiting frame is gone too (see
+      // try_set_waiter): nothing to resume.
+      if (Scheduler* s = a->get()) s->post_resume(w->resume, w);
+      return true;
+    }
+    SchedulerAnchor* const a = anchor_;
+    if (first_callback_ && a != nullptr && a->post_room_low()) [[unlikely]] {
+      return set_value_after_reserve<ColdArg<A>...>(std::forward<A>(args)...);
+    }
     std::construct_at(&value_, std::forward<A>(args)...);
     status_ = FutureStatus::kValue;
     cancel_hook_ = {};
-    complete();
+    // complete(a), less the waiter: there is none.
+    if (inline_first_) [[unlikely]] {
+      run_inline_first();
+    } else if (first_callback_) {
+      schedule_callbacks(a);
+    }
     return true;
   }
   bool try_set_exception(std::exception_ptr e) {
     if (done()) return false;
-    std::construct_at(&error_, std::move(e));
-    status_ = FutureStatus::kException;
-    cancel_hook_ = {};
-    complete();
+    SchedulerAnchor* const a = anchor_;
+    if (a != nullptr && a->post_room_low()) [[unlikely]] return set_exception_after_reserve(e);
+    commit_exception(a, e);
     return true;
   }
   bool try_cancel() {
     if (done()) return false;
+    // Room only when something will post (as try_set_value): a waiter, a
+    // callback, or a hook that may complete other futures.
+    if (waiter_ != nullptr || first_callback_ || cancel_hook_.fn != nullptr) ensure_post_room();
     status_ = FutureStatus::kCancelled;
     CancelHook hook = std::exchange(cancel_hook_, {});
     // The hook may complete other futures (the one a coroutine awaits); this
@@ -211,6 +245,7 @@ class FutureState : public Recycled {
   // is running (see DeferredCancel).
   bool try_cancel_from_hook() {
     if (done()) return false;
+    ensure_post_room();
     CancelHook hook = cancel_hook_;
     if (!defer_cancel(DeferredCancel{this, hook, &finish_deferred_cancel})) return try_cancel();
     status_ = FutureStatus::kCancelled;
@@ -230,7 +265,7 @@ class FutureState : public Recycled {
       if (more_callbacks_ == nullptr) more_callbacks_ = std::make_unique<std::vector<Callback>>();
       more_callbacks_->push_back(std::move(cb));
     }
-    if (done()) schedule_callbacks();
+    if (done()) schedule_added_callback();
   }
 
   // A suspended coroutine waiting for this future, registered in place of a
@@ -300,19 +335,89 @@ class FutureState : public Recycled {
   bool sole_reader() const { return refs_ == 1 && !first_callback_ && waiter_ == nullptr; }
 
  private:
-  void complete() {
+  // Before a completion changes anything: makes sure that posting its
+  // callbacks' turn (or its coroutine's resume) cannot fail for lack of
+  // memory, or throws std::bad_alloc with the future still pending. The
+  // scheduler raises post_room_low() only when it has no room ready (see
+  // Scheduler::reserve_post); otherwise this is one byte compared. (What
+  // runs between here and the post does not post, but for what a
+  // completion completes inline and a cancel hook's nested cancellations,
+  // which the reserved room covers up to some depth.)
+  void ensure_post_room() {
+    if (anchor_ != nullptr && anchor_->post_room_low()) [[unlikely]] reserve_post_slow();
+  }
+  [[gnu::noinline, gnu::cold]] void reserve_post_slow() {
+    if (Scheduler* s = anchor_->get()) s->reserve_post();
+  }
+
+  // add_callback() on a done future, once the callback is registered: if
+  // there is no room for the post, the callback is taken back (destroyed)
+  // and add_callback throws std::bad_alloc, having changed nothing.
+  [[gnu::noinline]] void schedule_added_callback() {
+    if (!run_scheduled_) {  // else it joins the turn posted already
+      try {
+        ensure_post_room();
+      } catch (...) {
+        if (more_callbacks_ != nullptr && !more_callbacks_->empty()) {
+          more_callbacks_->pop_back();
+        } else {
+          first_callback_ = nullptr;
+        }
+        throw;
+      }
+    }
+    schedule_callbacks();
+  }
+
+  template <class... A>
+  void commit_value(SchedulerAnchor* a, A&&... args) {
+    std::construct_at(&value_, std::forward<A>(args)...);
+    status_ = FutureStatus::kValue;
+    cancel_hook_ = {};
+    complete(a);
+  }
+  void commit_exception(SchedulerAnchor* a, std::exception_ptr& e) {
+    std::construct_at(&error_, std::move(e));
+    status_ = FutureStatus::kException;
+    cancel_hook_ = {};
+    complete(a);
+  }
+  // How the out-of-line path takes an argument: a scalar (a number, a
+  // pointer, an enum) by value, so that the inline path need not spill it to
+  // memory for a reference; anything else by reference.
+  template <class A>
+  using ColdArg =
+      std::conditional_t<std::is_scalar_v<std::remove_cvref_t<A>>, std::remove_cvref_t<A>, A&&>;
+  // try_set_value() when the flag is up and there is something to post:
+  // makes room first (throwing with nothing changed if it cannot), then
+  // completes.
+  template <class... P>
+  [[gnu::noinline, gnu::cold]] bool set_value_after_reserve(P... args) {
+    ensure_post_room();
+    commit_value(anchor_, static_cast<P&&>(args)...);
+    return true;
+  }
+  [[gnu::noinline, gnu::cold]] bool set_exception_after_reserve(std::exception_ptr& e) {
+    reserve_post_slow();
+    commit_exception(anchor_, e);
+    return true;
+  }
+
+  void complete() { complete(anchor_); }
+  // `a` is anchor_, as the caller read it.
+  void complete(SchedulerAnchor* a) {
     if (waiter_ != nullptr) [[likely]] {
       CoroutineWaiter* w = std::exchange(waiter_, nullptr);
       // With its loop gone, the waiting frame is gone too (see
       // try_set_waiter): nothing to resume.
-      if (Scheduler* s = scheduler()) s->post_resume(w->resume, w);
+      if (Scheduler* s = a != nullptr ? a->get() : nullptr) s->post_resume(w->resume, w);
       return;
     }
     if (inline_first_) [[unlikely]] {
       run_inline_first();
       return;
     }
-    if (first_callback_) schedule_callbacks();
+    if (first_callback_) schedule_callbacks(a);
   }
 
   void run_inline_first();
@@ -338,8 +443,10 @@ class FutureState : public Recycled {
 
   // Posts one turn that runs every callback registered so far (and any
   // added while it waits), or runs them inline with no scheduler.
-  void schedule_callbacks() {
-    Scheduler* s = scheduler();
+  void schedule_callbacks() { schedule_callbacks(anchor_); }
+  // `a` is anchor_, as the caller read it.
+  void schedule_callbacks(SchedulerAnchor* a) {
+    Scheduler* s = a != nullptr ? a->get() : nullptr;
     if (s == nullptr) {
       run_callbacks_here();
       return;

@@ -43,8 +43,20 @@ class RemoteScheduler {
   virtual ~RemoteScheduler() = default;
   // Queues `fn` to run on the scheduler's thread. Safe from any thread.
   // Returns false, and destroys `fn` on the calling thread without running
-  // it, when the scheduler is closed.
+  // it, when the scheduler is closed. Throws std::bad_alloc (and `fn` dies
+  // unrun) if queuing needs memory that cannot be had.
   virtual bool post(absl::AnyInvocable<void()> fn) = 0;
+
+  // As post(), for a completion that must not be lost and has nobody to
+  // report a failure to (an offload's outcome, a delivery from a worker,
+  // posted from noexcept code and destructors): it does not fail for lack
+  // of memory. IOLoop's inbox waits for memory and retries instead (see
+  // Inbox::push_slow), so the calling thread may block while memory is
+  // short. The default calls post(): an implementation whose post() can
+  // throw should override it.
+  virtual bool post_completion(absl::AnyInvocable<void()> fn) noexcept {
+    return post(std::move(fn));
+  }
 };
 
 namespace internal {
@@ -62,9 +74,17 @@ class SchedulerAnchor {
   }
   void clear() { target_ = nullptr; }
 
+  // Raised by the scheduler while its next post might need an allocation
+  // (see Scheduler::reserve_post): a completing future then asks it to
+  // make room before it changes any state. One byte beside the target,
+  // which the completion reads anyway.
+  bool post_room_low() const { return post_room_low_; }
+  void set_post_room_low(bool low) { post_room_low_ = low; }
+
  private:
   Scheduler* target_;
   uint32_t refs_ = 1;
+  bool post_room_low_ = false;
 };
 
 // Something loop-affine that a scheduler keeps alive on behalf of work that
@@ -98,6 +118,20 @@ class Scheduler {
   // building a closure. Like every queued post it is dropped unrun when the
   // scheduler detaches (the frames it would resume are destroyed then).
   virtual void post_resume(void (*resume)(void*), void* ctx) { post(Resume{resume, ctx}); }
+
+  // Completions cannot fail halfway. A future marks itself done and then
+  // posts its callbacks' turn (or its coroutine's resume); a post that threw
+  // there would leave it done with its callbacks lost. So a scheduler whose
+  // post() may allocate keeps room for the next posts ready and raises its
+  // anchor's post_room_low() while it cannot promise that; a future about
+  // to complete calls reserve_post() first, only when the flag is up, and
+  // changes nothing if it throws. Scheduler thread only.
+  //
+  // Makes room for the next few posts (a completion's own, and those of
+  // what it completes inline: a multi() counting its children, a chain of
+  // cancellations); throws std::bad_alloc if it cannot. The default does
+  // nothing (a scheduler that never raises the flag).
+  virtual void reserve_post() {}
 
   // The thread-safe door into this scheduler.
   virtual std::shared_ptr<RemoteScheduler> remote() = 0;
@@ -144,6 +178,12 @@ class Scheduler {
 
   // Makes `s` (or none) current on the calling thread.
   static void set_current(Scheduler* s) noexcept { current_ = s; }
+
+  // Raises or lowers the anchor's post_room_low() (see reserve_post). No-op
+  // once detached.
+  void set_post_room_low(bool low) noexcept {
+    if (anchor_ != nullptr) anchor_->set_post_room_low(low);
+  }
 
   // Called first by the implementation's destructor, while its queues still
   // exist: futures bound here stop posting (their callbacks run inline from

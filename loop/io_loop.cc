@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
@@ -105,10 +106,36 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
   from = SpareBlocks();
 }
 
-// Gives `chain` a new tail block from `spare`. Out of line: a chain keeps
-// its last block when it drains (see chain_run_batch), so this runs once
-// per kCapacity posts, and the pushes stay small.
-[[gnu::noinline]] TaskBlock* chain_grow(TaskChain& chain, SpareBlocks& spare) {
+// The loop's own chain keeps a spare block ready, so that a post from a
+// completing future never has to allocate (a post that threw there would
+// lose the future's callbacks: see Scheduler::reserve_post). Room for this
+// many posts also does when no spare block can be had: a completion's own
+// post and those of what it completes inline (a multi() counting its
+// children, a chain of cancellations passed down).
+constexpr uint32_t kPostReserveSlots = 32;
+
+// Adds a new block to `spare`; false if there is no memory for one.
+bool refill_spare(SpareBlocks& spare) noexcept {
+  TaskBlock* b;
+  try {
+    b = new TaskBlock;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  recycle(spare, b);
+  return true;
+}
+
+// Gives `chain` a new tail block from `spare`, or a new one when none is
+// left (that throws std::bad_alloc with nothing changed). Then, if `spare`
+// is empty, tries to allocate the next block right away, here on the slow
+// path, so that the posts after this one find it ready; failing that,
+// raises `owner`'s post_room_low() (lowered when a spare is ready), and
+// completing futures ask IOLoop::reserve_post for room before they change
+// anything, until a block is back. Out of line: a chain keeps its last block when it drains (see
+// chain_run_batch), so this runs once per kCapacity posts, and the pushes
+// stay small.
+[[gnu::noinline]] TaskBlock* chain_grow(TaskChain& chain, SpareBlocks& spare, Scheduler* owner) {
   TaskBlock* fresh = take_block(spare);
   if (chain.tail == nullptr) {
     chain.head = fresh;
@@ -116,14 +143,17 @@ void splice_spare(SpareBlocks& to, SpareBlocks& from) {
     chain.tail->next = fresh;
   }
   chain.tail = fresh;
+  if (spare.count == 0) refill_spare(spare);
+  if (SchedulerAnchor* anchor = owner->anchor()) anchor->set_post_room_low(spare.count == 0);
   return fresh;
 }
 
 // Appends a task made from `fn` (a Task, or a callable built into one in
-// place) to `chain`.
+// place) to `chain`, the loop `owner`'s.
 template <class F>
-[[gnu::noinline]] void chain_push_grow(TaskChain& chain, SpareBlocks& spare, F&& fn) {
-  TaskBlock* b = chain_grow(chain, spare);
+[[gnu::noinline]] void chain_push_grow(TaskChain& chain, SpareBlocks& spare, F&& fn,
+                                       Scheduler* owner) {
+  TaskBlock* b = chain_grow(chain, spare, owner);
   ::new (static_cast<void*>(b->slot(b->end))) Task(std::forward<F>(fn));
   ++b->end;
 }
@@ -131,10 +161,10 @@ template <class F>
 // The common case makes no call (a new block is a tail call), so that the
 // posting functions it is inlined into need no frame of their own.
 template <class F>
-inline void chain_push(TaskChain& chain, SpareBlocks& spare, F&& fn) {
+inline void chain_push(TaskChain& chain, SpareBlocks& spare, F&& fn, Scheduler* owner) {
   TaskBlock* b = chain.tail;
   if (b == nullptr || b->full()) [[unlikely]] {
-    chain_push_grow(chain, spare, std::forward<F>(fn));
+    chain_push_grow(chain, spare, std::forward<F>(fn), owner);
     return;
   }
   ::new (static_cast<void*>(b->slot(b->end))) Task(std::forward<F>(fn));
@@ -334,10 +364,15 @@ class Inbox final : public RemoteScheduler {
   }
 
   bool post(absl::AnyInvocable<void()> fn) override { return push(std::move(fn)); }
+  bool post_completion(absl::AnyInvocable<void()> fn) noexcept override {
+    return push(std::move(fn), /*wait_for_memory=*/true);
+  }
 
   // Any thread. On failure `task` is left to the caller, which destroys it
-  // after this returns, unlocked.
-  [[gnu::always_inline]] bool push(Task&& task) {
+  // after this returns, unlocked. Throws std::bad_alloc (with `task` left
+  // intact) if a new block is needed and cannot be allocated, unless
+  // `wait_for_memory`: see push_slow.
+  [[gnu::always_inline]] bool push(Task&& task, bool wait_for_memory = false) {
     // Fast path: room in the tail block (then the inbox is not closed:
     // close() leaves no room).
     mu_.lock();
@@ -348,13 +383,26 @@ class Inbox final : public RemoteScheduler {
       return true;
     }
     mu_.unlock();
-    return push_slow(std::move(task));
+    return push_slow(std::move(task), wait_for_memory);
   }
 
   // The tail block is full (a new one is needed), or the inbox is closed.
-  [[gnu::noinline]] bool push_slow(Task&& task) {
+  //
+  // With `wait_for_memory` (post_completion: an offload's outcome, a
+  // delivery, posted by a worker from noexcept code, or from a destructor)
+  // a failed allocation is not thrown: nobody could handle it, and the
+  // completion would be lost, or the process terminated. The poster waits
+  // with a growing back-off (logging once) and tries again, taking a block
+  // the loop hands back meanwhile, or a new one once memory is there, or
+  // giving up if the loop closes. Nothing is lost, at the price of a
+  // blocked poster while memory is short. (An intrusive emergency queue,
+  // the posted object as its own node, would not block; it would cost
+  // every offload and delivery a node and the loop a second queue to
+  // drain, for a case that is already out of memory.)
+  [[gnu::noinline]] bool push_slow(Task&& task, bool wait_for_memory) {
     bool queued = false;
     bool wake = false;
+    int failures = 0;
     TaskBlock* fresh = nullptr;  // allocated unlocked when no free block is left
     for (;;) {
       {
@@ -377,7 +425,15 @@ class Inbox final : public RemoteScheduler {
           break;
         }
       }
-      fresh = new TaskBlock;
+      if (!wait_for_memory) {
+        fresh = new TaskBlock;
+        continue;
+      }
+      try {
+        fresh = new TaskBlock;
+      } catch (const std::bad_alloc&) {
+        wait_for_memory_to_post(failures++);
+      }
     }
     delete fresh;  // the loop was closed meanwhile
     if (wake) write_waker();
@@ -562,6 +618,21 @@ class Inbox final : public RemoteScheduler {
   }
 
  private:
+  // push_slow's back-off after the `failures`-th failed allocation of a
+  // block for a completion: 0.1 ms, doubling up to 100 ms.
+  [[gnu::noinline, gnu::cold]] static void wait_for_memory_to_post(int failures) noexcept {
+    if (failures == 0) {
+      try {
+        log(LogLevel::kError,
+            "IOLoop: no memory for a block of the loop's cross-thread queue; a completion "
+            "waits for memory to be queued");
+      } catch (...) {
+        // Logging needs memory too.
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(100 << std::min(failures, 10)));
+  }
+
   // Under mu_, with room in the tail block: queues `task` and publishes it.
   // Returns true if the caller must write the eventfd (after unlocking).
   bool place_locked(Task&& task) {
@@ -772,6 +843,9 @@ IOLoop::IOLoop(Options options)
     throw std::system_error(err, std::generic_category(), "IOLoop: epoll_ctl(waker)");
   }
   clock_->attach(inbox_);
+  // No spare block for callbacks_ yet: the first completion makes one (see
+  // reserve_post), unless a post has made it already.
+  set_post_room_low(true);
 }
 
 IOLoop::~IOLoop() {
@@ -1401,7 +1475,7 @@ bool IOLoop::add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocati
       owner_.load(std::memory_order_relaxed) == me && !closed_) [[likely]] {
     OwnerPost post(this);
     if (post.still_owner(me)) [[likely]] {
-      internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
+      internal::chain_push(callbacks_, spare_blocks_, std::move(fn), this);
       return true;
     }
   }
@@ -1420,7 +1494,7 @@ bool IOLoop::add_located_callback(absl::AnyInvocable<void()>&& fn, const SourceL
     if (post.still_owner(std::this_thread::get_id())) {
       if (closed_) return false;
       internal::chain_push(callbacks_, spare_blocks_,
-                           locate(std::move(fn), internal::ActivityKind::kCallback, where));
+                           locate(std::move(fn), internal::ActivityKind::kCallback, where), this);
       return true;
     }
   }
@@ -1429,7 +1503,7 @@ bool IOLoop::add_located_callback(absl::AnyInvocable<void()>&& fn, const SourceL
 
 void IOLoop::post(absl::AnyInvocable<void()> fn) {
   if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
-    internal::chain_push(callbacks_, spare_blocks_, std::move(fn));
+    internal::chain_push(callbacks_, spare_blocks_, std::move(fn), this);
     return;
   }
   post_slow(std::move(fn));
@@ -1438,15 +1512,38 @@ void IOLoop::post(absl::AnyInvocable<void()> fn) {
 void IOLoop::post_slow(absl::AnyInvocable<void()>&& fn) {
   // After close() nothing will ever run it: it dies unrun in post().
   if (closed_) return;
-  internal::chain_push(callbacks_, spare_blocks_,
-                       locate(std::move(fn), internal::ActivityKind::kFutureCallback,
-                              SourceLocation()));
+  // A future's post must not fail (see reserve_post): with no memory for
+  // the location's wrapper, `fn` (left intact by locate) goes without it.
+  absl::AnyInvocable<void()> located;
+  try {
+    located = locate(std::move(fn), internal::ActivityKind::kFutureCallback, SourceLocation());
+  } catch (const std::bad_alloc&) {
+  }
+  internal::chain_push(callbacks_, spare_blocks_, located ? std::move(located) : std::move(fn),
+                       this);
+}
+
+void IOLoop::reserve_post() {
+  // Called only while post_room_low() is up: chain_grow could not replace
+  // the spare block it took. Try again; a spare block makes room for 256
+  // posts.
+  if (spare_blocks_.count == 0) internal::refill_spare(spare_blocks_);
+  if (spare_blocks_.count > 0) {
+    set_post_room_low(false);
+    return;
+  }
+  // Still no memory: the room left in the tail block does if it is enough
+  // for the completion and what it completes inline (the flag stays up).
+  const internal::TaskBlock* tail = callbacks_.tail;
+  const uint32_t room = tail == nullptr ? 0 : internal::TaskBlock::kCapacity - tail->end;
+  if (room >= internal::kPostReserveSlots || closed_) return;
+  throw std::bad_alloc();
 }
 
 void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
   if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
     // Built in its slot: no closure to construct, move and destroy on the way.
-    internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx});
+    internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx}, this);
     return;
   }
   post_resume_slow(resume, ctx);
@@ -1457,14 +1554,25 @@ void IOLoop::post_resume_slow(void (*resume)(void*), void* ctx) {
   post(Resume{resume, ctx});
 }
 
-absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()> fn,
+absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()>&& fn,
                                           internal::ActivityKind kind,
                                           const SourceLocation& where) {
-  // Runs only on the loop (inside run_guarded), so `this` is alive then;
+  struct Located {
+    IOLoop* loop;
+    internal::ActivityKind kind;
+    SourceLocation where;
+    absl::AnyInvocable<void()> fn;
+  };
+  // The one allocation first, so that if it throws `fn` is still the
+  // caller's (post_slow then posts it as it is). The closure holds only the
+  // box: it fits in AnyInvocable's inline buffer and moves without throwing.
+  auto box = std::make_unique<Located>(Located{this, kind, where, nullptr});
+  box->fn = std::move(fn);
+  // Runs only on the loop (inside run_guarded), so the loop is alive then;
   // destroyed unrun, it never touches the loop.
-  return [this, fn = std::move(fn), kind, where]() mutable {
-    note_activity(kind, where);
-    fn();
+  return [box = std::move(box)]() mutable {
+    box->loop->note_activity(box->kind, box->where);
+    box->fn();
   };
 }
 

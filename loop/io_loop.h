@@ -618,6 +618,9 @@ class IOLoop final : public Scheduler {
   // it), the cross-thread inbox, and the owner-thread test.
   void post(absl::AnyInvocable<void()> fn) override;
   void post_resume(void (*resume)(void*), void* ctx) override;
+  // Keeps posts from completing futures from failing: see
+  // Scheduler::reserve_post and chain_grow in io_loop.cc.
+  void reserve_post() override;
   std::shared_ptr<RemoteScheduler> remote() override;
   bool in_scheduler_thread() const override {
     return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();
@@ -726,7 +729,8 @@ class IOLoop final : public Scheduler {
                    std::exception_ptr e);
   // While locations are recorded (the watchdog is on): wraps `fn` so that,
   // when it runs, it first tells the loop what it is (note_activity).
-  absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()> fn, internal::ActivityKind kind,
+  // Throws std::bad_alloc with `fn` left intact.
+  absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()>&& fn, internal::ActivityKind kind,
                                     const SourceLocation& where);
   void note_activity(internal::ActivityKind kind, const SourceLocation& where);
   // add_callback() once `fn` is known not to be empty. The same-thread

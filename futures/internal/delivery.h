@@ -188,12 +188,14 @@ class DeliveryHandle {
   ~DeliveryHandle() { reset(); }
 
   // Runs the payload on the loop thread during a later turn, unless the
-  // loop is gone. At most once.
+  // loop is gone. At most once. Posts with post_completion: queuing does not
+  // fail for lack of memory (it waits for memory instead), so the payload
+  // is never lost and reset(), from the destructor, cannot throw.
   void deliver()
     requires std::is_same_v<Arg, NoDeliveryArg>
   {
     if (block_ == nullptr) return;
-    remote_->post(typename Block::template Posted<true>{
+    remote_->post_completion(typename Block::template Posted<true>{
         typename Block::Ref(std::exchange(block_, nullptr))});
   }
 
@@ -206,8 +208,8 @@ class DeliveryHandle {
   void deliver(A&& arg) {
     if (block_ == nullptr) return;
     Arg copy(std::forward<A>(arg));
-    remote_->post(typename Block::PostedWith{typename Block::Ref(std::exchange(block_, nullptr)),
-                                             std::move(copy)});
+    remote_->post_completion(typename Block::PostedWith{
+        typename Block::Ref(std::exchange(block_, nullptr)), std::move(copy)});
   }
 
  private:
@@ -225,7 +227,7 @@ class DeliveryHandle {
   // Not delivered: the payload must still die on the loop thread.
   void reset() {
     if (block_ == nullptr) return;
-    remote_->post(typename Block::template Posted<false>{
+    remote_->post_completion(typename Block::template Posted<false>{
         typename Block::Ref(std::exchange(block_, nullptr))});
   }
 

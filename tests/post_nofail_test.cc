@@ -1,0 +1,200 @@
+// A completion never loses its callbacks (or its coroutine's resume) when
+// posting them to the loop runs out of memory, and never terminates the
+// process: set_result/set_exception/cancel either complete and post, or
+// throw std::bad_alloc with the future still pending (a retry works); an
+// offload's outcome and a ConcurrentFuture's delivery from a worker reach
+// the loop even when the loop's cross-thread queue cannot get a new block
+// at first.
+//
+// This binary replaces the global operator new: while g_fail_big is armed,
+// allocations of kBigSize bytes or more fail on any thread (the loop's
+// queue blocks are 8 KiB and more; nothing else here is that big).
+#include <atomic>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/concurrent_future.h"
+#include "eddy/futures/coroutine.h"
+#include "eddy/futures/future.h"
+#include "eddy/loop/io_loop.h"
+#include "gtest/gtest.h"
+
+namespace {
+constexpr size_t kBigSize = 8192;
+// > 0: that many more big allocations fail; -1: every one fails.
+std::atomic<int> g_fail_big{0};
+
+void* allocate(size_t size) {
+  if (size >= kBigSize) {
+    int n = g_fail_big.load(std::memory_order_relaxed);
+    while (n != 0) {
+      if (n < 0) throw std::bad_alloc();
+      if (g_fail_big.compare_exchange_weak(n, n - 1)) throw std::bad_alloc();
+    }
+  }
+  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+  throw std::bad_alloc();
+}
+}  // namespace
+
+void* operator new(size_t size) { return allocate(size); }
+void* operator new[](size_t size) { return allocate(size); }
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return allocate(size);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](size_t size, const std::nothrow_t& t) noexcept { return operator new(size, t); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+namespace eddy {
+namespace {
+
+// Fails big allocations while it lives (every one, or the next `n`).
+struct FailBig {
+  explicit FailBig(int n = -1) { g_fail_big.store(n); }
+  ~FailBig() { g_fail_big.store(0); }
+};
+
+// Queues no-op callbacks until the loop's callback queue needs a block it
+// cannot get (add_callback then throws, queuing nothing). Returns how many
+// were queued.
+int fill_callback_queue(IOLoop& loop) {
+  int n = 0;
+  for (; n < 10'000; ++n) {
+    try {
+      loop.add_callback([] {});
+    } catch (const std::bad_alloc&) {
+      return n;
+    }
+  }
+  return n;
+}
+
+// Runs the loop until everything queued so far has run.
+void drain(IOLoop& loop) {
+  loop.run_sync([] { return make_ready_future(0); });
+  loop.run_sync([] { return make_ready_future(0); });
+}
+
+class PostNoFailTest : public testing::Test {
+ protected:
+  PostNoFailTest() { loop_.make_current(); }
+  ~PostNoFailTest() override { IOLoop::clear_current(); }
+  IOLoop loop_;
+};
+
+TEST_F(PostNoFailTest, SetResultEitherPostsOrThrowsWithTheFutureStillPending) {
+  int ran = 0;
+  Future<int> f;
+  f.add_done_callback([&](Future<int>& done) { ran += done.result(); });
+  Future<int> g;
+  g.add_done_callback([&](Future<int>& done) { ran += done.result(); });
+  for (int i = 0; i < 256; ++i) loop_.add_callback([] {});  // fills the first block
+  {
+    FailBig fail;
+    // The queue's next block is the spare kept ready: this completes.
+    f.set_result(1);
+    EXPECT_TRUE(f.done());
+    // Fill what is left; no spare block can be had now.
+    EXPECT_GT(fill_callback_queue(loop_), 0);
+    EXPECT_THROW(g.set_result(10), std::bad_alloc);
+    EXPECT_FALSE(g.done());
+    EXPECT_THROW(g.set_exception(std::make_exception_ptr(std::runtime_error("x"))),
+                 std::bad_alloc);
+    EXPECT_THROW(g.cancel(), std::bad_alloc);
+    EXPECT_FALSE(g.done());
+  }
+  g.set_result(10);  // the retry works, with memory back
+  EXPECT_EQ(ran, 0);
+  drain(loop_);
+  EXPECT_EQ(ran, 11);
+}
+
+TEST_F(PostNoFailTest, AddDoneCallbackOnADoneFutureThrowsWithoutRegisteringIt) {
+  Future<int> f;
+  f.set_result(1);
+  drain(loop_);
+  int ran = 0;
+  {
+    FailBig fail;
+    fill_callback_queue(loop_);
+    fill_callback_queue(loop_);
+    EXPECT_THROW(f.add_done_callback([&](Future<int>&) { ran += 1; }), std::bad_alloc);
+  }
+  f.add_done_callback([&](Future<int>&) { ran += 10; });
+  drain(loop_);
+  EXPECT_EQ(ran, 10);
+}
+
+Future<int> await_once(Future<int> f, bool& resumed) {
+  int v = co_await f;
+  resumed = true;
+  co_return v;
+}
+
+TEST_F(PostNoFailTest, AnAwaitingCoroutineIsResumedAfterAFailedSetResultIsRetried) {
+  Future<int> f;
+  bool resumed = false;
+  Future<int> co = await_once(f, resumed);
+  for (int i = 0; i < 256; ++i) loop_.add_callback([] {});
+  {
+    FailBig fail;
+    fill_callback_queue(loop_);
+    fill_callback_queue(loop_);
+    EXPECT_THROW(f.set_result(7), std::bad_alloc);
+    EXPECT_FALSE(f.done());
+  }
+  f.set_result(7);
+  EXPECT_EQ(loop_.run_sync([&] { return co; }), 7);
+  EXPECT_TRUE(resumed);
+}
+
+// Fills the loop's cross-thread queue (its first block holds 256) from
+// another thread, so that the next cross-thread post needs a new block.
+void fill_inbox(IOLoop& loop) {
+  std::thread([&] {
+    for (int i = 0; i < 256; ++i) loop.add_callback([] {});
+  }).join();
+}
+
+TEST_F(PostNoFailTest, AnOffloadsOutcomeArrivesWhenTheInboxCannotGrowAtFirst) {
+  ThreadPoolExecutor pool(1);
+  fill_inbox(loop_);
+  // The worker's completion is the post that needs the block; its first
+  // tries fail.
+  Future<int> f = loop_.run_in_executor(&pool, [] {
+    g_fail_big.store(3);
+    return 42;
+  });
+  // (The timeout only bounds a hang; it is not what the test measures.)
+  EXPECT_EQ(loop_.run_sync([&] { return f; }, absl::Seconds(30)), 42);
+  g_fail_big.store(0);
+  pool.shutdown(true);
+}
+
+TEST_F(PostNoFailTest, AddFutureOnAConcurrentFutureRunsWhenTheInboxCannotGrowAtFirst) {
+  ThreadPoolExecutor pool(1);
+  fill_inbox(loop_);
+  ConcurrentFuture<int> cf = pool.submit([] {
+    g_fail_big.store(3);
+    return 5;
+  });
+  Future<int> seen;
+  loop_.add_future(cf, [&](ConcurrentFuture<int>& done) { seen.set_result(done.result()); });
+  EXPECT_EQ(loop_.run_sync([&] { return seen; }, absl::Seconds(30)), 5);
+  g_fail_big.store(0);
+  pool.shutdown(true);
+}
+
+}  // namespace
+}  // namespace eddy
