@@ -82,21 +82,28 @@ inline constexpr uint8_t kListeners = 0x8;
 class WaitDeadline {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit WaitDeadline(std::optional<absl::Duration> timeout) : timeout_(timeout) {
+  explicit WaitDeadline(std::optional<absl::Duration> timeout)
+      : timeout_(timeout.value_or(absl::InfiniteDuration())) {
     const Clock::time_point now = Clock::now();
     if (timeout && *timeout < absl::FromChrono(Clock::time_point::max() - now)) {
       at_ = now + absl::ToChronoNanoseconds(*timeout);
+      forever_ = false;
     }
   }
-  bool forever() const { return !at_; }
+  bool forever() const { return forever_; }
   // True once the deadline (if any) has passed.
-  bool passed() const { return at_ && Clock::now() >= *at_; }
-  Clock::time_point at() const { return *at_; }
-  absl::Duration timeout() const { return *timeout_; }
+  bool passed() const { return !forever_ && Clock::now() >= at_; }
+  Clock::time_point at() const { return at_; }
+  // The timeout given (absl::InfiniteDuration() for none).
+  absl::Duration timeout() const { return timeout_; }
 
  private:
-  std::optional<absl::Duration> timeout_;
-  std::optional<Clock::time_point> at_;
+  // Plain values, not std::optionals: GCC's -Wmaybe-uninitialized, which a
+  // consumer may build with at -O1 and above, cannot follow an optional's
+  // engaged flag through an inlined wait.
+  absl::Duration timeout_;
+  Clock::time_point at_ = Clock::time_point::max();
+  bool forever_ = true;
 };
 
 // A listener woken when its future completes, before the callbacks run:

@@ -769,11 +769,15 @@ TEST(ExecutorMapTest, ABracedListAndAReturnWhenWithoutTimeout) {
   EXPECT_EQ(pool.map([](int i) { return i + 1; }, {1, 2, 3}), (std::vector<int>{2, 3, 4}));
 }
 
-TEST(ExecutorMapTest, ABoundedQueueStillFailsFast) {
-  ThreadPoolExecutor pool(ThreadPoolExecutor::Options{.max_workers = 1, .max_queue_size = 1});
+// Maps n items on `pool` (one worker) with a function that takes no token
+// and fails on item 0; returns how many calls ran after that failure.
+// The calls share a borrowed token: the failure cancels it as it completes,
+// on the worker, before the worker takes the next call, so none should.
+int calls_run_after_the_first_failure(ThreadPoolExecutor& pool, int n) {
   std::atomic<int> ran_after_failure{0};
-  std::vector<int> in(20);
+  std::vector<int> in(static_cast<size_t>(n));
   std::iota(in.begin(), in.end(), 0);
+  LogCapture log;
   const std::string what = failure_after_shutdown(pool, [&] {
     pool.map(
         [&](int i) {
@@ -783,9 +787,13 @@ TEST(ExecutorMapTest, ABoundedQueueStillFailsFast) {
         in);
   });
   EXPECT_EQ(what, "item 0 failed");
-  // The failure cancels the calls' tokens as it completes, on the worker,
-  // before it takes the next call: none starts after it.
-  EXPECT_EQ(ran_after_failure.load(), 0);
+  EXPECT_EQ(log.size(), 0u) << "the cancelled calls' outcomes are not logged: " << log.lines()[0];
+  return ran_after_failure.load();
+}
+
+TEST(ExecutorMapTest, ABoundedQueueStillFailsFast) {
+  ThreadPoolExecutor pool(ThreadPoolExecutor::Options{.max_workers = 1, .max_queue_size = 1});
+  EXPECT_EQ(calls_run_after_the_first_failure(pool, 20), 0);
 }
 
 TEST(ExecutorMapTest, ABoundedQueueStopsSubmittingAtTheTimeout) {
@@ -828,23 +836,7 @@ TEST(ExecutorMapTest, CallsLeftQueuedWhenMapGaveUpNeverRunAfterItReturned) {
 
 TEST(ExecutorMapTest, AFailureStopsTheQueuedCallsOfAFnWithoutAToken) {
   ThreadPoolExecutor pool(1);
-  std::atomic<int> ran_after_failure{0};
-  std::vector<int> in(50);
-  std::iota(in.begin(), in.end(), 0);
-  LogCapture log;
-  const std::string what = failure_after_shutdown(pool, [&] {
-    pool.map(
-        [&](int i) {
-          if (i == 0) throw std::runtime_error("item 0 failed");
-          ++ran_after_failure;
-        },
-        in);
-  });
-  EXPECT_EQ(what, "item 0 failed");
-  // The calls queued behind call 0 share a borrowed token: the failure
-  // cancels it as it completes, before the worker takes the next call.
-  EXPECT_EQ(ran_after_failure.load(), 0);
-  EXPECT_EQ(log.size(), 0u) << "the cancelled calls' outcomes are not logged: " << log.lines()[0];
+  EXPECT_EQ(calls_run_after_the_first_failure(pool, 50), 0);
 }
 
 TEST(WaitTest, TimeoutMessagesNeverSayNegative) {
