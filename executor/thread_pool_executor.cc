@@ -184,6 +184,9 @@ void ThreadPoolExecutor::destroy_from_own_worker() {
     }
   }
   tls_pool_gone = true;
+  // The running call must not count this worker into the pool it is
+  // destroying (t_worker_finishing points into it).
+  internal::t_worker_finishing = nullptr;
 }
 
 
