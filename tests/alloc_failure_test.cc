@@ -48,6 +48,25 @@ constexpr long kMaxSweep = 200;
 
 MonotonicTime at_ms(int64_t ms) { return MonotonicTime::from_nanoseconds(ms * 1000000); }
 
+// Runs call() with the n-th allocation from now failing: whether the call
+// threw std::bad_alloc, and whether the armed failure fired at all (a sweep
+// over n stops once it did not: the call made fewer allocations).
+struct Attempt {
+  bool threw;
+  bool fired;
+};
+template <class Call>
+Attempt with_failing_allocation(long n, Call&& call) {
+  FailAllocation fail(n);
+  bool threw = false;
+  try {
+    call();
+  } catch (const std::bad_alloc&) {
+    threw = true;
+  }
+  return {threw, fail.fired()};
+}
+
 // Pops every due timer, runs it, and returns how many ran.
 int fire_all(TimerQueue& q) {
   int ran = 0;
@@ -86,17 +105,9 @@ TEST(AllocFailureTest, TimerQueueAddThatThrowsLeavesTheQueueUnchangedAndDestroys
       for (int i = 0; i < prefill; ++i) q.add(at_ms(10 + i), [&ran] { ++ran; });
       absl::AnyInvocable<void()> fn = [t = Tracked(1), &ran] { ++ran; };
       ASSERT_EQ(Tracked::live, 1);
-      bool threw = false;
-      bool fired;
-      {
-        FailAllocation fail(n);
-        try {
-          q.add(at_ms(5), std::move(fn));
-        } catch (const std::bad_alloc&) {
-          threw = true;
-        }
-        fired = fail.fired();
-      }
+      const auto [threw, fired] = with_failing_allocation(n, [&] {
+        q.add(at_ms(5), std::move(fn));
+      });
       EXPECT_EQ(threw, fired);
       if (threw) {
         EXPECT_EQ(Tracked::live, 0) << "the failed timer's callback was kept; prefill " << prefill
@@ -126,15 +137,8 @@ TEST(AllocFailureTest, TimerQueueAddThatThrowsLeavesTheQueueUnchangedAndDestroys
 TEST(AllocFailureTest, CallLaterThatThrowsLeavesTheLoopsTimersWorking) {
   for (long n = 0; n < kMaxSweep; ++n) {
     IOLoop loop;
-    bool fired;
-    {
-      FailAllocation fail(n);
-      try {
-        loop.call_later(absl::Milliseconds(1), [] {});
-      } catch (const std::bad_alloc&) {
-      }
-      fired = fail.fired();
-    }
+    const bool fired =
+        with_failing_allocation(n, [&] { loop.call_later(absl::Milliseconds(1), [] {}); }).fired;
     int ran = 0;
     for (int i = 0; i < 20; ++i) loop.call_later(absl::ZeroDuration(), [&ran] { ++ran; });
     loop.run_sync([&] { return sleep(absl::Milliseconds(2)); });
@@ -154,17 +158,9 @@ TEST_F(AllocFailureSyncTest, EventSetThatThrowsChangesNothingAndARetryWakesTheWa
     Event ev;
     Future<void> a = ev.wait();
     Future<void> b = ev.wait();
-    bool threw = false;
-    bool fired;
-    {
-      FailAllocation fail(n);
-      try {
-        ev.set();
-      } catch (const std::bad_alloc&) {
-        threw = true;
-      }
-      fired = fail.fired();
-    }
+    const auto [threw, fired] = with_failing_allocation(n, [&] {
+      ev.set();
+    });
     if (threw) {
       EXPECT_FALSE(ev.is_set()) << "n " << n;
       EXPECT_FALSE(a.done());
@@ -187,17 +183,9 @@ TEST_F(AllocFailureSyncTest, ConditionNotifyThatThrowsLosesNoWaiter) {
     Condition c;
     Future<void> first = c.wait();
     Future<void> second = c.wait();
-    bool threw = false;
-    bool fired;
-    {
-      FailAllocation fail(n);
-      try {
-        EXPECT_EQ(c.notify(1), 1u);
-      } catch (const std::bad_alloc&) {
-        threw = true;
-      }
-      fired = fail.fired();
-    }
+    const auto [threw, fired] = with_failing_allocation(n, [&] {
+      EXPECT_EQ(c.notify(1), 1u);
+    });
     if (threw) {
       EXPECT_EQ(c.waiter_count(), 2u) << "n " << n;
       EXPECT_EQ(c.notify(1), 1u);
@@ -216,17 +204,9 @@ TEST_F(AllocFailureSyncTest, ConditionNotifyAllThatThrowsLeavesEveryWaiterForARe
     Condition c;
     Future<void> a = c.wait();
     Future<void> b = c.wait();
-    bool threw = false;
-    bool fired;
-    {
-      FailAllocation fail(n);
-      try {
-        EXPECT_EQ(c.notify_all(), 2u);
-      } catch (const std::bad_alloc&) {
-        threw = true;
-      }
-      fired = fail.fired();
-    }
+    const auto [threw, fired] = with_failing_allocation(n, [&] {
+      EXPECT_EQ(c.notify_all(), 2u);
+    });
     if (threw) {
       EXPECT_EQ(c.notify_all(), 2u) << "n " << n;
     }
