@@ -13,6 +13,7 @@
 namespace eddy {
 
 constinit thread_local std::atomic<int>* internal::t_worker_finishing = nullptr;
+constinit thread_local const void* internal::t_worker_task = nullptr;
 
 namespace {
 

@@ -85,16 +85,33 @@ class Executor;
 namespace internal {
 struct ExecutorAccess;
 
-// Set by a ThreadPoolExecutor worker around a task while its pool may still
-// start workers: a call about to complete its future counts itself in here
-// (once; it clears the pointer), so that a submit woken by that completion
-// finds this worker about to be free instead of starting another one.
+// Set by a ThreadPoolExecutor worker around a task (t_worker_task) while
+// its pool may still start workers: that task, about to complete its
+// future, counts the worker in here (once; it clears the pointer), so that
+// a submit woken by that completion finds this worker about to be free
+// instead of starting another one. Only the pool's own task counts: a call
+// it runs inline (an InlineExecutor's) completes while the task goes on.
 extern constinit thread_local std::atomic<int>* t_worker_finishing;
+extern constinit thread_local const void* t_worker_task;
 
-inline void note_worker_finishing() noexcept {
+// For an offload, whose completion only posts to the loop.
+inline void note_worker_finishing(const void* task) noexcept {
   if (std::atomic<int>* finishing = t_worker_finishing) [[unlikely]] {
+    if (t_worker_task != task) return;
     finishing->fetch_add(1, std::memory_order_relaxed);  // published by the completion
     t_worker_finishing = nullptr;
+  }
+}
+
+// For a task completing `future`: not while done callbacks are registered,
+// which the completion runs on this worker (one that submits to this pool
+// and waits must get a worker of its own, as in Python, where a worker is
+// idle only once they have run).
+template <class T>
+inline void note_worker_finishing(const void* task, const ConcurrentFuture<T>& future) noexcept {
+  if (t_worker_finishing != nullptr) [[unlikely]] {
+    if (ConcurrentAccess::has_callbacks(future)) return;
+    note_worker_finishing(task);
   }
 }
 }  // namespace internal
@@ -449,17 +466,17 @@ class BasicCallTask final : public Executor::Task, public EmbeddedConcurrentStat
       if constexpr (std::is_void_v<R>) {
         invoke();
         end_call();
-        note_worker_finishing();
+        note_worker_finishing(static_cast<const Executor::Task*>(this), future_);
         settle(unobserved);
       } else {
         R value = invoke();  // a reference into a capture is copied first
         end_call();
-        note_worker_finishing();
+        note_worker_finishing(static_cast<const Executor::Task*>(this), future_);
         settle(unobserved, std::move(value));
       }
     } catch (...) {
       end_call();
-      note_worker_finishing();
+      note_worker_finishing(static_cast<const Executor::Task*>(this), future_);
       future_.try_set_exception(std::current_exception());
     }
     return true;

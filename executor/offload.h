@@ -127,7 +127,8 @@ class OffloadTask final : public Executor::Task {
         error_ = std::current_exception();
       }
     }
-    note_worker_finishing();  // a loop woken by this completion reuses this worker
+    // A loop woken by this completion reuses this worker.
+    note_worker_finishing(static_cast<const Executor::Task*>(this));
     complete();
     return ran;
   }

@@ -105,7 +105,10 @@ ThreadPoolExecutor::ThreadPoolExecutor(Options options)
   // completion (a submit().result() loop) then leaves the task to it
   // rather than starting another worker.
   const bool may_start_more = started_.load(std::memory_order_relaxed) < max_workers_;
-  if (may_start_more) internal::t_worker_finishing = &finishing_;
+  if (may_start_more) {
+    internal::t_worker_finishing = &finishing_;
+    internal::t_worker_task = task;
+  }
   bool ran = task->run();
   task->dispose();
   if (tls_pool_gone) {
@@ -316,17 +319,23 @@ void ThreadPoolExecutor::stop_workers() {
 // Starts worker number started_. Under mu_, so that shutdown, which
 // sets shutdown_ under mu_ before collecting threads_ to join, never misses
 // a worker. Throws only when the pool has no worker at all (then nothing
-// could ever run the task); with some workers running, a failed start is
-// logged and the queue waits for them.
+// could ever run the task, which is not queued yet); with some workers
+// running, a failed start (no thread, or no memory for it) is logged and
+// the queue waits for them: the task is queued by then, and execute()
+// must not throw once it has taken the task.
 void ThreadPoolExecutor::spawn_locked() {
   int index = started_.load(std::memory_order_relaxed);
   try {
     threads_.emplace_back([this, index] { worker_main(index); });
     started_.store(index + 1, std::memory_order_release);
-  } catch (const std::system_error& e) {
+  } catch (const std::exception& e) {
     if (index == 0) throw;
-    log(LogLevel::kWarning,
-        std::string("ThreadPoolExecutor: could not start another worker: ") + e.what());
+    try {
+      log(LogLevel::kWarning,
+          std::string("ThreadPoolExecutor: could not start another worker: ") + e.what());
+    } catch (...) {
+      // No memory for the message either: the pool goes on with its workers.
+    }
   }
 }
 
@@ -412,7 +421,10 @@ bool ThreadPoolExecutor::execute_locked(TaskPtr& task, absl::AnyInvocable<void()
         // admits the task when it takes the next one off the queue.
         absl::AnyInvocable<void()> admitted;
         if (on_admitted != nullptr) admitted = std::move(*on_admitted);
-        parked_.push_back(Parked{task.release(), std::move(admitted)});
+        // Released only once it is parked: a failed push_back leaves the
+        // task to `task`, which cancels its future.
+        parked_.push_back(Parked{task.get(), std::move(admitted)});
+        task.release();
         std::lock_guard<SpinLock> submit_lock(submit_mu_);
         ++submitted_;
         return false;

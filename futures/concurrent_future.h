@@ -302,6 +302,14 @@ struct ConcurrentAccess {
     }
     return false;
   }
+  // True when done callbacks are registered (the completion runs them on
+  // the completing thread).
+  template <class T>
+  static bool has_callbacks(const ConcurrentFuture<T>& f) {
+    ConcurrentState<T>& s = *f.state_;
+    std::lock_guard<ConcurrentState<T>> lock(s);
+    return static_cast<bool>(s.first_callback);
+  }
   // share_unpublished, unobserved and complete_unobserved below are for an
   // executor's own task future, which is never empty: unchecked.
   // A handle that takes over the reference the state was created with (an

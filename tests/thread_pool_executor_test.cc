@@ -201,6 +201,47 @@ TEST(ThreadPoolExecutorTest, ASubmitResultLoopRunsOnOneWorker) {
   }
 }
 
+TEST(ThreadPoolExecutorTest, ACallRunInlineInsideATaskDoesNotCountItsWorkerAsAboutToBeFree) {
+  // The task completes an InlineExecutor's call and goes on to wait for a
+  // task of its own pool: that one needs the second worker.
+  for (int round = 0; round < 20; ++round) {
+    ThreadPoolExecutor pool(2);
+    InlineExecutor inline_executor;
+    ConcurrentFuture<int> outer = pool.submit([&] {
+      int a = inline_executor.submit([] { return 40; }).result();
+      return a + pool.submit([] { return 2; }).result(absl::Seconds(10));
+    });
+    EXPECT_EQ(outer.result(absl::Seconds(60)), 42) << "round " << round;
+    EXPECT_EQ(pool.thread_count(), 2) << "round " << round;
+  }
+}
+
+TEST(ThreadPoolExecutorTest, ADoneCallbackThatWaitsForItsOwnPoolGetsAnotherWorker) {
+  // The callback runs on the worker that completed the future, after the
+  // completion: that worker is not free while it runs (as in Python).
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> seen{0};
+    Gate go;
+    Gate done;
+    ThreadPoolExecutor pool(2);  // joined before the gates die
+    ConcurrentFuture<int> first = pool.submit([&] {
+      go.wait();  // the callback is registered by then: the worker runs it
+      return 1;
+    });
+    first.add_done_callback([&](ConcurrentFuture<int>& f) {
+      try {
+        seen = f.result() + pool.submit([] { return 1; }).result(absl::Seconds(10));
+      } catch (const TimeoutError&) {
+        seen = -1;  // no worker for the nested task
+      }
+      done.open();
+    });
+    go.open();
+    done.wait();
+    EXPECT_EQ(seen.load(), 2) << "round " << round;
+  }
+}
+
 TEST(ThreadPoolExecutorTest, ABurstAfterACompletionStillStartsWorkers) {
   // The worker about to be free takes one task of the burst, not all: the
   // three tasks wait for each other, so they deadlock unless three run.
