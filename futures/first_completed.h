@@ -155,11 +155,13 @@ Future<Result> start_first_completed(Container& children, SourceLocation where) 
 // and for a moved-from child met before one that is already done
 // ("first_completed: a child Future is empty (moved from)").
 template <class T>
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<size_t> first_completed(std::vector<Future<T>> children,
                                SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<size_t>(children, where);
 }
 template <class T>
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<size_t> first_completed(std::vector<ConcurrentFuture<T>> children,
                                SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<size_t>(children, where);
@@ -167,24 +169,28 @@ Future<size_t> first_completed(std::vector<ConcurrentFuture<T>> children,
 
 // The key (and iteration position) of the first child of a map to finish.
 template <class K, class T, class C, class A>
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<FirstCompleted<K>> first_completed(
     std::map<K, Future<T>, C, A> children,
     SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 template <class K, class T, class C, class A>
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<FirstCompleted<K>> first_completed(
     std::map<K, ConcurrentFuture<T>, C, A> children,
     SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 template <class K, class T, class H, class E, class A>
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<FirstCompleted<K>> first_completed(
     absl::flat_hash_map<K, Future<T>, H, E, A> children,
     SourceLocation where = SourceLocation::current()) {
   return internal::start_first_completed<FirstCompleted<K>>(children, where);
 }
 template <class K, class T, class H, class E, class A>
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<FirstCompleted<K>> first_completed(
     absl::flat_hash_map<K, ConcurrentFuture<T>, H, E, A> children,
     SourceLocation where = SourceLocation::current()) {
@@ -195,6 +201,7 @@ Future<FirstCompleted<K>> first_completed(
 // the argument position of the first to finish.
 template <class... F>
   requires(sizeof...(F) > 0 && (internal::FutureLike<F> && ...))
+[[nodiscard("first_completed() returns the Future of the winner: co_await it")]]
 Future<size_t> first_completed(F... children) {
   auto* block = new internal::FirstBlock<size_t>(sizeof...(F), SourceLocation::current());
   internal::BlockRef<internal::FirstBlock<size_t>> setup(block);

@@ -912,13 +912,13 @@ bool copy_outcome(From& from, FutureState<T>* to) {
 
 // A future that already holds `value`.
 template <class T>
-Future<std::decay_t<T>> make_ready_future(
+[[nodiscard]] Future<std::decay_t<T>> make_ready_future(
     T&& value, SourceLocation where = SourceLocation::current()) {
   Future<std::decay_t<T>> f(where);
   f.set_result(std::forward<T>(value));
   return f;
 }
-inline Future<void> make_ready_future(
+[[nodiscard]] inline Future<void> make_ready_future(
     SourceLocation where = SourceLocation::current()) {
   Future<void> f(where);
   f.set_result();

@@ -481,6 +481,7 @@ Future<std::tuple<MultiValue<FutureValue<F>>...>> start_tuple_multi(
 // which is harmless: nothing can reach the result); otherwise only what
 // allocation throws. The other forms below throw the same.
 template <class T>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<internal::MultiResult<T, std::vector<T>>> multi(
     std::vector<Future<T>> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -492,6 +493,7 @@ Future<internal::MultiResult<T, std::vector<T>>> multi(
 // Throws InvalidStateError when no loop is current (and `children` is not
 // empty).
 template <class T>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<internal::MultiResult<T, std::vector<T>>> multi(
     std::vector<ConcurrentFuture<T>> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -503,6 +505,7 @@ Future<internal::MultiResult<T, std::vector<T>>> multi(
 // values (Future<void> when T is void). "Input order", for choosing which
 // failure is raised, is the map's iteration order.
 template <class K, class T, class C, class A>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
     std::map<K, Future<T>, C, A> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -510,6 +513,7 @@ Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
       children, std::move(quiet), where);
 }
 template <class K, class T, class C, class A>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
     std::map<K, ConcurrentFuture<T>, C, A> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -519,6 +523,7 @@ Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
 
 // As the std::map form, for absl::flat_hash_map (same hash and equality).
 template <class K, class T, class H, class E, class A>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>> multi(
     absl::flat_hash_map<K, Future<T>, H, E, A> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -526,6 +531,7 @@ Future<internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>> multi(
       children, std::move(quiet), where);
 }
 template <class K, class T, class H, class E, class A>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>> multi(
     absl::flat_hash_map<K, ConcurrentFuture<T>, H, E, A> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -538,6 +544,7 @@ Future<internal::MultiResult<T, absl::flat_hash_map<K, T, H, E>>> multi(
 // a void child. The form to use with QuietExceptions.
 template <class... F>
   requires(internal::FutureLike<F> && ...)
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<std::tuple<MultiValue<internal::FutureValue<F>>...>> multi(
     std::tuple<F...> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
@@ -547,6 +554,7 @@ Future<std::tuple<MultiValue<internal::FutureValue<F>>...>> multi(
 // multi(f1, f2, ...): the tuple form without QuietExceptions.
 template <class... F>
   requires(internal::FutureLike<F> && ...)
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
 Future<std::tuple<MultiValue<internal::FutureValue<F>>...>> multi(F... children) {
   std::tuple<F...> tuple(std::move(children)...);
   return internal::start_tuple_multi(tuple, QuietExceptions(), SourceLocation::current());

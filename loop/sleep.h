@@ -61,6 +61,7 @@ struct SleepTimer {
 // iteration, for zero or negative durations). Cancelling it is allowed and
 // removes its timer from the loop.
 // Throws InvalidStateError if the current loop is closed.
+[[nodiscard("sleep() returns a Future that is done later: co_await it")]]
 inline Future<void> sleep_until(MonotonicTime deadline,
                                 SourceLocation where = SourceLocation::current()) {
   IOLoop& loop = IOLoop::current();  // first: the future must bind to it
@@ -77,6 +78,7 @@ inline Future<void> sleep_until(MonotonicTime deadline,
   return f;
 }
 
+[[nodiscard("sleep() returns a Future that is done later: co_await it")]]
 inline Future<void> sleep(absl::Duration duration,
                           SourceLocation where = SourceLocation::current()) {
   return sleep_until(IOLoop::current().time() + duration, where);

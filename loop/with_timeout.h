@@ -140,6 +140,7 @@ Future<T> with_timeout_on(IOLoop& loop, MonotonicTime deadline, TimeoutGiven giv
 // Throws InvalidStateError if the current loop is closed, or if `f` is
 // empty (moved from): "with_timeout: the Future f is empty (moved from)".
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(MonotonicTime deadline, Future<T> f, TimeoutOptions options) {
   internal::FutureAccess::state(f, "with_timeout", "the Future f is empty");
   IOLoop& loop = IOLoop::current();
@@ -149,12 +150,14 @@ Future<T> with_timeout(MonotonicTime deadline, Future<T> f, TimeoutOptions optio
                                    std::move(options));
 }
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(MonotonicTime deadline, Future<T> f, QuietExceptions quiet = {}) {
   return with_timeout(deadline, std::move(f), TimeoutOptions{std::move(quiet), false});
 }
 
 // The wrapped future's outcome, or TimeoutError `timeout` from now.
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(absl::Duration timeout, Future<T> f, TimeoutOptions options) {
   internal::FutureAccess::state(f, "with_timeout", "the Future f is empty");
   IOLoop& loop = IOLoop::current();
@@ -163,12 +166,14 @@ Future<T> with_timeout(absl::Duration timeout, Future<T> f, TimeoutOptions optio
                                    std::move(f), std::move(source), std::move(options));
 }
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(absl::Duration timeout, Future<T> f, QuietExceptions quiet = {}) {
   return with_timeout(timeout, std::move(f), TimeoutOptions{std::move(quiet), false});
 }
 
 // ConcurrentFuture: bridged onto the current loop, then as above.
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, TimeoutOptions options) {
   internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
   IOLoop& loop = IOLoop::current();
@@ -178,10 +183,12 @@ Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, TimeoutOpt
                                    std::move(bridged), std::move(f), std::move(options));
 }
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, QuietExceptions quiet = {}) {
   return with_timeout(timeout, std::move(f), TimeoutOptions{std::move(quiet), false});
 }
 template <class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(MonotonicTime deadline, ConcurrentFuture<T> f,
                        TimeoutOptions options = {}) {
   internal::ConcurrentAccess::state(f, "with_timeout", "the ConcurrentFuture f is empty");
