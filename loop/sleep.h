@@ -84,6 +84,13 @@ inline Future<void> sleep(absl::Duration duration,
   return sleep_until(IOLoop::current().time() + duration, where);
 }
 
+// sleep(std::chrono::milliseconds(10)), sleep(10ms): see to_duration().
+template <internal::ChronoDuration D>
+[[nodiscard("sleep() returns a Future that is done later: co_await it")]]
+Future<void> sleep(D duration, SourceLocation where = SourceLocation::current()) {
+  return sleep(to_duration(duration), where);
+}
+
 }  // namespace eddy
 
 #endif  // EDDY_LOOP_SLEEP_H_

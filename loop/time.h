@@ -27,7 +27,9 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <ratio>
 #include <string>
+#include <type_traits>
 
 #include "absl/time/time.h"
 #include "eddy/futures/scheduler.h"
@@ -129,6 +131,46 @@ class Clock {
   // timerfd, to the nanosecond, rather than on epoll's millisecond timeout.
   virtual bool reads_clock_monotonic() const { return false; }
 };
+
+// A std::chrono duration as the absl::Duration eddy's calls take (exact for
+// integer counts of nanoseconds or coarser units; a count beyond
+// absl::Duration's range saturates to +/-absl::InfiniteDuration(), as
+// absl::FromChrono does). sleep(), call_later() and with_timeout() accept
+// std::chrono durations directly through it; elsewhere, wrap them:
+// `f.result(eddy::to_duration(2s))`.
+template <class Rep, class Period>
+absl::Duration to_duration(std::chrono::duration<Rep, Period> d) {
+  using Seconds = std::chrono::duration<int64_t>;
+  if constexpr (std::is_floating_point_v<Rep>) {
+    return absl::Seconds(std::chrono::duration<double>(d).count());  // saturates
+  } else if constexpr (std::ratio_greater_equal_v<Period, std::ratio<1>>) {
+    // Seconds or coarser: exact within absl::Duration's range (int64 seconds).
+    using Wide = std::chrono::duration<int64_t, Period>;
+    const Wide w(static_cast<int64_t>(d.count()));
+    constexpr Wide kMax = std::chrono::duration_cast<Wide>(Seconds::max());
+    constexpr Wide kMin = std::chrono::duration_cast<Wide>(Seconds::min());
+    if (w > kMax) return absl::InfiniteDuration();
+    if (w < kMin) return -absl::InfiniteDuration();
+    return absl::Seconds(std::chrono::duration_cast<Seconds>(w).count());
+  } else {
+    // Finer than a second: whole seconds, then the rest (exact to the
+    // nanosecond; a finer unit is rounded toward zero).
+    using Wide = std::chrono::duration<int64_t, Period>;
+    const Wide w(static_cast<int64_t>(d.count()));
+    const Seconds whole = std::chrono::duration_cast<Seconds>(w);
+    return absl::Seconds(whole.count()) +
+           absl::Nanoseconds(std::chrono::duration_cast<std::chrono::nanoseconds>(w - whole).count());
+  }
+}
+
+namespace internal {
+template <class T>
+inline constexpr bool kIsChronoDuration = false;
+template <class Rep, class Period>
+inline constexpr bool kIsChronoDuration<std::chrono::duration<Rep, Period>> = true;
+template <class T>
+concept ChronoDuration = kIsChronoDuration<std::remove_cvref_t<T>>;
+}  // namespace internal
 
 // std::chrono::steady_clock (CLOCK_MONOTONIC). The default clock.
 class SteadyClock final : public Clock {

@@ -187,6 +187,28 @@ template <class T>
 Future<T> with_timeout(absl::Duration timeout, ConcurrentFuture<T> f, QuietExceptions quiet = {}) {
   return with_timeout(timeout, std::move(f), TimeoutOptions{std::move(quiet), false});
 }
+// The same with a std::chrono duration (with_timeout(2s, f)): see
+// to_duration().
+template <internal::ChronoDuration D, class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
+Future<T> with_timeout(D timeout, Future<T> f, TimeoutOptions options) {
+  return with_timeout(to_duration(timeout), std::move(f), std::move(options));
+}
+template <internal::ChronoDuration D, class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
+Future<T> with_timeout(D timeout, Future<T> f, QuietExceptions quiet = {}) {
+  return with_timeout(to_duration(timeout), std::move(f), std::move(quiet));
+}
+template <internal::ChronoDuration D, class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
+Future<T> with_timeout(D timeout, ConcurrentFuture<T> f, TimeoutOptions options) {
+  return with_timeout(to_duration(timeout), std::move(f), std::move(options));
+}
+template <internal::ChronoDuration D, class T>
+[[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
+Future<T> with_timeout(D timeout, ConcurrentFuture<T> f, QuietExceptions quiet = {}) {
+  return with_timeout(to_duration(timeout), std::move(f), std::move(quiet));
+}
 template <class T>
 [[nodiscard("with_timeout() returns the Future that fails on timeout: co_await it")]]
 Future<T> with_timeout(MonotonicTime deadline, ConcurrentFuture<T> f,

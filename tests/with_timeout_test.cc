@@ -332,5 +332,50 @@ TEST(SleepSteadyClockTest, SleepLastsAtLeastItsDuration) {
   EXPECT_GE(loop.time() - before, absl::Milliseconds(20));
 }
 
+TEST(ToDurationTest, ConvertsExactlyAndSaturates) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(to_duration(1500ms), absl::Milliseconds(1500));
+  EXPECT_EQ(to_duration(-7ns), absl::Nanoseconds(-7));
+  EXPECT_EQ(to_duration(-1500001us), absl::Microseconds(-1500001));
+  EXPECT_EQ(to_duration(2h), absl::Hours(2));
+  EXPECT_EQ(to_duration(std::chrono::duration<int>(5)), absl::Seconds(5));
+  EXPECT_EQ(to_duration(std::chrono::duration<double>(0.25)), absl::Milliseconds(250));
+  EXPECT_EQ(to_duration(std::chrono::duration<int64_t, std::pico>(2500)), absl::Nanoseconds(2));
+  EXPECT_EQ(to_duration(std::chrono::nanoseconds::max()),
+            absl::Nanoseconds(std::chrono::nanoseconds::max().count()));
+  EXPECT_EQ(to_duration(std::chrono::seconds::max()),
+            absl::Seconds(std::chrono::seconds::max().count()));
+  EXPECT_EQ(to_duration(std::chrono::hours::max()), absl::InfiniteDuration());
+  EXPECT_EQ(to_duration(std::chrono::hours::min()), -absl::InfiniteDuration());
+  EXPECT_EQ(to_duration(std::chrono::duration<double>(1e300)), absl::InfiniteDuration());
+}
+
+TEST_F(WithTimeoutTest, SleepAndWithTimeoutTakeChronoDurations) {
+  using namespace std::chrono_literals;
+  Future<void> s = sleep(5s);
+  Future<int> pending;
+  Future<int> timed = with_timeout(1500ms, pending);
+  Future<int> cancelled_on_timeout;
+  Future<int> timed2 = with_timeout(1s, cancelled_on_timeout, {.cancel_on_timeout = true});
+  ConcurrentFuture<int> remote;
+  Future<int> timed3 = with_timeout(std::chrono::milliseconds(2000), remote);
+  turn();
+  advance(absl::Seconds(1));
+  ASSERT_TRUE(timed2.done());
+  EXPECT_TRUE(cancelled_on_timeout.cancelled());
+  EXPECT_FALSE(timed.done());
+  advance(absl::Milliseconds(500));
+  ASSERT_TRUE(timed.done());
+  EXPECT_EQ(thrown_what<TimeoutError>([&] { timed.result(); }),
+            "with_timeout: timed out after 1.5s");
+  advance(absl::Milliseconds(500));
+  ASSERT_TRUE(timed3.done());
+  EXPECT_THROW(timed3.result(), TimeoutError);
+  EXPECT_FALSE(s.done());
+  advance(absl::Seconds(3));
+  EXPECT_TRUE(s.done());
+  remote.set_result(1);  // nobody waits any more
+}
+
 }  // namespace
 }  // namespace eddy
