@@ -36,8 +36,11 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <type_traits>
 #include <utility>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
 #include "eddy/futures/errors.h"
 
@@ -92,16 +95,24 @@ namespace internal {
 [[noreturn]] void throw_source_empty(const char* op);
 
 struct CancellationAccess;
+struct CancellationCallbackNode;
 
 // Shared by a source and its tokens.
 struct CancellationState {
   explicit CancellationState(Deadline d) : deadline(d) {}
+  // Sets `requested`, wakes wait_for_cancel() and runs the registered
+  // callbacks, on this thread. Returns true for the first call.
+  bool request();
+
   std::atomic<bool> requested{false};
   const Deadline deadline;
-  // Only for wait_for_cancel(): cancel() notifies under mu so a waiter
-  // cannot miss the signal between its check and its wait.
+  // For wait_for_cancel(): request() sets the flag under mu so a waiter
+  // cannot miss the signal between its check and its wait; and for the
+  // callbacks: their list, and the one running.
   std::mutex mu;
   std::condition_variable cv;
+  CancellationCallbackNode* callbacks = nullptr;  // registration order (a ring)
+  CancellationCallbackNode* running = nullptr;
 };
 
 }  // namespace internal
@@ -162,6 +173,7 @@ class CancellationToken {
 
  private:
   friend class CancellationSource;
+  friend class CancellationCallback;
   friend struct internal::CancellationAccess;
   explicit CancellationToken(std::shared_ptr<internal::CancellationState> s)
       : state_(std::move(s)) {}
@@ -190,16 +202,9 @@ class CancellationSource {
   // Requests cancellation: every token reports cancel_requested() from now
   // on and wait_for_cancel() returns. Returns true for the first call.
   // Throws InvalidStateError on a moved-from source.
-  bool cancel() {
-    internal::CancellationState* s = state("cancel").get();
-    bool first;
-    {
-      std::lock_guard<std::mutex> lock(s->mu);
-      first = !s->requested.exchange(true, std::memory_order_acq_rel);
-    }
-    if (first) s->cv.notify_all();
-    return first;
-  }
+  // Runs the tokens' CancellationCallbacks on this thread, in registration
+  // order, before it returns.
+  bool cancel() { return state("cancel")->request(); }
 
   // Throws InvalidStateError on a moved-from source, as does deadline().
   bool cancel_requested() const {
@@ -215,6 +220,52 @@ class CancellationSource {
 
   std::shared_ptr<internal::CancellationState> state_;
   friend struct internal::CancellationAccess;
+};
+
+namespace internal {
+struct CancellationCallbackNode {
+  CancellationCallbackNode* prev = nullptr;  // guarded by the state's mu
+  CancellationCallbackNode* next = nullptr;
+  std::thread::id runner;                    // while running
+  bool* destroyed_while_running = nullptr;   // set by the runner, for its own thread
+  absl::AnyInvocable<void()> fn;
+};
+}  // namespace internal
+
+// Runs a function when a token's source is cancelled, for blocking code
+// that cancellation must wake: close the socket a worker is blocked on,
+// interrupt a driver call, forward to a std::stop_source. (As
+// std::stop_callback, for an eddy::CancellationToken.)
+//
+//   int fetch(eddy::CancellationToken token, Socket& s) {
+//     eddy::CancellationCallback on_cancel(token, [&s] { s.shutdown(); });
+//     return s.read_all();   // returns early once the source is cancelled
+//   }
+//
+// `fn` runs once, on the thread that calls CancellationSource::cancel()
+// (inside that call), or at once, in this constructor, if cancellation was
+// requested already. It does not run when only the token's deadline passes
+// (nothing runs at a deadline: poll expired()), nor for a token that can
+// never be cancelled. Destroying the CancellationCallback unregisters it;
+// if `fn` is running on another thread just then, the destructor waits for
+// it to return (destroying it from inside `fn` does not wait). `fn` must
+// not throw: an exception out of it is logged and dropped.
+//
+// Threading: construct and destroy on any thread; not copyable or movable.
+class CancellationCallback {
+ public:
+  template <class F>
+    requires std::is_invocable_v<std::decay_t<F>&>
+  CancellationCallback(const CancellationToken& token, F&& fn)
+      : CancellationCallback(token, absl::AnyInvocable<void()>(std::forward<F>(fn))) {}
+  CancellationCallback(const CancellationToken& token, absl::AnyInvocable<void()> fn);
+  ~CancellationCallback();
+  CancellationCallback(const CancellationCallback&) = delete;
+  CancellationCallback& operator=(const CancellationCallback&) = delete;
+
+ private:
+  std::shared_ptr<internal::CancellationState> state_;  // null: nothing registered
+  internal::CancellationCallbackNode node_;
 };
 
 namespace internal {
