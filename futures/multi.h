@@ -1,8 +1,8 @@
 // multi(): wait for many futures at once (Tornado's gen.multi).
 //
-// Hand it a vector, a map or a flat_hash_map of futures, or several futures
-// of different types, and get back one future for all their results, in the
-// same shape:
+// Hand it a vector, a map, an unordered_map or a flat_hash_map of futures,
+// or several futures of different types, and get back one future for all
+// their results, in the same shape:
 //
 //   std::vector<eddy::Future<Page>> fetches;
 //   for (const auto& url : urls) fetches.push_back(fetch(url));
@@ -82,6 +82,7 @@
 #include "eddy/futures/source_location.h"
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -518,6 +519,24 @@ Future<internal::MultiResult<T, std::map<K, T, C>>> multi(
     std::map<K, ConcurrentFuture<T>, C, A> children, QuietExceptions quiet = {},
     SourceLocation where = SourceLocation::current()) {
   return internal::start_multi<T, internal::MultiResult<T, std::map<K, T, C>>>(
+      children, std::move(quiet), where);
+}
+
+// As the std::map form, for std::unordered_map (same hash and equality).
+template <class K, class T, class H, class E, class A>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
+Future<internal::MultiResult<T, std::unordered_map<K, T, H, E>>> multi(
+    std::unordered_map<K, Future<T>, H, E, A> children, QuietExceptions quiet = {},
+    SourceLocation where = SourceLocation::current()) {
+  return internal::start_multi<T, internal::MultiResult<T, std::unordered_map<K, T, H, E>>>(
+      children, std::move(quiet), where);
+}
+template <class K, class T, class H, class E, class A>
+[[nodiscard("multi() returns the Future of all the results: co_await it")]]
+Future<internal::MultiResult<T, std::unordered_map<K, T, H, E>>> multi(
+    std::unordered_map<K, ConcurrentFuture<T>, H, E, A> children, QuietExceptions quiet = {},
+    SourceLocation where = SourceLocation::current()) {
+  return internal::start_multi<T, internal::MultiResult<T, std::unordered_map<K, T, H, E>>>(
       children, std::move(quiet), where);
 }
 

@@ -10,6 +10,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <thread>
 #include <tuple>
 #include <variant>
@@ -140,6 +141,30 @@ TEST(MultiTest, FlatHashMapResultHasTheSameTenThousandKeys) {
   const auto& out = all.result();
   ASSERT_EQ(out.size(), static_cast<size_t>(kKeys));
   for (int i = 0; i < kKeys; ++i) EXPECT_EQ(out.at((i * 7919) % kKeys), std::to_string(i));
+}
+
+TEST(MultiTest, UnorderedMapResultHasTheSameKeysAndAFailureIsRaised) {
+  ManualScheduler loop;
+  std::unordered_map<std::string, Future<int>> children;
+  for (int i = 0; i < 100; ++i) children["k" + std::to_string(i)] = Future<int>();
+  Future<std::unordered_map<std::string, int>> all = multi(children);
+  for (int i = 99; i >= 0; --i) children["k" + std::to_string(i)].set_result(i);
+  loop.run_pending();
+  ASSERT_TRUE(all.done());
+  const std::unordered_map<std::string, int>& out = all.result();
+  ASSERT_EQ(out.size(), 100u);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(out.at("k" + std::to_string(i)), i);
+
+  std::unordered_map<int, ConcurrentFuture<int>> remote{{1, ConcurrentFuture<int>()},
+                                                        {2, ConcurrentFuture<int>()}};
+  Future<std::unordered_map<int, int>> bridged = multi(remote);
+  remote[1].set_result(10);
+  remote[2].set_exception(std::make_exception_ptr(std::runtime_error("down")));
+  loop.run_pending();
+  ASSERT_TRUE(bridged.done());
+  EXPECT_THROW(bridged.result(), std::runtime_error);
+  Future<void> voids = multi(std::unordered_map<int, Future<void>>());
+  EXPECT_TRUE(voids.done());
 }
 
 TEST(MultiTest, MapOfVoidChildrenGivesAFutureVoid) {
