@@ -71,7 +71,7 @@ class ManualClock final : public Clock {
  public:
   struct Options {
     // The initial reading.
-    MonotonicTime start;
+    MonotonicTime start = MonotonicTime();
     // Jump to the next timer when a loop on this clock is idle and awaits
     // no work from other threads (see the file comment).
     bool auto_advance = false;

@@ -49,7 +49,7 @@ namespace eddy {
 
 struct TimeoutOptions {
   // Exception types whose late failures are not logged.
-  QuietExceptions quiet;
+  QuietExceptions quiet = {};
   // Cancel the wrapped future when the timeout expires.
   bool cancel_on_timeout = false;
 };

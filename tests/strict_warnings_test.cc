@@ -70,7 +70,13 @@ eddy::Future<size_t> program(Store& store, eddy::ThreadPoolExecutor& pool) {
       loop.run_in_executor(&pool, [] { return 1; }), store.load(4));
   const int one = std::get<0>(pair);
   const std::string& two = std::get<1>(pair);
-  std::string extra = co_await eddy::with_timeout(absl::Seconds(30), store.load(5));
+  // The README's spelling of options (designated, the rest defaulted) is
+  // no -Wmissing-field-initializers warning.
+  std::string extra = co_await eddy::with_timeout(absl::Seconds(30), store.load(5),
+                                                  {.cancel_on_timeout = true});
+  const eddy::ManualClock::Options manual{.auto_advance = true};
+  const eddy::ThreadPoolExecutor::Options sized{.max_workers = 2};
+  if (manual.auto_advance != (sized.max_workers == 2)) co_return 0;
   int offloaded = co_await pool.submit(
       [](eddy::CancellationToken token, int x) { return token.cancelled() ? 0 : x; }, 6);
   // (A named range: GCC 12 cannot keep a braced list's array alive across
