@@ -17,7 +17,9 @@
 //     is dropped safely: nothing runs on a dead loop and nothing loop-side
 //     is touched off the loop thread (counted in
 //     offload_stats().late_completions_dropped). The call itself is not
-//     stopped;
+//     stopped. A failure it ends with is logged as never retrieved, unless
+//     the Future had been cancelled by then (the outcome was not wanted,
+//     as above) or the failure is a CancelledError (a cancellation);
 //   - the callable and its arguments (what the task holds) are destroyed
 //     on the loop thread, when the outcome is delivered, not on the worker:
 //     a `self` passed as a std::shared_ptr may be the last reference to an
@@ -182,8 +184,15 @@ class OffloadTask final : public Executor::Task {
 
   ~OffloadTask() override {
     // A failure that never reached its Future (the loop went away first)
-    // is logged, as any never-retrieved exception.
-    if (outcome_ == Outcome::kException && error_) log_unretrieved(error_, created_);
+    // is logged, as any never-retrieved exception, unless the Future was
+    // done (cancelled) when the loop dropped it: deliver() would have
+    // discarded it, and so does the dying loop. (log_unretrieved skips a
+    // CancelledError itself.) The last release orders the loop thread's
+    // write of target_done_ and the settling thread's of error_ before
+    // this read, whichever thread runs it.
+    if (outcome_ == Outcome::kException && error_ && !target_done_) {
+      log_unretrieved(error_, created_);
+    }
   }
 
   // The settling thread: the loop hears. The call (callable, arguments)
@@ -257,7 +266,13 @@ class OffloadTask final : public Executor::Task {
   static void drop(OwnedNode* node) {
     OffloadTask* self = static_cast<Node*>(node)->owner;
     FutureState<R>* state = FutureAccess::state(self->loop_side_->target);
-    if (!state->done()) state->set_cancel_hook({});
+    if (state->done()) {
+      // Cancelled from the loop (the call was running): the outcome that
+      // arrives later is not wanted, as in deliver().
+      self->target_done_ = true;
+    } else {
+      state->set_cancel_hook({});
+    }
     self->loop_side_.reset();
     count_late_completion_dropped();
     self->release(1);
@@ -293,6 +308,9 @@ class OffloadTask final : public Executor::Task {
   std::exception_ptr error_;        // moved into the Future on delivery
   SourceLocation created_;           // the Future's, for the log line
   Node node_;                         // loop thread only
+  // Set by drop() (loop thread) when the Future was done already; read by
+  // the destructor after the last release.
+  bool target_done_ = false;
   std::optional<LoopSide> loop_side_;  // loop thread only
 };
 

@@ -77,6 +77,13 @@ void throw_invalid(const char* op, const char* why) {
 }
 
 void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created) {
+  // A CancelledError is how a cancellation travels (a cancelled offload's
+  // token, a coroutine unwinding from a cancelled co_await), not a failure
+  // someone missed: as in Tornado, where a task that raises CancelledError
+  // ends cancelled and a cancelled future is never reported. Every
+  // "never retrieved" report (FutureState, ConcurrentState, an offload
+  // dropped with its loop) comes through here.
+  if (is_cancelled_error(e)) return;
   log(LogLevel::kError,
       "Future exception was never retrieved: " + describe_exception(e) +
           " (future created at " + describe_location(created) + ")",

@@ -123,6 +123,8 @@ bool defer_cancel(const DeferredCancel& d);
 [[noreturn]] void throw_empty_handle(const char* who, const char* problem);
 [[noreturn]] void throw_wrong_thread_for(const char* who);
 [[noreturn]] void throw_invalid(const char* op, const char* why);
+// Logs "Future exception was never retrieved: ..." for `e`, unless it is a
+// CancelledError (a cancellation, not a failure: never reported).
 void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created);
 void log_callback_failure(const std::exception_ptr& e, const SourceLocation& created);
 
