@@ -74,9 +74,10 @@ class Event {
       set_ = true;
       return;
     }
-    // The waiters are in hand before the flag is set: if making room for
-    // them throws (std::bad_alloc), nothing changed, and a retried set()
-    // wakes them.
+    // Room first, for every waiter's post and for the deque they move to:
+    // out of memory (std::bad_alloc) nothing has changed, and a retried
+    // set() wakes them. Past this point no completion can fail.
+    waiters_.reserve_completions(waiters_.stored());
     std::deque<Future<void>> woken;
     waiters_.take_all(woken);
     set_ = true;
