@@ -82,7 +82,8 @@ class Condition {
   // or were cancelled. Returns how many were woken. A notify with nobody
   // waiting is lost (as with any condition variable).
   // Throws InvalidStateError (waking nobody) on a foreign thread (see
-  // Threading).
+  // Threading); std::bad_alloc, waking nobody, if the loop has no room for
+  // the completions.
   size_t notify(size_t n = 1) {
     waiters_.check_owner("Condition::notify");
     // Take the waiters first, then complete them: with no loop current a
@@ -110,7 +111,9 @@ class Condition {
   }
 
   // Wakes every waiter that is waiting now. Returns how many were woken.
-  // Throws InvalidStateError (waking nobody) on a foreign thread.
+  // Throws InvalidStateError (waking nobody) on a foreign thread;
+  // std::bad_alloc, waking nobody, if the loop has no room for the
+  // completions.
   size_t notify_all() {
     waiters_.check_owner("Condition::notify_all");
     // Both may throw (std::bad_alloc): nothing is taken yet.

@@ -66,7 +66,9 @@ class Event {
   // Sets the flag and completes every pending waiter (their callbacks run on
   // a later turn). A no-op if already set.
   // Throws InvalidStateError (before anything changes) on a thread that
-  // does not own the waiters' loop (see Threading).
+  // does not own the waiters' loop (see Threading); std::bad_alloc, with
+  // the flag still clear and every waiter still waiting, if the loop has no
+  // room for their completions (a retry wakes them all).
   void set() {
     if (set_) return;
     waiters_.check_owner("Event::set");

@@ -298,8 +298,11 @@ class BasicQueue {
   }
 
   // Takes the next item out without waiting; a waiting putter's item moves
-  // in to take its place.
-  // Throws QueueEmpty if there is none.
+  // in to take its place (if that move fails, the putter keeps waiting
+  // with its item, and the next get takes it in).
+  // Throws QueueEmpty if there is none; whatever moving the item out
+  // throws, leaving it queued; std::bad_alloc, with nothing changed, if a
+  // putter waits and the loop has no room for its completion.
   T get_nowait() {
     T* next = prepare_hand_out();
     if (next == nullptr) throw QueueEmpty();
