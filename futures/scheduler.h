@@ -26,6 +26,7 @@
 #define EDDY_FUTURES_SCHEDULER_H_
 
 #include <coroutine>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 
@@ -132,6 +133,17 @@ class Scheduler {
   // cancellations); throws std::bad_alloc if it cannot. The default does
   // nothing (a scheduler that never raises the flag).
   virtual void reserve_post() {}
+
+  // Makes room for `n` more posts at once, for a call that completes many
+  // futures and must not fail halfway (Event::set and notify_all wake every
+  // waiter or none; a primitive's destructor cancels all its waiters): once
+  // it returns, the next `n` completions on this scheduler find room for
+  // their posts, with the margin reserve_post() keeps for what each
+  // completes inline, provided nothing else posts in between. Throws
+  // std::bad_alloc, having queued nothing, if the room cannot be had.
+  // Scheduler thread only. The default does nothing (a scheduler whose
+  // post() cannot fail).
+  virtual void reserve_posts(size_t n) { (void)n; }
 
   // The thread-safe door into this scheduler.
   virtual std::shared_ptr<RemoteScheduler> remote() = 0;

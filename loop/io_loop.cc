@@ -1540,6 +1540,37 @@ void IOLoop::reserve_post() {
   throw std::bad_alloc();
 }
 
+void IOLoop::reserve_posts(size_t n) {
+  // After close() a post queues nothing: no room needed.
+  if (closed_) return;
+  constexpr size_t kCapacity = internal::TaskBlock::kCapacity;
+  // Each completion then finds, when post_room_low() is up, at least
+  // kPostReserveSlots slots left in the tail (see reserve_post).
+  const size_t need = n + internal::kPostReserveSlots;
+  const internal::TaskBlock* tail = callbacks_.tail;
+  const size_t room =
+      (tail == nullptr ? 0 : kCapacity - tail->end) + spare_blocks_.count * kCapacity;
+  if (room < need) {
+    // All the blocks first, so that a failure leaves the spare pool as it
+    // was. They join it past kRetainedBlocks: the posts take them, and
+    // recycle() trims the pool as they drain.
+    internal::SpareBlocks fresh;
+    try {
+      for (size_t have = room; have < need; have += kCapacity) {
+        internal::TaskBlock* b = new internal::TaskBlock;
+        b->next = fresh.top;
+        fresh.top = b;
+        if (fresh.count++ == 0) fresh.bottom = b;
+      }
+    } catch (...) {
+      internal::free_blocks(fresh.top);
+      throw;
+    }
+    internal::splice_spare(spare_blocks_, fresh);
+  }
+  if (spare_blocks_.count > 0) set_post_room_low(false);
+}
+
 void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
   if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
     // Built in its slot: no closure to construct, move and destroy on the way.

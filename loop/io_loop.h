@@ -621,6 +621,7 @@ class IOLoop final : public Scheduler {
   // Keeps posts from completing futures from failing: see
   // Scheduler::reserve_post and chain_grow in io_loop.cc.
   void reserve_post() override;
+  void reserve_posts(size_t n) override;
   std::shared_ptr<RemoteScheduler> remote() override;
   bool in_scheduler_thread() const override {
     return owner_.load(std::memory_order_relaxed) == std::this_thread::get_id();

@@ -82,7 +82,8 @@ class Condition {
   // or were cancelled. Returns how many were woken. A notify with nobody
   // waiting is lost (as with any condition variable).
   // Throws InvalidStateError (waking nobody) on a foreign thread (see
-  // Threading).
+  // Threading); std::bad_alloc, waking nobody, if the loop has no room for
+  // the completions.
   size_t notify(size_t n = 1) {
     waiters_.check_owner("Condition::notify");
     // Take the waiters first, then complete them: with no loop current a
@@ -90,8 +91,10 @@ class Condition {
     // again (Tornado's test_nested_notify).
     // Room first: once a waiter is popped nothing may throw, or it would be
     // lost. stored() bounds the number of live waiters.
+    // And room for their completions' posts (see reserve_completions).
     std::vector<Future<void>> woken;
     woken.reserve(std::min(n, waiters_.stored()));
+    waiters_.reserve_completions(n);
     while (woken.size() < n) {
       std::optional<Future<void>> w = waiters_.pop_live();
       if (!w.has_value()) break;
@@ -108,10 +111,14 @@ class Condition {
   }
 
   // Wakes every waiter that is waiting now. Returns how many were woken.
-  // Throws InvalidStateError (waking nobody) on a foreign thread.
+  // Throws InvalidStateError (waking nobody) on a foreign thread;
+  // std::bad_alloc, waking nobody, if the loop has no room for the
+  // completions.
   size_t notify_all() {
     waiters_.check_owner("Condition::notify_all");
-    std::deque<Future<void>> taken;  // may throw: nothing taken yet
+    // Both may throw (std::bad_alloc): nothing is taken yet.
+    waiters_.reserve_completions(waiters_.stored());
+    std::deque<Future<void>> taken;
     waiters_.take_all(taken);
     size_t woken = 0;
     for (Future<void>& w : taken) {

@@ -66,7 +66,9 @@ class Event {
   // Sets the flag and completes every pending waiter (their callbacks run on
   // a later turn). A no-op if already set.
   // Throws InvalidStateError (before anything changes) on a thread that
-  // does not own the waiters' loop (see Threading).
+  // does not own the waiters' loop (see Threading); std::bad_alloc, with
+  // the flag still clear and every waiter still waiting, if the loop has no
+  // room for their completions (a retry wakes them all).
   void set() {
     if (set_) return;
     waiters_.check_owner("Event::set");
@@ -74,9 +76,10 @@ class Event {
       set_ = true;
       return;
     }
-    // The waiters are in hand before the flag is set: if making room for
-    // them throws (std::bad_alloc), nothing changed, and a retried set()
-    // wakes them.
+    // Room first, for every waiter's post and for the deque they move to:
+    // out of memory (std::bad_alloc) nothing has changed, and a retried
+    // set() wakes them. Past this point no completion can fail.
+    waiters_.reserve_completions(waiters_.stored());
     std::deque<Future<void>> woken;
     waiters_.take_all(woken);
     set_ = true;

@@ -81,7 +81,9 @@ class Lock {
   // Unlocks: the oldest pending waiter gets the lock (its future completes
   // on a later turn), or it becomes free.
   // Throws InvalidStateError if the lock is not locked, or on a foreign
-  // thread (see Threading).
+  // thread (see Threading); std::bad_alloc, the lock still held and the
+  // waiter still waiting, if the loop has no room for the waiter's
+  // completion (retry).
   void release() {
     try {
       semaphore_.release_as("Lock::release");

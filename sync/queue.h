@@ -113,12 +113,19 @@ inline size_t checked_queue_maxsize(std::int64_t maxsize) {
 
 // The item stores behind the three queues: push(), next() and drop_next()
 // (the next item to hand out: it is moved out before it is dropped, so
-// that a throwing copy or move leaves it in the queue), and size().
+// that a throwing copy or move leaves it in the queue), next_with(incoming)
+// (the item that would leave next if `incoming` were pushed first), and
+// size(). push() moves the item exactly once, straight from its source, and
+// only once room for it is made: if it throws (the move, or std::bad_alloc),
+// the source and the store are as they were, for a move that throws before
+// it changes its source.
 template <class T>
 class FifoStorage {
  public:
-  void push(T item) { items_.push_back(std::move(item)); }
+  // A deque's emplace_back makes its block before it moves the item in.
+  void push(T&& item) { items_.emplace_back(std::move(item)); }
   T& next() { return items_.front(); }
+  T& next_with(T& incoming) { return items_.empty() ? incoming : items_.front(); }
   void drop_next() { items_.pop_front(); }
   size_t size() const { return items_.size(); }
 
@@ -126,16 +133,19 @@ class FifoStorage {
   std::deque<T> items_;
 };
 
+// A deque rather than a vector: growing never moves the items already in,
+// so an item whose move may throw is never caught half-relocated.
 template <class T>
 class LifoStorage {
  public:
-  void push(T item) { items_.push_back(std::move(item)); }
+  void push(T&& item) { items_.emplace_back(std::move(item)); }
   T& next() { return items_.back(); }
+  T& next_with(T& incoming) { return incoming; }
   void drop_next() { items_.pop_back(); }
   size_t size() const { return items_.size(); }
 
  private:
-  std::vector<T> items_;
+  std::deque<T> items_;
 };
 
 // A binary min-heap by Compare; the sequence number breaks ties so equal
@@ -145,12 +155,28 @@ class PriorityStorage {
  public:
   explicit PriorityStorage(Compare compare = Compare()) : compare_(std::move(compare)) {}
 
-  void push(T item) {
-    heap_.push_back(make_held(std::move(item), next_seq_));
+  void push(T&& item) {
+    // Room first (the heap's elements move nothrow: see kInline), then the
+    // slot, built from the source; after that nothing throws but Compare.
+    if (heap_.size() == heap_.capacity()) heap_.reserve(std::max<size_t>(8, 2 * heap_.size()));
+    if constexpr (kInline) {
+      heap_.emplace_back(std::move(item), next_seq_);
+    } else {
+      // Allocated before the item moves in: a failure leaves it untouched.
+      auto held = std::make_unique<Slot>(std::move(item), next_seq_);
+      heap_.push_back(std::move(held));
+    }
     ++next_seq_;
     std::push_heap(heap_.begin(), heap_.end(), later());
   }
   T& next() { return slot(heap_.front()).item; }
+  // `incoming` would get the newest sequence number: it leaves first only
+  // if strictly lower.
+  T& next_with(T& incoming) {
+    if (heap_.empty()) return incoming;
+    T& top = next();
+    return compare_(incoming, top) ? incoming : top;
+  }
   void drop_next() {
     std::pop_heap(heap_.begin(), heap_.end(), later());
     heap_.pop_back();
@@ -159,6 +185,7 @@ class PriorityStorage {
 
  private:
   struct Slot {
+    Slot(T&& i, uint64_t s) : item(std::move(i)), seq(s) {}
     T item;
     uint64_t seq;
   };
@@ -168,13 +195,6 @@ class PriorityStorage {
   static constexpr bool kInline =
       std::is_nothrow_move_constructible_v<T> && std::is_nothrow_move_assignable_v<T>;
   using Held = std::conditional_t<kInline, Slot, std::unique_ptr<Slot>>;
-  static Held make_held(T&& item, uint64_t seq) {
-    if constexpr (kInline) {
-      return Slot{std::move(item), seq};
-    } else {
-      return std::make_unique<Slot>(Slot{std::move(item), seq});
-    }
-  }
   static const Slot& slot(const Held& h) {
     if constexpr (kInline) {
       return h;
@@ -263,14 +283,13 @@ class BasicQueue {
   // scheduler is not an IOLoop.
   Future<T> get(std::optional<absl::Duration> timeout = std::nullopt,
                 SourceLocation where = SourceLocation::current()) {
-    {
-      HandOut out(*this, admit_putter());
-      if (items_.size() > 0) {
-        out.arm();
-        Future<T> ready(where);
-        ready.set_result(std::move(items_.next()));
-        return ready;
-      }
+    if (T* next = prepare_hand_out()) {
+      Future<T> ready(where);
+      // One move, straight from the queue's item into the future's state:
+      // if it throws, the item is still in the queue and nothing changed.
+      internal::FutureAccess::state(ready)->try_set_value(std::move(*next));
+      finish_hand_out(next);
+      return ready;
     }
     Future<T> waiter =
         internal::make_waiter<T>(timeout, "Queue::get", "Queue::get timed out", where);
@@ -279,13 +298,16 @@ class BasicQueue {
   }
 
   // Takes the next item out without waiting; a waiting putter's item moves
-  // in to take its place.
-  // Throws QueueEmpty if there is none.
+  // in to take its place (if that move fails, the putter keeps waiting
+  // with its item, and the next get takes it in).
+  // Throws QueueEmpty if there is none; whatever moving the item out
+  // throws, leaving it queued; std::bad_alloc, with nothing changed, if a
+  // putter waits and the loop has no room for its completion.
   T get_nowait() {
-    HandOut out(*this, admit_putter());
-    if (items_.size() == 0) throw QueueEmpty();
-    out.arm();
-    return T(std::move(items_.next()));  // the caller's object, built in place
+    T* next = prepare_hand_out();
+    if (next == nullptr) throw QueueEmpty();
+    HandOut out(*this, next);
+    return T(std::move(*next));  // the caller's object, built in place
   }
 
   // Tells the queue that a consumer has finished with one item it got:
@@ -324,7 +346,7 @@ class BasicQueue {
   };
 
   // Tornado's __put_internal: every item entering counts as unfinished.
-  void put_internal(T item) {
+  void put_internal(T&& item) {
     items_.push(std::move(item));  // first: if it throws, nothing changed
     ++unfinished_;
     finished_.clear();
@@ -352,7 +374,9 @@ class BasicQueue {
       ++unfinished_;
       finished_.clear();
       try {
-        getter.set_result(std::move(item));
+        // One move, straight into the getter's state: if it throws, `item`
+        // is as it was.
+        internal::FutureAccess::state(getter)->try_set_value(std::move(item));
       } catch (...) {
         --unfinished_;
         if (was_finished) finished_.set();
@@ -366,48 +390,72 @@ class BasicQueue {
     return true;
   }
 
-  // The first half of a get: a live putter means the queue is full; its
-  // item joins (for a LifoQueue it is the next to leave) and the putter
-  // leaves its deque, to be completed by the HandOut once the leaving item
-  // is out of the queue too: with no loop current its callbacks run inline
-  // and may use the queue. If moving its item in throws, nothing changed.
-  std::optional<Future<void>> admit_putter() {
+  // The first half of a get (Tornado's get_nowait: the oldest live
+  // putter's item joins, then the next item leaves), done in the order
+  // that lets every step fail with nothing changed: returns the item that
+  // leaves, still where it is (in the queue, or in the putter's entry when
+  // it would leave at once, as a LifoQueue's does), or null when there is
+  // none. Before that, room for the putter's completion is made (out of
+  // memory, std::bad_alloc and nothing changed). The caller moves the item
+  // out once (which may throw: nothing changed), then calls
+  // finish_hand_out.
+  T* prepare_hand_out() {
     check_owner("Queue::get");
     getters_.drop_finished_front();
-    if (!putters_.has_live()) return std::nullopt;
-    items_.push(std::move(putters_.front().item));
-    std::optional<Future<void>> putter(putters_.take_front_waiter());
-    ++unfinished_;
-    finished_.clear();
-    return putter;
+    if (!putters_.has_live()) return items_.size() > 0 ? &items_.next() : nullptr;
+    putters_.reserve_completions(1);
+    return &items_.next_with(putters_.front().item);
   }
 
-  // The second half: once armed, drops the item handed out when the scope
-  // ends, unless handing it out (moving it into the caller's object or
-  // future) threw, which leaves it in the queue; then completes the
-  // admitted putter, if any, whose item is in either way.
-  class HandOut {
-   public:
-    HandOut(BasicQueue& q, std::optional<Future<void>> putter) noexcept
-        : q_(q), putter_(std::move(putter)) {}
-    HandOut(const HandOut&) = delete;
-    HandOut& operator=(const HandOut&) = delete;
-    void arm() noexcept { armed_ = true; }
-    ~HandOut() {
-      if (armed_ && std::uncaught_exceptions() == uncaught_) q_.items_.drop_next();
-      if (!putter_) return;
+  // The second half, once `out` has been moved out: drops it from the
+  // queue (unless it was the putter's), moves the putter's item in and
+  // completes the putter. Never throws: the get has happened. If moving the
+  // putter's item in fails (its move throws, or std::bad_alloc), the putter
+  // keeps waiting with its item, and the next get admits it.
+  void finish_hand_out(T* out) noexcept {
+    if (!putters_.has_live()) {
+      items_.drop_next();
+      return;
+    }
+    Putter& putter = putters_.front();
+    if (out != &putter.item) {
+      items_.drop_next();
       try {
-        putter_->set_result();
+        items_.push(std::move(putter.item));
       } catch (...) {
+        return;
+      }
+    }
+    Future<void> waiter = putters_.take_front_waiter();
+    ++unfinished_;
+    finished_.clear();
+    // Last: with no loop current its callbacks run inline and may use the
+    // queue. The room for its post was made by prepare_hand_out.
+    try {
+      waiter.set_result();
+    } catch (...) {
+      try {
         log(LogLevel::kError, "Queue::get: completing a waiting put() failed: " +
                                   describe_exception(std::current_exception()));
+      } catch (...) {
       }
+    }
+  }
+
+  // get_nowait's second half: finish_hand_out once the caller's object is
+  // built, unless building it threw (then nothing changed).
+  class HandOut {
+   public:
+    HandOut(BasicQueue& q, T* out) noexcept : q_(q), out_(out) {}
+    HandOut(const HandOut&) = delete;
+    HandOut& operator=(const HandOut&) = delete;
+    ~HandOut() {
+      if (std::uncaught_exceptions() == uncaught_) q_.finish_hand_out(out_);
     }
 
    private:
     BasicQueue& q_;
-    std::optional<Future<void>> putter_;
-    bool armed_ = false;
+    T* out_;
     const int uncaught_ = std::uncaught_exceptions();
   };
 

@@ -31,6 +31,11 @@ struct SemaphoreState : std::enable_shared_from_this<SemaphoreState> {
     // arriving later cannot overtake it. The waiter is out of the deque
     // before it completes: with no loop current its callbacks run inline
     // and may acquire or release again.
+    // Room for its completion's post first: out of memory, release()
+    // throws std::bad_alloc with the waiter still queued and the permit
+    // still held (a Releaser made for the waiter and then dropped would
+    // give the permit away from under it).
+    waiters.reserve_completions(1);
     std::optional<Future<Semaphore::Releaser>> waiter = waiters.pop_live();
     if (!waiter.has_value()) {
       ++value;

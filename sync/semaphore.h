@@ -148,7 +148,9 @@ class Semaphore {
   // future completes on a later turn), else to the counter.
   // Throws SemaphoreOverReleaseError on a BoundedSemaphore already at its
   // initial value; InvalidStateError, changing nothing, on a foreign thread
-  // while waiters are queued (see Threading).
+  // while waiters are queued (see Threading); std::bad_alloc, with the
+  // permit still held and the waiter still waiting, if the loop has no room
+  // for the waiter's completion (retry).
   void release();
 
   // The free permits now.

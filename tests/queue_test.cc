@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -740,7 +741,10 @@ TYPED_TEST(QueueOfBrittleTest, NoItemOrWaiterIsLostWhicheverCopyFails) {
       } catch (const std::runtime_error&) {
       }
       Brittle::copies_left = -1;
-      while (!q.empty()) out.push_back(q.get_nowait().v);
+      EXPECT_LE(q.qsize(), 1u);
+      // A get that succeeded but could not take the putter's item in (its
+      // copy failed) leaves the putter waiting: the next get admits it.
+      while (!q.empty() || !putter.done()) out.push_back(q.get_nowait().v);
       std::sort(out.begin(), out.end());
       EXPECT_EQ(out, (std::vector<int>{1, 2}));
       EXPECT_TRUE(putter.done());
@@ -773,6 +777,191 @@ TYPED_TEST(QueueOfBrittleTest, AFailedPutChangesNothing) {
   EXPECT_EQ(q.qsize(), 0u);
   EXPECT_EQ(q.unfinished_tasks(), 0u);
   EXPECT_TRUE(q.join().done());
+}
+
+// --- Items whose move empties its source and may throw --------------------
+
+// A move-only item whose move leaves -1 behind (as a real move empties its
+// source), and throws, before touching the source, once `moves_left`
+// reaches 0. Copy-only types (Brittle) hide a second move from a
+// moved-from source; this one shows it as a -1 coming out.
+struct Slippery {
+  static inline int moves_left = -1;  // >= 0: the move after that many throws
+  int v = 0;
+  explicit Slippery(int x) : v(x) {}
+  Slippery(Slippery&& o) : v(o.v) {
+    count_move();
+    o.v = -1;
+  }
+  Slippery& operator=(Slippery&& o) {
+    count_move();
+    v = std::exchange(o.v, -1);
+    return *this;
+  }
+  bool operator<(const Slippery& o) const { return v < o.v; }
+
+ private:
+  static void count_move() {
+    if (moves_left == 0) throw std::runtime_error("move failed");
+    if (moves_left > 0) --moves_left;
+  }
+};
+
+template <class Q>
+class QueueOfSlipperyTest : public QueueTest {};
+using SlipperyQueues =
+    ::testing::Types<Queue<Slippery>, LifoQueue<Slippery>, PriorityQueue<Slippery>>;
+TYPED_TEST_SUITE(QueueOfSlipperyTest, SlipperyQueues);
+
+// Runs `fn` with the k-th move failing; true if it threw that failure.
+template <class F>
+bool with_move_failing(int k, F&& fn) {
+  Slippery::moves_left = k;
+  bool threw = false;
+  try {
+    fn();
+  } catch (const std::runtime_error&) {
+    threw = true;
+  }
+  Slippery::moves_left = -1;
+  return threw;
+}
+
+// Takes everything out of `q`, waiting putters' items included.
+template <class Q>
+void drain_into(Q& q, const std::vector<Future<void>>& putters, std::vector<int>& out) {
+  auto waiting = [&] {
+    return std::any_of(putters.begin(), putters.end(), [](const Future<void>& p) {
+      return !p.done();
+    });
+  };
+  while (!q.empty() || waiting()) out.push_back(q.get_nowait().v);
+}
+
+std::vector<int> sorted(std::vector<int> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+TYPED_TEST(QueueOfSlipperyTest, AGetWithAWaitingPutterLosesNoItemWhicheverMoveThrows) {
+  for (bool nowait : {true, false}) {
+    for (int k = 0; k < 10; ++k) {
+      SCOPED_TRACE(std::string(nowait ? "get_nowait" : "get") + ", the move after " +
+                   std::to_string(k) + " throws");
+      TypeParam q(2);
+      q.put_nowait(Slippery(1));
+      q.put_nowait(Slippery(2));
+      std::vector<Future<void>> putters{q.put(Slippery(3))};
+      ASSERT_FALSE(putters[0].done());
+      std::vector<int> out;
+      const bool threw = with_move_failing(k, [&] {
+        if (nowait) {
+          out.push_back(q.get_nowait().v);
+        } else {
+          Future<Slippery> got = q.get();
+          ASSERT_TRUE(got.done());
+          out.push_back(got.result().v);
+        }
+      });
+      EXPECT_LE(q.qsize(), q.maxsize());
+      if (threw) {
+        // Nothing changed: the putter still waits, the queue is full.
+        EXPECT_FALSE(putters[0].done());
+        EXPECT_EQ(q.qsize(), 2u);
+      }
+      drain_into(q, putters, out);
+      EXPECT_EQ(sorted(out), (std::vector<int>{1, 2, 3}));
+      EXPECT_TRUE(putters[0].done());
+      EXPECT_EQ(q.unfinished_tasks(), 3u);
+    }
+  }
+}
+
+TYPED_TEST(QueueOfSlipperyTest, AGetWithAnItemQueuedLeavesItWholeWhenTheMoveThrows) {
+  for (bool nowait : {true, false}) {
+    for (int k = 0; k < 4; ++k) {
+      SCOPED_TRACE(std::string(nowait ? "get_nowait" : "get") + ", the move after " +
+                   std::to_string(k) + " throws");
+      TypeParam q;
+      q.put_nowait(Slippery(7));
+      int got = 0;
+      Future<Slippery> future;
+      const bool threw = with_move_failing(k, [&] {
+        if (nowait) {
+          got = q.get_nowait().v;
+        } else {
+          future = q.get();
+        }
+      });
+      if (!nowait && !threw) got = future.result().v;
+      if (!threw) {
+        EXPECT_EQ(got, 7);
+        EXPECT_TRUE(q.empty());
+        continue;
+      }
+      ASSERT_EQ(q.qsize(), 1u);
+      EXPECT_EQ(q.get_nowait().v, 7) << "the item left in the queue is a moved-from shell";
+    }
+  }
+}
+
+TYPED_TEST(QueueOfSlipperyTest, APutToAWaitingGetterLosesNoItemWhicheverMoveThrows) {
+  for (bool nowait : {true, false}) {
+    for (int k = 0; k < 6; ++k) {
+      SCOPED_TRACE(std::string(nowait ? "put_nowait" : "put") + ", the move after " +
+                   std::to_string(k) + " throws");
+      TypeParam q(1);
+      Future<Slippery> getter = q.get();
+      const bool threw = with_move_failing(k, [&] {
+        if (nowait) {
+          q.put_nowait(Slippery(1));
+        } else {
+          EXPECT_TRUE(q.put(Slippery(1)).done());
+        }
+      });
+      EXPECT_EQ(getter.done(), !threw);
+      if (threw) {
+        EXPECT_EQ(q.unfinished_tasks(), 0u);
+        q.put_nowait(Slippery(2));
+      }
+      ASSERT_TRUE(getter.done());
+      EXPECT_EQ(getter.result().v, threw ? 2 : 1);
+      EXPECT_TRUE(q.empty());
+      EXPECT_EQ(q.unfinished_tasks(), 1u);
+    }
+  }
+}
+
+TYPED_TEST(QueueOfSlipperyTest, APutWhenFullLosesNoItemWhicheverMoveThrows) {
+  for (int k = 0; k < 8; ++k) {
+    SCOPED_TRACE("the move after " + std::to_string(k) + " throws");
+    TypeParam q(1);
+    q.put_nowait(Slippery(1));
+    std::vector<Future<void>> putters;
+    const bool threw = with_move_failing(k, [&] { putters.push_back(q.put(Slippery(2))); });
+    EXPECT_EQ(q.qsize(), 1u);
+    std::vector<int> out;
+    drain_into(q, putters, out);
+    EXPECT_EQ(sorted(out), threw ? std::vector<int>{1} : (std::vector<int>{1, 2}));
+  }
+}
+
+TYPED_TEST(QueueOfSlipperyTest, TheOrderHoldsWithAPutterAdmittedOnGet) {
+  TypeParam q(2);
+  q.put_nowait(Slippery(5));
+  q.put_nowait(Slippery(3));
+  Future<void> putter = q.put(Slippery(4));
+  std::vector<int> out;
+  while (!q.empty()) out.push_back(q.get_nowait().v);
+  EXPECT_TRUE(putter.done());
+  if constexpr (std::is_same_v<TypeParam, Queue<Slippery>>) {
+    EXPECT_EQ(out, (std::vector<int>{5, 3, 4}));
+  } else if constexpr (std::is_same_v<TypeParam, LifoQueue<Slippery>>) {
+    // Tornado: the putter's item goes in, then the newest comes out.
+    EXPECT_EQ(out, (std::vector<int>{4, 3, 5}));
+  } else {
+    EXPECT_EQ(out, (std::vector<int>{3, 4, 5}));
+  }
 }
 
 }  // namespace

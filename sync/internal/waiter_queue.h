@@ -143,28 +143,92 @@ class WaiterQueue {
     out.swap(entries_);
   }
 
-  // Cancels every still-pending waiter where it is and empties the queue,
-  // without allocating (a primitive's destructor). Cancelling posts the
-  // waiters' callbacks; one that runs inline and queues a new waiter
-  // (appending, which keeps the entries before it in place) gets it
-  // cancelled too. A cancel that throws is logged.
-  void cancel_all_in_place() noexcept {
-    for (size_t i = 0; i < entries_.size(); ++i) cancel_entry(entries_[i]);
-    entries_.clear();
-    sweep_at_ = kMinSweep;
+  // Makes sure that completing (or cancelling) the first `n` pending
+  // waiters cannot fail for lack of room on their loop (see
+  // Scheduler::reserve_posts): a primitive calls it before it takes any
+  // waiter out, so that out of memory it throws std::bad_alloc having
+  // changed nothing. Reserves on each waiter's scheduler (one, unless the
+  // thread changed loops between waits).
+  void reserve_completions(size_t n) const {
+    Scheduler* first = nullptr;
+    bool mixed = false;
+    size_t count = 0;
+    for (const Entry& e : entries_) {
+      if (count == n) break;
+      const auto& w = waiter_of(e);
+      if (w.done()) continue;
+      ++count;
+      Scheduler* s = FutureAccess::state(w)->scheduler();
+      if (first == nullptr) first = s;
+      if (s != nullptr && s != first) mixed = true;
+    }
+    if (count == 0) return;
+    if (first != nullptr) first->reserve_posts(count);
+    if (!mixed) [[likely]] return;
+    // Rare: room for all `count` on every other scheduler met (more than
+    // needed, never less).
+    Scheduler* last = first;
+    size_t seen = 0;
+    for (const Entry& e : entries_) {
+      if (seen == count) break;
+      const auto& w = waiter_of(e);
+      if (w.done()) continue;
+      ++seen;
+      Scheduler* s = FutureAccess::state(w)->scheduler();
+      if (s != nullptr && s != last) {
+        s->reserve_posts(count);
+        last = s;
+      }
+    }
   }
 
-  // Cancels `e`'s waiter unless it is done; logs a cancel that throws.
-  static void cancel_entry(Entry& e) noexcept {
+  // Cancels every still-pending waiter where it is and empties the queue
+  // (a primitive's destructor). Room for every cancel's post is made first
+  // (reserve_completions), so that none fails; out of memory even for that,
+  // each cancel is still tried (the loop's last slots may do), and a
+  // waiter whose cancel cannot be posted stays pending (its coroutine is
+  // destroyed with its loop): logged once, with the count. Cancelling
+  // posts the waiters' callbacks; one that runs inline and queues a new
+  // waiter (appending, which keeps the entries before it in place) gets it
+  // cancelled too.
+  void cancel_all_in_place() noexcept {
+    try {
+      reserve_completions(entries_.size());
+    } catch (...) {
+      // Tried one by one below.
+    }
+    size_t failed = 0;
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (!cancel_entry(entries_[i], /*log_failure=*/false)) ++failed;
+    }
+    entries_.clear();
+    sweep_at_ = kMinSweep;
+    if (failed > 0) {
+      try {
+        log(LogLevel::kError, "cancelling waiters of a destroyed primitive failed (out of "
+                              "memory): " + std::to_string(failed) +
+                                  " waiter(s) left pending");
+      } catch (...) {
+      }
+    }
+  }
+
+  // Cancels `e`'s waiter unless it is done; false if the cancel threw
+  // (logged if `log_failure`).
+  static bool cancel_entry(Entry& e, bool log_failure = true) noexcept {
     try {
       auto& w = waiter_of(e);
       if (!w.done()) w.cancel();
+      return true;
     } catch (...) {
-      try {
-        log(LogLevel::kError, "cancelling a waiter failed: " +
-                                  describe_exception(std::current_exception()));
-      } catch (...) {
+      if (log_failure) {
+        try {
+          log(LogLevel::kError, "cancelling a waiter failed: " +
+                                    describe_exception(std::current_exception()));
+        } catch (...) {
+        }
       }
+      return false;
     }
   }
 
