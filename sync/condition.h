@@ -70,6 +70,7 @@ class Condition {
   // Throws InvalidStateError if a timeout is given and the current
   // scheduler is not an IOLoop (with none current, IOLoop::current() is
   // used).
+  [[nodiscard("wait() returns a Future that is done once the wait is over: co_await it")]]
   Future<void> wait(std::optional<absl::Duration> timeout = std::nullopt,
                     SourceLocation where = SourceLocation::current()) {
     Future<void> waiter = internal::make_waiter<void>(timeout, "Condition::wait",

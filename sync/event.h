@@ -99,6 +99,7 @@ class Event {
   // Throws InvalidStateError if it must wait with a timeout and the
   // current scheduler is not an IOLoop (with none current, IOLoop::current()
   // is used).
+  [[nodiscard("wait() returns a Future that is done once the wait is over: co_await it")]]
   Future<void> wait(std::optional<absl::Duration> timeout = std::nullopt,
                     SourceLocation where = SourceLocation::current()) {
     return wait_as(timeout, "Event::wait", "Event::wait timed out", where);

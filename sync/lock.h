@@ -73,6 +73,7 @@ class Lock {
   // Throws InvalidStateError if it must wait with a timeout and the
   // current scheduler is not an IOLoop (with none current, IOLoop::current()
   // is used).
+  [[nodiscard("acquire() returns the Future of the guard: auto guard = co_await x.acquire();")]]
   Future<Releaser> acquire(std::optional<absl::Duration> timeout = std::nullopt,
                            SourceLocation where = SourceLocation::current()) {
     return semaphore_.acquire(timeout, where);

@@ -281,6 +281,7 @@ class BasicQueue {
   // wait. Either way no item is taken.
   // Throws InvalidStateError if it must wait with a timeout and the current
   // scheduler is not an IOLoop.
+  [[nodiscard("get() returns the Future of the item: co_await it")]]
   Future<T> get(std::optional<absl::Duration> timeout = std::nullopt,
                 SourceLocation where = SourceLocation::current()) {
     if (T* next = prepare_hand_out()) {
@@ -327,6 +328,7 @@ class BasicQueue {
   // fails with TimeoutError if that takes longer (on the loop's clock).
   // Throws InvalidStateError if a timeout is given, the queue has
   // unfinished items and the current scheduler is not an IOLoop.
+  [[nodiscard("join() returns a Future that is done once every item is done: co_await it")]]
   Future<void> join(std::optional<absl::Duration> timeout = std::nullopt,
                     SourceLocation where = SourceLocation::current()) {
     return finished_.wait_as(timeout, "Queue::join", "Queue::join timed out", where);

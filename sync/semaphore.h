@@ -82,8 +82,8 @@ class Semaphore {
   // Releaser (default-constructed, moved-from, reset or detached) holds
   // nothing. [[nodiscard]]: `co_await lock.acquire();` on its own releases
   // at once (clang warns about it; GCC only about a direct call's result).
-  class [[nodiscard("the permit is released when this guard goes: keep it (auto guard = "
-                    "co_await sem.acquire();), or detach() it and call release() later")]] Releaser {
+  class [[nodiscard("the lock or permit is released when this guard goes: keep it (auto guard = "
+                    "co_await x.acquire();), or detach() it and call release() later")]] Releaser {
    public:
     Releaser() = default;
     Releaser(Releaser&& other) noexcept = default;
@@ -141,6 +141,7 @@ class Semaphore {
   // Throws InvalidStateError if it must wait with a timeout and the
   // current scheduler is not an IOLoop (with none current, IOLoop::current()
   // is used).
+  [[nodiscard("acquire() returns the Future of the guard: auto guard = co_await x.acquire();")]]
   Future<Releaser> acquire(std::optional<absl::Duration> timeout = std::nullopt,
                            SourceLocation where = SourceLocation::current());
 

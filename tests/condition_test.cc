@@ -173,7 +173,7 @@ TEST_F(ConditionTest, TimedOutWaitersDoNotPileUp) {
   testing::LogCapture logs;  // the dropped futures' TimeoutErrors are logged
   Condition c;
   for (int round = 0; round < 20; ++round) {
-    for (int i = 0; i < 101; ++i) c.wait(absl::Milliseconds(10));
+    for (int i = 0; i < 101; ++i) (void)c.wait(absl::Milliseconds(10));
     advance(absl::Milliseconds(10));
   }
   Future<void> live = c.wait();

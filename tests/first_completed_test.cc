@@ -100,8 +100,8 @@ TEST(FirstCompletedTest, FlatHashMapGivesTheKey) {
 }
 
 TEST(FirstCompletedTest, EmptyInputThrowsInvalidArgument) {
-  EXPECT_THROW(first_completed(std::vector<Future<int>>()), std::invalid_argument);
-  EXPECT_THROW(first_completed(std::map<int, Future<int>>()), std::invalid_argument);
+  EXPECT_THROW((void)first_completed(std::vector<Future<int>>()), std::invalid_argument);
+  EXPECT_THROW((void)first_completed(std::map<int, Future<int>>()), std::invalid_argument);
 }
 
 // A moved-from child is an InvalidStateError naming first_completed (it

@@ -705,7 +705,7 @@ TEST(MultiTest, AlreadyDoneConcurrentFutureChildrenResolveTheResultBeforeMultiRe
 TEST(MultiTest, ConcurrentFutureChildrenNeedACurrentLoop) {
   ASSERT_EQ(Scheduler::current(), nullptr);
   std::vector<ConcurrentFuture<int>> children(1);
-  EXPECT_THROW(multi(children), InvalidStateError);
+  EXPECT_THROW((void)multi(children), InvalidStateError);
   children[0].set_result(1);
 }
 

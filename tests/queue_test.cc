@@ -558,7 +558,7 @@ TEST_F(QueueTest, DestroyingTheQueueCancelsGettersPuttersAndJoins) {
 TEST(QueueWithoutLoopTest, WaitsWorkOnAnySchedulerButTimeoutsNeedAnIOLoop) {
   testing::ManualScheduler scheduler;
   Queue<int> q;
-  EXPECT_THROW(q.get(absl::Seconds(1)), InvalidStateError);
+  EXPECT_THROW((void)q.get(absl::Seconds(1)), InvalidStateError);
   Future<int> f = q.get();
   q.put_nowait(5);
   EXPECT_TRUE(f.done());
@@ -717,7 +717,7 @@ TYPED_TEST(QueueOfBrittleTest, AFailedGetLeavesTheItemInTheQueue) {
   TypeParam q;
   q.put_nowait(Brittle(1));
   EXPECT_EQ(copy_failure([&] { q.get_nowait(); }), "copy failed");
-  EXPECT_EQ(copy_failure([&] { q.get(); }), "copy failed");
+  EXPECT_EQ(copy_failure([&] { (void)q.get(); }), "copy failed");
   EXPECT_EQ(q.qsize(), 1u);
   Future<Brittle> got = q.get();
   ASSERT_TRUE(got.done());

@@ -214,7 +214,7 @@ TEST_F(SyncOomTest, AGetThatWouldAdmitAPutterThrowsWithNothingChangedAndARetryCo
     FailBig fail;
     exhaust(loop_);
     EXPECT_THROW(q.get_nowait(), std::bad_alloc);
-    EXPECT_THROW(q.get(), std::bad_alloc);
+    EXPECT_THROW((void)q.get(), std::bad_alloc);
     EXPECT_EQ(q.qsize(), 1u);
     EXPECT_FALSE(putter.done());
   }
