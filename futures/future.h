@@ -68,6 +68,12 @@ class ConcurrentFuture;
 
 namespace internal {
 
+// Whether R is an eddy::Future (exactly: decay it first).
+template <class R>
+struct IsFuture : std::false_type {};
+template <class T>
+struct IsFuture<Future<T>> : std::true_type {};
+
 // What a Future<void> stores as its "value".
 struct Unit {};
 template <class T>
