@@ -352,9 +352,6 @@ constexpr CallShape call_shape() {
 template <class Fn, class... Args>
 struct CallResultImpl {
   static constexpr CallShape kShape = call_shape<Fn, Args...>();
-  static_assert(kShape != CallShape::kInvalid,
-                "submit/run_in_executor: the callable cannot be invoked with these arguments "
-                "(they are decay-copied and passed as rvalues: use std::ref for references)");
   static auto probe() {
     if constexpr (kShape == CallShape::kTokenFirst) {
       return std::type_identity<std::invoke_result_t<Fn, CancellationToken, Args...>>();
@@ -369,11 +366,51 @@ struct CallResultImpl {
     }
   }
   using type = std::decay_t<typename decltype(probe())::type>;
+  // Whether the executor entry points accept the call (see
+  // assert_submittable, which says why not).
+  static constexpr bool kOk = kShape != CallShape::kInvalid && !IsFuture<type>::value;
 };
 
 // The value type of the future for fn(args...) as submit() stores them.
 template <class F, class... A>
 using call_result_t = typename CallResultImpl<std::decay_t<F>, std::decay_t<A>...>::type;
+
+// Whether submit() accepts fn(args...) (see CallResultImpl::kOk).
+template <class F, class... A>
+inline constexpr bool submittable_v = CallResultImpl<std::decay_t<F>, std::decay_t<A>...>::kOk;
+
+// Says why an executor entry point does not accept fn(args...). Each entry
+// point calls it instead of its body when submittable_v is false, so that
+// the assertion is the only error.
+template <class F, class... A>
+constexpr void assert_submittable() {
+  using Impl = CallResultImpl<std::decay_t<F>, std::decay_t<A>...>;
+  static_assert(Impl::kShape != CallShape::kInvalid,
+                "submit/run_in_executor: the callable cannot be invoked with these arguments "
+                "(they are decay-copied and passed as rvalues: use std::ref for references)");
+  // A loop Future made on a pool thread binds to no running loop: nothing
+  // would ever complete it (nor run its callbacks, nor resume a coroutine
+  // behind it), and whoever awaited it would hang.
+  static_assert(Impl::kShape == CallShape::kInvalid || !IsFuture<typename Impl::type>::value,
+                "submit/map/run_in_executor/run_on_executor/fan_out: fn returns an eddy::Future: "
+                "a Future belongs to the loop that made it and a pool thread runs none, so it "
+                "would never complete; call the coroutine on the loop (co_await async_thing()), "
+                "or have fn return the value itself");
+}
+
+// What an entry point that does not accept the call returns (never at run
+// time): the value type the caller most likely meant, so that the
+// assertion is not followed by errors at the caller's next line.
+template <class R>
+struct RejectedCallValue {
+  using type = R;
+};
+template <class T>
+struct RejectedCallValue<Future<T>> {
+  using type = T;
+};
+template <class F, class... A>
+using rejected_call_value_t = typename RejectedCallValue<call_result_t<F, A...>>::type;
 
 // True when fn(args...) will be handed a token.
 template <class F, class... A>
@@ -591,36 +628,46 @@ auto Executor::submit(F&& fn, A&&... args) {
 
 template <class F, class... A>
 auto Executor::submit(CancellationToken token, F&& fn, A&&... args) {
-  internal::check_callable(fn, "Executor::submit", "fn");
-  auto task = internal::make_call_task(std::move(token), std::forward<F>(fn),
-                                       std::forward<A>(args)...);
-  auto future = internal::ConcurrentAccess::share_unpublished(task->future());
-  execute(std::move(task));
-  return future;
+  if constexpr (!internal::submittable_v<F, A...>) {
+    internal::assert_submittable<F, A...>();
+    return ConcurrentFuture<internal::rejected_call_value_t<F, A...>>();
+  } else {
+    internal::check_callable(fn, "Executor::submit", "fn");
+    auto task = internal::make_call_task(std::move(token), std::forward<F>(fn),
+                                         std::forward<A>(args)...);
+    auto future = internal::ConcurrentAccess::share_unpublished(task->future());
+    execute(std::move(task));
+    return future;
+  }
 }
 
 template <class F, class... A>
 auto Executor::submit_from_loop(F&& fn, A&&... args) {
   using R = internal::call_result_t<F, A...>;
-  internal::check_callable(fn, "Executor::submit_from_loop", "fn");
-  Scheduler* loop = Scheduler::current();
-  if (loop == nullptr || !loop->in_scheduler_thread()) {
-    throw InvalidStateError(
-        "submit_from_loop: no loop is current on this thread (use submit() off the loop)");
+  if constexpr (!internal::submittable_v<F, A...>) {
+    internal::assert_submittable<F, A...>();
+    return Future<ConcurrentFuture<internal::rejected_call_value_t<F, A...>>>();
+  } else {
+    internal::check_callable(fn, "Executor::submit_from_loop", "fn");
+    Scheduler* loop = Scheduler::current();
+    if (loop == nullptr || !loop->in_scheduler_thread()) {
+      throw InvalidStateError(
+          "submit_from_loop: no loop is current on this thread (use submit() off the loop)");
+    }
+    auto task = internal::make_call_task(CancellationToken(), std::forward<F>(fn),
+                                         std::forward<A>(args)...);
+    ConcurrentFuture<R> future = internal::ConcurrentAccess::share_unpublished(task->future());
+    Future<ConcurrentFuture<R>> admitted;
+    // The admission may be signalled from a pool thread; the loop Future is
+    // completed on its own thread through a delivery.
+    auto delivery = internal::make_delivery(
+        loop, internal::DeliveryFrom::kOtherThread, [admitted, future]() mutable {
+          internal::FutureAccess::state(admitted)->try_set_value(std::move(future));
+        });
+    execute_without_blocking(std::move(task),
+                             [delivery = std::move(delivery)]() mutable { delivery.deliver(); });
+    return admitted;
   }
-  auto task = internal::make_call_task(CancellationToken(), std::forward<F>(fn),
-                                       std::forward<A>(args)...);
-  ConcurrentFuture<R> future = internal::ConcurrentAccess::share_unpublished(task->future());
-  Future<ConcurrentFuture<R>> admitted;
-  // The admission may be signalled from a pool thread; the loop Future is
-  // completed on its own thread through a delivery.
-  auto delivery = internal::make_delivery(
-      loop, internal::DeliveryFrom::kOtherThread, [admitted, future]() mutable {
-        internal::FutureAccess::state(admitted)->try_set_value(std::move(future));
-      });
-  execute_without_blocking(std::move(task),
-                           [delivery = std::move(delivery)]() mutable { delivery.deliver(); });
-  return admitted;
 }
 
 
@@ -689,103 +736,109 @@ auto Executor::map(F&& fn, Range&& inputs, std::optional<absl::Duration> timeout
                 "Executor::map: fn cannot be called with the range's items (each call gets "
                 "its own copy of its item, as an rvalue: take it by value or const&)");
   using R = internal::call_result_t<F, Arg>;
-  using Fut = ConcurrentFuture<R>;
-  constexpr bool kFnTakesToken = internal::call_shape<std::decay_t<F>, std::decay_t<Arg>>() !=
-                                 internal::CallShape::kPlain;
+  if constexpr (!internal::submittable_v<F, Arg>) {
+    internal::assert_submittable<F, Arg>();
+    using V = internal::rejected_call_value_t<F, Arg>;
+    if constexpr (!std::is_void_v<V>) return std::vector<V>();
+  } else {
+    using Fut = ConcurrentFuture<R>;
+    constexpr bool kFnTakesToken = internal::call_shape<std::decay_t<F>, std::decay_t<Arg>>() !=
+                                   internal::CallShape::kPlain;
 
-  const internal::WaitDeadline deadline(timeout);
-  std::optional<size_t> total;
-  if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(inputs);
-  // No deadline on the tokens: map's own timeout cancels them, so that a
-  // call never fails with a TimeoutError of its token's instead of map's.
-  CancellationSource source;
-  // Everything that allocates per call is made room for before the call is
-  // submitted: once a call is queued, map must keep its future, to wait for
-  // it on every way out.
-  std::vector<Fut> futures;
-  std::deque<internal::CompletionBoard::Node> nodes;  // stable addresses
-  if (total) futures.reserve(*total);
-  internal::CompletionBoard board(total.value_or(0), &internal::cancel_map_source, &source);
-  size_t board_room = total.value_or(0);
-  size_t not_done = 0;
-  size_t failed = SIZE_MAX;  // none
-  bool finished = false;
-  bool all_submitted = false;
-  {
-    internal::Unwatcher<R, decltype(nodes)> unwatch_all(board, nodes, futures);
-    auto stop_early = [&] { return board.failed() || deadline.passed(); };
-    auto give_up = [&] {
-      source.cancel();
-      for (Fut& f : futures) f.cancel();
-      board.wait_until(internal::WaitDeadline(std::nullopt), [&](const internal::WaitProgress& p) {
-        return p.finished.size() == futures.size();
-      }, internal::WakeWhen{.finished = futures.size(), .on_failure = false});
-    };
-    try {
-      auto it = std::ranges::begin(inputs);
-      const auto last = std::ranges::end(inputs);
-      for (; it != last; ++it) {
-        if (stop_early()) break;
-        if (futures.size() == futures.capacity()) futures.reserve(2 * futures.size() + 8);
-        nodes.emplace_back();
-        // report() must not allocate.
-        if (futures.size() == board_room) board_room = board.reserve(futures.size() + 1);
-        if constexpr (kFnTakesToken) {
-          futures.push_back(submit(source.token(), fn, static_cast<Arg>(*it)));
-        } else {
-          // A borrowed token: no shared count moved between cores per call.
-          auto task = internal::make_call_task<true>(
-              internal::CancellationAccess::borrowed(source), fn, static_cast<Arg>(*it));
-          Fut future = internal::ConcurrentAccess::share_unpublished(task->future());
-          execute(std::move(task));  // may throw: then map never watches the future
-          futures.push_back(std::move(future));  // reserved: does not throw
+    const internal::WaitDeadline deadline(timeout);
+    std::optional<size_t> total;
+    if constexpr (std::ranges::sized_range<Range>) total = std::ranges::size(inputs);
+    // No deadline on the tokens: map's own timeout cancels them, so that a
+    // call never fails with a TimeoutError of its token's instead of map's.
+    CancellationSource source;
+    // Everything that allocates per call is made room for before the call is
+    // submitted: once a call is queued, map must keep its future, to wait for
+    // it on every way out.
+    std::vector<Fut> futures;
+    std::deque<internal::CompletionBoard::Node> nodes;  // stable addresses
+    if (total) futures.reserve(*total);
+    internal::CompletionBoard board(total.value_or(0), &internal::cancel_map_source, &source);
+    size_t board_room = total.value_or(0);
+    size_t not_done = 0;
+    size_t failed = SIZE_MAX;  // none
+    bool finished = false;
+    bool all_submitted = false;
+    {
+      internal::Unwatcher<R, decltype(nodes)> unwatch_all(board, nodes, futures);
+      auto stop_early = [&] { return board.failed() || deadline.passed(); };
+      auto give_up = [&] {
+        source.cancel();
+        for (Fut& f : futures) f.cancel();
+        board.wait_until(internal::WaitDeadline(std::nullopt), [&](const internal::WaitProgress& p) {
+          return p.finished.size() == futures.size();
+        }, internal::WakeWhen{.finished = futures.size(), .on_failure = false});
+      };
+      try {
+        auto it = std::ranges::begin(inputs);
+        const auto last = std::ranges::end(inputs);
+        for (; it != last; ++it) {
+          if (stop_early()) break;
+          if (futures.size() == futures.capacity()) futures.reserve(2 * futures.size() + 8);
+          nodes.emplace_back();
+          // report() must not allocate.
+          if (futures.size() == board_room) board_room = board.reserve(futures.size() + 1);
+          if constexpr (kFnTakesToken) {
+            futures.push_back(submit(source.token(), fn, static_cast<Arg>(*it)));
+          } else {
+            // A borrowed token: no shared count moved between cores per call.
+            auto task = internal::make_call_task<true>(
+                internal::CancellationAccess::borrowed(source), fn, static_cast<Arg>(*it));
+            Fut future = internal::ConcurrentAccess::share_unpublished(task->future());
+            execute(std::move(task));  // may throw: then map never watches the future
+            futures.push_back(std::move(future));  // reserved: does not throw
+          }
+          board.watch(nodes.back(), futures.size() - 1, futures.back());
         }
-        board.watch(nodes.back(), futures.size() - 1, futures.back());
+        all_submitted = it == last;
+      } catch (...) {
+        give_up();
+        internal::drop_map_outcomes(futures, futures.size());
+        throw;
       }
-      all_submitted = it == last;
-    } catch (...) {
-      give_up();
+      const size_t n = futures.size();
+      finished = all_submitted &&
+                 board.wait_until(deadline, [&](const internal::WaitProgress& p) {
+                   not_done = n - p.finished.size();
+                   if (p.failures > 0) failed = p.first_failure;
+                   return not_done == 0 || p.failures > 0;
+                 }, internal::WakeWhen{.finished = n, .on_failure = true});
+      if (!finished || failed != SIZE_MAX) {
+        board.inspect([&](const internal::WaitProgress& p) {
+          not_done = n - p.finished.size();
+          if (p.failures > 0) failed = p.first_failure;
+        });
+        give_up();
+      }
+    }
+    if (failed != SIZE_MAX) {
+      internal::drop_map_outcomes(futures, failed);
+      std::rethrow_exception(futures[failed].exception());
+    }
+    if (!finished) {
       internal::drop_map_outcomes(futures, futures.size());
-      throw;
+      internal::throw_map_timeout(not_done, futures.size(), all_submitted, total,
+                                  deadline.timeout());
     }
     const size_t n = futures.size();
-    finished = all_submitted &&
-               board.wait_until(deadline, [&](const internal::WaitProgress& p) {
-                 not_done = n - p.finished.size();
-                 if (p.failures > 0) failed = p.first_failure;
-                 return not_done == 0 || p.failures > 0;
-               }, internal::WakeWhen{.finished = n, .on_failure = true});
-    if (!finished || failed != SIZE_MAX) {
-      board.inspect([&](const internal::WaitProgress& p) {
-        not_done = n - p.finished.size();
-        if (p.failures > 0) failed = p.first_failure;
-      });
-      give_up();
+    for (size_t i = 0; i < n; ++i) {
+      if (futures[i].cancelled()) {
+        throw CancelledError("Executor::map: call " + std::to_string(i) + " of " +
+                             std::to_string(n) + " was cancelled");
+      }
     }
-  }
-  if (failed != SIZE_MAX) {
-    internal::drop_map_outcomes(futures, failed);
-    std::rethrow_exception(futures[failed].exception());
-  }
-  if (!finished) {
-    internal::drop_map_outcomes(futures, futures.size());
-    internal::throw_map_timeout(not_done, futures.size(), all_submitted, total,
-                                deadline.timeout());
-  }
-  const size_t n = futures.size();
-  for (size_t i = 0; i < n; ++i) {
-    if (futures[i].cancelled()) {
-      throw CancelledError("Executor::map: call " + std::to_string(i) + " of " +
-                           std::to_string(n) + " was cancelled");
+    if constexpr (std::is_void_v<R>) {
+      return;
+    } else {
+      std::vector<R> results;
+      results.reserve(n);
+      for (Fut& f : futures) results.push_back(std::move(f.result()));
+      return results;
     }
-  }
-  if constexpr (std::is_void_v<R>) {
-    return;
-  } else {
-    std::vector<R> results;
-    results.reserve(n);
-    for (Fut& f : futures) results.push_back(std::move(f.result()));
-    return results;
   }
 }
 

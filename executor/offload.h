@@ -321,26 +321,31 @@ class OffloadTask final : public Executor::Task {
 template <class F, class... A>
 auto offload(Scheduler& loop, Executor& executor, Deadline deadline, F&& fn, A&&... args) {
   using R = call_result_t<F, A...>;
-  if (!loop.in_scheduler_thread() || Scheduler::current() != &loop) {
-    throw InvalidStateError(
-        "run_in_executor: must be called on the loop's own thread, with that loop current");
+  if constexpr (!submittable_v<F, A...>) {
+    assert_submittable<F, A...>();
+    return Future<rejected_call_value_t<F, A...>>();
+  } else {
+    if (!loop.in_scheduler_thread() || Scheduler::current() != &loop) {
+      throw InvalidStateError(
+          "run_in_executor: must be called on the loop's own thread, with that loop current");
+    }
+    // A token costs an allocation; only make one when someone can observe it.
+    std::optional<CancellationSource> canceller;
+    CancellationToken token;
+    if (takes_token_v<F, A...> || !deadline.is_none()) {
+      canceller.emplace(deadline);
+      token = canceller->token();
+    }
+    Future<R> target;
+    using Op = OffloadTask<R, std::decay_t<F>, std::decay_t<A>...>;
+    Executor::TaskPtr task(new Op(loop, target, std::move(canceller), std::move(token),
+                                  std::forward<F>(fn), std::forward<A>(args)...));
+    // If this throws, the task is disposed of unsettled: `target` is
+    // cancelled on a later turn, and the caller gets the exception now, as
+    // from Executor::submit.
+    ExecutorAccess::execute_without_blocking(executor, std::move(task), {});
+    return target;
   }
-  // A token costs an allocation; only make one when someone can observe it.
-  std::optional<CancellationSource> canceller;
-  CancellationToken token;
-  if (takes_token_v<F, A...> || !deadline.is_none()) {
-    canceller.emplace(deadline);
-    token = canceller->token();
-  }
-  Future<R> target;
-  using Op = OffloadTask<R, std::decay_t<F>, std::decay_t<A>...>;
-  Executor::TaskPtr task(new Op(loop, target, std::move(canceller), std::move(token),
-                                std::forward<F>(fn), std::forward<A>(args)...));
-  // If this throws, the task is disposed of unsettled: `target` is
-  // cancelled on a later turn, and the caller gets the exception now, as
-  // from Executor::submit.
-  ExecutorAccess::execute_without_blocking(executor, std::move(task), {});
-  return target;
 }
 
 }  // namespace internal

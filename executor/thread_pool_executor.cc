@@ -195,6 +195,8 @@ void ThreadPoolExecutor::destroy_from_own_worker() {
 
 bool ThreadPoolExecutor::on_pool_thread() const { return tls_pool == this; }
 
+bool internal::on_pool_worker_thread() noexcept { return tls_pool != nullptr; }
+
 void ThreadPoolExecutor::throw_not_accepting() const {
   if (broken_) {
     throw BrokenExecutorError(

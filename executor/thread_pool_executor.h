@@ -366,6 +366,15 @@ class ThreadPoolExecutor final : public Executor {
   std::mutex join_mu_;
 };
 
+namespace internal {
+
+// True on a worker thread of any ThreadPoolExecutor (for as long as the
+// thread lives, its initializer included). IOLoop::current() refuses to
+// create a loop there: nothing would ever run it.
+bool on_pool_worker_thread() noexcept;
+
+}  // namespace internal
+
 }  // namespace eddy
 
 #endif  // EDDY_EXECUTOR_THREAD_POOL_EXECUTOR_H_

@@ -156,6 +156,8 @@ class EmbeddedConcurrentState;
 // (EmbeddedConcurrentState), which its last release() asks to free itself.
 template <class T>
 class ConcurrentState : public Recycled {
+  static_assert(ValueTypeCheck<T>::kOk);
+
  public:
   using Callback = absl::AnyInvocable<void(ConcurrentFuture<T>&)>;
 
@@ -374,6 +376,8 @@ bool may_take_value(const ConcurrentFuture<T>& from) {
 
 template <class T>
 class ConcurrentFuture {
+  static_assert(internal::ValueTypeCheck<T>::kOk);
+
  public:
   using value_type = T;
 

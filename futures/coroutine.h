@@ -343,7 +343,10 @@ class FuturePromise : public FuturePromiseBase<T> {
       : FuturePromiseBase<T>(where) {}
   // A cancelled coroutine that catches CancelledError may still co_return:
   // its result future stays cancelled.
+  // Constrained, so that a `co_return` of a value T cannot be made from
+  // fails on the co_return line, not inside the future's storage.
   template <class U = T>
+    requires std::is_constructible_v<T, U&&>
   void return_value(U&& value) {
     this->state()->try_set_value(std::forward<U>(value));
   }

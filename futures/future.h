@@ -68,6 +68,12 @@ class ConcurrentFuture;
 
 namespace internal {
 
+// Whether R is an eddy::Future (exactly: decay it first).
+template <class R>
+struct IsFuture : std::false_type {};
+template <class T>
+struct IsFuture<Future<T>> : std::true_type {};
+
 // What a Future<void> stores as its "value".
 struct Unit {};
 template <class T>
@@ -128,9 +134,27 @@ bool defer_cancel(const DeferredCancel& d);
 void log_unretrieved(const std::exception_ptr& e, const SourceLocation& created);
 void log_callback_failure(const std::exception_ptr& e, const SourceLocation& created);
 
+// The value types a Future or ConcurrentFuture can hold: the first
+// assertion a Future<T&> meets, instead of the union member deep below.
+template <class T>
+struct ValueTypeCheck {
+  static_assert(!std::is_reference_v<T>,
+                "eddy::Future<T&> / ConcurrentFuture<T&> is not supported: a future owns its "
+                "value; return std::reference_wrapper<T> (std::ref(x)) or a pointer instead");
+  static_assert(!std::is_array_v<T>,
+                "eddy::Future<T[N]> / ConcurrentFuture<T[N]> is not supported: return "
+                "std::array<T, N> or std::vector<T> instead");
+  static_assert(!std::is_function_v<T>,
+                "eddy::Future / ConcurrentFuture of a function type is not supported: return a "
+                "function pointer or a callable object instead");
+  static constexpr bool kOk = true;
+};
+
 // The shared state behind Future<T>. Lives on its loop's thread.
 template <class T>
 class FutureState : public Recycled {
+  static_assert(ValueTypeCheck<T>::kOk);
+
  public:
   using Callback = absl::AnyInvocable<void(Future<T>&)>;
 
@@ -387,9 +411,13 @@ class FutureState : public Recycled {
   // How the out-of-line path takes an argument: a scalar (a number, a
   // pointer, an enum) by value, so that the inline path need not spill it to
   // memory for a reference; anything else by reference.
+  // (Not when only the reference constructs the value: a
+  // std::reference_wrapper<int> from an int lvalue.)
   template <class A>
   using ColdArg =
-      std::conditional_t<std::is_scalar_v<std::remove_cvref_t<A>>, std::remove_cvref_t<A>, A&&>;
+      std::conditional_t<std::is_scalar_v<std::remove_cvref_t<A>> &&
+                             std::is_constructible_v<Stored<T>, std::remove_cvref_t<A>>,
+                         std::remove_cvref_t<A>, A&&>;
   // try_set_value() when the flag is up and there is something to post:
   // makes room first (throwing with nothing changed if it cannot), then
   // completes.
@@ -544,6 +572,8 @@ struct ThenTraits {
 
 template <class T>
 class Future {
+  static_assert(internal::ValueTypeCheck<T>::kOk);
+
  public:
   using value_type = T;
 
@@ -622,7 +652,9 @@ class Future {
       case internal::FutureStatus::kPending:
         break;
     }
-    internal::throw_invalid("exception", "the future is still pending");
+    internal::throw_invalid("exception",
+                            "the future is still pending (co_await it, or use "
+                            "add_done_callback/then to run code once it is done)");
   }
 
   // Completes the future with `value`; callbacks are scheduled.
@@ -726,7 +758,9 @@ class Future {
       case internal::FutureStatus::kPending:
         break;
     }
-    internal::throw_invalid("result", "the future is still pending");
+    internal::throw_invalid("result",
+                            "the future is still pending (co_await it, or use "
+                            "add_done_callback/then to run code once it is done)");
   }
 
   internal::FutureState<T>* state(const char* op) const {

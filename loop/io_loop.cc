@@ -952,6 +952,15 @@ IOLoop& IOLoop::current() {
   if (t_current_loop != nullptr) return *t_current_loop;
   std::unique_ptr<IOLoop>& default_loop = t_default_loop.loop;
   if (default_loop == nullptr) {
+    // A default loop on a pool worker would never run: callbacks posted to
+    // it would be lost, and a sleep or timeout made there would never fire.
+    if (internal::on_pool_worker_thread()) [[unlikely]] {
+      throw InvalidStateError(
+          "IOLoop::current() on a pool worker: no loop runs on this thread. Capture the loop "
+          "on its own thread (IOLoop& loop = IOLoop::current();) and post to it with "
+          "loop.add_callback(...) from the task, or return the value from the task; "
+          "IOLoop::current_or_null() probes without throwing");
+    }
     default_loop = std::make_unique<IOLoop>();
   } else if (default_loop->closed_) [[unlikely]] {
     // Not replaced by a fresh loop: references to the closed one may be

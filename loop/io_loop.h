@@ -174,10 +174,6 @@ class TimeoutHandle {
 namespace internal {
 
 template <class R>
-struct IsFuture : std::false_type {};
-template <class T>
-struct IsFuture<Future<T>> : std::true_type {};
-template <class R>
 struct IsConcurrentFuture : std::false_type {};
 template <class T>
 struct IsConcurrentFuture<ConcurrentFuture<T>> : std::true_type {};
@@ -368,6 +364,11 @@ class IOLoop final : public Scheduler {
   // closed (IOLoop::current().close()): it is not replaced, since
   // references to it may still be held (Tornado's current() hands back the
   // closed loop, which then refuses every use). Make another loop current.
+  // Throws InvalidStateError on a ThreadPoolExecutor worker with no loop
+  // made current there (make_current(), or a run of a loop on it): a loop
+  // created there would never run. A pool task that must reach a loop
+  // takes it from the loop's own thread (IOLoop& loop = IOLoop::current();
+  // captured) and posts with loop.add_callback(...).
   static IOLoop& current();
   // This thread's current loop, or nullptr; never creates one.
   static IOLoop* current_or_null() noexcept;

@@ -284,18 +284,31 @@ auto fan_out(Executor& executor, Range&& items, std::int64_t max_in_flight, F fn
   using Stored = internal::FanOutRange<Range>;
   using Value = std::ranges::range_value_t<Stored>;
   using R = std::decay_t<std::invoke_result_t<const F&, Value>>;
-  internal::check_callable(fn, "fan_out", "fn");
-  Scheduler* loop = Scheduler::current();
-  if (loop == nullptr) throw InvalidStateError("fan_out: no loop is current on this thread");
-  auto launch = [loop, &executor, fn = std::make_shared<const F>(std::move(fn))](
-                    const Value& item) -> Future<R> {
-    // The task owns its copies of the item and (shared) of fn: it may still
-    // run after the loop, the block or the result are gone.
-    return internal::offload(*loop, executor, Deadline(),
-                             [fn, item]() mutable -> R { return std::invoke(*fn, std::move(item)); });
-  };
-  return internal::start_fan_out<R, true>(Stored(std::forward<Range>(items)), width,
-                                          std::move(launch), std::move(quiet), where);
+  static_assert(!internal::IsFuture<R>::value,
+                "fan_out(executor, ...): fn returns an eddy::Future: a Future belongs to the loop "
+                "that made it and a pool thread runs none, so it would never complete; drop the "
+                "executor (fan_out(items, max_in_flight, fn) calls fn on the loop), or have fn "
+                "return the value itself");
+  if constexpr (internal::IsFuture<R>::value) {
+    // The assertion above failed: what the caller most likely meant.
+    using T = typename R::value_type;
+    return Future<std::conditional_t<std::is_void_v<T>, void, std::vector<T>>>();
+  } else {
+    internal::check_callable(fn, "fan_out", "fn");
+    Scheduler* loop = Scheduler::current();
+    if (loop == nullptr) throw InvalidStateError("fan_out: no loop is current on this thread");
+    auto launch = [loop, &executor, fn = std::make_shared<const F>(std::move(fn))](
+                      const Value& item) -> Future<R> {
+      // The task owns its copies of the item and (shared) of fn: it may still
+      // run after the loop, the block or the result are gone.
+      return internal::offload(*loop, executor, Deadline(),
+                               [fn, item]() mutable -> R {
+                                 return std::invoke(*fn, std::move(item));
+                               });
+    };
+    return internal::start_fan_out<R, true>(Stored(std::forward<Range>(items)), width,
+                                            std::move(launch), std::move(quiet), where);
+  }
 }
 
 }  // namespace eddy

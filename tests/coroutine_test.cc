@@ -4,7 +4,9 @@
 #include "eddy/futures/coroutine.h"
 
 #include <coroutine>
+#include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -157,6 +159,30 @@ TEST(CoroutineTest, MoveOnlyValuesPassThroughAwaitAndReturn) {
   loop.run_pending();
   ASSERT_TRUE(f.done());
   EXPECT_EQ(*f.result(), 42);
+}
+
+// `co_return v` compiles exactly when T can be made from v (so that a
+// wrong type fails on the co_return line, not inside the future).
+template <class T, class U>
+concept CanCoReturn = requires(internal::FuturePromise<T>& p, U&& u) {
+  p.return_value(std::forward<U>(u));
+};
+static_assert(!CanCoReturn<int, std::string>);
+static_assert(!CanCoReturn<std::unique_ptr<int>, std::unique_ptr<int>&>);  // copy: move it
+static_assert(CanCoReturn<int64_t, int>);
+static_assert(CanCoReturn<std::string, const char (&)[4]>);
+static_assert(CanCoReturn<std::unique_ptr<int>, std::unique_ptr<int>>);
+static_assert(CanCoReturn<std::reference_wrapper<int>, int&>);
+
+Future<std::vector<int>> braced_co_return() { co_return {1, 2, 3}; }
+Future<std::reference_wrapper<int>> lvalue_for_a_reference_wrapper(int& x) { co_return x; }
+Future<int64_t> converted_co_return() { co_return 1; }
+
+TEST(CoroutineTest, CoReturnConvertsBracesLvaluesAndNarrowerTypes) {
+  int x = 7;
+  EXPECT_EQ(braced_co_return().result(), (std::vector<int>{1, 2, 3}));
+  EXPECT_EQ(&lvalue_for_a_reference_wrapper(x).result().get(), &x);
+  EXPECT_EQ(converted_co_return().result(), 1);
 }
 
 // A container of move-only values is copy constructible as far as

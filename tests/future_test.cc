@@ -81,6 +81,20 @@ TEST(FutureTest, ResultWhilePendingThrowsInvalidState) {
   EXPECT_THROW(f.exception(), InvalidStateError);
 }
 
+TEST(FutureTest, ResultWhilePendingSaysHowToWaitInstead) {
+  Future<int> f;
+  const std::string what = thrown_what<InvalidStateError>([&] { f.result(); });
+  EXPECT_NE(what.find("Future::result: the future is still pending"), std::string::npos) << what;
+  EXPECT_NE(what.find("co_await it, or use add_done_callback/then"), std::string::npos) << what;
+}
+
+// What a Future can hold; references, arrays and functions are rejected
+// with a static_assert naming the fix (not testable here: they do not
+// compile), which std::reference_wrapper and pointers stand in for.
+static_assert(internal::ValueTypeCheck<std::reference_wrapper<int>>::kOk);
+static_assert(internal::ValueTypeCheck<const int*>::kOk);
+static_assert(internal::ValueTypeCheck<void>::kOk);
+
 TEST(FutureTest, SetResultTwiceThrowsInvalidStateAndKeepsTheFirst) {
   Future<int> f;
   f.set_result(1);

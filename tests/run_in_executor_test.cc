@@ -20,11 +20,13 @@
 #include "eddy/executor/executor.h"
 #include "eddy/executor/offload.h"
 #include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/coroutine.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/multi.h"
 #include "eddy/loop/io_loop.h"
 #include "eddy/loop/periodic_callback.h"
+#include "eddy/loop/sleep.h"
 #include "eddy/loop/with_timeout.h"
 #include "gtest/gtest.h"
 #include "tests/executor_test_util.h"
@@ -101,6 +103,75 @@ class Meeting {
   uint64_t round_ = 0;  // guarded by mu_
   bool broken_ = false;  // guarded by mu_
 };
+
+// A pool callable that returns an eddy::Future is rejected at compile time
+// (a static_assert in submit, map, run_in_executor, run_on_executor and
+// fan_out): the Future would bind to no running loop and never complete.
+Future<int> async_thing() { co_return 1; }
+static_assert(!internal::submittable_v<decltype([] { return async_thing(); })>);
+static_assert(!internal::submittable_v<decltype([](int) { return Future<void>(); }), int>);
+static_assert(!internal::submittable_v<decltype([](CancellationToken) { return async_thing(); })>);
+static_assert(!internal::submittable_v<int (*)(int, int), int>);  // wrong arguments
+static_assert(internal::submittable_v<decltype([] { return 1; })>);
+static_assert(internal::submittable_v<decltype([] {})>);
+// A ConcurrentFuture is thread-safe: returning one is allowed.
+static_assert(internal::submittable_v<decltype([] { return ConcurrentFuture<int>(); })>);
+
+TEST(RunInExecutorTest, IOLoopCurrentInAPoolTaskThrowsSayingWhatToDo) {
+  ThreadPoolExecutor pool(1);
+  const std::string what =
+      pool.submit([] { return thrown_what<InvalidStateError>([] { IOLoop::current(); }); })
+          .result();
+  EXPECT_NE(what.find("IOLoop::current() on a pool worker"), std::string::npos) << what;
+  EXPECT_NE(what.find("IOLoop& loop = IOLoop::current();"), std::string::npos) << what;
+  EXPECT_NE(what.find("loop.add_callback(...)"), std::string::npos) << what;
+  EXPECT_EQ(pool.submit([] { return IOLoop::current_or_null(); }).result(), nullptr)
+      << "the failed call made no loop";
+}
+
+TEST(RunInExecutorTest, APoolTaskPostsToTheLoopItCaptured) {
+  IOLoop loop;
+  ThreadPoolExecutor pool(1);
+  bool delivered = false;  // loop thread only
+  loop.run_sync([&] {
+    IOLoop& captured = IOLoop::current();
+    return loop.run_in_executor(&pool, [&captured, &delivered] {
+      captured.add_callback([&delivered] { delivered = true; });
+    });
+  });
+  loop.run_sync([] { return sleep(absl::ZeroDuration()); });
+  EXPECT_TRUE(delivered);
+}
+
+TEST(RunInExecutorTest, ALoopMadeCurrentOnAPoolWorkerIsItsCurrentLoop) {
+  ThreadPoolExecutor pool(1);
+  EXPECT_TRUE(pool.submit([] {
+                    IOLoop loop;
+                    loop.make_current();
+                    const bool same = &IOLoop::current() == &loop;
+                    IOLoop::clear_current();
+                    return same;
+                  })
+                  .result());
+  // A loop run on the worker is current while it runs, so a sleep works.
+  EXPECT_EQ(pool.submit([] {
+                  IOLoop loop;
+                  return loop.run_sync([] { return sleep(absl::Milliseconds(1)); }), 1;
+                })
+                .result(),
+            1);
+  // Afterwards the worker has no loop again.
+  EXPECT_THROW(pool.submit([] { IOLoop::current(); }).result(), InvalidStateError);
+}
+
+TEST(RunInExecutorTest, SleepInAPoolTaskFailsAtOnceInsteadOfHanging) {
+  ThreadPoolExecutor pool(1);
+  EXPECT_THROW(pool.submit([] { sleep(absl::Milliseconds(1)); }).result(absl::Seconds(20)),
+               InvalidStateError);
+  EXPECT_THROW(pool.submit([] { with_timeout(absl::Milliseconds(1), Future<int>()); })
+                   .result(absl::Seconds(20)),
+               InvalidStateError);
+}
 
 TEST(RunInExecutorTest, FourBlockingSleepsRunTogetherWhileTheLoopTimerKeepsFiring) {
   IOLoop loop;
