@@ -166,9 +166,10 @@ TEST(RunInExecutorTest, ALoopMadeCurrentOnAPoolWorkerIsItsCurrentLoop) {
 
 TEST(RunInExecutorTest, SleepInAPoolTaskFailsAtOnceInsteadOfHanging) {
   ThreadPoolExecutor pool(1);
-  EXPECT_THROW(pool.submit([] { sleep(absl::Milliseconds(1)); }).result(absl::Seconds(20)),
-               InvalidStateError);
-  EXPECT_THROW(pool.submit([] { with_timeout(absl::Milliseconds(1), Future<int>()); })
+  EXPECT_THROW(
+      pool.submit([] { (void)sleep(absl::Milliseconds(1)); }).result(absl::Seconds(20)),
+      InvalidStateError);
+  EXPECT_THROW(pool.submit([] { (void)with_timeout(absl::Milliseconds(1), Future<int>()); })
                    .result(absl::Seconds(20)),
                InvalidStateError);
 }
