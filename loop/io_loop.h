@@ -173,10 +173,7 @@ class TimeoutHandle {
 
 namespace internal {
 
-template <class R>
-struct IsFuture : std::false_type {};
-template <class T>
-struct IsFuture<Future<T>> : std::true_type {};
+// IsFuture is in futures/internal/keep_alive.h.
 template <class R>
 struct IsConcurrentFuture : std::false_type {};
 template <class T>
@@ -471,6 +468,28 @@ class IOLoop final : public Scheduler {
     return add_nonempty_callback(std::move(fn), where);
   }
 
+  // add_callback and spawn_callback with a callable that returns a Future
+  // (a coroutine lambda): the same, and the callable, captures included,
+  // is kept alive until the coroutine it starts is finished (completed,
+  // failed, or destroyed with the loop), so that the coroutine may use its
+  // captures after a co_await. (A callable that is not a coroutine is kept
+  // until its Future is done.) The Future is dropped: an exception in it
+  // is logged when it goes. Costs one allocation for the box.
+  template <class F>
+    requires internal::ReturnsFuture<F>
+  bool add_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::add_callback", "fn");
+    return add_nonempty_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)),
+                                 where);
+  }
+  template <class F>
+    requires internal::ReturnsFuture<F>
+  bool spawn_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::spawn_callback", "fn");
+    return add_nonempty_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)),
+                                 where);
+  }
+
   // Runs `fn` once, `delay` from now (a negative delay means now), on a
   // later iteration. Returns its handle for remove_timeout(). Timers due at
   // the same time fire in the order they were scheduled.
@@ -491,6 +510,36 @@ class IOLoop final : public Scheduler {
                             SourceLocation where = SourceLocation::current()) {
     internal::check_callable(fn, "IOLoop::add_timeout", "fn");
     return call_at(deadline, std::move(fn), where);
+  }
+  // The timers with a callable that returns a Future (a coroutine lambda):
+  // kept alive until the coroutine it starts is finished, as add_callback's.
+  // Removing the timer before it fires destroys the callable unrun.
+  template <class F>
+    requires internal::ReturnsFuture<F>
+  TimeoutHandle call_later(absl::Duration delay, F&& fn,
+                           SourceLocation where = SourceLocation::current()) {
+    return call_later(delay, keep_timer_callable("IOLoop::call_later", std::forward<F>(fn)),
+                      where);
+  }
+  template <class F>
+    requires internal::ReturnsFuture<F>
+  TimeoutHandle call_at(MonotonicTime when, F&& fn,
+                        SourceLocation where = SourceLocation::current()) {
+    return call_at(when, keep_timer_callable("IOLoop::call_at", std::forward<F>(fn)), where);
+  }
+  template <class F>
+    requires internal::ReturnsFuture<F>
+  TimeoutHandle add_timeout(absl::Duration delay, F&& fn,
+                            SourceLocation where = SourceLocation::current()) {
+    return call_later(delay, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
+                      where);
+  }
+  template <class F>
+    requires internal::ReturnsFuture<F>
+  TimeoutHandle add_timeout(MonotonicTime deadline, F&& fn,
+                            SourceLocation where = SourceLocation::current()) {
+    return call_at(deadline, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
+                   where);
   }
 
   // Cancels a pending timer: its callback is destroyed without running.
@@ -680,6 +729,12 @@ class IOLoop final : public Scheduler {
   void check_open(const char* op) const {
     if (closed_) throw_closed(op);
   }
+  // The timers' callable returning a Future, checked and boxed.
+  template <class F>
+  static absl::AnyInvocable<void()> keep_timer_callable(const char* who, F&& fn) {
+    internal::check_callable(fn, who, "fn");
+    return internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn));
+  }
   [[noreturn]] void throw_wrong_thread(const char* op) const;
   [[noreturn]] static void throw_closed(const char* op);
   [[noreturn]] static void throw_stopped();
@@ -847,6 +902,21 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   std::optional<Kept> kept;
   std::exception_ptr error;
   internal::FutureStatus ran = internal::FutureStatus::kPending;
+  // A temporary fn returning a Future (a coroutine lambda) dies when this
+  // returns, but its coroutine may outlive the run (a timeout or a stop()
+  // leaves it suspended, to resume if the loop runs again): it is moved
+  // into a box the coroutine keeps (see keep_alive.h). An lvalue fn is the
+  // caller's. Anything else is called in place, as before.
+  constexpr bool kKeep = internal::IsFuture<R>::value && !std::is_lvalue_reference_v<F> &&
+                         std::is_move_constructible_v<std::decay_t<F>>;
+  using Call = std::conditional_t<kKeep, internal::KeptCallable<std::decay_t<F>>, F&>;
+  [[maybe_unused]] Call call = [&]() -> Call {
+    if constexpr (kKeep) {
+      return Call(std::move(fn));
+    } else {
+      return fn;
+    }
+  }();
   add_callback([&] {
     ran = internal::FutureStatus::kValue;
     try {
@@ -856,7 +926,7 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
       } else if constexpr (!kFuture && std::is_reference_v<Returned>) {
         kept.emplace(&fn());
       } else {
-        kept.emplace(fn());
+        kept.emplace(call());
       }
     } catch (...) {
       error = std::current_exception();
@@ -921,20 +991,27 @@ T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout,
 
 template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
+  constexpr bool kKeepCb = internal::ReturnsFuture<F, Future<T>&> ||
+                           (!std::is_invocable_v<std::decay_t<F>&, Future<T>&> &&
+                            internal::ReturnsFuture<F>);
   check_owner("add_future");
   check_open("add_future");
   internal::check_callable(cb, "IOLoop::add_future", "cb");
   if (internal::FutureAccess::state(f, "IOLoop::add_future", "the Future f is empty")
           ->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
-    f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
+    // (A cb returning a Future, a coroutine lambda, is kept alive until
+    // its coroutine is finished: keep_alive.h.)
+    f.add_done_callback([cb = internal::keep_if<kKeepCb>(std::forward<F>(cb))](
+                            Future<T>& done) mutable {
       internal::call_add_future_callback(cb, done);
     });
   } else {
     // Bound to no loop (its callbacks run inline at completion) or to
     // another one: hop onto this loop.
     f.add_done_callback(
-        [remote = remote(), cb = std::forward<F>(cb)](Future<T>& done) mutable {
+        [remote = remote(), cb = internal::keep_if<kKeepCb>(std::forward<F>(cb))](
+            Future<T>& done) mutable {
           remote->post([cb = std::move(cb), done]() mutable {
             Future<T> copy = done;
             internal::call_add_future_callback(cb, copy);
@@ -945,6 +1022,9 @@ void IOLoop::add_future(Future<T> f, F&& cb) {
 
 template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
+  constexpr bool kKeepCb = internal::ReturnsFuture<F, ConcurrentFuture<T>&> ||
+                           (!std::is_invocable_v<std::decay_t<F>&, ConcurrentFuture<T>&> &&
+                            internal::ReturnsFuture<F>);
   check_owner("add_future");
   check_open("add_future");
   internal::check_callable(cb, "IOLoop::add_future", "cb");
@@ -958,7 +1038,7 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // enough to be stored in the state without an allocation.
   auto delivery = internal::make_delivery_with<ConcurrentFuture<T>>(
       this, internal::delivery_from(f, this),
-      [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
+      [cb = internal::keep_if<kKeepCb>(std::forward<F>(cb))](ConcurrentFuture<T>& done) mutable {
         internal::call_add_future_callback(cb, done);
       });
   f.add_done_callback([delivery = std::move(delivery)](ConcurrentFuture<T>& done) mutable {
@@ -984,7 +1064,10 @@ auto IOLoop::run_in_loop(F&& fn)
   internal::LoopCompleter<V> completer(result);
   // If the loop is closed, add_callback destroys the closure, and the
   // completer in it fails `result` with CancelledError.
-  add_callback([this, fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+  // A fn returning a Future (a coroutine lambda) is kept alive until its
+  // coroutine is finished (keep_alive.h); anything else is held as before.
+  add_callback([this, fn = internal::keep_if<internal::IsFuture<R>::value>(Fn(std::forward<F>(fn))),
+                completer = std::move(completer)]() mutable {
     [[maybe_unused]] IOLoop* const loop = this;  // for a Future only
     try {
       if constexpr (internal::IsFuture<R>::value) {
