@@ -416,7 +416,11 @@ class IOLoop final : public Scheduler {
   // TimeoutError is thrown. A coroutine's future is cancelled at once (see
   // coroutine.h): cleanup it awaits after that runs only if the loop runs
   // again. A future that ends cancelled without a timeout throws
-  // CancelledError (Tornado: TimeoutError).
+  // CancelledError (Tornado: TimeoutError). A temporary fn returning a
+  // Future (a coroutine lambda) is moved into a box its coroutine keeps,
+  // so that a coroutine left suspended by a timeout or a stop() may still
+  // use its captures when the loop runs again (one allocation); an lvalue
+  // fn is called in place and stays the caller's to keep alive.
   // Throws InvalidStateError if the loop is already running (nested) or
   // closed, if stop() is called before the future is done, or if fn
   // returns a Future bound to another loop that still exists (as asyncio's
@@ -554,7 +558,9 @@ class IOLoop final : public Scheduler {
   const std::shared_ptr<Clock>& clock() const { return clock_; }
 
   // Calls cb(f) (or cb()) on this loop once `f` is done, during a later
-  // iteration. `f` must belong to this thread.
+  // iteration. `f` must belong to this thread. A cb returning a Future (a
+  // coroutine lambda) is kept alive until its coroutine is finished (as
+  // add_callback's); that Future is dropped.
   // Throws InvalidStateError on a foreign thread or a closed loop,
   // std::invalid_argument if `cb` is empty (nullptr, a null function
   // pointer, an empty AnyInvocable or std::function).
@@ -577,7 +583,9 @@ class IOLoop final : public Scheduler {
   // (or its future) finishes, it fails with CancelledError during the
   // close, even if fn's future lives on (held by an Event's waiter, or by
   // the application); whatever that future gets later is not passed on.
-  // It fails the same way if fn's future is destroyed pending. Blocking on
+  // It fails the same way if fn's future is destroyed pending. A coroutine
+  // lambda fn is kept alive, captures included, until its coroutine is
+  // finished (as add_callback's). Blocking on
   // it on this loop's thread, with or without a timeout, throws
   // InvalidStateError instead of deadlocking or stalling the loop for the
   // whole timeout (a zero timeout only polls; see ConcurrentFuture::result).
