@@ -674,7 +674,7 @@ class Future {
     if constexpr (std::is_invocable_v<F&, Future<T>&>) {
       // A coroutine callback is kept alive while its coroutine runs
       // (internal/keep_alive.h); any other goes in as it is.
-      if constexpr (internal::ReturnsFuture<F, Future<T>&>) {
+      if constexpr (internal::NeedsKeeping<F, Future<T>&>) {
         s->add_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)));
       } else {
         s->add_callback(std::forward<F>(fn));
@@ -682,7 +682,7 @@ class Future {
     } else {
       static_assert(std::is_invocable_v<F&>,
                     "add_done_callback: fn must be callable as fn(Future<T>&) or fn()");
-      s->add_callback([fn = internal::keep_if<internal::ReturnsFuture<F>>(std::forward<F>(fn))](
+      s->add_callback([fn = internal::keep_if<internal::NeedsKeeping<F>>(std::forward<F>(fn))](
                           Future<T>&) mutable { fn(); });
     }
   }
@@ -990,7 +990,8 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
   internal::check_callable(fn, "Future::then", "fn");
   internal::FutureState<T>* s = state("then");
   Future<U> out(where);
-  s->add_callback([out, fn = internal::keep_if<Traits::kFlatten>(std::forward<F>(fn))](
+  s->add_callback([out, fn = internal::keep_if<Traits::kFlatten && std::is_class_v<std::decay_t<F>>>(
+                                 std::forward<F>(fn))](
                       Future<T>& done) mutable {
     internal::FutureState<T>* from = internal::FutureAccess::state(done);
     internal::FutureState<U>* to = internal::FutureAccess::state(out);

@@ -480,14 +480,14 @@ class IOLoop final : public Scheduler {
   // until its Future is done.) The Future is dropped: an exception in it
   // is logged when it goes. Costs one allocation for the box.
   template <class F>
-    requires internal::ReturnsFuture<F>
+    requires internal::NeedsKeeping<F>
   bool add_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
     internal::check_callable(fn, "IOLoop::add_callback", "fn");
     return add_nonempty_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)),
                                  where);
   }
   template <class F>
-    requires internal::ReturnsFuture<F>
+    requires internal::NeedsKeeping<F>
   bool spawn_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
     internal::check_callable(fn, "IOLoop::spawn_callback", "fn");
     return add_nonempty_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)),
@@ -519,27 +519,27 @@ class IOLoop final : public Scheduler {
   // kept alive until the coroutine it starts is finished, as add_callback's.
   // Removing the timer before it fires destroys the callable unrun.
   template <class F>
-    requires internal::ReturnsFuture<F>
+    requires internal::NeedsKeeping<F>
   TimeoutHandle call_later(absl::Duration delay, F&& fn,
                            SourceLocation where = SourceLocation::current()) {
     return call_later(delay, keep_timer_callable("IOLoop::call_later", std::forward<F>(fn)),
                       where);
   }
   template <class F>
-    requires internal::ReturnsFuture<F>
+    requires internal::NeedsKeeping<F>
   TimeoutHandle call_at(MonotonicTime when, F&& fn,
                         SourceLocation where = SourceLocation::current()) {
     return call_at(when, keep_timer_callable("IOLoop::call_at", std::forward<F>(fn)), where);
   }
   template <class F>
-    requires internal::ReturnsFuture<F>
+    requires internal::NeedsKeeping<F>
   TimeoutHandle add_timeout(absl::Duration delay, F&& fn,
                             SourceLocation where = SourceLocation::current()) {
     return call_later(delay, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
                       where);
   }
   template <class F>
-    requires internal::ReturnsFuture<F>
+    requires internal::NeedsKeeping<F>
   TimeoutHandle add_timeout(MonotonicTime deadline, F&& fn,
                             SourceLocation where = SourceLocation::current()) {
     return call_at(deadline, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
@@ -916,6 +916,7 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   // into a box the coroutine keeps (see keep_alive.h). An lvalue fn is the
   // caller's. Anything else is called in place, as before.
   constexpr bool kKeep = internal::IsFuture<R>::value && !std::is_lvalue_reference_v<F> &&
+                         std::is_class_v<std::decay_t<F>> &&
                          std::is_move_constructible_v<std::decay_t<F>>;
   using Call = std::conditional_t<kKeep, internal::KeptCallable<std::decay_t<F>>, F&>;
   [[maybe_unused]] Call call = [&]() -> Call {
@@ -999,9 +1000,9 @@ T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout,
 
 template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
-  constexpr bool kKeepCb = internal::ReturnsFuture<F, Future<T>&> ||
+  constexpr bool kKeepCb = internal::NeedsKeeping<F, Future<T>&> ||
                            (!std::is_invocable_v<std::decay_t<F>&, Future<T>&> &&
-                            internal::ReturnsFuture<F>);
+                            internal::NeedsKeeping<F>);
   check_owner("add_future");
   check_open("add_future");
   internal::check_callable(cb, "IOLoop::add_future", "cb");
@@ -1030,9 +1031,9 @@ void IOLoop::add_future(Future<T> f, F&& cb) {
 
 template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
-  constexpr bool kKeepCb = internal::ReturnsFuture<F, ConcurrentFuture<T>&> ||
+  constexpr bool kKeepCb = internal::NeedsKeeping<F, ConcurrentFuture<T>&> ||
                            (!std::is_invocable_v<std::decay_t<F>&, ConcurrentFuture<T>&> &&
-                            internal::ReturnsFuture<F>);
+                            internal::NeedsKeeping<F>);
   check_owner("add_future");
   check_open("add_future");
   internal::check_callable(cb, "IOLoop::add_future", "cb");
@@ -1074,7 +1075,8 @@ auto IOLoop::run_in_loop(F&& fn)
   // completer in it fails `result` with CancelledError.
   // A fn returning a Future (a coroutine lambda) is kept alive until its
   // coroutine is finished (keep_alive.h); anything else is held as before.
-  add_callback([this, fn = internal::keep_if<internal::IsFuture<R>::value>(Fn(std::forward<F>(fn))),
+  add_callback([this, fn = internal::keep_if<internal::IsFuture<R>::value && std::is_class_v<Fn>>(
+                    Fn(std::forward<F>(fn))),
                 completer = std::move(completer)]() mutable {
     [[maybe_unused]] IOLoop* const loop = this;  // for a Future only
     try {

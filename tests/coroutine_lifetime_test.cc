@@ -9,6 +9,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "absl/time/time.h"
@@ -84,6 +85,15 @@ TEST(CoroutineLifetimeTest, AddCallbackKeepsTheCapturesUntilTheCoroutineFinishes
 TEST(CoroutineLifetimeTest, AddCallbackFromAnLvalueKeepsACopy) {
   expect_captures_kept([](IOLoop& loop, auto fn) {
     loop.add_callback(fn);  // fn (and its capture) dies here; the copy is kept
+  });
+}
+
+TEST(CoroutineLifetimeTest, RemotePostFromAnotherThreadKeepsTheCaptures) {
+  expect_captures_kept([](IOLoop& loop, auto fn) {
+    std::thread poster([remote = loop.remote(), fn = std::move(fn)]() mutable {
+      remote->post(std::move(fn));
+    });
+    poster.join();
   });
 }
 

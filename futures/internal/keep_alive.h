@@ -18,7 +18,7 @@
 // failed, or dropped with its loop). A callable that is not a coroutine
 // (any function returning a Future) keeps the box until the Future it
 // returned is done, or destroyed pending. A callable that does not return
-// a Future is not wrapped: its path is unchanged.
+// a Future, or is a plain function, is not wrapped: its path is unchanged.
 //
 // The hand-over: invoke_keeping() publishes the box in the thread-local
 // keep_slot for the duration of the call; the first eddy coroutine promise
@@ -56,6 +56,12 @@ template <class F, class... A>
 concept ReturnsFuture =
     std::is_invocable_v<std::decay_t<F>&, A...> &&
     IsFuture<std::remove_cvref_t<std::invoke_result_t<std::decay_t<F>&, A...>>>::value;
+
+// True when an entry point keeps F alive while a call's coroutine runs: a
+// function object (a lambda, an AnyInvocable, a std::function) whose call
+// returns a Future. A function pointer has nothing to keep.
+template <class F, class... A>
+concept NeedsKeeping = std::is_class_v<std::decay_t<F>> && ReturnsFuture<F, A...>;
 
 // The reference-counted part of a box.
 struct KeepAliveBase {
