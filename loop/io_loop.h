@@ -1076,7 +1076,7 @@ auto IOLoop::run_in_loop(F&& fn)
   // A fn returning a Future (a coroutine lambda) is kept alive until its
   // coroutine is finished (keep_alive.h); anything else is held as before.
   add_callback([this, fn = internal::keep_if<internal::IsFuture<R>::value && std::is_class_v<Fn>>(
-                    Fn(std::forward<F>(fn))),
+                    std::forward<F>(fn)),
                 completer = std::move(completer)]() mutable {
     [[maybe_unused]] IOLoop* const loop = this;  // for a Future only
     try {
