@@ -52,11 +52,21 @@
 // with no loop current resumes wherever its awaited future completes, and
 // one that is never resumed then leaks its frame, as a pending callback
 // would.
+//
+// A coroutine lambda's captures live in its closure object, not in its
+// frame: the closure must outlive the coroutine. The library's entry points
+// that take a callable (IOLoop::spawn_callback, add_callback, call_later,
+// call_at, add_timeout, add_future, run_in_loop, run_sync with a temporary,
+// Future::then, Future::add_done_callback) keep a callable that returns a
+// Future alive until the coroutine it starts is finished; to call a
+// coroutine lambda yourself, use co_invoke (below), not `[x]() -> ... {}()`.
+// A parameter taken by reference is still the caller's to keep alive.
 #ifndef EDDY_FUTURES_COROUTINE_H_
 #define EDDY_FUTURES_COROUTINE_H_
 
 #include <coroutine>
 #include <exception>
+#include <functional>
 #include <map>
 #include "eddy/futures/source_location.h"
 #include <tuple>
@@ -68,6 +78,7 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/future.h"
 #include "eddy/futures/internal/delivery.h"
+#include "eddy/futures/internal/keep_alive.h"
 #include "eddy/futures/multi.h"
 #include "eddy/futures/scheduler.h"
 
@@ -96,6 +107,9 @@ class PromiseBase : public CoroutineWaiter {
     Scheduler::disown(&node_);
     end_eager();
     if (anchor_ != nullptr) anchor_->release();
+    // Last: the frame's locals are gone, and the closure they may have
+    // referred to can go too (see keep_alive.h).
+    if (keep_ != nullptr) [[unlikely]] keep_->release();
   }
   PromiseBase(const PromiseBase&) = delete;
   PromiseBase& operator=(const PromiseBase&) = delete;
@@ -160,6 +174,11 @@ class PromiseBase : public CoroutineWaiter {
   }
 
  protected:
+  // The closure of the coroutine lambda this frame runs, when an entry
+  // point (spawn_callback, then, co_invoke, ...) handed it over: released
+  // with the frame. See keep_alive.h.
+  void keep(KeepAliveBase* box) { keep_ = box; }
+
   // Arms the cancellation of the coroutine's future (its state's cancel
   // hook) once, for the coroutine's whole life: cancel() then reaches
   // on_cancel, which passes it to the current await, if any (on_suspend
@@ -190,6 +209,7 @@ class PromiseBase : public CoroutineWaiter {
   }
 
   SchedulerAnchor* anchor_ = nullptr;
+  KeepAliveBase* keep_ = nullptr;
   Node node_;
   std::coroutine_handle<> frame_;
   bool (*cancel_fn_)(void*) = nullptr;  // the current suspension's canceller
@@ -272,6 +292,9 @@ class FuturePromiseBase : public PromiseBase {
   explicit FuturePromiseBase(SourceLocation where = SourceLocation::current())
       : result_(where) {
     this->arm_cancel_hook(&state()->cancel_hook());
+    // Called by an entry point that keeps its callable alive: this frame
+    // owns a reference to it from now on (one thread-local load otherwise).
+    if (KeepAliveBase* box = take_keep_slot(state())) [[unlikely]] this->keep(box);
   }
 
   // The frame may die before its future: a loop destroyed it while it was
@@ -592,6 +615,50 @@ auto operator co_await(absl::flat_hash_map<K, Future<T>> children) {
 template <class... T>
 auto operator co_await(std::tuple<Future<T>...> children) {
   return operator co_await(multi(std::move(children)));
+}
+
+// Calls fn(args...), where fn is a coroutine callable (a lambda returning
+// Future<R>), with fn (its captures) and args moved into a box that the
+// coroutine keeps until it is finished (completed, failed, or destroyed
+// with its loop), and returns the coroutine's Future<R>:
+//
+//   eddy::Future<size_t> f = eddy::co_invoke([name]() -> eddy::Future<size_t> {
+//     co_await eddy::sleep(absl::Milliseconds(1));
+//     co_return name.size();  // `name` is still there
+//   });
+//
+// A coroutine lambda invoked by hand, `[name]() -> Future<> {...}()`, reads
+// its captures through the closure, a temporary that dies at the end of the
+// full expression while the coroutine is suspended (plain C++, not eddy).
+// co_invoke is the fix (as Asio's co_spawn and folly's co_invoke). The
+// library's entry points (IOLoop::spawn_callback, add_callback, the timers,
+// add_future, run_in_loop, Future::then, add_done_callback) do the same on
+// their own. The args are decay-copied into the box and passed to fn as
+// rvalues (as lvalues if fn takes a non-const lvalue reference), so a
+// parameter taken by reference refers into the box; a reference the caller
+// passes in through std::ref, a pointer or a capture by reference is still
+// the caller's to keep alive. A callable that is not a coroutine (any
+// function returning a Future) is kept until its Future is done.
+// Costs one allocation (the box) besides the coroutine's own.
+// Throws std::invalid_argument if fn is empty (a null function pointer, an
+// empty AnyInvocable or std::function); whatever fn throws before its first
+// suspension (a plain function; a coroutine stores it in its Future).
+template <class F, class... A>
+auto co_invoke(F&& fn, A&&... args) {
+  using Fn = std::decay_t<F>;
+  internal::check_callable(fn, "eddy::co_invoke", "fn");
+  auto bound = [fn = Fn(std::forward<F>(fn)),
+                ... args = std::decay_t<A>(std::forward<A>(args))]() mutable -> decltype(auto) {
+    if constexpr (std::is_invocable_v<Fn&, std::decay_t<A>&&...>) {
+      return std::invoke(fn, std::move(args)...);
+    } else {
+      return std::invoke(fn, args...);
+    }
+  };
+  static_assert(internal::ReturnsFuture<decltype(bound)>,
+                "co_invoke: fn(args...) must return an eddy::Future (be a coroutine)");
+  internal::KeptCallable<decltype(bound)> kept(std::move(bound));
+  return kept();
 }
 
 }  // namespace eddy

@@ -47,6 +47,7 @@
 #include "eddy/futures/errors.h"
 #include "eddy/futures/internal/callable_check.h"
 #include "eddy/futures/internal/copy_or_move.h"
+#include "eddy/futures/internal/keep_alive.h"
 #include "eddy/futures/internal/recycler.h"
 #include "eddy/futures/log.h"
 #include "eddy/futures/scheduler.h"
@@ -68,11 +69,8 @@ class ConcurrentFuture;
 
 namespace internal {
 
-// Whether R is an eddy::Future (exactly: decay it first).
-template <class R>
-struct IsFuture : std::false_type {};
-template <class T>
-struct IsFuture<Future<T>> : std::true_type {};
+// IsFuture<R> (whether R is an eddy::Future; decay it first) is in
+// futures/internal/keep_alive.h.
 
 // What a Future<void> stores as its "value".
 struct Unit {};
@@ -693,7 +691,10 @@ class Future {
   // Adds `fn`, called as fn(Future<T>&) (or fn()) once the future is done,
   // on the future's loop during a later turn; if the future is already done,
   // it is scheduled now. Callbacks run in the order they were added. A
-  // callback that throws is logged; the others still run.
+  // callback that throws is logged; the others still run. A callback that
+  // returns a Future (a coroutine lambda) is kept alive, captures and all,
+  // until the coroutine it started is finished (see co_invoke in
+  // coroutine.h); the Future it returns is otherwise dropped.
   // Throws std::invalid_argument if `fn` is empty (an empty AnyInvocable or
   // std::function, a null function pointer), InvalidStateError on a
   // moved-from handle; either way nothing is added.
@@ -702,11 +703,18 @@ class Future {
     internal::check_callable(fn, "Future::add_done_callback", "fn");
     internal::FutureState<T>* s = state("add_done_callback");
     if constexpr (std::is_invocable_v<F&, Future<T>&>) {
-      s->add_callback(std::forward<F>(fn));
+      // A coroutine callback is kept alive while its coroutine runs
+      // (internal/keep_alive.h); any other goes in as it is.
+      if constexpr (internal::NeedsKeeping<F, Future<T>&>) {
+        s->add_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)));
+      } else {
+        s->add_callback(std::forward<F>(fn));
+      }
     } else {
       static_assert(std::is_invocable_v<F&>,
                     "add_done_callback: fn must be callable as fn(Future<T>&) or fn()");
-      s->add_callback([fn = std::forward<F>(fn)](Future<T>&) mutable { fn(); });
+      s->add_callback([fn = internal::keep_if<internal::NeedsKeeping<F>>(std::forward<F>(fn))](
+                          Future<T>&) mutable { fn(); });
     }
   }
 
@@ -731,7 +739,10 @@ class Future {
   //   - Cancelling the result does not cancel this future (nor a flattened
   //     inner one); fn is then not called.
   // The result belongs to the loop current on this thread. Copies `fn` into
-  // the callback (which allocates unless it is small).
+  // the callback (which allocates unless it is small). A fn returning a
+  // Future (a coroutine lambda) is moved into a box of its own instead,
+  // which its coroutine keeps until it is finished, so that its captures
+  // stay valid across its co_awaits (see co_invoke in coroutine.h).
   // Throws std::invalid_argument if `fn` is empty (as add_done_callback),
   // InvalidStateError on a moved-from handle.
   template <class F>
@@ -944,6 +955,18 @@ bool copy_outcome(From& from, FutureState<T>* to) {
   }
 }
 
+// See keep_alive.h.
+template <class T>
+void keep_until_done(Future<T>& f, KeepAliveBase* box, const void* taken_by) {
+  FutureState<T>* s = FutureAccess::state_or_null(f);
+  // Kept by the call's own coroutine, done already, or nothing to watch
+  // (an empty handle, another thread's future: the caller reports those).
+  if (s == nullptr || s == taken_by || s->done() || !s->on_owner_thread()) return;
+  // Added to a pending future, the callback posts nothing: no post room
+  // is needed.
+  s->add_callback(KeepRef(box));
+}
+
 }  // namespace internal
 
 // A future that already holds `value`.
@@ -1000,7 +1023,9 @@ Future<typename internal::ThenTraits<T, std::decay_t<F>>::value_type> Future<T>:
   internal::check_callable(fn, "Future::then", "fn");
   internal::FutureState<T>* s = state("then");
   Future<U> out(where);
-  s->add_callback([out, fn = std::forward<F>(fn)](Future<T>& done) mutable {
+  s->add_callback([out, fn = internal::keep_if<Traits::kFlatten && std::is_class_v<std::decay_t<F>>>(
+                                 std::forward<F>(fn))](
+                      Future<T>& done) mutable {
     internal::FutureState<T>* from = internal::FutureAccess::state(done);
     internal::FutureState<U>* to = internal::FutureAccess::state(out);
     if (to->done()) return;  // the result was cancelled: nobody wants fn's value

@@ -31,6 +31,7 @@
 #include <memory>
 
 #include "absl/functional/any_invocable.h"
+#include "eddy/futures/internal/keep_alive.h"
 
 namespace eddy {
 
@@ -47,6 +48,15 @@ class RemoteScheduler {
   // it, when the scheduler is closed. Throws std::bad_alloc (and `fn` dies
   // unrun) if queuing needs memory that cannot be had.
   virtual bool post(absl::AnyInvocable<void()> fn) = 0;
+  // The same for a callable returning a Future (a coroutine lambda): it is
+  // kept alive, captures included, until the coroutine it starts is
+  // finished, as IOLoop::add_callback keeps it. One allocation for the box.
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  bool post(F&& fn) {
+    return post(absl::AnyInvocable<void()>(
+        internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn))));
+  }
 
   // As post(), for a completion that must not be lost and has nobody to
   // report a failure to (an offload's outcome, a delivery from a worker,

@@ -420,7 +420,11 @@ class IOLoop final : public Scheduler {
   // TimeoutError is thrown. A coroutine's future is cancelled at once (see
   // coroutine.h): cleanup it awaits after that runs only if the loop runs
   // again. A future that ends cancelled without a timeout throws
-  // CancelledError (Tornado: TimeoutError).
+  // CancelledError (Tornado: TimeoutError). A temporary fn returning a
+  // Future (a coroutine lambda) is moved into a box its coroutine keeps,
+  // so that a coroutine left suspended by a timeout or a stop() may still
+  // use its captures when the loop runs again (one allocation); an lvalue
+  // fn is called in place and stays the caller's to keep alive.
   // Throws InvalidStateError if the loop is already running (nested) or
   // closed, if stop() is called before the future is done, or if fn
   // returns a Future bound to another loop that still exists (as asyncio's
@@ -472,6 +476,28 @@ class IOLoop final : public Scheduler {
     return add_nonempty_callback(std::move(fn), where);
   }
 
+  // add_callback and spawn_callback with a callable that returns a Future
+  // (a coroutine lambda): the same, and the callable, captures included,
+  // is kept alive until the coroutine it starts is finished (completed,
+  // failed, or destroyed with the loop), so that the coroutine may use its
+  // captures after a co_await. (A callable that is not a coroutine is kept
+  // until its Future is done.) The Future is dropped: an exception in it
+  // is logged when it goes. Costs one allocation for the box.
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  bool add_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::add_callback", "fn");
+    return add_nonempty_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)),
+                                 where);
+  }
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  bool spawn_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
+    internal::check_callable(fn, "IOLoop::spawn_callback", "fn");
+    return add_nonempty_callback(internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn)),
+                                 where);
+  }
+
   // Runs `fn` once, `delay` from now (a negative delay means now), on a
   // later iteration. Returns its handle for remove_timeout(). Timers due at
   // the same time fire in the order they were scheduled.
@@ -493,6 +519,36 @@ class IOLoop final : public Scheduler {
     internal::check_callable(fn, "IOLoop::add_timeout", "fn");
     return call_at(deadline, std::move(fn), where);
   }
+  // The timers with a callable that returns a Future (a coroutine lambda):
+  // kept alive until the coroutine it starts is finished, as add_callback's.
+  // Removing the timer before it fires destroys the callable unrun.
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  TimeoutHandle call_later(absl::Duration delay, F&& fn,
+                           SourceLocation where = SourceLocation::current()) {
+    return call_later(delay, keep_timer_callable("IOLoop::call_later", std::forward<F>(fn)),
+                      where);
+  }
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  TimeoutHandle call_at(MonotonicTime when, F&& fn,
+                        SourceLocation where = SourceLocation::current()) {
+    return call_at(when, keep_timer_callable("IOLoop::call_at", std::forward<F>(fn)), where);
+  }
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  TimeoutHandle add_timeout(absl::Duration delay, F&& fn,
+                            SourceLocation where = SourceLocation::current()) {
+    return call_later(delay, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
+                      where);
+  }
+  template <class F>
+    requires internal::NeedsKeeping<F>
+  TimeoutHandle add_timeout(MonotonicTime deadline, F&& fn,
+                            SourceLocation where = SourceLocation::current()) {
+    return call_at(deadline, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
+                   where);
+  }
 
   // Cancels a pending timer: its callback is destroyed without running.
   // A no-op for a timer that fired or was removed, an empty handle, or a
@@ -506,7 +562,9 @@ class IOLoop final : public Scheduler {
   const std::shared_ptr<Clock>& clock() const { return clock_; }
 
   // Calls cb(f) (or cb()) on this loop once `f` is done, during a later
-  // iteration. `f` must belong to this thread.
+  // iteration. `f` must belong to this thread. A cb returning a Future (a
+  // coroutine lambda) is kept alive until its coroutine is finished (as
+  // add_callback's); that Future is dropped.
   // Throws InvalidStateError on a foreign thread or a closed loop,
   // std::invalid_argument if `cb` is empty (nullptr, a null function
   // pointer, an empty AnyInvocable or std::function).
@@ -529,7 +587,9 @@ class IOLoop final : public Scheduler {
   // (or its future) finishes, it fails with CancelledError during the
   // close, even if fn's future lives on (held by an Event's waiter, or by
   // the application); whatever that future gets later is not passed on.
-  // It fails the same way if fn's future is destroyed pending. Blocking on
+  // It fails the same way if fn's future is destroyed pending. A coroutine
+  // lambda fn is kept alive, captures included, until its coroutine is
+  // finished (as add_callback's). Blocking on
   // it on this loop's thread, with or without a timeout, throws
   // InvalidStateError instead of deadlocking or stalling the loop for the
   // whole timeout (a zero timeout only polls; see ConcurrentFuture::result).
@@ -681,6 +741,12 @@ class IOLoop final : public Scheduler {
   }
   void check_open(const char* op) const {
     if (closed_) throw_closed(op);
+  }
+  // The timers' callable returning a Future, checked and boxed.
+  template <class F>
+  static absl::AnyInvocable<void()> keep_timer_callable(const char* who, F&& fn) {
+    internal::check_callable(fn, who, "fn");
+    return internal::KeptCallable<std::decay_t<F>>(std::forward<F>(fn));
   }
   [[noreturn]] void throw_wrong_thread(const char* op) const;
   [[noreturn]] static void throw_closed(const char* op);
@@ -849,6 +915,22 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
   std::optional<Kept> kept;
   std::exception_ptr error;
   internal::FutureStatus ran = internal::FutureStatus::kPending;
+  // A temporary fn returning a Future (a coroutine lambda) dies when this
+  // returns, but its coroutine may outlive the run (a timeout or a stop()
+  // leaves it suspended, to resume if the loop runs again): it is moved
+  // into a box the coroutine keeps (see keep_alive.h). An lvalue fn is the
+  // caller's. Anything else is called in place, as before.
+  constexpr bool kKeep = internal::IsFuture<R>::value && !std::is_lvalue_reference_v<F> &&
+                         std::is_class_v<std::decay_t<F>> &&
+                         std::is_move_constructible_v<std::decay_t<F>>;
+  using Call = std::conditional_t<kKeep, internal::KeptCallable<std::decay_t<F>>, F&>;
+  [[maybe_unused]] Call call = [&]() -> Call {
+    if constexpr (kKeep) {
+      return Call(std::move(fn));
+    } else {
+      return fn;
+    }
+  }();
   add_callback([&] {
     ran = internal::FutureStatus::kValue;
     try {
@@ -858,7 +940,7 @@ auto IOLoop::run_sync(F&& fn, std::optional<absl::Duration> timeout)
       } else if constexpr (!kFuture && std::is_reference_v<Returned>) {
         kept.emplace(&fn());
       } else {
-        kept.emplace(fn());
+        kept.emplace(call());
       }
     } catch (...) {
       error = std::current_exception();
@@ -923,20 +1005,27 @@ T IOLoop::finish_run_sync(Future<T>& f, std::optional<absl::Duration> timeout,
 
 template <class T, class F>
 void IOLoop::add_future(Future<T> f, F&& cb) {
+  constexpr bool kKeepCb = internal::NeedsKeeping<F, Future<T>&> ||
+                           (!std::is_invocable_v<std::decay_t<F>&, Future<T>&> &&
+                            internal::NeedsKeeping<F>);
   check_owner("add_future");
   check_open("add_future");
   internal::check_callable(cb, "IOLoop::add_future", "cb");
   if (internal::FutureAccess::state(f, "IOLoop::add_future", "the Future f is empty")
           ->scheduler() == this) {
     // The future already posts its callbacks here, on a later iteration.
-    f.add_done_callback([cb = std::forward<F>(cb)](Future<T>& done) mutable {
+    // (A cb returning a Future, a coroutine lambda, is kept alive until
+    // its coroutine is finished: keep_alive.h.)
+    f.add_done_callback([cb = internal::keep_if<kKeepCb>(std::forward<F>(cb))](
+                            Future<T>& done) mutable {
       internal::call_add_future_callback(cb, done);
     });
   } else {
     // Bound to no loop (its callbacks run inline at completion) or to
     // another one: hop onto this loop.
     f.add_done_callback(
-        [remote = remote(), cb = std::forward<F>(cb)](Future<T>& done) mutable {
+        [remote = remote(), cb = internal::keep_if<kKeepCb>(std::forward<F>(cb))](
+            Future<T>& done) mutable {
           remote->post([cb = std::move(cb), done]() mutable {
             Future<T> copy = done;
             internal::call_add_future_callback(cb, copy);
@@ -947,6 +1036,9 @@ void IOLoop::add_future(Future<T> f, F&& cb) {
 
 template <class T, class F>
 void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
+  constexpr bool kKeepCb = internal::NeedsKeeping<F, ConcurrentFuture<T>&> ||
+                           (!std::is_invocable_v<std::decay_t<F>&, ConcurrentFuture<T>&> &&
+                            internal::NeedsKeeping<F>);
   check_owner("add_future");
   check_open("add_future");
   internal::check_callable(cb, "IOLoop::add_future", "cb");
@@ -960,7 +1052,7 @@ void IOLoop::add_future(ConcurrentFuture<T> f, F&& cb) {
   // enough to be stored in the state without an allocation.
   auto delivery = internal::make_delivery_with<ConcurrentFuture<T>>(
       this, internal::delivery_from(f, this),
-      [cb = std::forward<F>(cb)](ConcurrentFuture<T>& done) mutable {
+      [cb = internal::keep_if<kKeepCb>(std::forward<F>(cb))](ConcurrentFuture<T>& done) mutable {
         internal::call_add_future_callback(cb, done);
       });
   f.add_done_callback([delivery = std::move(delivery)](ConcurrentFuture<T>& done) mutable {
@@ -986,7 +1078,11 @@ auto IOLoop::run_in_loop(F&& fn)
   internal::LoopCompleter<V> completer(result);
   // If the loop is closed, add_callback destroys the closure, and the
   // completer in it fails `result` with CancelledError.
-  add_callback([this, fn = Fn(std::forward<F>(fn)), completer = std::move(completer)]() mutable {
+  // A fn returning a Future (a coroutine lambda) is kept alive until its
+  // coroutine is finished (keep_alive.h); anything else is held as before.
+  add_callback([this, fn = internal::keep_if<internal::IsFuture<R>::value && std::is_class_v<Fn>>(
+                    std::forward<F>(fn)),
+                completer = std::move(completer)]() mutable {
     [[maybe_unused]] IOLoop* const loop = this;  // for a Future only
     try {
       if constexpr (internal::IsFuture<R>::value) {
