@@ -175,7 +175,7 @@ class FutureState : public Recycled {
   void add_ref() { ++refs_; }
   // True when a single handle (or internal reference) holds the state.
   bool unique() const { return refs_ == 1; }
-  void release() {
+  [[gnu::always_inline]] void release() {
     if (--refs_ == 0) [[unlikely]] destroy();
   }
 
@@ -588,7 +588,11 @@ class Future {
     std::swap(state_, other.state_);
     return *this;
   }
-  ~Future() {
+  // Always inline, as release(): a null check, a decrement and a branch.
+  // GCC stops inlining small functions once a translation unit has grown
+  // enough (a benchmark's, a service's), and a call per handle's death
+  // then costs more than the work (W9's ready await: 21 -> 24 instructions).
+  [[gnu::always_inline]] ~Future() {
     if (state_ != nullptr) state_->release();
   }
 
