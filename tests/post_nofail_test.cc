@@ -6,9 +6,9 @@
 // the loop even when the loop's cross-thread queue cannot get a new block
 // at first.
 //
-// This binary replaces the global operator new: while g_fail_big is armed,
-// allocations of kBigSize bytes or more fail on any thread (the loop's
-// queue blocks are 8 KiB and more; nothing else here is that big).
+// This binary links tests/fail_big (a replaced global operator new): while
+// armed, allocations of 8 KiB or more fail on any thread not exempt (the
+// loop's queue blocks are that big; nothing else here is).
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
@@ -22,79 +22,22 @@
 #include "eddy/futures/future.h"
 #include "eddy/loop/io_loop.h"
 #include "gtest/gtest.h"
-
-namespace {
-constexpr size_t kBigSize = 8192;
-// > 0: that many more big allocations fail; -1: every one fails.
-std::atomic<int> g_fail_big{0};
-// Set on a thread that must never meet the armed failures (the loop's, in
-// the tests where only the worker's completion is meant to).
-thread_local bool t_exempt = false;
-
-void* allocate(size_t size) {
-  if (size >= kBigSize && !t_exempt) {
-    int n = g_fail_big.load(std::memory_order_relaxed);
-    while (n != 0) {
-      if (n < 0) throw std::bad_alloc();
-      if (g_fail_big.compare_exchange_weak(n, n - 1)) throw std::bad_alloc();
-    }
-  }
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(size_t size) { return allocate(size); }
-void* operator new[](size_t size) { return allocate(size); }
-void* operator new(size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(size);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](size_t size, const std::nothrow_t& t) noexcept { return operator new(size, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
+#include "tests/fail_big.h"
 
 namespace eddy {
 namespace {
 
-// Fails big allocations while it lives (every one, or the next `n`).
-struct FailBig {
-  explicit FailBig(int n = -1) { g_fail_big.store(n); }
-  ~FailBig() { g_fail_big.store(0); }
-};
+using testing::drain;
+using testing::fail_big_allocations;
+using testing::FailBig;
+using testing::fill_callback_queue;
 
-// Queues no-op callbacks until the loop's callback queue needs a block it
-// cannot get (add_callback then throws, queuing nothing). Returns how many
-// were queued.
-int fill_callback_queue(IOLoop& loop) {
-  int n = 0;
-  for (; n < 10'000; ++n) {
-    try {
-      loop.add_callback([] {});
-    } catch (const std::bad_alloc&) {
-      return n;
-    }
-  }
-  return n;
-}
-
-// Runs the loop until everything queued so far has run.
-void drain(IOLoop& loop) {
-  loop.run_sync([] { return make_ready_future(0); });
-  loop.run_sync([] { return make_ready_future(0); });
-}
-
-class PostNoFailTest : public testing::Test {
+class PostNoFailTest : public ::testing::Test {
  protected:
   PostNoFailTest() { loop_.make_current(); }
   ~PostNoFailTest() override {
     IOLoop::clear_current();
-    t_exempt = false;
+    testing::exempt_this_thread_from_big_failures(false);
   }
   IOLoop loop_;
 };
@@ -169,7 +112,7 @@ TEST_F(PostNoFailTest, AnAwaitingCoroutineIsResumedAfterAFailedSetResultIsRetrie
 // another thread, so that the next cross-thread post needs a new block.
 void fill_inbox(IOLoop& loop) {
   // (The caller, the loop's thread, is exempt from the failures from now on.)
-  t_exempt = true;
+  testing::exempt_this_thread_from_big_failures(true);
   std::thread([&] {
     for (int i = 0; i < 256; ++i) loop.add_callback([] {});
   }).join();
@@ -181,12 +124,12 @@ TEST_F(PostNoFailTest, AnOffloadsOutcomeArrivesWhenTheInboxCannotGrowAtFirst) {
   // The worker's completion is the post that needs the block; its first
   // tries fail.
   Future<int> f = loop_.run_in_executor(&pool, [] {
-    g_fail_big.store(3);
+    fail_big_allocations(3);
     return 42;
   });
   // (The timeout only bounds a hang; it is not what the test measures.)
   EXPECT_EQ(loop_.run_sync([&] { return f; }, absl::Seconds(30)), 42);
-  g_fail_big.store(0);
+  fail_big_allocations(0);
   pool.shutdown(true);
 }
 
@@ -198,14 +141,14 @@ TEST_F(PostNoFailTest, AddFutureOnAConcurrentFutureRunsWhenTheInboxCannotGrowAtF
   std::atomic<bool> attached{false};
   ConcurrentFuture<int> cf = pool.submit([&] {
     while (!attached.load()) std::this_thread::yield();
-    g_fail_big.store(3);
+    fail_big_allocations(3);
     return 5;
   });
   Future<int> seen;
   loop_.add_future(cf, [&](ConcurrentFuture<int>& done) { seen.set_result(done.result()); });
   attached.store(true);
   EXPECT_EQ(loop_.run_sync([&] { return seen; }, absl::Seconds(30)), 5);
-  g_fail_big.store(0);
+  fail_big_allocations(0);
   pool.shutdown(true);
 }
 

@@ -6,9 +6,9 @@
 // the flag not set, the permit still held), and a retry once memory is
 // back wakes every waiter exactly once.
 //
-// This binary replaces the global operator new (as post_nofail_test): while
-// g_fail_big is armed, allocations of kBigSize bytes or more fail (the
-// loop's queue blocks are 8 KiB and more; nothing else here is that big).
+// This binary links tests/fail_big (a replaced global operator new, as
+// post_nofail_test): while armed, allocations of 8 KiB or more fail (the
+// loop's queue blocks are that big; nothing else here is).
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -26,73 +26,16 @@
 #include "eddy/sync/queue.h"
 #include "eddy/sync/semaphore.h"
 #include "gtest/gtest.h"
+#include "tests/fail_big.h"
 #include "tests/log_capture.h"
-
-namespace {
-constexpr size_t kBigSize = 8192;
-// > 0: that many more big allocations fail; -1: every one fails.
-std::atomic<int> g_fail_big{0};
-// Set on a thread that must never meet the armed failures (the loop's, in
-// the tests where only the worker's completion is meant to).
-thread_local bool t_exempt = false;
-
-void* allocate(size_t size) {
-  if (size >= kBigSize && !t_exempt) {
-    int n = g_fail_big.load(std::memory_order_relaxed);
-    while (n != 0) {
-      if (n < 0) throw std::bad_alloc();
-      if (g_fail_big.compare_exchange_weak(n, n - 1)) throw std::bad_alloc();
-    }
-  }
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(size_t size) { return allocate(size); }
-void* operator new[](size_t size) { return allocate(size); }
-void* operator new(size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return allocate(size);
-  } catch (...) {
-    return nullptr;
-  }
-}
-void* operator new[](size_t size, const std::nothrow_t& t) noexcept { return operator new(size, t); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 namespace eddy {
 namespace {
 
-// Fails big allocations while it lives (every one, or the next `n`).
-struct FailBig {
-  explicit FailBig(int n = -1) { g_fail_big.store(n); }
-  ~FailBig() { g_fail_big.store(0); }
-};
-
-// Queues no-op callbacks until the loop's callback queue needs a block it
-// cannot get (add_callback then throws, queuing nothing). Returns how many
-// were queued.
-int fill_callback_queue(IOLoop& loop) {
-  int n = 0;
-  for (; n < 10'000; ++n) {
-    try {
-      loop.add_callback([] {});
-    } catch (const std::bad_alloc&) {
-      return n;
-    }
-  }
-  return n;
-}
-
-// Runs the loop until everything queued so far has run.
-void drain(IOLoop& loop) {
-  loop.run_sync([] { return make_ready_future(0); });
-  loop.run_sync([] { return make_ready_future(0); });
-}
+using testing::drain;
+using testing::fail_big_allocations;
+using testing::FailBig;
+using testing::fill_callback_queue;
 
 class SyncOomTest : public ::testing::Test {
  protected:
