@@ -542,6 +542,11 @@ class IOLoop final : public Scheduler {
     return call_later(delay, keep_timer_callable("IOLoop::add_timeout", std::forward<F>(fn)),
                       where);
   }
+  // call_later(250ms, fn): a std::chrono delay (see to_duration()).
+  template <internal::ChronoDuration D, class F>
+  TimeoutHandle call_later(D delay, F&& fn, SourceLocation where = SourceLocation::current()) {
+    return call_later(to_duration(delay), std::forward<F>(fn), where);
+  }
   template <class F>
     requires internal::NeedsKeeping<F>
   TimeoutHandle add_timeout(MonotonicTime deadline, F&& fn,

@@ -377,5 +377,17 @@ TEST_F(WithTimeoutTest, SleepAndWithTimeoutTakeChronoDurations) {
   remote.set_result(1);  // nobody waits any more
 }
 
+TEST_F(WithTimeoutTest, CallLaterTakesAChronoDelay) {
+  using namespace std::chrono_literals;
+  int fired = 0;
+  loop.call_later(1500ms, [&] { ++fired; });
+  loop.call_later(std::chrono::duration<double>(0.5), [&] { fired += 10; });
+  turn();
+  advance(absl::Milliseconds(500));
+  EXPECT_EQ(fired, 10);
+  advance(absl::Seconds(1));
+  EXPECT_EQ(fired, 11);
+}
+
 }  // namespace
 }  // namespace eddy
