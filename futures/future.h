@@ -172,6 +172,9 @@ class FutureState : public Recycled {
     if (anchor_ != nullptr) anchor_->release();
   }
 
+  // The loop this future was made on (nullptr: none); fixed for its life.
+  SchedulerAnchor* anchor() const { return anchor_; }
+
   void add_ref() { ++refs_; }
   // True when a single handle (or internal reference) holds the state.
   bool unique() const { return refs_ == 1; }
