@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 
 #include <algorithm>
 #include <atomic>
@@ -23,6 +24,26 @@ namespace {
 // median 755 ns/task without spinning, 445 with 1000 polls; 100 polls
 // gained less, 5000 no more.
 constexpr int kSpinIterations = 1000;
+
+// Polling only pays when work comes back within the poll: a stream of
+// tasks, each submitted soon after the last finished. It costs a core's
+// time when work comes sporadically (an offload every millisecond: each
+// poll runs out and the worker sleeps anyway, W2's sporadic row), and on a
+// machine whose cores are all busy it takes the core the submitting loop
+// thread needs, so that the next task comes later (W2 streamed with both
+// cores busy: 40 us per round trip with polling, against 5 us for Asio's
+// sleeping pool). So the pool keeps a credit: a poll that runs out spends
+// one, a poll that finds work earns one back, and so does a sleep ended by
+// a submit that came within kQuickWakeNs of it (a poll would have caught
+// it). Workers poll while the credit is above 0; it starts, and is capped,
+// at ThreadPoolExecutor::kMaxSpinCredit.
+constexpr int64_t kQuickWakeNs = 50'000;
+
+int64_t monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -278,6 +299,7 @@ void ThreadPoolExecutor::wake_sleeper() {
   {
     std::lock_guard<std::mutex> lock(sleep_mu_);
     ++wakeups_;
+    wake_requested_ns_ = monotonic_ns();
   }
   work_cv_.notify_one();
 }
@@ -290,21 +312,28 @@ void ThreadPoolExecutor::wake_sleeper() {
 // pops the last task lands in front of the stub that worker then pushes,
 // so back_ points at the stub until that task is taken (and its submit,
 // finding nobody registered yet, woke nobody).
-void ThreadPoolExecutor::sleep(std::unique_lock<QueueMutex>& queue_lock) {
+//
+// Returns true when a submit woke it within kQuickWakeNs of its going to
+// sleep (or it never slept).
+bool ThreadPoolExecutor::sleep(std::unique_lock<QueueMutex>& queue_lock) {
   available_.fetch_add(kSleeper, std::memory_order_seq_cst);
-  if (!queue_empty_locked() && unclaim(kSleeper)) return;
+  if (!queue_empty_locked() && unclaim(kSleeper)) return true;
   queue_lock.unlock();
+  bool quick = false;
   {
+    const int64_t slept_ns = monotonic_ns();
     std::unique_lock<std::mutex> lock(sleep_mu_);
     work_cv_.wait(lock, [&] { return wakeups_ > 0 || stopping_; });
     if (wakeups_ > 0) {
       --wakeups_;
+      quick = wake_requested_ns_ - slept_ns < kQuickWakeNs;
     } else {
       // Shutting down. Had a submit claimed us, its token just goes unused.
       unclaim(kSleeper);
     }
   }
   queue_lock.lock();
+  return quick;
 }
 
 // Called after shutdown_ or broken_ is set: sleepers get up, drain what
@@ -522,22 +551,37 @@ void ThreadPoolExecutor::worker_main(int index) {
     // burns a core that the loop thread, or a worker with real work, may
     // need (on 2 cores, letting both workers of W3's fan-out poll made it
     // up to 3x slower than one).
-    if (!spun && spinning_ < max_spinners_) {
+    // Only while polling pays (see kMaxSpinCredit).
+    if (!spun && spinning_ < max_spinners_ && spin_credit_ > 0) {
       spun = true;
       ++spinning_;
+      ++polls_;
       available_.fetch_add(kSpinner, std::memory_order_seq_cst);
       lock.unlock();
-      for (int i = 0; i < kSpinIterations && queue_looks_empty(); ++i) cpu_relax();
+      bool found = false;
+      for (int i = 0; i < kSpinIterations; ++i) {
+        if (!queue_looks_empty()) {
+          found = true;
+          break;
+        }
+        cpu_relax();
+      }
       // Under mu_, so that from here until it sleeps (registered again,
       // under mu_ too) a submit, which decides under mu_ whether to start
       // a worker, never finds this one neither busy nor registered.
       lock.lock();
       unclaim(kSpinner);
       --spinning_;
+      if (found) {
+        spin_credit_ = std::min(spin_credit_ + 1, kMaxSpinCredit);
+      } else {
+        --spin_credit_;
+        ++polls_run_out_;
+      }
       continue;
     }
     spun = false;
-    sleep(lock);
+    if (sleep(lock)) spin_credit_ = std::min(spin_credit_ + 1, kMaxSpinCredit);
   }
 }
 

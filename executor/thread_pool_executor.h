@@ -280,7 +280,7 @@ class ThreadPoolExecutor final : public Executor {
   bool unclaim(uint64_t kind);
   void make_room_locked(std::unique_lock<QueueMutex>& lock);
   void wake_sleeper();
-  void sleep(std::unique_lock<QueueMutex>& queue_lock);
+  bool sleep(std::unique_lock<QueueMutex>& queue_lock);
   void stop_workers();
   void spawn_locked();
   void break_pool(std::exception_ptr error);
@@ -344,6 +344,13 @@ class ThreadPoolExecutor final : public Executor {
   uint64_t failed_ = 0;
   uint64_t running_ = 0;
   int spinning_ = 0;                // workers polling; guarded by mu_
+  // Whether polling pays at the moment (see kQuickWakeNs in the .cc):
+  // polls allowed while above 0; guarded by mu_.
+  static constexpr int kMaxSpinCredit = 4;
+  int spin_credit_ = kMaxSpinCredit;
+  uint64_t polls_ = 0;              // polls started; guarded by mu_
+  uint64_t polls_run_out_ = 0;      // polls that found no work; guarded by mu_
+  friend struct ThreadPoolExecutorTestPeer;  // reads the two above
   // Workers whose call completed its future and that will look at the
   // queue again (internal::t_worker_finishing): counted as about to be free
   // while not every worker has started; claimed by submits, under mu_.
@@ -358,6 +365,7 @@ class ThreadPoolExecutor final : public Executor {
   [[maybe_unused]] Pad pad4_{};
   std::mutex sleep_mu_;
   int wakeups_ = 0;                 // guarded by sleep_mu_
+  int64_t wake_requested_ns_ = 0;   // the last wake_sleeper(); guarded by sleep_mu_
   bool stopping_ = false;           // guarded by sleep_mu_: sleepers wake for good
   std::condition_variable work_cv_;
 

@@ -1,0 +1,76 @@
+// ThreadPoolExecutor polls its queue for a while before a worker sleeps,
+// but only while polling pays: sporadic work (a task every few
+// milliseconds) stops the polling, so an idle pool does not burn a core
+// after every task; a fast stream of tasks starts it again. The counts
+// come from the pool's own bookkeeping (no timing is asserted).
+#include <chrono>
+#include <cstdint>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "eddy/executor/thread_pool_executor.h"
+#include "eddy/futures/concurrent_future.h"
+#include "gtest/gtest.h"
+
+namespace eddy {
+
+struct ThreadPoolExecutorTestPeer {
+  static uint64_t polls(ThreadPoolExecutor& pool) {
+    std::lock_guard<ThreadPoolExecutor::QueueMutex> lock(pool.mu_);
+    return pool.polls_;
+  }
+  static uint64_t polls_run_out(ThreadPoolExecutor& pool) {
+    std::lock_guard<ThreadPoolExecutor::QueueMutex> lock(pool.mu_);
+    return pool.polls_run_out_;
+  }
+};
+
+namespace {
+
+using Peer = ThreadPoolExecutorTestPeer;
+
+// Not a timing assertion: only turns a hang into a failure.
+const absl::Duration kBackstop = absl::Seconds(60);
+
+// Waits for `f` by polling it, so the submitter answers within a
+// microsecond or so, like a loop thread that polls its inbox.
+template <class T>
+T spin_result(ConcurrentFuture<T>& f) {
+  while (!f.done()) std::this_thread::yield();
+  return f.result(kBackstop);
+}
+
+TEST(ThreadPoolPollTest, SporadicTasksStopThePolling) {
+  ThreadPoolExecutor pool(1);
+  constexpr int kTasks = 40;
+  for (int i = 0; i < kTasks; ++i) {
+    ASSERT_EQ(pool.submit([i] { return i; }).result(kBackstop), i);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  // Each of the first polls runs out (nothing comes for 3 ms) and spends
+  // the credit; after that the worker goes straight to sleep.
+  EXPECT_LE(Peer::polls_run_out(pool), 8u) << "of " << kTasks << " sporadic tasks";
+  EXPECT_LE(Peer::polls(pool), 12u);
+}
+
+TEST(ThreadPoolPollTest, AStreamOfTasksAfterAQuietSpellPollsAgain) {
+  ThreadPoolExecutor pool(1);
+  for (int i = 0; i < 20; ++i) {
+    pool.submit([] {}).result(kBackstop);
+    std::this_thread::sleep_for(std::chrono::milliseconds(3));
+  }
+  const uint64_t polls_before = Peer::polls(pool);
+  constexpr int kTrips = 2'000;
+  for (int i = 0; i < kTrips; ++i) {
+    ConcurrentFuture<int> f = pool.submit([i] { return i; });
+    ASSERT_EQ(spin_result(f), i);
+  }
+  // The next task comes within a poll of the last one's end: the worker
+  // polls again (the first quick wake earns the credit back) and, on a
+  // machine this busy or not, finds work in most polls.
+  const uint64_t polls = Peer::polls(pool) - polls_before;
+  EXPECT_GE(polls, uint64_t{kTrips / 10}) << "polls in a stream of " << kTrips << " tasks";
+}
+
+}  // namespace
+}  // namespace eddy
