@@ -28,15 +28,17 @@ constexpr int kSpinIterations = 1000;
 // Polling only pays when work comes back within the poll: a stream of
 // tasks, each submitted soon after the last finished. It costs a core's
 // time when work comes sporadically (an offload every millisecond: each
-// poll runs out and the worker sleeps anyway, W2's sporadic row), and on a
-// machine whose cores are all busy it takes the core the submitting loop
-// thread needs, so that the next task comes later (W2 streamed with both
-// cores busy: 40 us per round trip with polling, against 5 us for Asio's
-// sleeping pool). So the pool keeps a credit: a poll that runs out spends
-// one, a poll that finds work earns one back, and so does a sleep ended by
-// a submit that came within kQuickWakeNs of it (a poll would have caught
-// it). Workers poll while the credit is above 0; it starts, and is capped,
-// at ThreadPoolExecutor::kMaxSpinCredit.
+// poll runs out and the worker sleeps anyway, W2's sporadic row), and when
+// the thread that would submit the next task waits for the very core the
+// poll holds (both cores busy with other processes, the loop thread queued
+// behind the polling worker: W2 streamed took 38 us per round trip, the
+// length of a poll, against Asio's 5 us). So a poll that runs out stops
+// the polling; it starts again after 2^k sleeps in a row that a submit
+// ended within kQuickWakeNs (a poll would have caught those), where k
+// counts the polls that ran out since the last one that found work (at
+// most kMaxPollBackoff). Sporadic work then polls once; a stream after a
+// quiet spell polls again within a few tasks; a machine where polls keep
+// running out polls once every 64 tasks at most.
 constexpr int64_t kQuickWakeNs = 50'000;
 
 int64_t monotonic_ns() {
@@ -551,8 +553,8 @@ void ThreadPoolExecutor::worker_main(int index) {
     // burns a core that the loop thread, or a worker with real work, may
     // need (on 2 cores, letting both workers of W3's fan-out poll made it
     // up to 3x slower than one).
-    // Only while polling pays (see kMaxSpinCredit).
-    if (!spun && spinning_ < max_spinners_ && spin_credit_ > 0) {
+    // Only while polling pays (see kQuickWakeNs).
+    if (!spun && spinning_ < max_spinners_ && polling_) {
       spun = true;
       ++spinning_;
       ++polls_;
@@ -573,15 +575,21 @@ void ThreadPoolExecutor::worker_main(int index) {
       unclaim(kSpinner);
       --spinning_;
       if (found) {
-        spin_credit_ = std::min(spin_credit_ + 1, kMaxSpinCredit);
+        poll_backoff_ = 0;
       } else {
-        --spin_credit_;
         ++polls_run_out_;
+        polling_ = false;
+        quick_wakes_ = 0;
+        poll_backoff_ = std::min(poll_backoff_ + 1, kMaxPollBackoff);
       }
       continue;
     }
     spun = false;
-    if (sleep(lock)) spin_credit_ = std::min(spin_credit_ + 1, kMaxSpinCredit);
+    if (sleep(lock)) {
+      if (!polling_ && ++quick_wakes_ >= (1 << poll_backoff_)) polling_ = true;
+    } else {
+      quick_wakes_ = 0;
+    }
   }
 }
 

@@ -344,10 +344,12 @@ class ThreadPoolExecutor final : public Executor {
   uint64_t failed_ = 0;
   uint64_t running_ = 0;
   int spinning_ = 0;                // workers polling; guarded by mu_
-  // Whether polling pays at the moment (see kQuickWakeNs in the .cc):
-  // polls allowed while above 0; guarded by mu_.
-  static constexpr int kMaxSpinCredit = 4;
-  int spin_credit_ = kMaxSpinCredit;
+  // Whether polling pays at the moment (see kQuickWakeNs in the .cc); all
+  // guarded by mu_.
+  static constexpr int kMaxPollBackoff = 6;
+  bool polling_ = true;             // workers may poll
+  int poll_backoff_ = 0;            // polls run out since one found work
+  int quick_wakes_ = 0;             // quick wakes in a row while not polling
   uint64_t polls_ = 0;              // polls started; guarded by mu_
   uint64_t polls_run_out_ = 0;      // polls that found no work; guarded by mu_
   friend struct ThreadPoolExecutorTestPeer;  // reads the two above

@@ -47,10 +47,10 @@ TEST(ThreadPoolPollTest, SporadicTasksStopThePolling) {
     ASSERT_EQ(pool.submit([i] { return i; }).result(kBackstop), i);
     std::this_thread::sleep_for(std::chrono::milliseconds(3));
   }
-  // Each of the first polls runs out (nothing comes for 3 ms) and spends
-  // the credit; after that the worker goes straight to sleep.
-  EXPECT_LE(Peer::polls_run_out(pool), 8u) << "of " << kTasks << " sporadic tasks";
-  EXPECT_LE(Peer::polls(pool), 12u);
+  // The first poll runs out (nothing comes for 3 ms); after that the
+  // worker goes straight to sleep.
+  EXPECT_LE(Peer::polls_run_out(pool), 4u) << "of " << kTasks << " sporadic tasks";
+  EXPECT_LE(Peer::polls(pool), 8u);
 }
 
 TEST(ThreadPoolPollTest, AStreamOfTasksAfterAQuietSpellPollsAgain) {
@@ -65,11 +65,12 @@ TEST(ThreadPoolPollTest, AStreamOfTasksAfterAQuietSpellPollsAgain) {
     ConcurrentFuture<int> f = pool.submit([i] { return i; });
     ASSERT_EQ(spin_result(f), i);
   }
-  // The next task comes within a poll of the last one's end: the worker
-  // polls again (the first quick wake earns the credit back) and, on a
-  // machine this busy or not, finds work in most polls.
+  // The next task comes within a poll of the last one's end: a couple of
+  // such quick wake-ups in a row and the worker polls again. (How many of
+  // its polls then find work depends on whether the two threads share a
+  // core at the time: one that runs out backs off again, by design.)
   const uint64_t polls = Peer::polls(pool) - polls_before;
-  EXPECT_GE(polls, uint64_t{kTrips / 10}) << "polls in a stream of " << kTrips << " tasks";
+  EXPECT_GE(polls, 1u) << "polls in a stream of " << kTrips << " tasks";
 }
 
 }  // namespace
