@@ -52,9 +52,15 @@ class Row:
     def __init__(self, label, bench, role, note="", vs=None):
         self.label = label  # shown in the table
         self.bench = bench  # benchmark name without Google Benchmark's suffixes
-        self.role = role  # "eddy", "eddy-variant", "peer", "baseline"
+        # "eddy" (bold; the first is the workload's eddy row, W2 has a second
+        # for its sporadic shape), "eddy-variant", "peer" (judged),
+        # "peer-variant" (a ratio, not judged), "baseline"
+        self.role = role
         self.note = note
-        self.vs = vs  # a peer's eddy counterpart, when not the workload's eddy row
+        # A peer's eddy counterpart, when not the workload's eddy row: its
+        # ratio is against that row, and the generic "faster peer" verdict
+        # leaves it out (the workload judges it on a line of its own).
+        self.vs = vs
 
 
 class Workload:
