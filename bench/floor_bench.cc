@@ -8,6 +8,12 @@
 //                             the figure W2's p50 is read against
 //   BM_Floor_EventfdEpoll     eventfd+epoll both ways (2 hops)
 //   BM_Floor_Futex            futex both ways (2 hops)
+//   BM_Floor_CacheLine        no syscall: one cache line there and back
+//                             (two threads spin on one atomic), the floor
+//                             for W2's streamed rows, where eddy's worker
+//                             and loop poll for each other and neither
+//                             thread sleeps (W1's LineRoundTrip, here in
+//                             W2's process)
 //
 // Linked into the W2 binary so that the floor is measured in the same
 // process and run as the round trips it bounds.
@@ -139,6 +145,46 @@ EDDY_WORKLOAD(BM_Floor_EventfdEpoll);
 // Look for: half the p50 is one pool-thread wake-up.
 void BM_Floor_Futex(benchmark::State& state) { ping_pong<FutexHop, FutexHop>(state); }
 EDDY_WORKLOAD(BM_Floor_Futex);
+
+// The floor of a round trip between two threads that never sleep: one
+// cache line written by each side in turn. Timed in blocks of kLineBlock
+// round trips (one clock read costs ~20 ns, a round trip ~90 ns on this
+// VM), each block's mean recorded, so p50 is the median block's time per
+// round trip.
+//
+// Look for: ~0.09 us (or ~0.39 us when the VM's vCPUs sit far apart): the
+// least a streamed W2 round trip can cost with both threads polling.
+constexpr int64_t kLineBlock = 64;
+
+void BM_Floor_CacheLine(benchmark::State& state) {
+  const int64_t n = (scaled(kFloorRoundTrips) + kLineBlock - 1) / kLineBlock * kLineBlock;
+  alignas(64) std::atomic<int64_t> line{0};
+  LatencyHistogram hist;
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    line.store(0, std::memory_order_relaxed);
+    std::thread other([&line, n] {
+      for (int64_t i = 0; i < n; ++i) {
+        while (line.load(std::memory_order_acquire) != 2 * i + 1) {
+        }
+        line.store(2 * i + 2, std::memory_order_release);
+      }
+    });
+    for (int64_t b = 0; b < n; b += kLineBlock) {
+      int64_t t0 = now_ns();
+      for (int64_t i = b; i < b + kLineBlock; ++i) {
+        line.store(2 * i + 1, std::memory_order_release);
+        while (line.load(std::memory_order_acquire) != 2 * i + 2) {
+        }
+      }
+      hist.record((now_ns() - t0) / kLineBlock);
+    }
+    other.join();
+  }
+  finish(state, n, allocs);
+  report_latency(state, hist);
+}
+EDDY_WORKLOAD(BM_Floor_CacheLine);
 
 }  // namespace
 }  // namespace eddy::bench

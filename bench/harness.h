@@ -33,6 +33,9 @@ namespace eddy::bench {
 // The standard workloads' sizes (shared/DESIGN.md, "The standard workloads").
 inline constexpr int64_t kW1Tasks = 1'000'000;
 inline constexpr int64_t kW2RoundTrips = 100'000;
+// W2's sporadic shape (beyond DESIGN.md, review 8): round trips with a 1 ms
+// idle gap between them, so that pool and loop go to sleep between calls.
+inline constexpr int64_t kW2SporadicTrips = 2'000;
 inline constexpr int64_t kW3TasksPerRound = 1'000;
 inline constexpr int64_t kW3Rounds = 200;
 inline constexpr int64_t kW4Callbacks = 10'000'000;

@@ -24,6 +24,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import statistics
 import subprocess
@@ -39,6 +40,11 @@ DEFAULT_TUNABLES = "glibc.malloc.trim_threshold=1073741824:glibc.malloc.mmap_thr
 
 EDDY = "eddy"
 
+# Above this, the machine counts as busy: the 1-min load average at the start
+# of the run, and, per workload, the CPU that other processes used while its
+# binaries ran (in cores, averaged over the run).
+BUSY_LOAD = 0.5
+
 
 class Row:
     """One contender of a workload: a benchmark in the workload's binary."""
@@ -46,13 +52,20 @@ class Row:
     def __init__(self, label, bench, role, note="", vs=None):
         self.label = label  # shown in the table
         self.bench = bench  # benchmark name without Google Benchmark's suffixes
-        self.role = role  # "eddy", "eddy-variant", "peer", "baseline"
+        # "eddy" (bold; the first is the workload's eddy row, W2 has a second
+        # for its sporadic shape), "eddy-variant", "peer" (judged),
+        # "peer-variant" (a ratio, not judged), "baseline"
+        self.role = role
         self.note = note
-        self.vs = vs  # a peer's eddy counterpart, when not the workload's eddy row
+        # A peer's eddy counterpart, when not the workload's eddy row: its
+        # ratio is against that row, and the generic "faster peer" verdict
+        # leaves it out (the workload judges it on a line of its own).
+        self.vs = vs
 
 
 class Workload:
-    def __init__(self, wid, name, binary, what, metric, unit, rows, target, extra=(), scale_note=""):
+    def __init__(self, wid, name, binary, what, metric, unit, rows, target, extra=(), scale_note="",
+                 metric_fmt="{:.1f}", tables=None):
         self.wid = wid
         self.name = name
         self.binary = binary
@@ -63,7 +76,17 @@ class Workload:
         self.target = target  # text
         self.extra = list(extra)  # further (counter, header, format) columns
         self.scale_note = scale_note
+        self.metric_fmt = metric_fmt
+        # Optional [(heading, [bench, ...])]: the rows split into several
+        # tables (W2: streamed, sporadic); by default one table of all rows.
+        self.tables = tables
 
+
+# W4's Asio variant without scheduler locking (review 8, F3): shown with its
+# ratio, not judged.
+UNSAFE_LABEL = "Asio, io_context(CONCURRENCY_HINT_UNSAFE): no locking, posts from other threads not allowed"
+UNSAFE_REASON = ("eddy's add_callback stays thread-safe, and an eddy user needs cross-thread posts "
+                 "to get offloaded results back")
 
 WORKLOADS = [
     Workload(
@@ -75,6 +98,8 @@ WORKLOADS = [
              "libuv's shape: IOLoop::add_future(submit()), counted on the loop"),
          Row("eddy, the pool's own wait", "BM_PoolThroughput_EddyShutdown", "eddy-variant",
              "no counter in the task: shutdown(wait=true), as Python's `with ThreadPoolExecutor()`"),
+         Row("eddy, workers SCHED_OTHER", "BM_PoolThroughput_EddyNoBatch", "eddy-variant",
+             "Options::batch_scheduling = false: the peers' policy (eddy's workers default to SCHED_BATCH)"),
          Row("Asio", "BM_PoolThroughput_Asio", "peer", "asio::post to asio::thread_pool, the same latch task"),
          Row("Asio, the pool's own wait", "BM_PoolThroughput_AsioJoin", "peer-variant",
              "no counter in the task: thread_pool::join() (against eddy's own wait)",
@@ -87,7 +112,11 @@ WORKLOADS = [
     Workload(
         "W2", "offload_roundtrip", "w2_offload_roundtrip",
         "The loop submits one task, its result comes back on the loop, then the next; "
-        "100,000 sequential round trips. Latency per round trip from a histogram.",
+        "100,000 sequential round trips (streamed). Sporadic: 2,000 round trips with a 1 ms idle "
+        "gap (a loop timer) between them, so pool and loop go to sleep between calls; only the "
+        "round trip is timed into the histogram. Latency per round trip from a histogram; CPU per "
+        "trip is the whole process's CPU time / N (the gap included: an idle gap costs ~0 CPU "
+        "unless a thread polls through it).",
         "p50_us", "p50 us",
         [Row("eddy", "BM_OffloadRoundTrip_Eddy", EDDY, "run_in_executor + done callback"),
          Row("eddy (coroutine)", "BM_OffloadRoundTrip_EddyCoro", "eddy-variant", "co_await run_in_executor"),
@@ -97,28 +126,58 @@ WORKLOADS = [
          Row("Asio, reactor active", "BM_OffloadRoundTrip_AsioReactor", "peer-variant",
              "the same with a timer pending: io_context sleeps in epoll, eventfd hop back like eddy"),
          Row("libuv", "BM_OffloadRoundTrip_Libuv", "peer", "uv_queue_work"),
+         Row("floor: one cache line there and back", "BM_Floor_CacheLine", "baseline",
+             "no syscall, both threads spinning: the floor of a streamed trip (median of 64-trip blocks)"),
+         # The sporadic shape: its own eddy row, which its peers' ratios and
+         # the two-hop floor are judged against (review 8, F1).
+         Row("eddy, sporadic", "BM_OffloadSporadic_Eddy", EDDY, "run_in_executor + done callback; call_later(1 ms)"),
+         Row("Asio, sporadic", "BM_OffloadSporadic_Asio", "peer", "post / post back; steady_timer (so epoll)",
+             vs="BM_OffloadSporadic_Eddy"),
+         Row("libuv, sporadic", "BM_OffloadSporadic_Libuv", "peer", "uv_queue_work; uv_timer_start",
+             vs="BM_OffloadSporadic_Eddy"),
          Row("floor: futex there, eventfd back", "BM_Floor_RoundTrip", "baseline", "raw syscalls, two threads"),
          Row("floor: eventfd both ways", "BM_Floor_EventfdEpoll", "baseline", "2 hops"),
          Row("floor: futex both ways", "BM_Floor_Futex", "baseline", "2 hops")],
-        "eddy p50 within 2x of the two-hop floor, and lower than Asio's and libuv's",
-        extra=[("p99_us", "p99 us", "{:.1f}"), ("allocs_per_item", "allocs/trip", "{:.2f}")]),
+        "sporadic: eddy p50 within 2x of the two-hop floor; eddy p50 lower than Asio's and libuv's, "
+        "streamed and sporadic",
+        extra=[("p99_us", "p99 us", "{:.1f}"), ("cpu_us_per_item", "CPU us/trip", "{:.2f}"),
+               ("allocs_per_item", "allocs/trip", "{:.2f}")],
+        metric_fmt="{:.2f}",
+        tables=[("Streamed: the next round trip starts as soon as one is back.",
+                 ["BM_OffloadRoundTrip_Eddy", "BM_OffloadRoundTrip_EddyCoro", "BM_OffloadRoundTrip_EddyAddFuture",
+                  "BM_OffloadRoundTrip_Asio", "BM_OffloadRoundTrip_AsioReactor", "BM_OffloadRoundTrip_Libuv",
+                  "BM_Floor_CacheLine"]),
+                ("Sporadic: a 1 ms idle gap between round trips; ratios against eddy, sporadic.",
+                 ["BM_OffloadSporadic_Eddy", "BM_OffloadSporadic_Asio", "BM_OffloadSporadic_Libuv",
+                  "BM_Floor_RoundTrip", "BM_Floor_EventfdEpoll", "BM_Floor_Futex"])]),
     Workload(
         "W3", "offload_fanout", "w3_offload_fanout",
         "The loop submits 1,000 tasks and waits for all (multi); 200 rounds.",
         "ns_per_item", "ns/task",
         [Row("eddy", "BM_OffloadFanout_Eddy", EDDY, "run_in_executor x1000 + multi"),
          Row("eddy (coroutine)", "BM_OffloadFanout_EddyCoro", "eddy-variant", "co_await vector of futures"),
+         Row("eddy, workers SCHED_OTHER", "BM_OffloadFanout_EddyNoBatch", "eddy-variant",
+             "Options::batch_scheduling = false: the peers' policy (eddy's workers default to SCHED_BATCH)"),
          Row("Asio", "BM_OffloadFanout_Asio", "peer", "post x1000, post back, count"),
          Row("libuv", "BM_OffloadFanout_Libuv", "peer", "uv_queue_work x1000, count")],
         "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
         extra=[("allocs_per_item", "allocs/task", "{:.2f}")]),
     Workload(
         "W4", "loop_callbacks", "w4_loop_callbacks",
-        "10,000,000 same-thread add_callback no-ops (posted from the loop in batches of 1,000).",
+        "10,000,000 same-thread add_callback no-ops, posted from the loop in two shapes: batches of "
+        "1,000 (a driver posts 1,000 no-ops, then itself), and a chain (each callback posts the next: "
+        "one outstanding).",
         "ns_per_item", "ns/callback",
-        [Row("eddy", "BM_LoopCallbacks_Eddy", EDDY, "IOLoop::add_callback"),
-         Row("Asio", "BM_LoopCallbacks_Asio", "peer", "asio::post(io_context)")],
-        "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x (libuv has no equivalent)",
+        [Row("eddy", "BM_LoopCallbacks_Eddy", EDDY, "batches: IOLoop::add_callback"),
+         Row("Asio", "BM_LoopCallbacks_Asio", "peer", "batches: asio::post(io_context), concurrency hint 1"),
+         Row(UNSAFE_LABEL, "BM_LoopCallbacks_AsioUnsafe", "peer-variant",
+             "batches; not judged: " + UNSAFE_REASON),
+         Row("eddy, chain", "BM_LoopCallbacksChain_Eddy", "eddy-variant", "chain: IOLoop::add_callback"),
+         Row("Asio, chain", "BM_LoopCallbacksChain_Asio", "peer", "chain: asio::post(io_context), concurrency hint 1",
+             vs="BM_LoopCallbacksChain_Eddy"),
+         Row(UNSAFE_LABEL + ", chain", "BM_LoopCallbacksChain_AsioUnsafe", "peer-variant",
+             "chain; not judged: " + UNSAFE_REASON, vs="BM_LoopCallbacksChain_Eddy")],
+        "eddy at least as fast as Asio (ratio >= 1.0) in both shapes; aim 1.5x (libuv has no equivalent)",
         extra=[("allocs_per_item", "allocs/callback", "{:.3f}")]),
     Workload(
         "W5", "cross_thread_callbacks", "w5_cross_thread_callbacks",
@@ -126,7 +185,9 @@ WORKLOADS = [
         "ns_per_item", "ns/callback",
         [Row("eddy", "BM_CrossThreadCallbacks_Eddy", EDDY, "IOLoop::add_callback from another thread"),
          Row("Asio", "BM_CrossThreadCallbacks_Asio", "peer", "asio::post(io_context) from another thread"),
-         Row("libuv", "BM_CrossThreadCallbacks_Libuv", "peer", "mutex + vector + uv_async_send")],
+         Row("libuv", "BM_CrossThreadCallbacks_Libuv", "peer", "mutex + vector + uv_async_send"),
+         Row("libuv, wake on empty", "BM_CrossThreadCallbacks_LibuvWakeOnEmpty", "peer",
+             "the same, uv_async_send only when the push finds the vector empty")],
         "eddy at least as fast as the faster peer (ratio >= 1.0); aim 1.5x",
         extra=[("allocs_per_item", "allocs/callback", "{:.3f}")]),
     Workload(
@@ -170,21 +231,28 @@ WORKLOADS = [
     Workload(
         "W9", "coroutine_await", "w9_coroutine_await",
         "A coroutine awaits 1,000,000 futures in a row, each resolved from a loop callback; "
-        "and 10,000,000 awaits of a future already done.",
+        "10,000,000 awaits of a future already done; and 10,000,000 awaits of a sub-coroutine "
+        "that co_returns at once.",
         "ns_per_item", "ns/await",
         [Row("eddy: await loop-resolved", "BM_CoroutineAwait_Eddy", EDDY, "add_callback resolves, co_await"),
-         Row("Asio: await post", "BM_CoroutineAwait_Asio", "peer", "co_await asio::post(use_awaitable)"),
+         Row("Asio: await post", "BM_CoroutineAwait_AsioTyped", "peer",
+             "co_await post(use_awaitable_t<io_context::executor_type>) in an "
+             "awaitable<void, io_context::executor_type>"),
+         Row("Asio, default executor", "BM_CoroutineAwait_Asio", "peer-variant",
+             "co_await post(use_awaitable) in an awaitable<void>: the type-erased any_io_executor"),
          Row("baseline: one loop callback", "BM_LoopCallback_Eddy", "baseline", "chain of add_callback"),
          Row("eddy: the same in callback style", "BM_FutureCallback_Eddy", "eddy-variant",
              "the same Future and add_callback per step, next step in add_done_callback"),
          Row("eddy: await ready", "BM_AwaitReady_Eddy", "eddy-variant", "co_await of a done Future"),
-         # Not a peer of eddy's ready await: Asio's row calls a sub-coroutine
-         # (a frame made and run each time), eddy's reads a done Future. No
-         # ratio (review 8: like for like, Asio's is 1.77x faster than an
-         # eddy coroutine that co_returns at once).
-         Row("Asio: await a sub-coroutine", "BM_AwaitReady_Asio", "other",
-             "co_await of an awaitable that co_returns at once (a different operation: no ratio)"),
-         Row("baseline: call + branch", "BM_FunctionCall", "baseline", "non-inlined call, test result")],
+         Row("baseline: call + branch", "BM_FunctionCall", "baseline", "non-inlined call, test result"),
+         # Asio 1.74 has no ready-future awaitable: its nearest row awaits a
+         # sub-coroutine, so it is paired with eddy doing the same (review 8,
+         # F2), not with eddy's ready await.
+         Row("eddy: await a sub-coroutine", "BM_AwaitSubCoroutine_Eddy", "eddy-variant",
+             "co_await of a call of an eddy coroutine that co_returns at once"),
+         Row("Asio: await a sub-coroutine", "BM_AwaitReady_Asio", "peer",
+             "co_await of a call of an Asio coroutine that co_returns at once (frames recycled per thread)",
+             vs="BM_AwaitSubCoroutine_Eddy")],
         "ready await <= a function call plus a branch; a loop-resolved await <= one loop "
         "callback on top of the callback that resolves it (<= 2x the baseline)",
         extra=[("allocs_per_item", "allocs/await", "{:.3f}")]),
@@ -242,6 +310,7 @@ class Samples:
             sample["cpu_ns"] = b["cpu_time"] * unit
             n = b.get("N") or 1
             sample["ns_per_item"] = sample["real_ns"] / n
+            sample["cpu_us_per_item"] = sample["cpu_ns"] / n / 1e3
             sample["cpu_per_real"] = sample["cpu_ns"] / sample["real_ns"] if sample["real_ns"] else 0
             self.by_bench.setdefault(name, []).append(sample)
 
@@ -286,6 +355,72 @@ def machine_info():
     }
 
 
+def cpu_busy_seconds():
+    """Machine-wide busy CPU time so far (every core, steal included), from /proc/stat."""
+    fields = read_first("/proc/stat").split("\n", 1)[0].split()
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in fields[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def load1():
+    la = read_first("/proc/loadavg").split()
+    return float(la[0]) if la else None
+
+
+class LoadProbe:
+    """The machine's load around one binary run: the 1-min load average before
+    and after, and the CPU other processes used meanwhile (machine-wide busy
+    time minus the binary's own CPU time, over the run's wall time). The load
+    average counts the benchmark's own threads too (a 2-thread workload alone
+    drives it toward 2, and it decays over minutes into the next run), so the
+    busy mark uses the other processes' CPU."""
+
+    def __init__(self):
+        self.load_before = load1()
+        self.busy0 = cpu_busy_seconds()
+        self.own0 = children_cpu_seconds()
+        self.t0 = time.time()
+
+    def finish(self):
+        self.load_after = load1()
+        wall = time.time() - self.t0
+        busy1 = cpu_busy_seconds()
+        own = children_cpu_seconds() - self.own0
+        self.others = None
+        if self.busy0 is not None and busy1 is not None and wall > 0:
+            self.others = max(0.0, (busy1 - self.busy0 - own) / wall)
+        return self
+
+    def busy(self):
+        if self.others is not None:
+            return self.others > BUSY_LOAD
+        return self.load_before is not None and self.load_before > BUSY_LOAD
+
+
+def workload_busy(w, loads):
+    return any(p.busy() for p in loads.get(w.wid, []))
+
+
+def load_line(w, loads):
+    probes = loads.get(w.wid, [])
+    if not probes:
+        return ""
+    runs = "; ".join("{} -> {}{}".format(
+        "?" if p.load_before is None else "{:.2f}".format(p.load_before),
+        "?" if p.load_after is None else "{:.2f}".format(p.load_after),
+        "" if p.others is None else " (others {:.2f} cores)".format(p.others)) for p in probes)
+    return "Load average (1 min) before -> after each run of this binary: {}.{}".format(
+        runs, " **Machine busy (other processes above {} cores): verdicts are indicative.**".format(BUSY_LOAD)
+        if workload_busy(w, loads) else "")
+
+
 def run_binary(path, args, env, log):
     cmd = [path] + args
     log.write("$ " + " ".join(shlex.quote(c) for c in cmd) + "\n")
@@ -301,15 +436,18 @@ def verdicts(w, s):
     eddy = next((r for r in w.rows if r.role == EDDY), None)
     e = s.stat(eddy.bench, w.metric) if eddy else None
     if w.wid in ("W1", "W3", "W4", "W5", "W6"):
-        peers = [(r.label, s.stat(r.bench, w.metric)) for r in w.rows if r.role == "peer"]
+        # Peers judged against another eddy row (vs=) get their own line.
+        peers = [(r.label, s.stat(r.bench, w.metric)) for r in w.rows if r.role == "peer" and not r.vs]
         peers = [(l, st) for l, st in peers if st]
         if e and peers:
             best_label, best = min(peers, key=lambda p: p[1]["median"])
             ratio = best["median"] / e["median"] if e["median"] else None
             met = ratio is not None and ratio >= 1.0
             aim = " (aim 1.5x: {})".format("reached" if ratio and ratio >= 1.5 else "not yet") if met else ""
-            out.append(("faster peer ({}) / eddy = {}".format(best_label, fmt_ratio(ratio)),
-                        ("met" if met else "MISSED") + aim, met))
+            crit = "faster peer ({}) / eddy = {}".format(best_label, fmt_ratio(ratio))
+            if w.wid == "W4":
+                crit = "batches of 1,000: Asio / eddy = {}".format(fmt_ratio(ratio))
+            out.append((crit, ("met" if met else "MISSED") + aim, met))
         if w.wid == "W1":
             loop_row = s.stat("BM_PoolThroughput_EddyLoop", w.metric)
             uv = s.stat("BM_PoolThroughput_Libuv", w.metric)
@@ -336,9 +474,22 @@ def verdicts(w, s):
                 out.append(("libuv / eddy with the pool's own wait (no counter in the task) = {}".format(
                     fmt_ratio(uv["median"] / own["median"])), "(for context)", None))
         if w.wid == "W4":
-            out.append(("batches of 1,000 posts: Asio 1.74 allocates every handler past its one recycled block",
-                        "(caveat) review 8: a chain (each callback posts the next) ties; Asio with "
-                        "BOOST_ASIO_CONCURRENCY_HINT_UNSAFE is faster (rows still to add)", None))
+            # The chain: one callback outstanding, where Asio 1.74 recycles its
+            # handler block (with 1,000 queued it allocates every one).
+            ce = s.stat("BM_LoopCallbacksChain_Eddy", w.metric)
+            ca = s.stat("BM_LoopCallbacksChain_Asio", w.metric)
+            if ce and ca and ce["median"]:
+                ratio = ca["median"] / ce["median"]
+                met = ratio >= 1.0
+                aim = " (aim 1.5x: {})".format("reached" if ratio >= 1.5 else "not yet") if met else ""
+                out.append(("chain (each callback posts the next): Asio / eddy = {}".format(fmt_ratio(ratio)),
+                            ("met" if met else "MISSED") + aim, met))
+            ub = s.stat("BM_LoopCallbacks_AsioUnsafe", w.metric)
+            uc = s.stat("BM_LoopCallbacksChain_AsioUnsafe", w.metric)
+            if e and ce and ub and uc:
+                out.append(("Asio with CONCURRENCY_HINT_UNSAFE / eddy: batches {}, chain {}".format(
+                                fmt_ratio(ub["median"] / e["median"]), fmt_ratio(uc["median"] / ce["median"])),
+                            "(not judged) " + UNSAFE_REASON, None))
         if w.wid == "W6":
             el = s.stat("BM_Timers_Eddy", "last_late_ms")
             al = s.stat("BM_Timers_Asio", "last_late_ms")
@@ -351,28 +502,49 @@ def verdicts(w, s):
                     al["median"] * 1e3, al["min"] * 1e3, al["max"] * 1e3),
                             "met" if met else "MISSED", met))
     elif w.wid == "W2":
+        sp = s.stat("BM_OffloadSporadic_Eddy", w.metric)
         floor = s.stat("BM_Floor_RoundTrip", "p50_us")
-        if e and floor:
-            x = e["median"] / floor["median"]
+        if sp and floor:
+            # The floor is two sleeping hops: only a sporadic round trip makes
+            # them (back to back, eddy's threads poll and skip both; review 8).
+            x = sp["median"] / floor["median"]
             met = x <= 2.0
-            out.append(("eddy p50 / floor p50 = {:.2f}x (limit 2x)".format(x), "met" if met else "MISSED", met))
-            # Back to back, eddy's worker and loop poll for each other, so
-            # neither hop the floor measures happens (review 8): the floor
-            # judges a sporadic round trip, which this run does not measure.
-            out.append(("eddy's streamed round trip is two polling threads (CPU/wall ~2): no sleep, no wake-up",
-                        "(caveat) the floor's hops do not happen here; a sporadic-call row is still to add", None))
-        for r in w.rows:
-            if r.role not in ("peer", "peer-variant"):
-                continue
-            p = s.stat(r.bench, w.metric)
-            if e and p:
-                met = e["median"] < p["median"]
-                crit = "eddy p50 {:.1f} us < {} p50 {:.1f} us".format(e["median"], r.label, p["median"])
-                if r.role == "peer":
-                    out.append((crit, "met" if met else "MISSED", met))
-                else:
-                    # Context, not a target: the peer paying the same eventfd hop as eddy.
-                    out.append((crit, "(for context) " + ("lower" if met else "higher"), None))
+            out.append(("sporadic: eddy p50 {:.2f} us / floor p50 {:.2f} us = {:.2f}x (limit 2x)".format(
+                sp["median"], floor["median"], x), "met" if met else "MISSED", met))
+        for shape, eddy_bench, peer_benches in (
+                ("streamed", "BM_OffloadRoundTrip_Eddy", ("BM_OffloadRoundTrip_Asio", "BM_OffloadRoundTrip_Libuv")),
+                ("sporadic", "BM_OffloadSporadic_Eddy", ("BM_OffloadSporadic_Asio", "BM_OffloadSporadic_Libuv"))):
+            es = s.stat(eddy_bench, w.metric)
+            ps = [(r.label.split(",")[0], s.stat(r.bench, w.metric)) for r in w.rows if r.bench in peer_benches]
+            ps = [(l, st) for l, st in ps if st]
+            if es and ps:
+                met = all(es["median"] < st["median"] for _, st in ps)
+                out.append(("{}: eddy p50 {:.2f} us < {}".format(shape, es["median"], ", ".join(
+                    "{} {:.2f} us".format(l, st["median"]) for l, st in ps)), "met" if met else "MISSED", met))
+        line = s.stat("BM_Floor_CacheLine", "p50_us")
+        if e and line and line["median"]:
+            out.append(("streamed: eddy p50 / one cache line there and back ({:.2f} us) = {:.1f}x".format(
+                line["median"], e["median"] / line["median"]),
+                "(for context) the streamed floor: eddy's worker and loop poll for each other, no hop sleeps",
+                None))
+        for shape, benches in (("streamed", ("BM_OffloadRoundTrip_Eddy", "BM_OffloadRoundTrip_Asio",
+                                             "BM_OffloadRoundTrip_Libuv")),
+                               ("sporadic", ("BM_OffloadSporadic_Eddy", "BM_OffloadSporadic_Asio",
+                                             "BM_OffloadSporadic_Libuv"))):
+            cpus = [(r.label.split(",")[0], s.stat(r.bench, "cpu_us_per_item")) for r in w.rows if r.bench in benches]
+            cpus = [(l, st) for l, st in cpus if st]
+            if cpus:
+                out.append(("{}: CPU per trip {}".format(shape, ", ".join(
+                    "{} {:.2f} us".format(l, st["median"]) for l, st in cpus)),
+                    "(for context) process CPU time / N; eddy's threads poll briefly before they sleep", None))
+        reactor = s.stat("BM_OffloadRoundTrip_AsioReactor", w.metric)
+        if e and reactor:
+            # Context, not a target: the peer paying the same eventfd hop as eddy.
+            out.append(("streamed: eddy p50 {:.2f} us < Asio, reactor active p50 {:.2f} us".format(
+                e["median"], reactor["median"]), "(for context) " + (
+                    "lower" if e["median"] < reactor["median"] else "higher"), None))
+        out.append(("streamed: eddy's figure needs two polling threads (CPU/wall ~2)",
+                    "(caveat) review 8: with both cores busy, eddy's streamed p50 was 40 us against Asio's 5.2", None))
     elif w.wid == "W7":
         a = s.stat("BM_FutureResolve_Eddy", "allocs_per_item")
         if a:
@@ -427,9 +599,24 @@ def verdicts(w, s):
             met = x <= 2.0
             out.append(("loop-resolved await = {:.2f} loop callbacks (limit 2: the resolving one + 1)".format(x),
                         "met" if met else "MISSED", met))
-        out.append(("Asio's await-post row uses the default (type-erased) any_io_executor",
-                    "(caveat) review 8: typed on io_context::executor_type it took 57 ns, not 95 "
-                    "(row still to add)", None))
+        typed = s.stat("BM_CoroutineAwait_AsioTyped", w.metric)
+        erased = s.stat("BM_CoroutineAwait_Asio", w.metric)
+        if e and typed:
+            out.append(("Asio await post (typed executor) / eddy loop-resolved await = {}{}".format(
+                            fmt_ratio(typed["median"] / e["median"]),
+                            " (default any_io_executor: {})".format(fmt_ratio(erased["median"] / e["median"]))
+                            if erased else ""),
+                        "(for context) no peer target in W9", None))
+        sub = s.stat("BM_AwaitSubCoroutine_Eddy", w.metric)
+        asub = s.stat("BM_AwaitReady_Asio", w.metric)
+        if sub and asub:
+            sa = s.stat("BM_AwaitSubCoroutine_Eddy", "allocs_per_item")
+            aa = s.stat("BM_AwaitReady_Asio", "allocs_per_item")
+            out.append(("await a sub-coroutine: Asio / eddy = {} ({:.2f} vs {:.2f} ns); allocations per await: "
+                        "eddy {}, Asio {}".format(fmt_ratio(asub["median"] / sub["median"]), asub["median"],
+                                                  sub["median"], fmt(sa["median"], "{:.2f}") if sa else "—",
+                                                  fmt(aa["median"], "{:.2f}") if aa else "—"),
+                        "(for context) Asio 1.74 has no ready-future awaitable; this is its nearest pair", None))
         styled = s.stat("BM_FutureCallback_Eddy", w.metric)
         if e and cb and styled:
             out.append(("the same steps in callback style = {:.2f} loop callbacks (the await: {:.2f})".format(
@@ -439,7 +626,8 @@ def verdicts(w, s):
     return out
 
 
-def workload_table(w, s):
+def workload_table(w, s, benches=None):
+    """The table of w's rows (of those in `benches`, when given)."""
     eddy = next((r for r in w.rows if r.role == EDDY), None)
     e = s.stat(eddy.bench, w.metric) if eddy else None
     headers = ["contender", "{} (median)".format(w.unit), "spread (min..max)", "peer/eddy"]
@@ -447,6 +635,8 @@ def workload_table(w, s):
     headers += ["CPU/wall", "samples", "how"]
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     for r in w.rows:
+        if benches is not None and r.bench not in benches:
+            continue
         st = s.stat(r.bench, w.metric)
         if r.bench in s.errors:
             cells = [r.label, "error: " + s.errors[r.bench]] + [""] * (len(headers) - 2)
@@ -459,7 +649,8 @@ def workload_table(w, s):
         if r.role in ("peer", "peer-variant") and against and against["median"]:
             ratio = st["median"] / against["median"]
         cells = [("**{}**".format(r.label) if r.role == EDDY else r.label),
-                 fmt(st["median"]), "{}..{}".format(fmt(st["min"]), fmt(st["max"])),
+                 fmt(st["median"], w.metric_fmt),
+                 "{}..{}".format(fmt(st["min"], w.metric_fmt), fmt(st["max"], w.metric_fmt)),
                  fmt_ratio(ratio) if r.role in ("peer", "peer-variant") else ""]
         for field, _, spec in w.extra:
             x = s.stat(r.bench, field)
@@ -481,12 +672,14 @@ def floor_lines(s):
     return ["",
             "Floor: one eventfd->epoll_wait wake {:.1f} us, one futex wake {:.1f} us (half of each "
             "ping-pong's p50); their sum {:.1f} us; measured futex-there/eventfd-back round trip "
-            "{:.1f} us, the figure W2 is held to (a shape-matched guide, not a hard bound: which core the "
-            "kernel wakes a thread on moves every figure here, and a peer can land below it).".format(ev["median"] / 2, fx["median"] / 2,
-                                                          (ev["median"] + fx["median"]) / 2, rt["median"])]
+            "{:.1f} us, the figure W2's sporadic round trip is held to (a shape-matched guide, not a hard bound: "
+            "which core the kernel wakes a thread on moves every figure here, and a peer can land below it). "
+            "A streamed round trip makes neither hop when the threads poll for each other; its floor is one "
+            "cache line there and back.".format(ev["median"] / 2, fx["median"] / 2,
+                                                (ev["median"] + fx["median"]) / 2, rt["median"])]
 
 
-def write_report(path, selected, s, args, info_start, info_end, tunables, elapsed, commands):
+def write_report(path, selected, s, args, info_start, info_end, tunables, elapsed, commands, loads):
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     ctx = s.contexts[0] if s.contexts else {}
     lines = ["# eddy benchmark report", ""]
@@ -501,6 +694,9 @@ def write_report(path, selected, s, args, info_start, info_end, tunables, elapse
         " ".join(info_start["loadavg"]), " ".join(info_end["loadavg"])))
     lines.append("| build | {}; compiler {} |".format(ctx.get("eddy_build", "?"), ctx.get("compiler", "?")))
     lines.append("| allocator (every contender) | `GLIBC_TUNABLES={}` |".format(tunables))
+    lines.append("| peers | Boost.Asio 1.74 (header-only, compiled into each binary with eddy's flags); libuv 1.44 "
+                 "as Debian's shared `libuv.so.1`, built without NDEBUG (its hot entry points used here "
+                 "contain no assert calls; `uv_run` has 3, per iteration) |")
     lines.append("| pool threads (every pool) | {} (`UV_THREADPOOL_SIZE={}`) |".format(
         ctx.get("eddy_workers", "?"), ctx.get("uv_threadpool_size", "?")))
     lines.append("| workload scale | {} (1 = the sizes in DESIGN.md){} |".format(
@@ -511,7 +707,7 @@ def write_report(path, selected, s, args, info_start, info_end, tunables, elapse
                  "for every contender) |".format(ctx.get("counting_allocations", "?")))
     lines.append("")
     busy = float(info_start["loadavg"][0]) if info_start["loadavg"] else 0.0
-    if busy > 0.5:
+    if busy > BUSY_LOAD:
         lines.append("> **Warning:** the machine was busy when the run started (load {:.2f}); "
                      "cross-thread figures (W1, W2, W3, W5) are unreliable. Re-run on a quiet machine.".format(busy))
         lines.append("")
@@ -526,6 +722,8 @@ def write_report(path, selected, s, args, info_start, info_end, tunables, elapse
     lines.append("|---|---|---|---|")
     for w in selected:
         vs = verdicts(w, s)
+        if workload_busy(w, loads):
+            vs = [(c, v + " (indicative: machine busy)" if met is not None else v, met) for c, v, met in vs]
         if not vs:
             lines.append("| {} {} | {} | no data | — |".format(w.wid, w.name, w.target))
         for i, (crit, verdict, met) in enumerate(vs):
@@ -536,7 +734,9 @@ def write_report(path, selected, s, args, info_start, info_end, tunables, elapse
     lines.append("")
     lines.append("Ratios are peer / eddy on medians of time per item (or latency): above 1.0 eddy is "
                  "faster. Spread is min..max over all samples; cross-thread workloads swing 2-6x on a "
-                 "2-core VM depending on which core the kernel wakes, so read the spreads too.")
+                 "2-core VM depending on which core the kernel wakes, so read the spreads too. A verdict "
+                 "marked \"indicative: machine busy\" comes from a workload during whose runs other "
+                 "processes used more than {} cores (each workload's section shows the load).".format(BUSY_LOAD))
     lines.append("")
 
     for w in selected:
@@ -544,7 +744,19 @@ def write_report(path, selected, s, args, info_start, info_end, tunables, elapse
         lines.append("")
         lines.append(w.what)
         lines.append("")
-        lines.extend(workload_table(w, s))
+        if w.tables:
+            for i, (heading, benches) in enumerate(w.tables):
+                if i:
+                    lines.append("")
+                lines.append(heading)
+                lines.append("")
+                lines.extend(workload_table(w, s, benches))
+        else:
+            lines.extend(workload_table(w, s))
+        load = load_line(w, loads)
+        if load:
+            lines.append("")
+            lines.append(load)
         if w.wid == "W2":
             lines.extend(floor_lines(s))
         lines.append("")
@@ -615,6 +827,7 @@ def main():
 
     info_start = machine_info()
     samples = Samples()
+    loads = {}  # workload id -> [LoadProbe], one per run
     commands = []
     start = time.time()
     failures = []
@@ -634,7 +847,9 @@ def main():
                     commands.append(cmd_text)
                 print("[round %d/%d] %s %s ..." % (rnd + 1, args.rounds, w.wid, w.binary),
                       end="", file=sys.stderr, flush=True)
+                probe = LoadProbe()
                 rc, secs = run_binary(os.path.join(args.bin_dir, w.binary), bargs, env, log)
+                loads.setdefault(w.wid, []).append(probe.finish())
                 print(" %.0f s%s" % (secs, "" if rc == 0 else " (exit %d)" % rc), file=sys.stderr)
                 if rc != 0:
                     failures.append("%s exited %d (see %s)" % (w.binary, rc, log_path))
@@ -645,7 +860,7 @@ def main():
                     failures.append("%s: no JSON output (%s)" % (w.binary, e))
     elapsed = time.time() - start
     info_end = machine_info()
-    write_report(out, selected, samples, args, info_start, info_end, tunables, elapsed, commands)
+    write_report(out, selected, samples, args, info_start, info_end, tunables, elapsed, commands, loads)
     print("report: %s (raw JSON and log in %s)" % (out, json_dir), file=sys.stderr)
     for f in failures:
         print("report.py: " + f, file=sys.stderr)

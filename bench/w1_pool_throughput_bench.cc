@@ -26,6 +26,9 @@
 //             work is outstanding). A pool per run, its threads started in
 //             the timed region (a run of 1,000 tasks, start and
 //             join included, takes 0.15 ms for eddy, 0.3 ms for Asio).
+//   EddyNoBatch  for context: Eddy with Options::batch_scheduling = false.
+//             eddy's workers switch themselves to SCHED_BATCH by default;
+//             the peers' pool threads stay SCHED_OTHER (review 8, F7).
 // The latch is a cache line both workers write for every task while the
 // producer polls it: a cost of the workload, paid by Eddy and Asio alike.
 // The shutdown rows show what the pools cost without it.
@@ -39,6 +42,7 @@
 #include <cstdint>
 #include <latch>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -52,9 +56,12 @@
 namespace eddy::bench {
 namespace {
 
-void BM_PoolThroughput_Eddy(benchmark::State& state) {
+void eddy_pool_throughput(benchmark::State& state, bool batch_scheduling) {
   const int64_t n = scaled(kW1Tasks);
-  ThreadPoolExecutor pool(workers());
+  ThreadPoolExecutor::Options options;
+  options.max_workers = workers();
+  options.batch_scheduling = batch_scheduling;
+  ThreadPoolExecutor pool(std::move(options));
   {
     // Start every worker (they start lazily, on demand) before timing.
     std::latch warm(workers() * 4);
@@ -69,7 +76,13 @@ void BM_PoolThroughput_Eddy(benchmark::State& state) {
   }
   finish(state, n, allocs);
 }
+
+void BM_PoolThroughput_Eddy(benchmark::State& state) { eddy_pool_throughput(state, true); }
 EDDY_WORKLOAD(BM_PoolThroughput_Eddy);
+
+// Eddy's workers under the peers' scheduling policy (SCHED_OTHER).
+void BM_PoolThroughput_EddyNoBatch(benchmark::State& state) { eddy_pool_throughput(state, false); }
+EDDY_WORKLOAD(BM_PoolThroughput_EddyNoBatch);
 
 // Python's idiom for fire-and-forget work, `with ThreadPoolExecutor(...)`:
 // the pool's own shutdown(wait=true) is "wait for all". Its workers start

@@ -6,6 +6,8 @@
 //   Eddy      1,000 loop.run_in_executor futures, multi(vector) of them; the
 //             multi future's callback starts the next round.
 //   EddyCoro  the same from a coroutine: co_await the vector of futures.
+//   EddyNoBatch  for context: Eddy with Options::batch_scheduling = false,
+//             the peers' scheduling policy (SCHED_OTHER) for the workers.
 //   Asio      asio::post(pool, fn) x 1,000, each posting its result back to
 //             the io_context; the last one back starts the next round.
 //   Libuv     uv_queue_work x 1,000; the last after-work callback starts the
@@ -14,6 +16,7 @@
 // Look for: ns_per_item at or below the faster peer's. Eddy pays for a
 // Future per task and for multi's bookkeeping; the peers only count.
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "benchmark/benchmark.h"
@@ -74,10 +77,13 @@ class EddyFanout {
   int64_t sum_ = 0;
 };
 
-void BM_OffloadFanout_Eddy(benchmark::State& state) {
+void eddy_fanout(benchmark::State& state, bool batch_scheduling) {
   const int64_t rounds = scaled(kW3Rounds);
   IOLoop loop;
-  ThreadPoolExecutor pool(workers());
+  ThreadPoolExecutor::Options options;
+  options.max_workers = workers();
+  options.batch_scheduling = batch_scheduling;
+  ThreadPoolExecutor pool(std::move(options));
   EddyFanout fanout(loop, pool);
   loop.run_sync([&] { return fanout.run(kWarmRounds); });
   uint64_t allocs = allocations();
@@ -87,7 +93,13 @@ void BM_OffloadFanout_Eddy(benchmark::State& state) {
   finish(state, rounds * kTasks, allocs);
   benchmark::DoNotOptimize(fanout.sum());
 }
+
+void BM_OffloadFanout_Eddy(benchmark::State& state) { eddy_fanout(state, true); }
 EDDY_WORKLOAD(BM_OffloadFanout_Eddy);
+
+// Eddy's workers under the peers' scheduling policy (SCHED_OTHER).
+void BM_OffloadFanout_EddyNoBatch(benchmark::State& state) { eddy_fanout(state, false); }
+EDDY_WORKLOAD(BM_OffloadFanout_EddyNoBatch);
 
 Future<int64_t> coroutine_fanout(IOLoop& loop, ThreadPoolExecutor& pool, int64_t rounds) {
   int64_t sum = 0;

@@ -5,10 +5,16 @@
 //   CoroutineAwait_Eddy       per await: a Future, an add_callback that
 //                             resolves it, the coroutine suspends and is
 //                             resumed by the future's callback turn.
-//   CoroutineAwait_Asio       per await: co_await asio::post(io, use_awaitable)
-//                             (Asio 1.74 has no promise to resolve from a
-//                             handler; a posted resume is its nearest
-//                             equivalent, and is one loop callback).
+//   CoroutineAwait_AsioTyped  per await: co_await asio::post(io, token), the
+//                             coroutine (awaitable<void, Executor>) and the
+//                             token (use_awaitable_t<Executor>) typed on
+//                             io_context::executor_type, as Asio code written
+//                             for speed does (Asio 1.74 has no promise to
+//                             resolve from a handler; a posted resume is its
+//                             nearest equivalent, and is one loop callback).
+//   CoroutineAwait_Asio       the same with Asio's defaults, awaitable<void>
+//                             and use_awaitable: the type-erased
+//                             any_io_executor (review 8, F5).
 //   LoopCallback_Eddy         baseline: a chain of loop callbacks, each
 //                             add_callback-ing the next (one loop callback).
 //   FutureCallback_Eddy       context: the await's work without the
@@ -18,15 +24,23 @@
 //                             runs on a later turn, as the resume does).
 //   AwaitReady_Eddy           per await: co_await of a Future already done
 //                             (10x more awaits: each is a few ns).
-//   AwaitReady_Asio           per await: co_await of an awaitable that
-//                             co_returns at once.
+//   AwaitSubCoroutine_Eddy    per await: co_await of a call of an eddy
+//                             coroutine that co_returns at once (a frame and
+//                             a Future each time), the like of AwaitReady_Asio.
+//   AwaitReady_Asio           per await: co_await of a call of an Asio
+//                             coroutine that co_returns at once (Asio 1.74
+//                             has no ready-future awaitable, so this is its
+//                             peer of AwaitSubCoroutine_Eddy, not of
+//                             AwaitReady_Eddy).
 //   FunctionCall              baseline: a call that is not inlined plus a
 //                             branch on its result.
 // libuv has no coroutines: no rows.
 //
 // Look for: AwaitReady_Eddy within noise of FunctionCall; CoroutineAwait_Eddy
 // at most two loop callbacks (the resolving callback plus at most one for
-// the await itself), i.e. <= 2x LoopCallback_Eddy.
+// the await itself), i.e. <= 2x LoopCallback_Eddy, and below
+// CoroutineAwait_AsioTyped; AwaitSubCoroutine_Eddy against AwaitReady_Asio,
+// and its allocations per await (Asio recycles its frames per thread).
 #include <cstdint>
 #include <cstdlib>
 
@@ -77,22 +91,46 @@ asio::awaitable<void> asio_await_posts(int64_t n, int64_t* sum) {
   }
 }
 
-void BM_CoroutineAwait_Asio(benchmark::State& state) {
+// Without the type-erased any_io_executor: the coroutine and its completion
+// token typed on io_context's own executor.
+using IoExecutor = asio::io_context::executor_type;
+
+asio::awaitable<void, IoExecutor> asio_await_posts_typed(int64_t n, int64_t* sum) {
+  auto executor = co_await asio::this_coro::executor;
+  for (int64_t i = 0; i < n; ++i) {
+    co_await asio::post(executor, asio::use_awaitable_t<IoExecutor>());
+    *sum += i;
+  }
+}
+
+// Spawns `coroutine(n, &sum)` on io and runs it to the end, once to warm up
+// and once per repetition.
+template <class Coroutine>
+void asio_await_posts_workload(benchmark::State& state, Coroutine coroutine) {
   const int64_t n = scaled(kW9Awaits);
   asio::io_context io(1);
   int64_t sum = 0;
-  asio::co_spawn(io, asio_await_posts(1'000, &sum), asio::detached);
+  asio::co_spawn(io.get_executor(), coroutine(1'000, &sum), asio::detached);
   io.run();
   io.restart();
   uint64_t allocs = allocations();
   for (auto _ : state) {
     sum = 0;
-    asio::co_spawn(io, asio_await_posts(n, &sum), asio::detached);
+    asio::co_spawn(io.get_executor(), coroutine(n, &sum), asio::detached);
     io.run();
     io.restart();
   }
   finish(state, n, allocs);
   if (sum != n * (n - 1) / 2) state.SkipWithError("wrong sum");
+}
+
+void BM_CoroutineAwait_AsioTyped(benchmark::State& state) {
+  asio_await_posts_workload(state, asio_await_posts_typed);
+}
+EDDY_WORKLOAD(BM_CoroutineAwait_AsioTyped);
+
+void BM_CoroutineAwait_Asio(benchmark::State& state) {
+  asio_await_posts_workload(state, asio_await_posts);
 }
 EDDY_WORKLOAD(BM_CoroutineAwait_Asio);
 
@@ -198,6 +236,30 @@ void BM_AwaitReady_Eddy(benchmark::State& state) {
   if (sum != n) state.SkipWithError("wrong sum");
 }
 EDDY_WORKLOAD(BM_AwaitReady_Eddy);
+
+// --- awaits of a sub-coroutine that co_returns at once ------------------------
+
+Future<int64_t> eddy_ready_value() { co_return 1; }
+
+Future<int64_t> await_sub_coroutine(int64_t n) {
+  int64_t sum = 0;
+  for (int64_t i = 0; i < n; ++i) sum += co_await eddy_ready_value();
+  co_return sum;
+}
+
+void BM_AwaitSubCoroutine_Eddy(benchmark::State& state) {
+  const int64_t n = scaled(kW9Awaits * kReadyFactor);
+  IOLoop loop;
+  int64_t sum = 0;
+  loop.run_sync([&] { return await_sub_coroutine(1'000); });
+  uint64_t allocs = allocations();
+  for (auto _ : state) {
+    sum = loop.run_sync([&] { return await_sub_coroutine(n); });
+  }
+  finish(state, n, allocs);
+  if (sum != n) state.SkipWithError("wrong sum");
+}
+EDDY_WORKLOAD(BM_AwaitSubCoroutine_Eddy);
 
 asio::awaitable<int64_t> asio_ready_value() { co_return 1; }
 
