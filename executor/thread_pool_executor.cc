@@ -28,18 +28,21 @@ constexpr int kSpinIterations = 1000;
 // Polling only pays when work comes back within the poll: a stream of
 // tasks, each submitted soon after the last finished. It costs a core's
 // time when work comes sporadically (an offload every millisecond: each
-// poll runs out and the worker sleeps anyway, W2's sporadic row), and when
-// the thread that would submit the next task waits for the very core the
-// poll holds (both cores busy with other processes, the loop thread queued
-// behind the polling worker: W2 streamed took 38 us per round trip, the
-// length of a poll, against Asio's 5 us). So a poll that runs out stops
-// the polling; it starts again after 2^k sleeps in a row that a submit
-// ended within kQuickWakeNs (a poll would have caught those), where k
-// counts the polls that ran out since the last one that found work (at
-// most kMaxPollBackoff). Sporadic work then polls once; a stream after a
-// quiet spell polls again within a few tasks; a machine where polls keep
-// running out polls once every 64 tasks at most.
+// poll runs out and the worker sleeps anyway, W2's sporadic row), and it
+// stalls the very thread that would submit the next task when that thread
+// waits for the core the poll holds (both cores busy with other processes:
+// W2 streamed took 38 us per round trip, the length of a poll, against
+// Asio's 5 us). So the pool keeps a credit, and workers poll while it is
+// above 0: a poll that finds work earns one (up to kMaxPollCredit), and so
+// does a sleep that a submit ended within kQuickWakeNs (a poll would have
+// caught it); a poll that runs out spends one. And when a poll ran out and
+// the submit that ended the sleep after it came from the core that poll
+// ran on (the submitter was queued behind it), the credit drops to
+// 1 - 2^k, k counting such polls since one found work (at most
+// kMaxPollBackoff): polling resumes only after 2^k quick wakes.
 constexpr int64_t kQuickWakeNs = 50'000;
+constexpr int kMaxPollCredit = 4;
+constexpr int kMaxPollBackoff = 6;
 
 int64_t monotonic_ns() {
   timespec ts;
@@ -302,6 +305,7 @@ void ThreadPoolExecutor::wake_sleeper() {
     std::lock_guard<std::mutex> lock(sleep_mu_);
     ++wakeups_;
     wake_requested_ns_ = monotonic_ns();
+    wake_requested_cpu_ = sched_getcpu();
   }
   work_cv_.notify_one();
 }
@@ -316,8 +320,10 @@ void ThreadPoolExecutor::wake_sleeper() {
 // finding nobody registered yet, woke nobody).
 //
 // Returns true when a submit woke it within kQuickWakeNs of its going to
-// sleep (or it never slept).
-bool ThreadPoolExecutor::sleep(std::unique_lock<QueueMutex>& queue_lock) {
+// sleep (or it never slept), and then sets *waker_cpu to the core that
+// submit ran on (-1: unknown).
+bool ThreadPoolExecutor::sleep(std::unique_lock<QueueMutex>& queue_lock, int* waker_cpu) {
+  *waker_cpu = -1;
   available_.fetch_add(kSleeper, std::memory_order_seq_cst);
   if (!queue_empty_locked() && unclaim(kSleeper)) return true;
   queue_lock.unlock();
@@ -329,6 +335,7 @@ bool ThreadPoolExecutor::sleep(std::unique_lock<QueueMutex>& queue_lock) {
     if (wakeups_ > 0) {
       --wakeups_;
       quick = wake_requested_ns_ - slept_ns < kQuickWakeNs;
+      *waker_cpu = wake_requested_cpu_;
     } else {
       // Shutting down. Had a submit claimed us, its token just goes unused.
       unclaim(kSleeper);
@@ -530,6 +537,7 @@ void ThreadPoolExecutor::worker_main(int index) {
 
   std::unique_lock<QueueMutex> lock(mu_);
   bool spun = false;
+  int run_out_cpu = -1;  // the core of this worker's last poll, if it ran out
   for (;;) {
     bool retry;
     if (Task* task = pop_locked(retry)) {
@@ -554,7 +562,7 @@ void ThreadPoolExecutor::worker_main(int index) {
     // need (on 2 cores, letting both workers of W3's fan-out poll made it
     // up to 3x slower than one).
     // Only while polling pays (see kQuickWakeNs).
-    if (!spun && spinning_ < max_spinners_ && polling_) {
+    if (!spun && spinning_ < max_spinners_ && poll_credit_ > 0) {
       spun = true;
       ++spinning_;
       ++polls_;
@@ -568,6 +576,7 @@ void ThreadPoolExecutor::worker_main(int index) {
         }
         cpu_relax();
       }
+      if (!found) run_out_cpu = sched_getcpu();
       // Under mu_, so that from here until it sleeps (registered again,
       // under mu_ too) a submit, which decides under mu_ whether to start
       // a worker, never finds this one neither busy nor registered.
@@ -575,21 +584,27 @@ void ThreadPoolExecutor::worker_main(int index) {
       unclaim(kSpinner);
       --spinning_;
       if (found) {
+        poll_credit_ = std::min(poll_credit_ + 1, kMaxPollCredit);
         poll_backoff_ = 0;
+        run_out_cpu = -1;
       } else {
         ++polls_run_out_;
-        polling_ = false;
-        quick_wakes_ = 0;
-        poll_backoff_ = std::min(poll_backoff_ + 1, kMaxPollBackoff);
+        --poll_credit_;
       }
       continue;
     }
     spun = false;
-    if (sleep(lock)) {
-      if (!polling_ && ++quick_wakes_ >= (1 << poll_backoff_)) polling_ = true;
-    } else {
-      quick_wakes_ = 0;
+    int waker_cpu;
+    if (sleep(lock, &waker_cpu)) {
+      if (run_out_cpu >= 0 && waker_cpu == run_out_cpu) {
+        // The submitter waited for the core this worker's poll held.
+        poll_backoff_ = std::min(poll_backoff_ + 1, kMaxPollBackoff);
+        poll_credit_ = 1 - (1 << poll_backoff_);
+      } else {
+        poll_credit_ = std::min(poll_credit_ + 1, kMaxPollCredit);
+      }
     }
+    run_out_cpu = -1;
   }
 }
 

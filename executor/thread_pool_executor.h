@@ -280,7 +280,7 @@ class ThreadPoolExecutor final : public Executor {
   bool unclaim(uint64_t kind);
   void make_room_locked(std::unique_lock<QueueMutex>& lock);
   void wake_sleeper();
-  bool sleep(std::unique_lock<QueueMutex>& queue_lock);
+  bool sleep(std::unique_lock<QueueMutex>& queue_lock, int* waker_cpu);
   void stop_workers();
   void spawn_locked();
   void break_pool(std::exception_ptr error);
@@ -344,12 +344,10 @@ class ThreadPoolExecutor final : public Executor {
   uint64_t failed_ = 0;
   uint64_t running_ = 0;
   int spinning_ = 0;                // workers polling; guarded by mu_
-  // Whether polling pays at the moment (see kQuickWakeNs in the .cc); all
-  // guarded by mu_.
-  static constexpr int kMaxPollBackoff = 6;
-  bool polling_ = true;             // workers may poll
-  int poll_backoff_ = 0;            // polls run out since one found work
-  int quick_wakes_ = 0;             // quick wakes in a row while not polling
+  // Whether polling pays at the moment (see kQuickWakeNs in the .cc):
+  // workers poll while the credit is above 0. Guarded by mu_.
+  int poll_credit_ = 4;
+  int poll_backoff_ = 0;
   uint64_t polls_ = 0;              // polls started; guarded by mu_
   uint64_t polls_run_out_ = 0;      // polls that found no work; guarded by mu_
   friend struct ThreadPoolExecutorTestPeer;  // reads the two above
@@ -367,7 +365,8 @@ class ThreadPoolExecutor final : public Executor {
   [[maybe_unused]] Pad pad4_{};
   std::mutex sleep_mu_;
   int wakeups_ = 0;                 // guarded by sleep_mu_
-  int64_t wake_requested_ns_ = 0;   // the last wake_sleeper(); guarded by sleep_mu_
+  int64_t wake_requested_ns_ = 0;   // the last wake_sleeper(): when, and on
+  int wake_requested_cpu_ = -1;     // which core; guarded by sleep_mu_
   bool stopping_ = false;           // guarded by sleep_mu_: sleepers wake for good
   std::condition_variable work_cv_;
 

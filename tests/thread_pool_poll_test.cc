@@ -3,6 +3,8 @@
 // milliseconds) stops the polling, so an idle pool does not burn a core
 // after every task; a fast stream of tasks starts it again. The counts
 // come from the pool's own bookkeeping (no timing is asserted).
+#include <sched.h>
+
 #include <chrono>
 #include <cstdint>
 #include <thread>
@@ -71,6 +73,38 @@ TEST(ThreadPoolPollTest, AStreamOfTasksAfterAQuietSpellPollsAgain) {
   // core at the time: one that runs out backs off again, by design.)
   const uint64_t polls = Peer::polls(pool) - polls_before;
   EXPECT_GE(polls, 1u) << "polls in a stream of " << kTrips << " tasks";
+}
+
+
+// Pins the calling thread to `cpu`; false where the sandbox forbids it.
+bool pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+// The submitter and the worker on one core: while the worker polls, the
+// submitter cannot run, so every poll runs out and holds up the next task
+// by the poll's length. After a few such polls the pool polls only once
+// every 2^k tasks.
+TEST(ThreadPoolPollTest, PollsThatHoldUpTheSubmittersCoreBackOff) {
+  cpu_set_t original;
+  ASSERT_EQ(sched_getaffinity(0, sizeof(original), &original), 0);
+  const int cpu = sched_getcpu();
+  if (cpu < 0 || !pin_to(cpu)) GTEST_SKIP() << "cannot pin threads here";
+  {
+    ThreadPoolExecutor pool(ThreadPoolExecutor::Options{
+        .max_workers = 1, .initializer = [cpu] { pin_to(cpu); }});
+    constexpr int kTrips = 500;
+    for (int i = 0; i < kTrips; ++i) {
+      ConcurrentFuture<int> f = pool.submit([i] { return i; });
+      ASSERT_EQ(spin_result(f), i);
+    }
+    // Without the back-off, every other trip would poll and run out.
+    EXPECT_LE(Peer::polls_run_out(pool), 30u) << "of " << kTrips << " trips on one core";
+  }
+  sched_setaffinity(0, sizeof(original), &original);
 }
 
 }  // namespace
