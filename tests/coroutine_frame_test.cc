@@ -5,27 +5,14 @@
 // after their loop or on another thread, still work.
 #include <array>
 #include <cstdint>
-#include <cstdlib>
-#include <new>
 #include <thread>
 
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/coroutine.h"
 #include "gtest/gtest.h"
+#include "tests/count_news.h"
 #include "tests/manual_scheduler.h"
 
-// Counts this thread's operator new calls (a count, not a timing: the
-// machine is shared).
-namespace {
-thread_local int64_t t_news = 0;
-}  // namespace
-void* operator new(size_t size) {
-  ++t_news;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace eddy {
 namespace {
@@ -52,9 +39,9 @@ TEST(CoroutineFrameTest, CallingASubCoroutineInALoopAllocatesNothingPerCall) {
   // Warm-up: the recycler's lists for the frame and state sizes exist.
   ASSERT_EQ(caller(100).result(), 4950);
   constexpr int64_t kCalls = 10'000;
-  const int64_t before = t_news;
+  const int64_t before = testing::thread_news();
   Future<int64_t> f = caller(kCalls);
-  const int64_t news = t_news - before;
+  const int64_t news = testing::thread_news() - before;
   ASSERT_TRUE(f.done());
   EXPECT_EQ(f.result(), kCalls * (kCalls - 1) / 2);
   // The outer frame and its state may be fresh; the 10,000 inner frames

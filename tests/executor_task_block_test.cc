@@ -6,10 +6,8 @@
 // lifetimes exactly.
 #include <atomic>
 #include <cstdint>
-#include <cstdlib>
 #include <latch>
 #include <memory>
-#include <new>
 #include <stdexcept>
 #include <thread>
 #include <utility>
@@ -20,23 +18,10 @@
 #include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/internal/recycler.h"
 #include "gtest/gtest.h"
+#include "tests/count_news.h"
 #include "tests/live_count.h"
 #include "tests/log_capture.h"
 
-#if EDDY_RECYCLER_BYPASS
-// Counts this thread's operator new calls: with the recycler bypassed, each
-// block a submit takes is one.
-namespace {
-thread_local int64_t t_news = 0;
-}  // namespace
-void* operator new(size_t size) {
-  ++t_news;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-#endif
 
 namespace eddy {
 namespace {
@@ -111,9 +96,9 @@ TEST(ExecutorTaskBlockTest, OneAllocationPerSubmit) {
   std::vector<ConcurrentFuture<int>> futures;
   futures.reserve(3);
   for (int i = 0; i < 3; ++i) {
-    const int64_t before = t_news;
+    const int64_t before = testing::thread_news();
     futures.push_back(executor.submit([i] { return i; }));
-    EXPECT_EQ(t_news - before, 1) << "the task and its future's state in one block";
+    EXPECT_EQ(testing::thread_news() - before, 1) << "the task and its future's state in one block";
   }
   for (int i = 0; i < 3; ++i) EXPECT_EQ(futures[i].result(), i);
 #else

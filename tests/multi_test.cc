@@ -4,10 +4,8 @@
 #include "eddy/futures/multi.h"
 
 #include <cstdint>
-#include <cstdlib>
 #include <map>
 #include <memory>
-#include <new>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -18,22 +16,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "gtest/gtest.h"
+#include "tests/count_news.h"
 #include "tests/log_capture.h"
 #include "tests/manual_scheduler.h"
 #include "tests/thrown.h"
 
-// Counts this thread's operator new calls, for the tests of how much work
-// multi() does per child (a count, not a timing: the machine is shared).
-namespace {
-thread_local int64_t t_news = 0;
-}  // namespace
-void* operator new(size_t size) {
-  ++t_news;
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
 
 namespace eddy {
 namespace {
@@ -795,9 +782,9 @@ TEST(MultiTest, ManyFailingChildrenCostAFewAllocationsNotOnePerFailure) {
   constexpr int kChildren = 20000;
   std::vector<Future<int>> children(kChildren);
   auto all = multi(children);
-  const int64_t before = t_news;
+  const int64_t before = testing::thread_news();
   for (auto& c : children) c.cancel();
-  const int64_t news = t_news - before;
+  const int64_t news = testing::thread_news() - before;
   EXPECT_LT(news, 200) << "allocations while " << kChildren << " children failed";
   loop.run_pending();
   ASSERT_TRUE(all.done());
@@ -813,9 +800,9 @@ TEST(MultiTest, ManyFailingVoidChildrenCostAFewAllocationsToo) {
   std::vector<Future<void>> children(kChildren);
   auto all = multi(children, QuietExceptions::of<std::runtime_error>());
   const std::exception_ptr e = boom("down");
-  const int64_t before = t_news;
+  const int64_t before = testing::thread_news();
   for (auto& c : children) c.set_exception(e);
-  const int64_t news = t_news - before;
+  const int64_t news = testing::thread_news() - before;
   EXPECT_LT(news, 200) << "allocations while " << kChildren << " children failed";
   loop.run_pending();
   ASSERT_TRUE(all.done());
