@@ -542,6 +542,7 @@ void ThreadPoolExecutor::worker_main(int index) {
     bool retry;
     if (Task* task = pop_locked(retry)) {
       spun = false;
+      run_out_cpu = -1;  // work came after all: the poll held nobody up
       if (!run_popped(lock, task)) return;  // the task destroyed the pool
       continue;
     }
