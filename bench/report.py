@@ -508,9 +508,19 @@ def verdicts(w, s):
             # The floor is two sleeping hops: only a sporadic round trip makes
             # them (back to back, eddy's threads poll and skip both; review 8).
             x = sp["median"] / floor["median"]
-            met = x <= 2.0
-            out.append(("sporadic: eddy p50 {:.2f} us / floor p50 {:.2f} us = {:.2f}x (limit 2x)".format(
-                sp["median"], floor["median"], x), "met" if met else "MISSED", met))
+            if floor["min"] * 3 < floor["median"] or floor["max"] > 3 * floor["median"]:
+                # Bimodal floor (review 8, F1 iv): a sleeping hop costs ~20 us
+                # on an idle vCPU that halts, a few us on a busy one, and the
+                # median takes either mode. Judge against the fast mode too.
+                xf = sp["median"] / floor["min"]
+                met = x <= 2.0 and xf <= 2.0
+                out.append((("sporadic: eddy p50 {:.2f} us / floor p50 {:.2f} us = {:.2f}x; the floor's samples "
+                             "are in two modes ({:.2f}..{:.2f} us): against its fast mode {:.2f}x (limit 2x)").format(
+                    sp["median"], floor["median"], x, floor["min"], floor["max"], xf), "met" if met else "MISSED", met))
+            else:
+                met = x <= 2.0
+                out.append(("sporadic: eddy p50 {:.2f} us / floor p50 {:.2f} us = {:.2f}x (limit 2x)".format(
+                    sp["median"], floor["median"], x), "met" if met else "MISSED", met))
         for shape, eddy_bench, peer_benches in (
                 ("streamed", "BM_OffloadRoundTrip_Eddy", ("BM_OffloadRoundTrip_Asio", "BM_OffloadRoundTrip_Libuv")),
                 ("sporadic", "BM_OffloadSporadic_Eddy", ("BM_OffloadSporadic_Asio", "BM_OffloadSporadic_Libuv"))):
