@@ -554,7 +554,7 @@ def verdicts(w, s):
                 e["median"], reactor["median"]), "(for context) " + (
                     "lower" if e["median"] < reactor["median"] else "higher"), None))
         out.append(("streamed: eddy's figure needs two polling threads (CPU/wall ~2)",
-                    "(caveat) review 8: with both cores busy, eddy's streamed p50 was 40 us against Asio's 5.2", None))
+                    "(caveat) with both cores busy with other processes eddy's streamed p50 is 1.2 or ~19 us (thread placement), Asio's 5-8 us (FINDINGS, twentieth pass)", None))
     elif w.wid == "W7":
         a = s.stat("BM_FutureResolve_Eddy", "allocs_per_item")
         if a:
