@@ -345,7 +345,9 @@ class ThreadPoolExecutor final : public Executor {
   uint64_t running_ = 0;
   int spinning_ = 0;                // workers polling; guarded by mu_
   // Whether polling pays at the moment (see kQuickWakeNs in the .cc):
-  // workers poll while the credit is above 0. Guarded by mu_.
+  // workers poll while the credit is above 0; it starts at the .cc's
+  // kMaxPollCredit. The back-off counts polls that held up their
+  // submitter's core since one found work. Guarded by mu_.
   int poll_credit_ = 4;
   int poll_backoff_ = 0;
   uint64_t polls_ = 0;              // polls started; guarded by mu_

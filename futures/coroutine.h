@@ -106,8 +106,8 @@ class PromiseBase : public CoroutineWaiter {
   // `anchor`: the loop current when the coroutine was called, or nullptr.
   // Borrowed: the derived promise owns the coroutine's future state, which
   // holds a reference to the same anchor for the frame's whole life (a
-  // second reference of the frame's own cost every call two instructions
-  // and a thread-local lookup for nothing).
+  // reference of the frame's own would cost every call a thread-local
+  // lookup and two counter updates for nothing).
   explicit PromiseBase(SchedulerAnchor* anchor) : anchor_(anchor) {
     resume = &resume_waiter;
     node_.owner = this;
