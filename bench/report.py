@@ -430,6 +430,13 @@ def run_binary(path, args, env, log):
     return proc.returncode, time.time() - start
 
 
+def speed_verdict(ratio):
+    """The verdict of a "peer / eddy >= 1.0, aim 1.5x" target: (text, met)."""
+    met = ratio is not None and ratio >= 1.0
+    aim = " (aim 1.5x: {})".format("reached" if ratio >= 1.5 else "not yet") if met else ""
+    return ("met" if met else "MISSED") + aim, met
+
+
 def verdicts(w, s):
     """Returns [(criterion, verdict text, met: True/False/None)] for workload w."""
     out = []
@@ -442,12 +449,10 @@ def verdicts(w, s):
         if e and peers:
             best_label, best = min(peers, key=lambda p: p[1]["median"])
             ratio = best["median"] / e["median"] if e["median"] else None
-            met = ratio is not None and ratio >= 1.0
-            aim = " (aim 1.5x: {})".format("reached" if ratio and ratio >= 1.5 else "not yet") if met else ""
             crit = "faster peer ({}) / eddy = {}".format(best_label, fmt_ratio(ratio))
             if w.wid == "W4":
                 crit = "batches of 1,000: Asio / eddy = {}".format(fmt_ratio(ratio))
-            out.append((crit, ("met" if met else "MISSED") + aim, met))
+            out.append((crit,) + speed_verdict(ratio))
         if w.wid == "W1":
             loop_row = s.stat("BM_PoolThroughput_EddyLoop", w.metric)
             uv = s.stat("BM_PoolThroughput_Libuv", w.metric)
@@ -480,10 +485,8 @@ def verdicts(w, s):
             ca = s.stat("BM_LoopCallbacksChain_Asio", w.metric)
             if ce and ca and ce["median"]:
                 ratio = ca["median"] / ce["median"]
-                met = ratio >= 1.0
-                aim = " (aim 1.5x: {})".format("reached" if ratio >= 1.5 else "not yet") if met else ""
-                out.append(("chain (each callback posts the next): Asio / eddy = {}".format(fmt_ratio(ratio)),
-                            ("met" if met else "MISSED") + aim, met))
+                out.append(("chain (each callback posts the next): Asio / eddy = {}".format(fmt_ratio(ratio)),)
+                           + speed_verdict(ratio))
             ub = s.stat("BM_LoopCallbacks_AsioUnsafe", w.metric)
             uc = s.stat("BM_LoopCallbacksChain_AsioUnsafe", w.metric)
             if e and ce and ub and uc:
