@@ -4,7 +4,9 @@
 //
 //   CoroutineAwait_Eddy       per await: a Future, an add_callback that
 //                             resolves it, the coroutine suspends and is
-//                             resumed by the future's callback turn.
+//                             resumed at the end of the turn that ran the
+//                             callback (its resume is first in line for
+//                             the next turn: loop/io_loop.h, phase 6).
 //   CoroutineAwait_AsioTyped  per await: co_await asio::post(io, token), the
 //                             coroutine (awaitable<void, Executor>) and the
 //                             token (use_awaitable_t<Executor>) typed on

@@ -20,7 +20,9 @@
 // creating thread, and may be touched only on that loop's thread; in builds
 // without NDEBUG (or with EDDY_THREAD_CHECKS=1) a touch from another thread
 // throws InvalidStateError. Callbacks are posted to that loop and run on a
-// later turn, never inside set_result()/set_exception()/cancel(). With no
+// later turn, never inside set_result()/set_exception()/cancel() (an
+// awaiting coroutine's resume, when first in line, at the end of the
+// completing turn: see phase 6 in loop/io_loop.h). With no
 // loop current at creation, or after the loop was destroyed, callbacks run
 // inline at completion. Callbacks whose turn was queued when the loop was
 // destroyed are destroyed with it, unrun, like the loop's other queued

@@ -1331,21 +1331,24 @@ int IOLoop::poll(int64_t wait_ns) {
   }
 }
 
-// Inline, so that the common case (no watchdog) costs a store, a branch
-// and the call, not a frame of its own per callback.
+// Inline, so that the common case (no watchdog) costs a branch and the
+// call, not a frame of its own per callback. `where` (an fd handler's
+// location; null for callbacks and timers, whose locations, when recorded,
+// travel with them) is a pointer so that the common case stores nothing
+// for a failure that does not come.
 template <class Fn>
 [[gnu::always_inline]] inline void IOLoop::run_guarded(internal::ActivityKind kind, int fd,
-                                                       const SourceLocation& where, Fn&& fn) {
-  noted_ = false;
+                                                       const SourceLocation* where, Fn&& fn) {
   if (watchdog_ == nullptr) [[likely]] {
     try {
       fn();
     } catch (...) {
-      log_failure(kind, fd, where, std::current_exception());
+      log_failure(kind, fd, where != nullptr ? *where : SourceLocation(),
+                  std::current_exception());
     }
     return;
   }
-  run_watched(kind, fd, where, [&fn] { fn(); });
+  run_watched(kind, fd, where != nullptr ? *where : SourceLocation(), [&fn] { fn(); });
 }
 
 void IOLoop::run_watched(internal::ActivityKind kind, int fd, const SourceLocation& where,
@@ -1375,12 +1378,14 @@ void IOLoop::run_watched(internal::ActivityKind kind, int fd, const SourceLocati
 
 void IOLoop::log_failure(internal::ActivityKind kind, int fd, const SourceLocation& where,
                          std::exception_ptr e) {
+  // What the failed callback noted, if it did, is for this failure only.
+  const bool noted = std::exchange(noted_, false);
   // As Tornado (6.0 on): a CancelledError out of a callback or a timer is
   // not logged; the usual one is a callback reading a future that was
   // cancelled on purpose. An fd handler's is (asyncio logs it too).
   if (kind != internal::ActivityKind::kFdHandler && internal::is_cancelled_error(e)) return;
   internal::Activity what{kind, fd, where};
-  if (noted_) {  // the callback said what it is when it started
+  if (noted) {  // the callback said what it is when it started
     what.kind = noted_kind_;
     what.where = noted_where_;
   }
@@ -1412,7 +1417,7 @@ void IOLoop::dispatch_fd_events(int n) {
     if (ready == 0) continue;  // update_handler dropped the event meanwhile
     // `h` stays alive through the call even if it removes itself:
     // remove_handler() retires it while dispatching_fds_ is set.
-    run_guarded(internal::ActivityKind::kFdHandler, fd, h->where,
+    run_guarded(internal::ActivityKind::kFdHandler, fd, &h->where,
                 [h, fd, ready] { h->fn(fd, ready); });
     if (!retired_handlers_.empty()) retire_handlers();
   }
@@ -1444,7 +1449,7 @@ void IOLoop::run_due_timers() {
     ~EndPhase() { phase.reset(); }
   } end_phase{timer_phase_now_};
   while (timers_.pop_due(now, limit, &fired)) {
-    run_guarded(internal::ActivityKind::kTimer, -1, SourceLocation(), fired);
+    run_guarded(internal::ActivityKind::kTimer, -1, nullptr, fired);
     fired = nullptr;  // its captures die before the next timer runs
   }
 }
@@ -1453,9 +1458,10 @@ void IOLoop::run_callbacks() {
   // The callbacks queued by now: what they post waits for the next
   // iteration. Each callback is destroyed (its captures die) right after it
   // runs, before the next one runs.
+  phase_resume_ = nullptr;
   if (!callbacks_.empty()) {
     internal::chain_run_batch(callbacks_, spare_blocks_, [this](internal::Task& fn) {
-      run_guarded(internal::ActivityKind::kCallback, -1, SourceLocation(), fn);
+      run_guarded(internal::ActivityKind::kCallback, -1, nullptr, fn);
     });
   }
   // The inbox's closures published by now (or a moment later: see
@@ -1465,11 +1471,35 @@ void IOLoop::run_callbacks() {
   if (limit != inbox_->consumed()) {
     last_remote_iteration_ = iterations_;
     inbox_->consume(limit, remote_spare_, [this](internal::Task& fn) {
-      run_guarded(internal::ActivityKind::kRemoteCallback, -1, SourceLocation(), fn);
+      run_guarded(internal::ActivityKind::kRemoteCallback, -1, nullptr, fn);
     });
     // Emptied blocks go back at once: the posters would otherwise allocate.
     if (remote_spare_.count > 0) inbox_->give_back(remote_spare_);
   }
+  if (phase_resume_ != nullptr) run_phase_resume();
+}
+
+void IOLoop::run_phase_resume() {
+  const void* const slot = std::exchange(phase_resume_, nullptr);
+  internal::TaskBlock* b = callbacks_.head;
+  if (b == nullptr || b->begin == b->end || b->slot(b->begin) != slot || closed_ ||
+      stop_requested_.load(std::memory_order_relaxed)) {
+    return;
+  }
+  // Off the queue before it runs (a Resume is trivially destructible; what
+  // it resumes is in phase_resume_fn_ and _ctx_), so what it posts cannot
+  // meet its slot.
+  std::destroy_at(b->slot(b->begin));
+  if (++b->begin == b->end) {
+    if (b == callbacks_.tail) {
+      b->begin = b->end = 0;
+    } else {
+      callbacks_.head = b->next;
+      internal::recycle(spare_blocks_, b);
+    }
+  }
+  run_guarded(internal::ActivityKind::kCallback, -1, nullptr,
+              Resume{phase_resume_fn_, phase_resume_ctx_});
 }
 
 // --- callbacks -----------------------------------------------------------------
@@ -1584,6 +1614,10 @@ void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
   if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
     // Built in its slot: no closure to construct, move and destroy on the way.
     internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx}, this);
+    internal::TaskBlock* tail = callbacks_.tail;
+    phase_resume_ = tail->slot(tail->end - 1);
+    phase_resume_fn_ = resume;
+    phase_resume_ctx_ = ctx;
     return;
   }
   post_resume_slow(resume, ctx);
@@ -1613,6 +1647,9 @@ absl::AnyInvocable<void()> IOLoop::locate(absl::AnyInvocable<void()>&& fn,
   return [box = std::move(box)]() mutable {
     box->loop->note_activity(box->kind, box->where);
     box->fn();
+    // Returned: what it noted must not name the next callback's failure
+    // (one that fails keeps it for log_failure, which clears it).
+    box->loop->noted_ = false;
   };
 }
 

@@ -45,6 +45,11 @@
 //      a batch gather for at most ~2.5 us before taking it: taking a few
 //      closures at a time bounces every cache line between the cores. A
 //      lone post is never held back.
+//      Then, if the first callback queued during this phase is a
+//      coroutine's resume (a future it awaited was completed here), it runs
+//      now rather than first thing in phase 6 of the next iteration: the
+//      same order of callbacks, one iteration less per await. Once per
+//      iteration, and not after a stop().
 //   7. If stop() was called, return from start().
 // Futures bound to the loop post their callbacks through the same queue
 // (IOLoop implements eddy::Scheduler), so they run in phase 6 too.
@@ -791,10 +796,11 @@ class IOLoop final : public Scheduler {
   }
   void run_due_timers();
   void run_callbacks();
+  void run_phase_resume();
   // Runs one callback, timer or handler: watchdog bracket, exceptions
   // logged naming it.
   template <class Fn>
-  void run_guarded(internal::ActivityKind kind, int fd, const SourceLocation& where, Fn&& fn);
+  void run_guarded(internal::ActivityKind kind, int fd, const SourceLocation* where, Fn&& fn);
   // run_guarded's bracket while the watchdog is on.
   void run_watched(internal::ActivityKind kind, int fd, const SourceLocation& where,
                    absl::FunctionRef<void()> fn);
@@ -860,6 +866,12 @@ class IOLoop final : public Scheduler {
   int timer_fd_ = -1;
   int64_t timer_fd_deadline_ = 0;  // armed for this MonotonicTime (ns); 0: not armed
   internal::TaskChain callbacks_;      // queued on this thread
+  // The slot of the last coroutine resume posted during the callback phase
+  // (null outside it): if it is first in line when the phase ends, it runs
+  // then (see run_callbacks).
+  const void* phase_resume_ = nullptr;
+  void (*phase_resume_fn_)(void*) = nullptr;
+  void* phase_resume_ctx_ = nullptr;
   internal::SpareBlocks spare_blocks_;  // for callbacks_
   internal::SpareBlocks remote_spare_;  // the inbox's emptied blocks, on their way back to it
   // The last iteration that ran posts from other threads (0: none yet).
@@ -892,7 +904,8 @@ class IOLoop final : public Scheduler {
   std::unique_ptr<internal::Watchdog> watchdog_;
   std::unique_ptr<internal::Watchdog> retired_watchdog_;  // switched off mid-callback
   bool watchdog_busy_ = false;  // inside a watchdog-bracketed callback
-  // What note_activity() said about the running callback, if anything.
+  // What note_activity() said about the running callback, if anything:
+  // cleared when that callback returns, or by log_failure when it throws.
   bool noted_ = false;
   internal::ActivityKind noted_kind_{};
   SourceLocation noted_where_;

@@ -458,6 +458,22 @@ TEST(IOLoopTest, WithTheWatchdogOnAThrowingCallbackIsLoggedWithWhereItWasPosted)
   EXPECT_EQ(log.count("io_loop_test.cc"), 2u) << log.joined();
 }
 
+TEST(IOLoopTest, AFailureIsNotNamedAfterALocatedCallbackThatRanBeforeIt) {
+  // Callbacks posted while the watchdog was on carry where they were
+  // posted; one that returns (or fails) must not lend its location to the
+  // failure of a later callback that carries none.
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Seconds(30));
+  loop.add_callback([] {});                                               // located, returns
+  loop.add_callback([] { throw CancelledError("quietly cancelled"); });  // located, not logged
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+  loop.add_callback([] { throw std::runtime_error("unlocated boom"); });
+  loop.run_sync([] {});
+  EXPECT_EQ(log.count("unlocated boom"), 1u) << log.joined();
+  EXPECT_EQ(log.count("posted at"), 0u) << log.joined();
+}
+
 TEST(IOLoopTest, FutureCallbacksRunOnTheirLoopLaterNeverInline) {
   IOLoop loop;
   loop.make_current();
