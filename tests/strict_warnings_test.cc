@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "eddy/eddy.h"
 #include "eddy/executor/cancellation.h"
 #include "eddy/executor/executor.h"
 #include "eddy/executor/offload.h"

@@ -2,8 +2,7 @@
 #include <cstdio>
 #include <thread>
 
-#include "eddy/futures/coroutine.h"
-#include "eddy/loop/io_loop.h"
+#include "eddy/eddy.h"  // all of eddy; or name the headers you use
 
 eddy::Future<int> answer() {
   eddy::IOLoop& loop = eddy::IOLoop::current();
