@@ -178,10 +178,10 @@ size_t chain_size(const TaskChain& chain) {
 }
 
 // After the head block `b` of `chain` lost a task outside the usual walk
-// (chain_run_batch's unwinding): a drained block is rewound if it is the
-// only one, else unlinked and kept in `spare`, so the chain's invariant
-// holds again.
-[[gnu::cold]] inline void chain_settle_head(TaskChain& chain, SpareBlocks& spare, TaskBlock* b) {
+// (chain_run_batch's unwinding, IOLoop::run_phase_resume): a drained block
+// is rewound if it is the only one, else unlinked and kept in `spare`, so
+// the chain's invariant holds again.
+inline void chain_settle_head(TaskChain& chain, SpareBlocks& spare, TaskBlock* b) {
   if (b->begin < b->end) return;
   if (b == chain.tail) {
     b->begin = b->end = 0;
@@ -1490,14 +1490,8 @@ void IOLoop::run_phase_resume() {
   // it resumes is in phase_resume_fn_ and _ctx_), so what it posts cannot
   // meet its slot.
   std::destroy_at(b->slot(b->begin));
-  if (++b->begin == b->end) {
-    if (b == callbacks_.tail) {
-      b->begin = b->end = 0;
-    } else {
-      callbacks_.head = b->next;
-      internal::recycle(spare_blocks_, b);
-    }
-  }
+  ++b->begin;
+  internal::chain_settle_head(callbacks_, spare_blocks_, b);
   run_guarded(internal::ActivityKind::kCallback, -1, nullptr,
               Resume{phase_resume_fn_, phase_resume_ctx_});
 }
