@@ -58,6 +58,8 @@ struct TaskBlock {
   Task* slot(uint32_t i) {
     return std::launder(reinterpret_cast<Task*>(storage + size_t{i} * sizeof(Task)));
   }
+  // Where the next task pushed here goes (one past the block when full).
+  const void* next_slot() const { return storage + size_t{end} * sizeof(Task); }
   bool full() const { return end == kCapacity; }
   void reset() {
     next = nullptr;
@@ -178,7 +180,7 @@ size_t chain_size(const TaskChain& chain) {
 }
 
 // After the head block `b` of `chain` lost a task outside the usual walk
-// (chain_run_batch's unwinding, IOLoop::run_phase_resume): a drained block
+// (chain_run_batch's unwinding): a drained block
 // is rewound if it is the only one, else unlinked and kept in `spare`, so
 // the chain's invariant holds again.
 inline void chain_settle_head(TaskChain& chain, SpareBlocks& spare, TaskBlock* b) {
@@ -875,6 +877,9 @@ void IOLoop::close() {
 void IOLoop::close_now() {
   if (closed_) return;
   closed_ = true;
+  // A same-turn resume held back dies unrun, like the queue's.
+  turn_mark_ = nullptr;
+  resume_fn_ = nullptr;
   watchdog_.reset();
   retired_watchdog_.reset();
   // (1) No more cross-thread posts; what was queued dies here, unrun.
@@ -1454,12 +1459,24 @@ void IOLoop::run_due_timers() {
   }
 }
 
+inline void IOLoop::run_held_resume() {
+  // Taken before it runs, so that what it posts cannot meet it.
+  void (*const fn)(void*) = std::exchange(resume_fn_, nullptr);
+  run_guarded(internal::ActivityKind::kCallback, -1, nullptr, Resume{fn, resume_ctx_});
+}
+
 void IOLoop::run_callbacks() {
+  // The mark is gone when the phase ends, even if a guarded run throws (see
+  // chain_run_batch): a stale one could let a later resume jump the queue.
+  struct EndMark {
+    const void*& mark;
+    ~EndMark() { mark = nullptr; }
+  } end_mark{turn_mark_};
   // The callbacks queued by now: what they post waits for the next
   // iteration. Each callback is destroyed (its captures die) right after it
   // runs, before the next one runs.
-  phase_resume_ = nullptr;
-  if (!callbacks_.empty()) {
+  if (!callbacks_.empty()) [[likely]] {
+    turn_mark_ = callbacks_.tail->next_slot();
     internal::chain_run_batch(callbacks_, spare_blocks_, [this](internal::Task& fn) {
       run_guarded(internal::ActivityKind::kCallback, -1, nullptr, fn);
     });
@@ -1469,6 +1486,12 @@ void IOLoop::run_callbacks() {
   // for the next iteration.
   const uint64_t limit = inbox_->take_limit(callbacks_.empty());
   if (limit != inbox_->consumed()) {
+    // Their resumes may run at the end of the phase too, if no resume did
+    // yet and nothing was posted (a drained chain's tail was rewound).
+    internal::TaskBlock* const tail = callbacks_.tail;
+    turn_mark_ = resume_fn_ == nullptr && tail != nullptr && callbacks_.empty()
+                     ? tail->next_slot()
+                     : nullptr;
     last_remote_iteration_ = iterations_;
     inbox_->consume(limit, remote_spare_, [this](internal::Task& fn) {
       run_guarded(internal::ActivityKind::kRemoteCallback, -1, nullptr, fn);
@@ -1476,24 +1499,46 @@ void IOLoop::run_callbacks() {
     // Emptied blocks go back at once: the posters would otherwise allocate.
     if (remote_spare_.count > 0) inbox_->give_back(remote_spare_);
   }
-  if (phase_resume_ != nullptr) run_phase_resume();
+  // What the resume posts, and resumes, waits for the next iteration.
+  turn_mark_ = nullptr;
+  if (resume_fn_ != nullptr) {
+    if (!stop_requested_.load(std::memory_order_relaxed)) [[likely]] {
+      run_held_resume();
+    } else {
+      requeue_held_resume();
+    }
+  }
 }
 
-void IOLoop::run_phase_resume() {
-  const void* const slot = std::exchange(phase_resume_, nullptr);
-  internal::TaskBlock* b = callbacks_.head;
-  if (b == nullptr || b->begin == b->end || b->slot(b->begin) != slot || closed_ ||
-      stop_requested_.load(std::memory_order_relaxed)) {
-    return;
+void IOLoop::requeue_held_resume() {
+  // It is first in line: at the head of the queue, it runs first thing in
+  // the next phase 6.
+  const Resume resume{std::exchange(resume_fn_, nullptr), resume_ctx_};
+  if (closed_) return;
+  try {
+    internal::TaskBlock* const head = callbacks_.head;
+    if (callbacks_.empty()) {
+      internal::chain_push(callbacks_, spare_blocks_, resume, this);
+    } else if (head->begin > 0) {
+      ::new (static_cast<void*>(head->slot(head->begin - 1))) internal::Task(resume);
+      --head->begin;
+    } else {
+      // A block of its own in front, full as those before the tail are.
+      internal::TaskBlock* b = internal::take_block(spare_blocks_);
+      b->begin = internal::TaskBlock::kCapacity - 1;
+      b->end = internal::TaskBlock::kCapacity;
+      ::new (static_cast<void*>(b->slot(b->begin))) internal::Task(resume);
+      b->next = head;
+      callbacks_.head = b;
+      // The spare a completion's post counts on (see chain_grow).
+      if (spare_blocks_.count == 0) internal::refill_spare(spare_blocks_);
+      set_post_room_low(spare_blocks_.count == 0);
+    }
+  } catch (const std::bad_alloc&) {
+    // No memory to keep it: it runs now, a moment before the stop, rather
+    // than never.
+    run_guarded(internal::ActivityKind::kCallback, -1, nullptr, resume);
   }
-  // Off the queue before it runs (a Resume is trivially destructible; what
-  // it resumes is in phase_resume_fn_ and _ctx_), so what it posts cannot
-  // meet its slot.
-  std::destroy_at(b->slot(b->begin));
-  ++b->begin;
-  internal::chain_settle_head(callbacks_, spare_blocks_, b);
-  run_guarded(internal::ActivityKind::kCallback, -1, nullptr,
-              Resume{phase_resume_fn_, phase_resume_ctx_});
 }
 
 // --- callbacks -----------------------------------------------------------------
@@ -1605,13 +1650,21 @@ void IOLoop::reserve_posts(size_t n) {
 }
 
 void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
+  // First in line for the next iteration, in the callback phase: it runs at
+  // the end of this one instead (see run_callbacks), and takes the mark, so
+  // that nothing else does. (No mark while locations are recorded: the
+  // queue's wrapper names it. None once closed either.)
+  if (turn_mark_ != nullptr && !record_locations_.load(std::memory_order_relaxed)) {
+    if (callbacks_.tail->next_slot() == turn_mark_) {
+      turn_mark_ = nullptr;
+      resume_fn_ = resume;
+      resume_ctx_ = ctx;
+      return;
+    }
+  }
   if (!closed_ && !record_locations_.load(std::memory_order_relaxed)) [[likely]] {
     // Built in its slot: no closure to construct, move and destroy on the way.
     internal::chain_push(callbacks_, spare_blocks_, Resume{resume, ctx}, this);
-    internal::TaskBlock* tail = callbacks_.tail;
-    phase_resume_ = tail->slot(tail->end - 1);
-    phase_resume_fn_ = resume;
-    phase_resume_ctx_ = ctx;
     return;
   }
   post_resume_slow(resume, ctx);
@@ -1808,7 +1861,8 @@ void IOLoop::set_blocking_log_threshold(absl::Duration threshold) {
 IOLoop::Stats IOLoop::stats() const {
   check_owner("stats");
   Stats s;
-  s.callbacks = internal::chain_size(callbacks_);
+  // (A resume held for the end of the turn counts: it is queued, out of line.)
+  s.callbacks = internal::chain_size(callbacks_) + (resume_fn_ != nullptr ? 1 : 0);
   s.timers = timers_.size();
   s.timer_heap_entries = timers_.heap_entries();
   s.handlers = handlers_.size();

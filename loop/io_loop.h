@@ -796,7 +796,10 @@ class IOLoop final : public Scheduler {
   }
   void run_due_timers();
   void run_callbacks();
-  void run_phase_resume();
+  // Runs the resume held in resume_fn_ (see turn_mark_), or after a stop()
+  // puts it at the head of the queue.
+  void run_held_resume();
+  [[gnu::noinline, gnu::cold]] void requeue_held_resume();
   // Runs one callback, timer or handler: watchdog bracket, exceptions
   // logged naming it.
   template <class Fn>
@@ -866,12 +869,16 @@ class IOLoop final : public Scheduler {
   int timer_fd_ = -1;
   int64_t timer_fd_deadline_ = 0;  // armed for this MonotonicTime (ns); 0: not armed
   internal::TaskChain callbacks_;      // queued on this thread
-  // The slot of the last coroutine resume posted during the callback phase
-  // (null outside it): if it is first in line when the phase ends, it runs
-  // then (see run_callbacks).
-  const void* phase_resume_ = nullptr;
-  void (*phase_resume_fn_)(void*) = nullptr;
-  void* phase_resume_ctx_ = nullptr;
+  // The same-turn resume (see run_callbacks). While the callback phase runs,
+  // turn_mark_ is the slot callbacks_'s next post would fill if nothing had
+  // been queued for the next iteration yet (null outside the phase, or once
+  // something has been): a coroutine resume posted while the tail is there
+  // is first in line, and instead of the queue it takes resume_fn_ and
+  // resume_ctx_, which run at the end of the phase (after a stop(), it goes
+  // to the head of the queue instead).
+  const void* turn_mark_ = nullptr;
+  void (*resume_fn_)(void*) = nullptr;
+  void* resume_ctx_ = nullptr;
   internal::SpareBlocks spare_blocks_;  // for callbacks_
   internal::SpareBlocks remote_spare_;  // the inbox's emptied blocks, on their way back to it
   // The last iteration that ran posts from other threads (0: none yet).

@@ -72,8 +72,10 @@ TEST(ResumeTurnTest, CallbacksQueuedAfterTheCompletionRunAfterTheResume) {
     Future<int> f;
     loop.add_callback([&] {
       order += 'a';
+      const size_t queued = loop.stats().callbacks;
       f.set_result(1);
       completed_in = loop.stats().iterations;
+      EXPECT_EQ(loop.stats().callbacks, queued + 1) << "the resume counts as queued";
       loop.add_callback([&] { order += 'd'; });
       loop.add_callback([&] { order += 'e'; });
     });
@@ -145,6 +147,107 @@ TEST(ResumeTurnTest, AStopInTheCompletingTurnLeavesTheResumeForTheNextRun) {
   EXPECT_FALSE(resumed) << "stop() ends the loop after the turn that called it";
   loop.run_sync([&] { return std::move(waiter); });
   EXPECT_TRUE(resumed);
+}
+
+TEST(ResumeTurnTest, AResumeKeptByAStopRunsBeforeWhatWasQueuedAfterIt) {
+  // The completing callback queues more behind the resume, then stops the
+  // loop: the next run starts with the resume, then the rest, in order.
+  IOLoop loop;
+  loop.make_current();
+  Future<int> f;
+  std::string order;
+  auto wait = [&]() -> Future<void> {
+    co_await f;
+    order += 'R';
+  };
+  Future<void> waiter = wait();
+  loop.add_callback([&] { order += 'a'; });
+  loop.add_callback([&] {
+    order += 'b';
+    f.set_result(1);
+    loop.add_callback([&] { order += 'c'; });
+    loop.add_callback([&] { order += 'd'; });
+    loop.stop();
+  });
+  loop.start();
+  EXPECT_EQ(order, "ab");
+  EXPECT_EQ(loop.stats().callbacks, 3u) << "the resume, c and d, queued";
+  loop.run_sync([&] { return std::move(waiter); });
+  EXPECT_EQ(order, "abRcd");
+}
+
+TEST(ResumeTurnTest, AResumeKeptByAStopGoesAheadOfAFullBlockOfCallbacks) {
+  // The turn's callbacks fill the loop's first block of tasks exactly
+  // (256), so what the last one queues starts a block of its own: the
+  // resume kept by the stop still runs first.
+  constexpr int kBlock = 256;
+  IOLoop loop;
+  loop.make_current();
+  Future<int> f;
+  std::string order;
+  auto wait = [&]() -> Future<void> {
+    co_await f;
+    order += 'R';
+  };
+  Future<void> waiter = wait();
+  int ran = 0;
+  for (int i = 0; i < kBlock - 1; ++i) loop.add_callback([&] { ++ran; });
+  loop.add_callback([&] {
+    ++ran;
+    f.set_result(1);
+    loop.add_callback([&] { order += 'c'; });
+    loop.stop();
+  });
+  loop.start();
+  EXPECT_EQ(ran, kBlock);
+  EXPECT_EQ(order, "");
+  EXPECT_EQ(loop.stats().callbacks, 2u);
+  loop.run_sync([&] { return std::move(waiter); });
+  EXPECT_EQ(order, "Rc");
+}
+
+TEST(ResumeTurnTest, AResumeFromAnotherThreadsPostWaitsBehindWhatTheTurnQueued) {
+  // A closure another thread posted completes the future in the same turn
+  // as a callback of ours that queued 'x' before it: the resume runs after
+  // 'x', on the next turn.
+  IOLoop loop;
+  loop.make_current();
+  Future<int> f;
+  std::string order;
+  auto wait = [&]() -> Future<void> {
+    co_await f;
+    order += 'R';
+  };
+  Future<void> waiter = wait();
+  loop.add_callback([&] {
+    order += 'a';
+    loop.add_callback([&] { order += 'x'; });
+  });
+  std::thread([&] { loop.add_callback([&] { order += 'r'; f.set_result(1); }); }).join();
+  loop.run_sync([&] { return std::move(waiter); });
+  EXPECT_EQ(order, "arxR");
+}
+
+TEST(ResumeTurnTest, AResumeFromAnotherThreadsPostRunsInTheTurnThatTookThePost) {
+  IOLoop loop;
+  loop.make_current();
+  Future<int> f;
+  uint64_t completed_in = 0;
+  uint64_t resumed_in = 0;
+  auto wait = [&]() -> Future<void> {
+    co_await f;
+    resumed_in = loop.stats().iterations;
+  };
+  Future<void> waiter = wait();
+  std::thread([&] {
+    loop.add_callback([&] {
+      f.set_result(1);
+      completed_in = loop.stats().iterations;
+    });
+  }).join();
+  loop.run_sync([&] { return std::move(waiter); });
+  EXPECT_NE(completed_in, 0u);
+  EXPECT_EQ(resumed_in, completed_in);
 }
 
 TEST(ResumeTurnTest, AnOffloadedResultResumesItsAwaiterInTheTurnThatDeliversIt) {
