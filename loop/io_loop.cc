@@ -1072,6 +1072,10 @@ IOLoop::RunScope::RunScope(IOLoop* loop, const char* op) : loop_(loop) {
 
 IOLoop::RunScope::~RunScope() {
   loop_->running_.store(false, std::memory_order_relaxed);
+  // Futures completed between runs queue their resumes (see turn_mark_),
+  // behind one still held if an exception cut the turn short.
+  loop_->turn_mark_ = nullptr;
+  if (loop_->resume_fn_ != nullptr) [[unlikely]] loop_->requeue_held_resume();
   // Put back what was current on this thread before the run, unless
   // make_current() chose this loop during the run (and nothing replaced it
   // since). What made it current before the run, here or on another
@@ -1400,6 +1404,7 @@ void IOLoop::log_failure(internal::ActivityKind kind, int fd, const SourceLocati
 }
 
 void IOLoop::dispatch_fd_events(int n) {
+  turn_mark_ = nullptr;  // not the callback phase (see turn_mark_)
   dispatching_fds_ = true;
   // Cleared even if a handler's guarded run throws (see chain_run_batch):
   // left set, remove_handler() would retire handlers nobody destroys.
@@ -1439,6 +1444,7 @@ void IOLoop::retire_handlers() {
 }
 
 void IOLoop::run_due_timers() {
+  turn_mark_ = nullptr;  // not the callback phase (see turn_mark_)
   const MonotonicTime now = clock_->now();
   // Only timers that existed when the phase began: one that schedules
   // another due at once (zero delay on a manual clock) must not keep this
@@ -1460,18 +1466,14 @@ void IOLoop::run_due_timers() {
 }
 
 inline void IOLoop::run_held_resume() {
-  // Taken before it runs, so that what it posts cannot meet it.
+  // Taken before it runs, so that what it posts cannot meet it. (The mark
+  // went when the resume took it: what this one resumes waits for the next
+  // iteration.)
   void (*const fn)(void*) = std::exchange(resume_fn_, nullptr);
   run_guarded(internal::ActivityKind::kCallback, -1, nullptr, Resume{fn, resume_ctx_});
 }
 
 void IOLoop::run_callbacks() {
-  // The mark is gone when the phase ends, even if a guarded run throws (see
-  // chain_run_batch): a stale one could let a later resume jump the queue.
-  struct EndMark {
-    const void*& mark;
-    ~EndMark() { mark = nullptr; }
-  } end_mark{turn_mark_};
   // The callbacks queued by now: what they post waits for the next
   // iteration. Each callback is destroyed (its captures die) right after it
   // runs, before the next one runs.
@@ -1499,8 +1501,9 @@ void IOLoop::run_callbacks() {
     // Emptied blocks go back at once: the posters would otherwise allocate.
     if (remote_spare_.count > 0) inbox_->give_back(remote_spare_);
   }
-  // What the resume posts, and resumes, waits for the next iteration.
-  turn_mark_ = nullptr;
+  // The mark stays, stale, past the phase: what runs user code outside it
+  // (fd handlers, timers, the end of the run) clears it first, and a held
+  // resume took it; a turn of callbacks pays no store for it.
   if (resume_fn_ != nullptr) {
     if (!stop_requested_.load(std::memory_order_relaxed)) [[likely]] {
       run_held_resume();

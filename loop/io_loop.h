@@ -871,11 +871,14 @@ class IOLoop final : public Scheduler {
   internal::TaskChain callbacks_;      // queued on this thread
   // The same-turn resume (see run_callbacks). While the callback phase runs,
   // turn_mark_ is the slot callbacks_'s next post would fill if nothing had
-  // been queued for the next iteration yet (null outside the phase, or once
-  // something has been): a coroutine resume posted while the tail is there
-  // is first in line, and instead of the queue it takes resume_fn_ and
-  // resume_ctx_, which run at the end of the phase (after a stop(), it goes
-  // to the head of the queue instead).
+  // been queued for the next iteration yet (null once something has been):
+  // a coroutine resume posted while the tail is there is first in line, and
+  // instead of the queue it takes resume_fn_ and resume_ctx_, which run at
+  // the end of the phase (after a stop(), it goes to the head of the queue
+  // instead, as at the end of a run an exception cut short). Outside the
+  // phase the mark may be stale: whatever runs user code there (fd
+  // handlers, timers) and the end of a run clear it before. (A resume that
+  // takes the mark clears it: the held one's resumes are queued.)
   const void* turn_mark_ = nullptr;
   void (*resume_fn_)(void*) = nullptr;
   void* resume_ctx_ = nullptr;

@@ -5,6 +5,8 @@
 // in line for the next turn, and the loop runs it at the end of this one
 // instead: the same order of callbacks, one loop turn (and, with fds
 // registered, one epoll_wait) less per await.
+#include <unistd.h>
+
 #include <string>
 #include <thread>
 #include <vector>
@@ -248,6 +250,86 @@ TEST(ResumeTurnTest, AResumeFromAnotherThreadsPostRunsInTheTurnThatTookThePost) 
   loop.run_sync([&] { return std::move(waiter); });
   EXPECT_NE(completed_in, 0u);
   EXPECT_EQ(resumed_in, completed_in);
+}
+
+// Each test below completes a future outside the loop's callback phase
+// (a timer, an fd handler, between runs, a resume at the end of a turn),
+// between posting 'X' and 'Y', right after a turn whose one callback left
+// the queue where 'X' now sits plus one: the resume still goes in line
+// between them, not to the end of the next turn.
+class ResumeOutsideTheCallbackPhaseTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    loop_.make_current();
+    f_ = Future<int>();  // the loop's: made while it is current
+    waiter_ = wait();
+  }
+  Future<void> wait() {
+    co_await f_;
+    order_ += 'R';
+  }
+  void post_complete_post() {
+    loop_.add_callback([this] { order_ += 'X'; });
+    f_.set_result(1);
+    loop_.add_callback([this] {
+      order_ += 'Y';
+      loop_.stop();
+    });
+  }
+  IOLoop loop_;
+  Future<int> f_;
+  Future<void> waiter_;
+  std::string order_;
+};
+
+TEST_F(ResumeOutsideTheCallbackPhaseTest, InATimer) {
+  loop_.add_callback([this] {
+    order_ += 'a';
+    loop_.call_later(absl::ZeroDuration(), [this] { post_complete_post(); });
+  });
+  loop_.start();
+  EXPECT_EQ(order_, "aXRY");
+}
+
+TEST_F(ResumeOutsideTheCallbackPhaseTest, InAnFdHandler) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  loop_.add_callback([&] {
+    order_ += 'a';
+    ASSERT_EQ(::write(fds[1], "!", 1), 1);
+    loop_.add_handler(fds[0], [&](int, uint32_t) {
+      loop_.remove_handler(fds[0]);
+      post_complete_post();
+    }, IOLoop::READ);
+  });
+  loop_.start();
+  ::close(fds[0]);
+  ::close(fds[1]);
+  EXPECT_EQ(order_, "aXRY");
+}
+
+TEST_F(ResumeOutsideTheCallbackPhaseTest, BetweenRuns) {
+  loop_.add_callback([this] {
+    order_ += 'a';
+    loop_.stop();
+  });
+  loop_.start();
+  post_complete_post();
+  loop_.start();
+  EXPECT_EQ(order_, "aXRY");
+}
+
+TEST_F(ResumeOutsideTheCallbackPhaseTest, InAResumeRunAtTheEndOfATurn) {
+  Future<int> first;
+  auto resumed_first = [&]() -> Future<void> {
+    co_await first;
+    order_ += 'a';
+    post_complete_post();
+  };
+  Future<void> other = resumed_first();
+  loop_.add_callback([&] { first.set_result(1); });  // alone in its turn
+  loop_.start();
+  EXPECT_EQ(order_, "aXRY");
 }
 
 TEST(ResumeTurnTest, AnOffloadedResultResumesItsAwaiterInTheTurnThatDeliversIt) {
