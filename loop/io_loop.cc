@@ -825,7 +825,7 @@ static_assert(IOLoop::READ == EPOLLIN && IOLoop::WRITE == EPOLLOUT &&
 IOLoop::IOLoop() : IOLoop(Options()) {}
 
 IOLoop::IOLoop(Options options)
-    : owner_(std::this_thread::get_id()),
+    : owner_(internal::this_thread_id()),
       // Not make_shared: the reference count, which every offload made on
       // this loop takes and drops, must not share a cache line with the
       // Inbox's vtable pointer and descriptor, which every poster reads.
@@ -1041,7 +1041,7 @@ void heavy_barrier() {
 // was after it (so it sees us, and takes the inbox). This costs the owner's
 // post two plain stores, and the hand-off a system call.
 void IOLoop::take_ownership() {
-  const std::thread::id me = std::this_thread::get_id();
+  const std::thread::id me = internal::this_thread_id();
   if (owner_.load(std::memory_order_relaxed) == me) return;
   owner_.store(me, std::memory_order_relaxed);
   heavy_barrier();
@@ -1551,7 +1551,7 @@ void IOLoop::requeue_held_resume() {
 // closed_ is only read on the loop's own thread. (add_callback(), inline,
 // has rejected an empty fn on the caller's side.)
 bool IOLoop::add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocation where) {
-  const std::thread::id me = std::this_thread::get_id();
+  const std::thread::id me = internal::this_thread_id();
   if (!record_locations_.load(std::memory_order_relaxed) &&
       owner_.load(std::memory_order_relaxed) == me && !closed_) [[likely]] {
     OwnerPost post(this);
@@ -1572,7 +1572,7 @@ bool IOLoop::add_callback_slow(absl::AnyInvocable<void()>&& fn, const SourceLoca
 bool IOLoop::add_located_callback(absl::AnyInvocable<void()>&& fn, const SourceLocation& where) {
   if (in_scheduler_thread()) {
     OwnerPost post(this);
-    if (post.still_owner(std::this_thread::get_id())) {
+    if (post.still_owner(internal::this_thread_id())) {
       if (closed_) return false;
       internal::chain_push(callbacks_, spare_blocks_,
                            locate(std::move(fn), internal::ActivityKind::kCallback, where), this);
