@@ -151,105 +151,102 @@ TEST(ResumeTurnTest, AStopInTheCompletingTurnLeavesTheResumeForTheNextRun) {
   EXPECT_TRUE(resumed);
 }
 
-TEST(ResumeTurnTest, AResumeKeptByAStopRunsBeforeWhatWasQueuedAfterIt) {
+// A coroutine awaiting f_, a future of loop_ (made while it is current):
+// resumed, it appends 'R' to order_ and notes the loop's iteration.
+class AwaitingCoroutineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    loop_.make_current();
+    f_ = Future<int>();
+    waiter_ = wait();
+  }
+  Future<void> wait() {
+    co_await f_;
+    order_ += 'R';
+    resumed_in_ = loop_.stats().iterations;
+  }
+  void run_until_resumed() {
+    loop_.run_sync([this] { return std::move(waiter_); });
+  }
+  IOLoop loop_;
+  Future<int> f_;
+  Future<void> waiter_;
+  std::string order_;
+  uint64_t resumed_in_ = 0;
+};
+
+using ResumeKeptByAStopTest = AwaitingCoroutineTest;
+
+TEST_F(ResumeKeptByAStopTest, RunsBeforeWhatWasQueuedAfterIt) {
   // The completing callback queues more behind the resume, then stops the
   // loop: the next run starts with the resume, then the rest, in order.
-  IOLoop loop;
-  loop.make_current();
-  Future<int> f;
-  std::string order;
-  auto wait = [&]() -> Future<void> {
-    co_await f;
-    order += 'R';
-  };
-  Future<void> waiter = wait();
-  loop.add_callback([&] { order += 'a'; });
-  loop.add_callback([&] {
-    order += 'b';
-    f.set_result(1);
-    loop.add_callback([&] { order += 'c'; });
-    loop.add_callback([&] { order += 'd'; });
-    loop.stop();
+  loop_.add_callback([this] { order_ += 'a'; });
+  loop_.add_callback([this] {
+    order_ += 'b';
+    f_.set_result(1);
+    loop_.add_callback([this] { order_ += 'c'; });
+    loop_.add_callback([this] { order_ += 'd'; });
+    loop_.stop();
   });
-  loop.start();
-  EXPECT_EQ(order, "ab");
-  EXPECT_EQ(loop.stats().callbacks, 3u) << "the resume, c and d, queued";
-  loop.run_sync([&] { return std::move(waiter); });
-  EXPECT_EQ(order, "abRcd");
+  loop_.start();
+  EXPECT_EQ(order_, "ab");
+  EXPECT_EQ(loop_.stats().callbacks, 3u) << "the resume, c and d, queued";
+  run_until_resumed();
+  EXPECT_EQ(order_, "abRcd");
 }
 
-TEST(ResumeTurnTest, AResumeKeptByAStopGoesAheadOfAFullBlockOfCallbacks) {
+TEST_F(ResumeKeptByAStopTest, GoesAheadOfAFullBlockOfCallbacks) {
   // The turn's callbacks fill the loop's first block of tasks exactly
   // (256), so what the last one queues starts a block of its own: the
   // resume kept by the stop still runs first.
   constexpr int kBlock = 256;
-  IOLoop loop;
-  loop.make_current();
-  Future<int> f;
-  std::string order;
-  auto wait = [&]() -> Future<void> {
-    co_await f;
-    order += 'R';
-  };
-  Future<void> waiter = wait();
   int ran = 0;
-  for (int i = 0; i < kBlock - 1; ++i) loop.add_callback([&] { ++ran; });
-  loop.add_callback([&] {
+  for (int i = 0; i < kBlock - 1; ++i) loop_.add_callback([&] { ++ran; });
+  loop_.add_callback([&] {
     ++ran;
-    f.set_result(1);
-    loop.add_callback([&] { order += 'c'; });
-    loop.stop();
+    f_.set_result(1);
+    loop_.add_callback([this] { order_ += 'c'; });
+    loop_.stop();
   });
-  loop.start();
+  loop_.start();
   EXPECT_EQ(ran, kBlock);
-  EXPECT_EQ(order, "");
-  EXPECT_EQ(loop.stats().callbacks, 2u);
-  loop.run_sync([&] { return std::move(waiter); });
-  EXPECT_EQ(order, "Rc");
+  EXPECT_EQ(order_, "");
+  EXPECT_EQ(loop_.stats().callbacks, 2u);
+  run_until_resumed();
+  EXPECT_EQ(order_, "Rc");
 }
 
-TEST(ResumeTurnTest, AResumeFromAnotherThreadsPostWaitsBehindWhatTheTurnQueued) {
+using ResumeFromAnotherThreadsPostTest = AwaitingCoroutineTest;
+
+TEST_F(ResumeFromAnotherThreadsPostTest, WaitsBehindWhatTheTurnQueued) {
   // A closure another thread posted completes the future in the same turn
   // as a callback of ours that queued 'x' before it: the resume runs after
   // 'x', on the next turn.
-  IOLoop loop;
-  loop.make_current();
-  Future<int> f;
-  std::string order;
-  auto wait = [&]() -> Future<void> {
-    co_await f;
-    order += 'R';
-  };
-  Future<void> waiter = wait();
-  loop.add_callback([&] {
-    order += 'a';
-    loop.add_callback([&] { order += 'x'; });
+  loop_.add_callback([this] {
+    order_ += 'a';
+    loop_.add_callback([this] { order_ += 'x'; });
   });
-  std::thread([&] { loop.add_callback([&] { order += 'r'; f.set_result(1); }); }).join();
-  loop.run_sync([&] { return std::move(waiter); });
-  EXPECT_EQ(order, "arxR");
-}
-
-TEST(ResumeTurnTest, AResumeFromAnotherThreadsPostRunsInTheTurnThatTookThePost) {
-  IOLoop loop;
-  loop.make_current();
-  Future<int> f;
-  uint64_t completed_in = 0;
-  uint64_t resumed_in = 0;
-  auto wait = [&]() -> Future<void> {
-    co_await f;
-    resumed_in = loop.stats().iterations;
-  };
-  Future<void> waiter = wait();
-  std::thread([&] {
-    loop.add_callback([&] {
-      f.set_result(1);
-      completed_in = loop.stats().iterations;
+  std::thread([this] {
+    loop_.add_callback([this] {
+      order_ += 'r';
+      f_.set_result(1);
     });
   }).join();
-  loop.run_sync([&] { return std::move(waiter); });
+  run_until_resumed();
+  EXPECT_EQ(order_, "arxR");
+}
+
+TEST_F(ResumeFromAnotherThreadsPostTest, RunsInTheTurnThatTookThePost) {
+  uint64_t completed_in = 0;
+  std::thread([&] {
+    loop_.add_callback([&] {
+      f_.set_result(1);
+      completed_in = loop_.stats().iterations;
+    });
+  }).join();
+  run_until_resumed();
   EXPECT_NE(completed_in, 0u);
-  EXPECT_EQ(resumed_in, completed_in);
+  EXPECT_EQ(resumed_in_, completed_in);
 }
 
 // Each test below completes a future outside the loop's callback phase
@@ -257,17 +254,8 @@ TEST(ResumeTurnTest, AResumeFromAnotherThreadsPostRunsInTheTurnThatTookThePost) 
 // between posting 'X' and 'Y', right after a turn whose one callback left
 // the queue where 'X' now sits plus one: the resume still goes in line
 // between them, not to the end of the next turn.
-class ResumeOutsideTheCallbackPhaseTest : public ::testing::Test {
+class ResumeOutsideTheCallbackPhaseTest : public AwaitingCoroutineTest {
  protected:
-  void SetUp() override {
-    loop_.make_current();
-    f_ = Future<int>();  // the loop's: made while it is current
-    waiter_ = wait();
-  }
-  Future<void> wait() {
-    co_await f_;
-    order_ += 'R';
-  }
   void post_complete_post() {
     loop_.add_callback([this] { order_ += 'X'; });
     f_.set_result(1);
@@ -276,10 +264,6 @@ class ResumeOutsideTheCallbackPhaseTest : public ::testing::Test {
       loop_.stop();
     });
   }
-  IOLoop loop_;
-  Future<int> f_;
-  Future<void> waiter_;
-  std::string order_;
 };
 
 TEST_F(ResumeOutsideTheCallbackPhaseTest, InATimer) {
