@@ -180,10 +180,10 @@ size_t chain_size(const TaskChain& chain) {
 }
 
 // After the head block `b` of `chain` lost a task outside the usual walk
-// (chain_run_batch's unwinding): a drained block
-// is rewound if it is the only one, else unlinked and kept in `spare`, so
-// the chain's invariant holds again.
-inline void chain_settle_head(TaskChain& chain, SpareBlocks& spare, TaskBlock* b) {
+// (chain_run_batch's unwinding): a drained block is rewound if it is the
+// only one, else unlinked and kept in `spare`, so the chain's invariant
+// holds again.
+[[gnu::cold]] inline void chain_settle_head(TaskChain& chain, SpareBlocks& spare, TaskBlock* b) {
   if (b->begin < b->end) return;
   if (b == chain.tail) {
     b->begin = b->end = 0;
