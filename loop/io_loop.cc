@@ -28,8 +28,6 @@
 namespace eddy {
 namespace internal {
 
-using Task = absl::AnyInvocable<void()>;
-
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -43,28 +41,6 @@ struct FdHandler {
   uint32_t events;      // READ | WRITE bits asked for
   uint32_t generation;  // tells this registration's events from a previous one's
   SourceLocation where;
-};
-
-// A block of queued callbacks: slots [begin, end) hold live tasks, those
-// before `begin` have run (and been destroyed), those from `end` on are raw.
-struct TaskBlock {
-  static constexpr uint32_t kCapacity = 256;  // 8 KiB of tasks
-
-  TaskBlock* next = nullptr;
-  uint32_t begin = 0;
-  uint32_t end = 0;
-  alignas(Task) unsigned char storage[kCapacity * sizeof(Task)];
-
-  Task* slot(uint32_t i) {
-    return std::launder(reinterpret_cast<Task*>(storage + size_t{i} * sizeof(Task)));
-  }
-  // Where the next task pushed here goes (one past the block when full).
-  const void* next_slot() const { return storage + size_t{end} * sizeof(Task); }
-  bool full() const { return end == kCapacity; }
-  void reset() {
-    next = nullptr;
-    begin = end = 0;
-  }
 };
 
 inline bool TaskChain::empty() const { return head == nullptr || head->begin == head->end; }

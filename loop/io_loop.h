@@ -104,10 +104,12 @@
 
 #include <atomic>
 #include <concepts>
+#include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <string>
 #include <thread>
@@ -165,7 +167,6 @@ inline std::thread::id this_thread_id() noexcept {
 
 namespace internal {
 class Inbox;
-struct TaskBlock;
 class Watchdog;
 struct Activity;
 enum class ActivityKind : uint8_t;
@@ -328,6 +329,41 @@ class LoopCompleter {
   ConcurrentFuture<T> f_;
   bool armed_ = true;
 };
+
+using Task = absl::AnyInvocable<void()>;
+
+// A block of queued callbacks: slots [begin, end) hold live tasks, those
+// before `begin` have run (and been destroyed), those from `end` on are raw.
+struct TaskBlock {
+  static constexpr uint32_t kCapacity = 256;  // 8 KiB of tasks
+
+  TaskBlock* next = nullptr;
+  uint32_t begin = 0;
+  uint32_t end = 0;
+  alignas(Task) unsigned char storage[kCapacity * sizeof(Task)];
+
+  Task* slot(uint32_t i) {
+    return std::launder(reinterpret_cast<Task*>(storage + size_t{i} * sizeof(Task)));
+  }
+  // Where the next task pushed here goes (one past the block when full).
+  const void* next_slot() const { return storage + size_t{end} * sizeof(Task); }
+  bool full() const { return end == kCapacity; }
+  void reset() {
+    next = nullptr;
+    begin = end = 0;
+  }
+};
+
+// A callable that add_callback() builds in its queue slot, on the owner
+// thread, with no temporary closure to move: a function object (not a
+// pointer, never empty) that AnyInvocable stores inline (16 bytes at most)
+// and that is made without throwing. Others are wrapped first, as before.
+template <class F>
+concept InPlaceLoopCallback =
+    std::is_class_v<std::remove_cvref_t<F>> && !kMayBeEmpty<F> && !NeedsKeeping<F> &&
+    std::is_invocable_v<std::decay_t<F>&> && sizeof(std::decay_t<F>) <= 16 &&
+    alignof(std::decay_t<F>) <= 16 && std::is_nothrow_constructible_v<std::decay_t<F>, F> &&
+    std::is_nothrow_move_constructible_v<std::decay_t<F>>;
 
 // A FIFO of queued callbacks in fixed-size blocks (see io_loop.cc): a push
 // constructs the callback in place and queued callbacks never move; each
@@ -498,7 +534,22 @@ class IOLoop final : public Scheduler {
     return add_nonempty_callback(std::move(fn), where);
   }
 
+  // The same, for a small lambda (InPlaceLoopCallback): built where it
+  // will run when posted on the loop's own thread.
+  template <class F>
+    requires internal::InPlaceLoopCallback<F>
+  bool add_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
+    if (owner_push_in_place<F>(fn)) [[likely]] return true;
+    return add_nonempty_callback(absl::AnyInvocable<void()>(std::forward<F>(fn)), where);
+  }
+
   // Tornado's spawn_callback: the same as add_callback.
+  template <class F>
+    requires internal::InPlaceLoopCallback<F>
+  bool spawn_callback(F&& fn, SourceLocation where = SourceLocation::current()) {
+    if (owner_push_in_place<F>(fn)) [[likely]] return true;
+    return add_nonempty_callback(absl::AnyInvocable<void()>(std::forward<F>(fn)), where);
+  }
   bool spawn_callback(absl::AnyInvocable<void()> fn,
                       SourceLocation where = SourceLocation::current()) {
     if (fn == nullptr) [[unlikely]] internal::throw_empty_callable("IOLoop::spawn_callback", "fn");
@@ -839,6 +890,24 @@ class IOLoop final : public Scheduler {
   absl::AnyInvocable<void()> locate(absl::AnyInvocable<void()>&& fn, internal::ActivityKind kind,
                                     const SourceLocation& where);
   void note_activity(internal::ActivityKind kind, const SourceLocation& where);
+  // add_callback()'s common case, inline: on the owner thread, with room in
+  // the tail block and nothing recorded, builds the task from `fn` (moved
+  // from if an rvalue) in its slot; else false, `fn` untouched.
+  template <class F>
+  bool owner_push_in_place(std::remove_reference_t<F>& fn) {
+    const std::thread::id me = internal::this_thread_id();
+    if (record_locations_.load(std::memory_order_relaxed) ||
+        owner_.load(std::memory_order_relaxed) != me || closed_) {
+      return false;
+    }
+    OwnerPost post(this);
+    if (!post.still_owner(me)) [[unlikely]] return false;
+    internal::TaskBlock* const b = callbacks_.tail;
+    if (b == nullptr || b->full()) [[unlikely]] return false;
+    ::new (static_cast<void*>(b->slot(b->end))) internal::Task(static_cast<F&&>(fn));
+    ++b->end;
+    return true;
+  }
   // add_callback() once `fn` is known not to be empty. The same-thread
   // post inline in it, everything else out of line.
   bool add_nonempty_callback(absl::AnyInvocable<void()>&& fn, SourceLocation where);

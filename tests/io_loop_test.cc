@@ -462,6 +462,7 @@ TEST(IOLoopTest, AThrowingLogHandlerDoesNotStopTheLoopGoingOn) {
 TEST(IOLoopTest, WithTheWatchdogOnAThrowingCallbackIsLoggedWithWhereItWasPosted) {
   WaitableLog log;
   IOLoop loop;
+  loop.add_callback([] {});  // the queue's first block exists: small lambdas could build in place
   loop.set_blocking_log_threshold(absl::Seconds(30));
   loop.add_callback([] { throw std::runtime_error("located boom"); });
   std::thread other([&] { loop.add_callback([] { throw std::runtime_error("remote boom"); }); });
@@ -921,6 +922,58 @@ TEST(IOLoopTest, SpawnCallbackIsAddCallback) {
   EXPECT_TRUE(loop.spawn_callback([&] { ran = true; }));
   loop.run_sync([] {});
   EXPECT_TRUE(ran);
+}
+
+// A small function object is built in its queue slot on the loop's own
+// thread (no temporary closure to move): an lvalue is copied and stays
+// usable, an rvalue is moved from, and each queued copy dies once it ran.
+struct Bump {
+  std::shared_ptr<int> count;
+  void operator()() const { ++*count; }
+};
+static_assert(internal::InPlaceLoopCallback<Bump&>);
+static_assert(internal::InPlaceLoopCallback<const Bump&>);
+static_assert(internal::InPlaceLoopCallback<Bump>);
+
+TEST(IOLoopTest, ASmallCallableIsCopiedFromAnLvalueAndMovedFromAnRvalue) {
+  IOLoop loop;
+  loop.add_callback([] {});  // the queue's first block exists: the pushes below build in place
+  auto count = std::make_shared<int>(0);
+  Bump bump{count};
+  const Bump constant{count};
+  EXPECT_TRUE(loop.add_callback(bump));
+  EXPECT_TRUE(loop.spawn_callback(bump));
+  EXPECT_TRUE(loop.add_callback(constant));
+  EXPECT_EQ(bump.count, count);
+  EXPECT_EQ(count.use_count(), 6);  // count, bump, constant, three queued copies
+  Bump moved{count};
+  EXPECT_TRUE(loop.add_callback(std::move(moved)));
+  EXPECT_EQ(moved.count, nullptr);  // NOLINT(bugprone-use-after-move): moved from, as asked
+  Bump spawned{count};
+  EXPECT_TRUE(loop.spawn_callback(std::move(spawned)));
+  EXPECT_EQ(spawned.count, nullptr);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(count.use_count(), 8);
+  loop.run_sync([] {});
+  EXPECT_EQ(*count, 5);
+  EXPECT_EQ(count.use_count(), 3);  // the queued copies died after running
+}
+
+// The in-place path is only the owner's: another thread's small lambda
+// still goes through the inbox, a closed loop refuses it (destroyed
+// unrun), and with the watchdog on it carries where it was posted.
+TEST(IOLoopTest, ASmallCallableFromAnotherThreadOrToAClosedLoopTakesTheUsualPath) {
+  IOLoop loop;
+  loop.add_callback([] {});
+  auto count = std::make_shared<int>(0);
+  std::thread other([&] { EXPECT_TRUE(loop.add_callback(Bump{count})); });
+  other.join();
+  EXPECT_EQ(loop.stats().callbacks, 1u);  // ours; the other thread's waits in the inbox
+  loop.run_sync([] {});
+  EXPECT_EQ(*count, 1);
+  loop.close();
+  EXPECT_FALSE(loop.add_callback(Bump{count}));
+  EXPECT_EQ(count.use_count(), 1);
+  EXPECT_EQ(*count, 1);
 }
 
 TEST(IOLoopTest, StatsCountQueuedWork) {
