@@ -159,6 +159,7 @@ class FutureState : public Recycled {
   using Callback = absl::AnyInvocable<void(Future<T>&)>;
 
   explicit FutureState(SourceLocation created) : created_(created) {
+    ::new (static_cast<void*>(&first_callback_)) Callback();
     if (Scheduler* s = Scheduler::current()) {
       anchor_ = s->anchor();
       anchor_->add_ref();
@@ -172,6 +173,9 @@ class FutureState : public Recycled {
       error_.~exception_ptr();
     }
     if (anchor_ != nullptr) anchor_->release();
+    // An empty callback owns nothing: its destructor would be a call that
+    // does nothing (most states die with their callbacks already run).
+    if (first_callback_) [[unlikely]] first_callback_.~Callback();
   }
 
   // The loop this future was made on (nullptr: none); fixed for its life.
@@ -291,7 +295,7 @@ class FutureState : public Recycled {
     if (!first_callback_) {
       first_callback_ = std::move(cb);
     } else {
-      if (more_callbacks_ == nullptr) more_callbacks_ = std::make_unique<std::vector<Callback>>();
+      if (more_callbacks_ == nullptr) more_callbacks_.reset(new std::vector<Callback>());
       more_callbacks_->push_back(std::move(cb));
     }
     if (done()) schedule_added_callback();
@@ -517,13 +521,19 @@ class FutureState : public Recycled {
   // Callbacks in registration order: the first inline, the others after it.
   // Invariant: more_callbacks_ is empty (or null) whenever first_callback_ is.
   // (AnyInvocable is 16-byte aligned: here it needs no padding.)
-  Callback first_callback_;
+  union {
+    Callback first_callback_;  // alive for the state's life (a union: see ~FutureState)
+  };
   CoroutineWaiter* waiter_ = nullptr;  // at most one; never together with callbacks
   union {
     Stored<T> value_;          // alive exactly when status_ == kValue
     std::exception_ptr error_;  // alive exactly when status_ == kException
   };
-  std::unique_ptr<std::vector<Callback>> more_callbacks_;
+  // Freed out of line: rare, and a state's destroy() stays frameless.
+  struct DeleteCallbacks {
+    [[gnu::noinline]] void operator()(std::vector<Callback>* v) const { delete v; }
+  };
+  std::unique_ptr<std::vector<Callback>, DeleteCallbacks> more_callbacks_;
   CancelHook cancel_hook_;
   SourceLocation created_;
 };
@@ -862,7 +872,7 @@ void FutureState<T>::drop_scheduled_callbacks() {
   run_scheduled_ = false;
   Callback first = std::move(first_callback_);
   first_callback_ = nullptr;
-  std::unique_ptr<std::vector<Callback>> more = std::move(more_callbacks_);
+  auto more = std::move(more_callbacks_);
   // Destroyed here, once the state is consistent again (nothing stored,
   // nothing scheduled): a destructor may use this future, and whatever it
   // adds runs inline, as for any future whose loop is gone.
@@ -884,7 +894,7 @@ void FutureState<T>::run_callbacks(Future<T>& self) {
   while (first_callback_) {
     Callback first = std::move(first_callback_);
     first_callback_ = nullptr;
-    std::unique_ptr<std::vector<Callback>> more = std::move(more_callbacks_);
+    auto more = std::move(more_callbacks_);
     if (more == nullptr || more->empty()) {
       invoke_callback(first, self);
       continue;
