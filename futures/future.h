@@ -300,6 +300,19 @@ class FutureState : public Recycled {
     }
     if (done()) schedule_added_callback();
   }
+  // The same for a small callable (InPlaceCallable): built where it is
+  // kept when it is the first, with no temporary Callback to move.
+  template <class F>
+    requires(InPlaceCallable<F> && !std::is_same_v<std::remove_cvref_t<F>, Callback>)
+  void add_callback(F&& fn) {
+    if (waiter_ == nullptr && !first_callback_) [[likely]] {
+      // Over the empty one, which owns nothing.
+      ::new (static_cast<void*>(&first_callback_)) Callback(std::forward<F>(fn));
+      if (done()) schedule_added_callback();
+      return;
+    }
+    add_callback(Callback(std::forward<F>(fn)));
+  }
 
   // A suspended coroutine waiting for this future, registered in place of a
   // callback: on completion `w->resume(w)` is posted to the loop as it is,

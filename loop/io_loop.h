@@ -355,15 +355,11 @@ struct TaskBlock {
 };
 
 // A callable that add_callback() builds in its queue slot, on the owner
-// thread, with no temporary closure to move: a function object (not a
-// pointer, never empty) that AnyInvocable stores inline (16 bytes at most)
-// and that is made without throwing. Others are wrapped first, as before.
+// thread, with no temporary closure to move (see InPlaceCallable). Others
+// are wrapped first.
 template <class F>
 concept InPlaceLoopCallback =
-    std::is_class_v<std::remove_cvref_t<F>> && !kMayBeEmpty<F> && !NeedsKeeping<F> &&
-    std::is_invocable_v<std::decay_t<F>&> && sizeof(std::decay_t<F>) <= 16 &&
-    alignof(std::decay_t<F>) <= 16 && std::is_nothrow_constructible_v<std::decay_t<F>, F> &&
-    std::is_nothrow_move_constructible_v<std::decay_t<F>>;
+    InPlaceCallable<F> && !NeedsKeeping<F> && std::is_invocable_v<std::decay_t<F>&>;
 
 // A FIFO of queued callbacks in fixed-size blocks (see io_loop.cc): a push
 // constructs the callback in place and queued callbacks never move; each

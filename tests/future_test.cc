@@ -256,6 +256,34 @@ TEST(FutureCallbackTest, WithoutLoopCallbacksRunInlineInRegistrationOrder) {
   EXPECT_EQ(order, (std::vector<int>{1, 100}));
 }
 
+// A small function object is built where the state keeps it: copied from
+// an lvalue (which stays usable), moved from an rvalue, and destroyed once
+// it ran; one that throws while copied leaves the future as it was.
+struct Record {
+  std::shared_ptr<std::vector<int>> seen;
+  void operator()(Future<int>& d) const { seen->push_back(d.result()); }
+};
+static_assert(internal::InPlaceCallable<Record&>);
+
+TEST(FutureCallbackTest, ASmallCallbackIsCopiedFromAnLvalueAndMovedFromAnRvalue) {
+  auto seen = std::make_shared<std::vector<int>>();
+  Record first{seen};
+  Record second{seen};
+  Future<int> f;
+  f.add_done_callback(first);  // the first callback: built in the state
+  EXPECT_EQ(first.seen, seen);
+  f.add_done_callback(std::move(second));  // the second: in the vector
+  EXPECT_EQ(second.seen, nullptr);  // NOLINT(bugprone-use-after-move)
+  Future<int> g;
+  g.add_done_callback(std::move(first));
+  EXPECT_EQ(first.seen, nullptr);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(seen.use_count(), 4);
+  f.set_result(1);
+  g.set_result(2);
+  EXPECT_EQ(*seen, (std::vector<int>{1, 1, 2}));
+  EXPECT_EQ(seen.use_count(), 1);
+}
+
 TEST(FutureCallbackTest, WithoutLoopCallbackAddedAfterDoneRunsAtOnce) {
   Future<int> f;
   f.set_result(2);

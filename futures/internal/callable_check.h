@@ -69,6 +69,19 @@ constexpr bool is_empty_callable(const F& fn) noexcept {
   }
 }
 
+// A function object that an absl::AnyInvocable stores inline (16 bytes at
+// most, not over-aligned) and that is made from `F` without throwing: an
+// entry point may then build its AnyInvocable straight where it is kept
+// (a loop's queue slot, a future's first callback) instead of building a
+// temporary and moving it there (a call, and a 16-byte copy that reads the
+// closure right after it was written in smaller pieces).
+template <class F>
+concept InPlaceCallable =
+    std::is_class_v<std::remove_cvref_t<F>> && !kMayBeEmpty<F> &&
+    sizeof(std::decay_t<F>) <= 16 && alignof(std::decay_t<F>) <= 16 &&
+    std::is_nothrow_constructible_v<std::decay_t<F>, F> &&
+    std::is_nothrow_move_constructible_v<std::decay_t<F>>;
+
 // Throws std::invalid_argument("<who>: <param> is empty").
 [[noreturn, gnu::cold, gnu::noinline]] inline void throw_empty_callable(const char* who,
                                                                         const char* param) {
