@@ -311,6 +311,7 @@ class FuturePromiseBase : private ResultSlot<T>, public PromiseBase {
   explicit FuturePromiseBase(SourceLocation where = SourceLocation::current())
       : ResultSlot<T>(where), PromiseBase(FutureAccess::state(this->result_)->anchor()) {
     this->arm_cancel_hook(&state()->cancel_hook());
+    this->location = &state()->created();
     // Called by an entry point that keeps its callable alive: this frame
     // owns a reference to it from now on (one thread-local load otherwise).
     if (KeepAliveBase* box = take_keep_slot(state())) [[unlikely]] this->keep(box);

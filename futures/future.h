@@ -94,6 +94,9 @@ struct CancelHook {
 // promise is one, so the future stores a single pointer.
 struct CoroutineWaiter {
   void (*resume)(void* self) = nullptr;
+  // The coroutine's location (its future's), named by a loop's blocking
+  // watchdog when a resume runs long; null if unknown.
+  const SourceLocation* location = nullptr;
 };
 
 // Passing a cancellation down a chain of futures (a coroutine's future

@@ -128,6 +128,8 @@ class Scheduler {
   // words, nothing to destroy, so an implementation may queue them without
   // building a closure. Like every queued post it is dropped unrun when the
   // scheduler detaches (the frames it would resume are destroyed then).
+  // `ctx` is the coroutine's CoroutineWaiter (an IOLoop's watchdog names
+  // the coroutine by its location).
   virtual void post_resume(void (*resume)(void*), void* ctx) { post(Resume{resume, ctx}); }
 
   // Completions cannot fail halfway. A future marks itself done and then

@@ -1651,6 +1651,21 @@ void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
 
 void IOLoop::post_resume_slow(void (*resume)(void*), void* ctx) {
   if (closed_) return;
+  if (record_locations_.load(std::memory_order_relaxed)) {
+    // The watchdog names the coroutine (ctx is its CoroutineWaiter). With
+    // no memory for the wrapper it goes unnamed, as post_slow's.
+    const SourceLocation* where = static_cast<const internal::CoroutineWaiter*>(ctx)->location;
+    absl::AnyInvocable<void()> located;
+    try {
+      located = locate(Resume{resume, ctx}, internal::ActivityKind::kCoroutine,
+                       where != nullptr ? *where : SourceLocation());
+    } catch (const std::bad_alloc&) {
+    }
+    if (located) {
+      internal::chain_push(callbacks_, spare_blocks_, std::move(located), this);
+      return;
+    }
+  }
   post(Resume{resume, ctx});
 }
 

@@ -4,7 +4,9 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "eddy/futures/coroutine.h"
 #include "eddy/futures/errors.h"
+#include "eddy/futures/future.h"
 #include "eddy/loop/io_loop.h"
 #include "gtest/gtest.h"
 #include "tests/loop_test_util.h"
@@ -36,6 +38,31 @@ TEST(WatchdogTest, NamesASlowTimerAsATimer) {
   loop.call_later(absl::ZeroDuration(), [&] { seen = log.wait_for("timer scheduled at"); });
   loop.run_sync([] {});
   EXPECT_TRUE(seen) << log.joined();
+}
+
+// A coroutine that blocks after its co_await is named by where it is, not
+// reported as an anonymous future callback.
+Future<int> slow_after_await(Future<int> f, WaitableLog& log, bool& seen) {
+  const int v = co_await f;
+  seen = log.wait_for("still running");
+  co_return v;
+}
+
+TEST(WatchdogTest, NamesACoroutineThatBlocksAfterAnAwaitByItsLocation) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(20));
+  bool seen = false;
+  const int v = loop.run_sync([&] {
+    Future<int> f;
+    loop.add_callback([f]() mutable { f.set_result(7); });
+    return slow_after_await(f, log, seen);
+  });
+  EXPECT_EQ(v, 7);
+  EXPECT_TRUE(seen) << log.joined();
+  EXPECT_EQ(log.count("Blocking: coroutine at"), 2u) << log.joined();
+  EXPECT_GE(log.count("slow_after_await"), 2u) << log.joined();
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
 }
 
 TEST(WatchdogTest, FastCallbacksAreNotReported) {

@@ -39,10 +39,14 @@ std::string describe_activity(const Activity& a) {
     case Activity::Kind::kFdHandler:
       out = "fd handler for fd " + std::to_string(a.fd);
       break;
+    case Activity::Kind::kCoroutine:
+      out = "coroutine";
+      break;
   }
   if (a.where.line() != 0) {
     out += a.kind == Activity::Kind::kTimer       ? " scheduled at "
            : a.kind == Activity::Kind::kFdHandler ? " added at "
+           : a.kind == Activity::Kind::kCoroutine ? " at "
                                                   : " posted at ";
     out += describe_location(a.where);
   }

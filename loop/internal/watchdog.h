@@ -34,6 +34,7 @@ enum class ActivityKind : uint8_t {
   kFutureCallback,  // a future's done callbacks (Scheduler::post)
   kTimer,
   kFdHandler,
+  kCoroutine,  // a coroutine resumed by the future it awaited
 };
 struct Activity {
   using Kind = ActivityKind;
