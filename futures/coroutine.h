@@ -259,7 +259,13 @@ class Resumer {
 
   void operator()() {
     if (!alive()) return;
-    std::exchange(promise_, nullptr)->resume_frame();
+    PromiseBase* p = std::exchange(promise_, nullptr);
+    if (anchor_ != nullptr) {
+      // Through the loop, so that its watchdog can name the coroutine.
+      anchor_->get()->resume_now(p->resume, static_cast<CoroutineWaiter*>(p));
+    } else {
+      p->resume_frame();
+    }
   }
   template <class F>
   void operator()(F&) {

@@ -132,6 +132,13 @@ class Scheduler {
   // the coroutine by its location).
   virtual void post_resume(void (*resume)(void*), void* ctx) { post(Resume{resume, ctx}); }
 
+  // Resumes a suspended coroutine now, from inside something this scheduler
+  // is running (a posted closure, a future's callback, a delivery from
+  // another thread): `ctx` is its CoroutineWaiter, as for post_resume. An
+  // IOLoop whose watchdog is on names the coroutine, by its location, for
+  // as long as the resume runs, rather than the closure that resumed it.
+  virtual void resume_now(void (*resume)(void*), void* ctx) { resume(ctx); }
+
   // Completions cannot fail halfway. A future marks itself done and then
   // posts its callbacks' turn (or its coroutine's resume); a post that threw
   // there would leave it done with its callbacks lost. So a scheduler whose

@@ -1649,6 +1649,37 @@ void IOLoop::post_resume(void (*resume)(void*), void* ctx) {
   post_resume_slow(resume, ctx);
 }
 
+void IOLoop::resume_now(void (*resume)(void*), void* ctx) {
+  if (!watchdog_busy_) [[likely]] {
+    resume(ctx);
+    return;
+  }
+  resume_named(resume, ctx);
+}
+
+// Inside a watchdog-bracketed callback (run_watched): the coroutine is what
+// runs until it suspends or ends, then the callback again. The bracket's
+// watchdog is the retired one if the callback switched the watchdog off
+// (see set_blocking_log_threshold), before or during the resume.
+void IOLoop::resume_named(void (*resume)(void*), void* ctx) {
+  const SourceLocation* where = static_cast<const internal::CoroutineWaiter*>(ctx)->location;
+  auto bracket = [this] {
+    return retired_watchdog_ != nullptr ? retired_watchdog_.get() : watchdog_.get();
+  };
+  internal::Watchdog* watchdog = bracket();
+  if (where == nullptr || watchdog == nullptr) {
+    resume(ctx);
+    return;
+  }
+  const internal::Activity was = watchdog->enter(internal::ActivityKind::kCoroutine, *where);
+  resume(ctx);
+  // The bracket's watchdog, even if the coroutine switched it off (then it
+  // is the retired one) or replaced it.
+  if (watchdog_busy_) {
+    if (internal::Watchdog* now = bracket()) now->leave(was);
+  }
+}
+
 void IOLoop::post_resume_slow(void (*resume)(void*), void* ctx) {
   if (closed_) return;
   if (record_locations_.load(std::memory_order_relaxed)) {

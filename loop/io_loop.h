@@ -760,6 +760,7 @@ class IOLoop final : public Scheduler {
   // it), the cross-thread inbox, and the owner-thread test.
   void post(absl::AnyInvocable<void()> fn) override;
   void post_resume(void (*resume)(void*), void* ctx) override;
+  void resume_now(void (*resume)(void*), void* ctx) override;
   // Keeps posts from completing futures from failing: see
   // Scheduler::reserve_post and chain_grow in io_loop.cc.
   void reserve_post() override;
@@ -916,6 +917,7 @@ class IOLoop final : public Scheduler {
   [[gnu::noinline]] bool add_callback_slow(absl::AnyInvocable<void()>&& fn,
                                            const SourceLocation& where);
   [[gnu::noinline]] void post_resume_slow(void (*resume)(void*), void* ctx);
+  [[gnu::noinline]] void resume_named(void (*resume)(void*), void* ctx);
   [[gnu::noinline]] void post_slow(absl::AnyInvocable<void()>&& fn);
   void retire_handlers();
   void close_now();

@@ -2,8 +2,10 @@
 // they still run, and again with their total time. The slow callbacks here
 // block until the report arrives, so nothing depends on timing.
 #include <string>
+#include <thread>
 
 #include "absl/time/time.h"
+#include "eddy/futures/concurrent_future.h"
 #include "eddy/futures/coroutine.h"
 #include "eddy/futures/errors.h"
 #include "eddy/futures/future.h"
@@ -62,6 +64,85 @@ TEST(WatchdogTest, NamesACoroutineThatBlocksAfterAnAwaitByItsLocation) {
   EXPECT_TRUE(seen) << log.joined();
   EXPECT_EQ(log.count("Blocking: coroutine at"), 2u) << log.joined();
   EXPECT_GE(log.count("slow_after_await"), 2u) << log.joined();
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+}
+
+// The same for the resumes that do not come through the loop's queue as a
+// resume of their own: a ConcurrentFuture's outcome delivered from another
+// thread, and a start deferred by deep nesting.
+Future<int> slow_after_concurrent_await(ConcurrentFuture<int> f, WaitableLog& log, bool& seen) {
+  const int v = co_await f;
+  seen = log.wait_for("still running");
+  co_return v;
+}
+
+TEST(WatchdogTest, NamesACoroutineResumedByAConcurrentFutureByItsLocation) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(20));
+  bool seen = false;
+  ConcurrentFuture<int> work;
+  std::thread completer;
+  const int v = loop.run_sync([&] {
+    Future<int> waiting = slow_after_concurrent_await(work, log, seen);
+    // Completed from another thread once the coroutine is suspended on it.
+    completer = std::thread([work]() mutable { work.set_result(7); });
+    return waiting;
+  });
+  completer.join();
+  EXPECT_EQ(v, 7);
+  EXPECT_TRUE(seen) << log.joined();
+  EXPECT_EQ(log.count("Blocking: coroutine at"), 2u) << log.joined();
+  EXPECT_GE(log.count("slow_after_concurrent_await"), 2u) << log.joined();
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+}
+
+Future<int> nest_then_block(int depth, WaitableLog& log, bool& seen) {
+  if (depth == 0) {
+    seen = log.wait_for("still running");
+    co_return 0;
+  }
+  co_return co_await nest_then_block(depth - 1, log, seen) + 1;
+}
+
+TEST(WatchdogTest, NamesACoroutineWhoseStartWasDeferredByItsLocation) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(20));
+  bool seen = false;
+  // Deeper than the eager starts allowed on one stack (internal::kMaxEagerDepth):
+  // the innermost starts on a later turn.
+  const int v = loop.run_sync([&] { return nest_then_block(100, log, seen); });
+  EXPECT_EQ(v, 100);
+  EXPECT_TRUE(seen) << log.joined();
+  EXPECT_EQ(log.count("Blocking: coroutine at"), 2u) << log.joined();
+  EXPECT_GE(log.count("nest_then_block"), 2u) << log.joined();
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+}
+
+// Once a coroutine resumed from inside a callback suspends or ends, what
+// blocks after it in the same callback is that callback again, not the
+// coroutine: here a future's second awaiter (resumed among the future's
+// callbacks) ends at once, and the next callback of the future blocks.
+Future<int> second_awaiter(Future<int> f) { co_return co_await f; }
+
+TEST(WatchdogTest, NamesTheCallbackAgainOnceTheCoroutineItResumedReturns) {
+  WaitableLog log;
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(20));
+  bool seen = false;
+  const int v = loop.run_sync([&]() -> Future<int> {
+    Future<int> f;
+    Future<int> first = second_awaiter(f);   // the future's waiter
+    Future<int> second = second_awaiter(f);  // among its callbacks
+    f.add_done_callback([&](Future<int>&) { seen = log.wait_for("still running"); });
+    loop.add_callback([f]() mutable { f.set_result(5); });
+    return second;
+  });
+  EXPECT_EQ(v, 5);
+  EXPECT_TRUE(seen) << log.joined();
+  EXPECT_EQ(log.count("Blocking: future callback has been running"), 1u) << log.joined();
+  EXPECT_EQ(log.count("coroutine at"), 0u) << log.joined();
   loop.set_blocking_log_threshold(absl::ZeroDuration());
 }
 

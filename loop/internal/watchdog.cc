@@ -85,6 +85,26 @@ void Watchdog::update(ActivityKind kind, const SourceLocation& where) {
   current_.where = where;
 }
 
+Activity Watchdog::enter(ActivityKind kind, const SourceLocation& where) {
+  SteadyTime now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  Activity was = current_;
+  current_.kind = kind;
+  current_.where = where;
+  entered_ = now;
+  return was;
+}
+
+void Watchdog::leave(const Activity& was) {
+  SteadyTime now = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!active_) return;
+  const SteadyTime passed = started_ + threshold_;
+  if (passed >= entered_ && passed <= now) return;  // the part blocked: it keeps the name
+  current_.kind = was.kind;
+  current_.where = was.where;
+}
+
 void Watchdog::end() {
   SteadyTime now = std::chrono::steady_clock::now();
   std::chrono::nanoseconds took;

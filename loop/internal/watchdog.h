@@ -34,7 +34,7 @@ enum class ActivityKind : uint8_t {
   kFutureCallback,  // a future's done callbacks (Scheduler::post)
   kTimer,
   kFdHandler,
-  kCoroutine,  // a coroutine resumed by the future it awaited
+  kCoroutine,  // a coroutine resumed by what it awaited, or its deferred start
 };
 struct Activity {
   using Kind = ActivityKind;
@@ -60,6 +60,13 @@ class Watchdog {
   // Refines what the running activity is (its location becomes known once
   // it starts: see IOLoop::note_activity).
   void update(ActivityKind kind, const SourceLocation& where);
+  // A part of the running activity that is something else (a coroutine the
+  // callback resumes): named so while it runs. enter() returns what the
+  // activity was, for leave(), which names it so again unless the threshold
+  // passed during the part: then the part is what blocked, and the total
+  // is reported under its name.
+  Activity enter(ActivityKind kind, const SourceLocation& where);
+  void leave(const Activity& was);
   // Logs the total time if the activity ran for the threshold or longer.
   void end();
 
@@ -76,6 +83,7 @@ class Watchdog {
   bool active_ = false;                // guarded by mu_
   Activity current_;                   // guarded by mu_
   SteadyTime started_;                 // guarded by mu_
+  SteadyTime entered_;                 // guarded by mu_; the last enter()
   uint64_t reported_seq_ = 0;          // guarded by mu_
   std::thread thread_;
 };
