@@ -146,6 +146,34 @@ TEST(WatchdogTest, NamesTheCallbackAgainOnceTheCoroutineItResumedReturns) {
   loop.set_blocking_log_threshold(absl::ZeroDuration());
 }
 
+// A coroutine resumed from a delivery may switch the watchdog off (and on
+// and off again) itself: the bracket it runs in still ends cleanly.
+Future<int> switches_watchdog(ConcurrentFuture<int> f, IOLoop& loop) {
+  const int v = co_await f;
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+  loop.set_blocking_log_threshold(absl::Milliseconds(50));
+  loop.set_blocking_log_threshold(absl::ZeroDuration());
+  co_return v;
+}
+
+TEST(WatchdogTest, ACoroutineResumedFromADeliveryMaySwitchTheWatchdogOff) {
+  IOLoop loop;
+  loop.set_blocking_log_threshold(absl::Milliseconds(50));
+  ConcurrentFuture<int> work;
+  std::thread completer;
+  const int v = loop.run_sync([&] {
+    Future<int> waiting = switches_watchdog(work, loop);
+    completer = std::thread([work]() mutable { work.set_result(9); });
+    return waiting;
+  });
+  completer.join();
+  EXPECT_EQ(v, 9);
+  loop.set_blocking_log_threshold(absl::Milliseconds(50));
+  int ran = 0;
+  loop.run_sync([&] { ++ran; });
+  EXPECT_EQ(ran, 1);
+}
+
 TEST(WatchdogTest, FastCallbacksAreNotReported) {
   WaitableLog log;
   IOLoop loop;
